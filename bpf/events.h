@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The one header shared by the kernel programs and every user-space decoder.
+ *
+ * Rules (see docs/frame-format.md):
+ *  - fixed-width types only, little-endian on the wire (host order on x86_64
+ *    and arm64);
+ *  - every record starts with struct tf_event_header and its size is a
+ *    multiple of 8;
+ *  - padding is explicit and zeroed before submit; no __attribute__((packed));
+ *  - op codes are append-only: a layout change is a new op, never an edit.
+ */
+#ifndef TRACEFEED_EVENTS_H
+#define TRACEFEED_EVENTS_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define TF_COMM_LEN 16
+#define TF_FILENAME_LEN 256
+#define TF_PATH_LEN 256
+#define TF_PATH_PREFIX_LEN 64 /* bytes of a path-prefix filter key */
+#define TF_HIST_SLOTS 32      /* log2 buckets: slot i counts [2^i, 2^(i+1)) ns; slot 0 also 0 ns; the last is open-ended */
+
+/* Op codes: append-only. */
+enum tf_op {
+	TF_OP_EXEC = 1,
+	TF_OP_EXIT = 2,
+	TF_OP_TCP_CONNECT = 3,      /* active open reached ESTABLISHED */
+	TF_OP_TCP_ACCEPT = 4,       /* passive open reached ESTABLISHED */
+	TF_OP_TCP_CLOSE = 5,        /* an established connection closed */
+	TF_OP_TCP_CONNECT_FAIL = 6, /* SYN_SENT went to CLOSE */
+	TF_OP_TCP_RETRANSMIT = 7,   /* tcp/tcp_retransmit_skb */
+	TF_OP_TCP_RESET_SENT = 8,   /* tcp/tcp_send_reset */
+	TF_OP_TCP_RESET_RECV = 9,   /* tcp/tcp_receive_reset */
+	TF_OP_SYSCALL_SUMMARY = 10, /* per (cgroup, syscall) histogram, flushed by user space */
+	TF_OP_SYSCALL_SLOW = 11,    /* one syscall slower than the threshold */
+	TF_OP_FILE_OPEN = 12,       /* open/openat/openat2 with its result */
+	TF_OP_RUNQ_SUMMARY = 13,    /* per-cgroup run-queue latency histogram, flushed by user space */
+	TF_OP_SYSCALL_ERRNO = 14,   /* per (cgroup, syscall, errno) error count, flushed by user space */
+};
+
+/* Probe ids index the per-probe counter maps. Append-only. */
+enum tf_probe {
+	TF_PROBE_PROCESS = 0,
+	TF_PROBE_TCP = 1,
+	TF_PROBE_SYSCALLS = 2,
+	TF_PROBE_FILE = 3,
+	TF_PROBE_SCHED = 4,
+	TF_PROBE_MAX = 8,
+};
+
+/* Reasons a probe did not emit an event. Index into tf_drops. */
+enum tf_drop_reason {
+	TF_DROP_RINGBUF_FULL = 0, /* bpf_ringbuf_reserve failed */
+	TF_DROP_FILTERED = 1,     /* rejected by an in-kernel filter */
+	TF_DROP_SAMPLED = 2,      /* sampled out */
+	TF_DROP_REASON_MAX = 4,
+};
+
+/* Bits of tf_event_header.flags. */
+#define TF_FLAG_TRUNCATED 0x01 /* a string field was cut at its bound */
+
+/* Common header, first in every record (24 bytes). */
+struct tf_event_header {
+	__u8 op;             /* enum tf_op */
+	__u8 flags;          /* TF_FLAG_* */
+	__u16 pad;           /* zero */
+	__u32 size;          /* whole record, header included */
+	__u64 ktime_ns;      /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u32 generation;    /* filter generation the event passed */
+	__u32 sample_weight; /* events this record stands for (1-in-N sampling) */
+};
+
+/* TF_OP_EXEC: a successful execve (sched/sched_process_exec). 320 bytes. */
+struct tf_exec_event {
+	struct tf_event_header hdr;
+	__u32 pid;        /* tgid */
+	__u32 ppid;       /* real parent's tgid */
+	__u32 uid;
+	__u32 pad;        /* zero */
+	__u64 cgroup_id;  /* cgroup v2 id (bpf_get_current_cgroup_id) */
+	char comm[TF_COMM_LEN];
+	char filename[TF_FILENAME_LEN];
+};
+
+/* TF_OP_EXIT: a thread-group leader exited (sched/sched_process_exit). 72 bytes. */
+struct tf_exit_event {
+	struct tf_event_header hdr;
+	__u32 pid;
+	__u32 ppid;
+	__s32 exit_code;  /* status >> 8 & 0xff, as a shell shows it */
+	__u32 exit_signal; /* status & 0x7f, 0 if none */
+	__u64 cgroup_id;
+	__u64 lifetime_ns; /* exit ktime minus task start_time */
+	char comm[TF_COMM_LEN];
+};
+
+/* TF_OP_TCP_*: one layout for every tcp op. 120 bytes. */
+struct tf_tcp_event {
+	struct tf_event_header hdr;
+	__u32 pid;          /* 0 when the kernel acted outside the process (softirq) */
+	__u16 family;       /* AF_INET (2) or AF_INET6 (10) */
+	__u16 sport;        /* local port, host byte order */
+	__u16 dport;        /* remote port, host byte order */
+	__u8 oldstate;      /* TCP_* state before (set_state ops), else the socket's state */
+	__u8 newstate;
+	__u32 pad;
+	__u64 cgroup_id;    /* the socket's cgroup v2 id (its creator's) */
+	__u64 duration_ns;  /* close: since the connection opened; connect/accept: handshake time */
+	__u64 bytes_sent;   /* tcp_sock.bytes_acked */
+	__u64 bytes_received; /* tcp_sock.bytes_received */
+	__u8 saddr[16];     /* local address; IPv4 in the first 4 bytes */
+	__u8 daddr[16];     /* remote address */
+	char comm[TF_COMM_LEN]; /* empty when pid is 0 */
+};
+
+/* TF_OP_SYSCALL_SUMMARY: built by user space from the syscalls maps. 328 bytes. */
+struct tf_syscall_summary {
+	struct tf_event_header hdr;
+	__u64 cgroup_id;
+	__u32 syscall_nr;
+	__u32 pad;
+	__u64 interval_ns;  /* length of the flush interval */
+	__u64 count;
+	__u64 error_count;  /* returns in [-4095, -1] */
+	__u64 total_ns;
+	__u64 hist[TF_HIST_SLOTS];
+};
+
+/* TF_OP_SYSCALL_ERRNO: built by user space. 56 bytes. */
+struct tf_syscall_errno {
+	struct tf_event_header hdr;
+	__u64 cgroup_id;
+	__u32 syscall_nr;
+	__u32 err;          /* positive errno */
+	__u64 count;
+	__u64 interval_ns;
+};
+
+/* TF_OP_SYSCALL_SLOW. 80 bytes. */
+struct tf_syscall_slow {
+	struct tf_event_header hdr;
+	__u32 pid;
+	__u32 tid;
+	__u64 cgroup_id;
+	__u32 syscall_nr;
+	__u32 pad;
+	__s64 ret;
+	__u64 duration_ns;
+	char comm[TF_COMM_LEN];
+};
+
+/* TF_OP_FILE_OPEN. 320 bytes. */
+struct tf_file_open {
+	struct tf_event_header hdr;
+	__u32 pid;
+	__s32 flags;        /* open(2) flags */
+	__s32 ret;          /* fd, or -errno */
+	__u32 pad;
+	__u64 cgroup_id;
+	char comm[TF_COMM_LEN];
+	char path[TF_PATH_LEN]; /* as passed by the caller (may be relative) */
+};
+
+/* TF_OP_RUNQ_SUMMARY: built by user space from the sched map. 312 bytes. */
+struct tf_runq_summary {
+	struct tf_event_header hdr;
+	__u64 cgroup_id;
+	__u64 interval_ns;
+	__u64 count;
+	__u64 total_ns;
+	__u64 hist[TF_HIST_SLOTS];
+};
+
+/* Kernel aggregation map values (read and deleted by user space each interval). */
+struct tf_syscall_key {
+	__u64 cgroup_id;
+	__u32 syscall_nr;
+	__u32 pad;
+};
+
+struct tf_hist_value {
+	__u64 count;
+	__u64 error_count;  /* syscalls only */
+	__u64 total_ns;
+	__u64 hist[TF_HIST_SLOTS];
+};
+
+struct tf_errno_key {
+	__u64 cgroup_id;
+	__u32 syscall_nr;
+	__u32 err;
+};
+
+/*
+ * Live control: one entry (key 0) in each probe object's tf_config map.
+ * User space rewrites it to change what the probe emits, without a reload.
+ */
+struct tf_probe_config {
+	__u32 enabled;         /* 0: emit nothing (user space also detaches) */
+	__u32 generation;      /* bumped by user space on every change; copied into records */
+	__u32 sample_n;        /* keep 1 in N (0 and 1: keep all); kept records carry weight N */
+	__u32 filter_mask;     /* TF_FILTER_*: which sets are active */
+	__u64 min_duration_ns; /* records with a duration below this are filtered */
+	__u64 slow_ns;         /* syscalls: stream syscalls slower than this; 0 = off */
+};
+
+/* filter_mask bits: an allow set, when active, admits only its members;
+ * a deny set, when active, rejects its members. */
+#define TF_FILTER_ALLOW_CGROUP 0x0001
+#define TF_FILTER_ALLOW_PID 0x0002
+#define TF_FILTER_ALLOW_PORT 0x0004
+#define TF_FILTER_ALLOW_COMM 0x0008
+#define TF_FILTER_ALLOW_PATH 0x0010
+#define TF_FILTER_DENY_CGROUP 0x0100
+#define TF_FILTER_DENY_PID 0x0200
+#define TF_FILTER_DENY_PORT 0x0400
+#define TF_FILTER_DENY_COMM 0x0800
+#define TF_FILTER_DENY_PATH 0x1000
+
+/* Values in the filter set maps. */
+#define TF_SET_ALLOW 0x1
+#define TF_SET_DENY 0x2
+
+/* Key of the path-prefix LPM trie: prefixlen in bits over path bytes. */
+struct tf_path_key {
+	__u32 prefixlen;
+	char path[TF_PATH_PREFIX_LEN];
+};
+
+/* Counter layout of the tf_drops map: index = probe * TF_DROP_REASON_MAX + reason. */
+#define TF_DROPS_ENTRIES (TF_PROBE_MAX * TF_DROP_REASON_MAX)
+
+/* Counter layout of the tf_emitted map: index = probe. */
+#define TF_EMITTED_ENTRIES TF_PROBE_MAX
+
+#endif /* TRACEFEED_EVENTS_H */

@@ -1,0 +1,496 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "bpf-object.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <vector>
+
+#include "rodata-consts.h"
+
+namespace tracefeed {
+
+namespace {
+
+struct ObjectCloser {
+	void operator()(struct bpf_object* obj) const { bpf_object__close(obj); }
+};
+using ObjectPtr = std::unique_ptr<struct bpf_object, ObjectCloser>;
+
+// errno right after a failed libbpf call, never 0.
+int LastErrno() {
+	return errno ? errno : EINVAL;
+}
+
+bool IsPercpu(enum bpf_map_type type) {
+	return type == BPF_MAP_TYPE_PERCPU_ARRAY || type == BPF_MAP_TYPE_PERCPU_HASH ||
+	       type == BPF_MAP_TYPE_LRU_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE;
+}
+
+// Value buffer size libbpf expects: per-CPU maps hold one 8-aligned slot per possible CPU.
+size_t ValueBytes(const struct bpf_map* map, int ncpus) {
+	size_t size = bpf_map__value_size(map);
+	if (IsPercpu(bpf_map__type(map)))
+		return ((size + 7) / 8 * 8) * size_t(ncpus);
+	return size;
+}
+
+std::string ArgString(const Napi::CallbackInfo& info, size_t i, const char* what) {
+	if (info.Length() <= i || !info[i].IsString())
+		throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a string");
+	return info[i].As<Napi::String>().Utf8Value();
+}
+
+Napi::Buffer<uint8_t> ArgBuffer(const Napi::CallbackInfo& info, size_t i, const char* what) {
+	if (info.Length() <= i || !info[i].IsBuffer())
+		throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a Buffer");
+	return info[i].As<Napi::Buffer<uint8_t>>();
+}
+
+// Optional positive integer option; `def` when absent.
+double OptNumber(Napi::Object opts, const char* key, double def, double min) {
+	Napi::Value v = opts.Get(key);
+	if (v.IsUndefined())
+		return def;
+	if (!v.IsNumber())
+		throw Napi::TypeError::New(opts.Env(), std::string(key) + " must be a number");
+	double d = v.As<Napi::Number>().DoubleValue();
+	if (!(d >= min) || std::floor(d) != d || d > 9007199254740991.0)
+		throw Napi::RangeError::New(opts.Env(), std::string(key) + " must be an integer >= " +
+		                                            std::to_string(int64_t(min)));
+	return d;
+}
+
+ConstValue ParseConst(Napi::Env env, const std::string& name, Napi::Value v) {
+	ConstValue c{name, false, 0};
+	if (v.IsBigInt()) {
+		bool lossless = false;
+		int64_t s = v.As<Napi::BigInt>().Int64Value(&lossless);
+		if (lossless && s < 0) {
+			c.is_signed = true;
+			c.bits = uint64_t(s);
+			return c;
+		}
+		c.bits = v.As<Napi::BigInt>().Uint64Value(&lossless);
+		if (!lossless)
+			throw Napi::RangeError::New(env, "const '" + name + "' does not fit in 64 bits");
+		return c;
+	}
+	if (v.IsNumber()) {
+		double d = v.As<Napi::Number>().DoubleValue();
+		if (std::floor(d) != d || std::fabs(d) > 9007199254740991.0)
+			throw Napi::RangeError::New(env, "const '" + name + "' must be a safe integer (use a bigint)");
+		c.is_signed = d < 0;
+		c.bits = d < 0 ? uint64_t(int64_t(d)) : uint64_t(d);
+		return c;
+	}
+	if (v.IsBoolean()) {
+		c.bits = v.As<Napi::Boolean>().Value() ? 1 : 0;
+		return c;
+	}
+	throw Napi::TypeError::New(env, "const '" + name + "' must be a number or bigint");
+}
+
+uint32_t ProgId(const struct bpf_program* prog) {
+	int fd = bpf_program__fd(prog);
+	if (fd < 0)
+		return 0;
+	struct bpf_prog_info info = {};
+	__u32 len = sizeof(info);
+	// bpf_prog_get_info_by_fd() is libbpf >= 1.2; this works on 1.1 too.
+	return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.id : 0;
+}
+
+uint32_t MapId(const struct bpf_map* map) {
+	int fd = bpf_map__fd(map);
+	if (fd < 0)
+		return 0;
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+	return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.id : 0;
+}
+
+// libbpf resolves tracepoint ids through tracefs; a container without it
+// fails with a bare ENOENT, so say what is missing.
+std::string AttachHint(const struct bpf_program* prog, int err) {
+	const char* sec = bpf_program__section_name(prog);
+	const bool is_tp = sec != nullptr && (strncmp(sec, "tracepoint/", 11) == 0 || strncmp(sec, "tp/", 3) == 0);
+	if (err != ENOENT || !is_tp)
+		return std::string();
+	if (access("/sys/kernel/tracing/events", F_OK) == 0 ||
+	    access("/sys/kernel/debug/tracing/events", F_OK) == 0)
+		return std::string();
+	return "tracefs not mounted (mount -t tracefs tracefs /sys/kernel/tracing)";
+}
+
+}  // namespace
+
+Napi::Function BpfObject::Init(Napi::Env env) {
+	return DefineClass(env, "BpfObject",
+	                   {
+	                       InstanceMethod<&BpfObject::Load>("load"),
+	                       InstanceMethod<&BpfObject::Attach>("attach"),
+	                       InstanceMethod<&BpfObject::Detach>("detach"),
+	                       InstanceMethod<&BpfObject::Programs>("programs"),
+	                       InstanceMethod<&BpfObject::Maps>("maps"),
+	                       InstanceMethod<&BpfObject::MapLookup>("mapLookup"),
+	                       InstanceMethod<&BpfObject::MapUpdate>("mapUpdate"),
+	                       InstanceMethod<&BpfObject::MapDelete>("mapDelete"),
+	                       InstanceMethod<&BpfObject::SumPercpuCounters>("sumPercpuCounters"),
+	                       InstanceMethod<&BpfObject::StartRing>("startRing"),
+	                       InstanceMethod<&BpfObject::RingStats>("ringStats"),
+	                       InstanceMethod<&BpfObject::StopRing>("stopRing"),
+	                       InstanceMethod<&BpfObject::Close>("close"),
+	                   });
+}
+
+BpfObject::BpfObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BpfObject>(info) {
+	Napi::Env env = info.Env();
+	path_ = ArgString(info, 0, "path");
+
+	Napi::Object opts = Napi::Object::New(env);
+	if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsNull()) {
+		if (!info[1].IsObject())
+			throw Napi::TypeError::New(env, "options must be an object");
+		opts = info[1].As<Napi::Object>();
+	}
+
+	// Parse everything before touching libbpf so type errors leak nothing.
+	std::vector<ConstValue> consts;
+	Napi::Value consts_v = opts.Get("consts");
+	if (!consts_v.IsUndefined() && !consts_v.IsNull()) {
+		if (!consts_v.IsObject())
+			throw Napi::TypeError::New(env, "options.consts must be an object");
+		Napi::Object o = consts_v.As<Napi::Object>();
+		Napi::Array keys = o.GetPropertyNames();
+		for (uint32_t i = 0; i < keys.Length(); i++) {
+			std::string k = keys.Get(i).ToString().Utf8Value();
+			consts.push_back(ParseConst(env, k, o.Get(k)));
+		}
+	}
+	std::vector<std::pair<std::string, uint32_t>> ring_sizes;
+	Napi::Value rings_v = opts.Get("ringbufBytes");
+	if (!rings_v.IsUndefined() && !rings_v.IsNull()) {
+		if (!rings_v.IsObject())
+			throw Napi::TypeError::New(env, "options.ringbufBytes must be an object");
+		Napi::Object o = rings_v.As<Napi::Object>();
+		Napi::Array keys = o.GetPropertyNames();
+		for (uint32_t i = 0; i < keys.Length(); i++) {
+			std::string k = keys.Get(i).ToString().Utf8Value();
+			Napi::Value v = o.Get(k);
+			double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+			if (!(d > 0) || std::floor(d) != d || d > 4294967295.0)
+				throw Napi::RangeError::New(env, "ringbufBytes['" + k + "'] must be a positive integer");
+			ring_sizes.emplace_back(k, uint32_t(d));
+		}
+	}
+
+	errno = 0;
+	ObjectPtr obj(bpf_object__open_file(path_.c_str(), nullptr));
+	if (!obj)
+		ThrowBpfError(env, Ctx("open"), LastErrno());
+
+	// Ring sizes are fixed at map creation: set them now, before load.
+	const long page = sysconf(_SC_PAGESIZE);
+	for (const auto& rs : ring_sizes) {
+		struct bpf_map* map = bpf_object__find_map_by_name(obj.get(), rs.first.c_str());
+		if (map == nullptr)
+			ThrowBpfError(env, Ctx("map", "", rs.first), ENOENT, "unknown map");
+		if (bpf_map__type(map) != BPF_MAP_TYPE_RINGBUF)
+			ThrowBpfError(env, Ctx("map", "", rs.first), EINVAL, "ringbufBytes on a non-ringbuf map");
+		const uint32_t n = rs.second;
+		if ((n & (n - 1)) != 0 || n % page != 0)
+			ThrowBpfError(env, Ctx("map", "", rs.first), EINVAL,
+			              "ring size " + std::to_string(n) + " is not a power of 2 multiple of the page size");
+		int err = bpf_map__set_max_entries(map, n);
+		if (err)
+			ThrowBpfError(env, Ctx("map", "", rs.first), err, "cannot resize ring");
+	}
+
+	ConstsResult cr = ApplyRodataConsts(obj.get(), consts);
+	if (cr.err)
+		ThrowBpfError(env, Ctx("open", "", cr.map), cr.err, cr.detail);
+
+	obj_ = obj.release();
+}
+
+BpfObject::~BpfObject() {
+	CloseAll(false);
+}
+
+ErrorContext BpfObject::Ctx(const char* step, const std::string& program, const std::string& map) const {
+	return ErrorContext{step, path_, program, map};
+}
+
+void BpfObject::RequireOpen(Napi::Env env, const char* step, const std::string& program,
+                            const std::string& map) const {
+	if (obj_ == nullptr)
+		ThrowBpfError(env, Ctx(step, program, map), EBADF, "object is closed");
+}
+
+struct bpf_program* BpfObject::FindProgram(Napi::Env env, const char* step, const std::string& name) const {
+	RequireOpen(env, step, name);
+	struct bpf_program* prog = bpf_object__find_program_by_name(obj_, name.c_str());
+	if (prog == nullptr)
+		ThrowBpfError(env, Ctx(step, name), ENOENT, "unknown program");
+	return prog;
+}
+
+struct bpf_map* BpfObject::FindMap(Napi::Env env, const char* step, const std::string& name) const {
+	RequireOpen(env, step, "", name);
+	struct bpf_map* map = bpf_object__find_map_by_name(obj_, name.c_str());
+	if (map == nullptr)
+		ThrowBpfError(env, Ctx(step, "", name), ENOENT, "unknown map");
+	return map;
+}
+
+struct bpf_map* BpfObject::FindLoadedMap(Napi::Env env, const char* step, const std::string& name) const {
+	struct bpf_map* map = FindMap(env, step, name);
+	if (!loaded_ || bpf_map__fd(map) < 0)
+		ThrowBpfError(env, Ctx(step, "", name), EBADF, "object not loaded");
+	return map;
+}
+
+Napi::Value BpfObject::Load(const Napi::CallbackInfo& info) {
+	Napi::Env env = info.Env();
+	RequireOpen(env, "load");
+	if (loaded_)
+		return env.Undefined();  // loading twice is a no-op, like attach
+	int err = bpf_object__load(obj_);
+	if (err)
+		ThrowBpfError(env, Ctx("load"), err);
+	loaded_ = true;
+	return env.Undefined();
+}
+
+Napi::Value BpfObject::Attach(const Napi::CallbackInfo& info) {
+	Napi::Env env = info.Env();
+	std::string name = ArgString(info, 0, "program");
+	struct bpf_program* prog = FindProgram(env, "attach", name);
+	if (links_.count(name))
+		return env.Undefined();
+	errno = 0;
+	struct bpf_link* link = bpf_program__attach(prog);
+	if (link == nullptr) {
+		const int err = LastErrno();
+		ThrowBpfError(env, Ctx("attach", name), err, AttachHint(prog, err));
+	}
+	links_[name] = link;
+	return env.Undefined();
+}
+
+Napi::Value BpfObject::Detach(const Napi::CallbackInfo& info) {
+	Napi::Env env = info.Env();
+	std::string name = ArgString(info, 0, "program");
+	FindProgram(env, "detach", name);
+	auto it = links_.find(name);
+	if (it == links_.end())
+		return env.Undefined();
+	struct bpf_link* link = it->second;
+	links_.erase(it);  // destroy frees the link even when it reports an error
+	int err = bpf_link__destroy(link);
+	if (err)
+		ThrowBpfError(env, Ctx("detach", name), err);
+	return env.Undefined();
+}
+
+Napi::Value BpfObject::Programs(const Napi::CallbackInfo& info) {
+	Napi::Env env = info.Env();
+	Napi::Array out = Napi::Array::New(env);
+	if (obj_ == nullptr)
+		return out;
+	struct bpf_program* prog;
+	uint32_t i = 0;
+	bpf_object__for_each_program(prog, obj_) {
+		const char* name = bpf_program__name(prog);
+		Napi::Object o = Napi::Object::New(env);
+		o.Set("name", name);
+		o.Set("id", Napi::Number::New(env, ProgId(prog)));
+		o.Set("attached", Napi::Boolean::New(env, links_.count(name) > 0));
+		o.Set("section", bpf_program__section_name(prog));
+		out.Set(i++, o);
+	}
+	return out;
+}
+
+Napi::Value BpfObject::Maps(const Napi::CallbackInfo& info) {
+	Napi::Env env = info.Env();
+	Napi::Array out = Napi::Array::New(env);
+	if (obj_ == nullptr)
+		return out;
+	struct bpf_map* map;
+	uint32_t i = 0;
+	bpf_object__for_each_map(map, obj_) {
+		Napi::Object o = Napi::Object::New(env);
+		o.Set("name", bpf_map__name(map));
+		o.Set("id", Napi::Number::New(env, MapId(map)));
+		o.Set("type", Napi::Number::New(env, bpf_map__type(map)));
+		o.Set("keySize", Napi::Number::New(env, bpf_map__key_size(map)));
+		o.Set("valueSize", Napi::Number::New(env, bpf_map__value_size(map)));
+		o.Set("maxEntries", Napi::Number::New(env, bpf_map__max_entries(map)));
+		out.Set(i++, o);
+	}
+	return out;
+}
+
+Napi::Value BpfObject::MapLookup(const Napi::CallbackInfo& info) {
+	Napi::Env env = info.Env();
+	std::string name = ArgString(info, 0, "map");
+	Napi::Buffer<uint8_t> key = ArgBuffer(info, 1, "key");
+	struct bpf_map* map = FindLoadedMap(env, "map", name);
+
+	const size_t vsz = ValueBytes(map, libbpf_num_possible_cpus());
+	Napi::Buffer<uint8_t> value = Napi::Buffer<uint8_t>::New(env, vsz);
+	int err = bpf_map__lookup_elem(map, key.Data(), key.Length(), value.Data(), vsz, 0);
+	if (err == -ENOENT)
+		return env.Null();
+	if (err)
+		ThrowBpfError(env, Ctx("map", "", name), err, "lookup");
+	return value;
+}
+
+Napi::Value BpfObject::MapUpdate(const Napi::CallbackInfo& info) {
+	Napi::Env env = info.Env();
+	std::string name = ArgString(info, 0, "map");
+	Napi::Buffer<uint8_t> key = ArgBuffer(info, 1, "key");
+	Napi::Buffer<uint8_t> value = ArgBuffer(info, 2, "value");
+	uint64_t flags = BPF_ANY;
+	if (info.Length() > 3 && !info[3].IsUndefined()) {
+		if (!info[3].IsNumber())
+			throw Napi::TypeError::New(env, "flags must be a number");
+		flags = uint64_t(info[3].As<Napi::Number>().Int64Value());
+	}
+	struct bpf_map* map = FindLoadedMap(env, "map", name);
+	int err = bpf_map__update_elem(map, key.Data(), key.Length(), value.Data(), value.Length(), flags);
+	if (err)
+		ThrowBpfError(env, Ctx("map", "", name), err, "update");
+	return env.Undefined();
+}
+
+Napi::Value BpfObject::MapDelete(const Napi::CallbackInfo& info) {
+	Napi::Env env = info.Env();
+	std::string name = ArgString(info, 0, "map");
+	Napi::Buffer<uint8_t> key = ArgBuffer(info, 1, "key");
+	struct bpf_map* map = FindLoadedMap(env, "map", name);
+	int err = bpf_map__delete_elem(map, key.Data(), key.Length(), 0);
+	if (err == -ENOENT)
+		return Napi::Boolean::New(env, false);
+	if (err)
+		ThrowBpfError(env, Ctx("map", "", name), err, "delete");
+	return Napi::Boolean::New(env, true);
+}
+
+Napi::Value BpfObject::SumPercpuCounters(const Napi::CallbackInfo& info) {
+	Napi::Env env = info.Env();
+	std::string name = ArgString(info, 0, "map");
+	struct bpf_map* map = FindLoadedMap(env, "map", name);
+	if (bpf_map__type(map) != BPF_MAP_TYPE_PERCPU_ARRAY || bpf_map__value_size(map) != 8 ||
+	    bpf_map__key_size(map) != 4)
+		ThrowBpfError(env, Ctx("map", "", name), EINVAL, "not a per-CPU array of u64");
+
+	const int ncpus = libbpf_num_possible_cpus();
+	if (ncpus <= 0)
+		ThrowBpfError(env, Ctx("map", "", name), ncpus ? ncpus : EINVAL, "cannot count CPUs");
+	std::vector<uint64_t> values(static_cast<size_t>(ncpus));
+	const uint32_t n = bpf_map__max_entries(map);
+	Napi::Array out = Napi::Array::New(env, n);
+	for (uint32_t i = 0; i < n; i++) {
+		int err = bpf_map__lookup_elem(map, &i, sizeof(i), values.data(), values.size() * 8, 0);
+		if (err)
+			ThrowBpfError(env, Ctx("map", "", name), err, "lookup of index " + std::to_string(i));
+		uint64_t sum = 0;
+		for (uint64_t v : values)
+			sum += v;
+		out.Set(i, Napi::BigInt::New(env, sum));
+	}
+	return out;
+}
+
+Napi::Value BpfObject::StartRing(const Napi::CallbackInfo& info) {
+	Napi::Env env = info.Env();
+	std::string name = ArgString(info, 0, "map");
+	RingOptions opts;
+	Napi::Function on_batch;
+	size_t cb_index = 2;
+	if (info.Length() == 2 && info[1].IsFunction()) {
+		cb_index = 1;  // startRing(map, onBatch): all defaults
+	} else if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsNull()) {
+		if (!info[1].IsObject())
+			throw Napi::TypeError::New(env, "ring options must be an object");
+		Napi::Object o = info[1].As<Napi::Object>();
+		opts.batch_bytes = size_t(OptNumber(o, "batchBytes", double(opts.batch_bytes), 16));
+		opts.flush_ms = int(OptNumber(o, "flushMs", opts.flush_ms, 1));
+		opts.max_pending = size_t(OptNumber(o, "maxPendingBatches", double(opts.max_pending), 1));
+	}
+	if (info.Length() <= cb_index || !info[cb_index].IsFunction())
+		throw Napi::TypeError::New(env, "onBatch must be a function");
+	on_batch = info[cb_index].As<Napi::Function>();
+
+	struct bpf_map* map = FindLoadedMap(env, "ring", name);
+	if (bpf_map__type(map) != BPF_MAP_TYPE_RINGBUF)
+		ThrowBpfError(env, Ctx("ring", "", name), EINVAL, "not a ring buffer map");
+	if (ring_)
+		ThrowBpfError(env, Ctx("ring", "", name), EBUSY, "a ring is already running");
+
+	int err = RingConsumer::Start(env, bpf_map__fd(map), opts, on_batch, ring_stats_, &ring_);
+	if (err)
+		ThrowBpfError(env, Ctx("ring", "", name), err);
+	return env.Undefined();
+}
+
+Napi::Value BpfObject::RingStats(const Napi::CallbackInfo& info) {
+	Napi::Env env = info.Env();
+	Napi::Object o = Napi::Object::New(env);
+	const tracefeed::RingStats& s = *ring_stats_;
+	o.Set("batches", Napi::Number::New(env, double(s.batches.load())));
+	o.Set("events", Napi::Number::New(env, double(s.events.load())));
+	o.Set("bytes", Napi::Number::New(env, double(s.bytes.load())));
+	o.Set("malformed", Napi::Number::New(env, double(s.malformed.load())));
+	o.Set("pollErrors", Napi::Number::New(env, double(s.poll_errors.load())));
+	return o;
+}
+
+Napi::Value BpfObject::StopRing(const Napi::CallbackInfo& info) {
+	// Take ownership first: the ring is gone even if onBatch throws.
+	std::unique_ptr<RingConsumer> ring = std::move(ring_);
+	if (ring)
+		ring->Stop(true);
+	return info.Env().Undefined();
+}
+
+Napi::Value BpfObject::Close(const Napi::CallbackInfo& info) {
+	CloseAll(true);
+	return info.Env().Undefined();
+}
+
+void BpfObject::CloseAll(bool from_js) {
+	// 1. Ring first: its thread reads a map fd that close would free.
+	std::unique_ptr<RingConsumer> ring = std::move(ring_);
+	std::exception_ptr pending;
+	if (ring) {
+		try {
+			ring->Stop(from_js);
+		} catch (...) {
+			pending = std::current_exception();  // finish cleanup, rethrow below
+		}
+		ring.reset();
+	}
+	// 2. Links: stop the programs from running.
+	for (auto& kv : links_)
+		bpf_link__destroy(kv.second);
+	links_.clear();
+	// 3. The object: programs and maps (fds) go away with it.
+	if (obj_ != nullptr) {
+		bpf_object__close(obj_);
+		obj_ = nullptr;
+	}
+	loaded_ = false;
+	if (pending)
+		std::rethrow_exception(pending);
+}
+
+}  // namespace tracefeed

@@ -1,0 +1,276 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "ring-consumer.h"
+
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <system_error>
+
+#include "events.h"
+
+namespace tracefeed {
+
+namespace {
+
+struct Batch {
+	uint8_t* data;
+	size_t len;
+	uint32_t events;
+};
+
+// Longest single poll: bounds how long stop() waits and how stale
+// BPF_RB_NO_WAKEUP samples can get, whatever flush_ms is.
+constexpr int kMaxPollMs = 100;
+
+int64_t NowMs() {
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+void FreeBatchData(Napi::Env, uint8_t* data) {
+	free(data);
+}
+
+// Zero-copy hand-off: JS owns the malloc'd batch and frees it when collected.
+Napi::Buffer<uint8_t> ToBuffer(Napi::Env env, Batch& b) {
+	auto buf = Napi::Buffer<uint8_t>::NewOrCopy(env, b.data, b.len, FreeBatchData);
+	b.data = nullptr;
+	return buf;
+}
+
+}  // namespace
+
+struct RingShared {
+	std::mutex mu;
+	std::condition_variable space;  // signalled when a batch leaves the queue
+	std::deque<Batch> pending;
+	size_t max_pending = 8;
+	std::atomic<bool> stopping{false};
+	bool closed = false;  // after stop: wakes that arrive late do nothing
+
+	~RingShared() {
+		for (Batch& b : pending)
+			free(b.data);
+	}
+
+	// Pops the oldest batch; false when closed or empty.
+	bool Pop(Batch* out) {
+		std::lock_guard<std::mutex> lock(mu);
+		if (closed || pending.empty())
+			return false;
+		*out = pending.front();
+		pending.pop_front();
+		space.notify_one();
+		return true;
+	}
+};
+
+// Runs on the JS thread, once per queued batch.
+static void DeliverOne(Napi::Env env, Napi::Function fn, const std::shared_ptr<RingShared>& shared) {
+	Batch b;
+	if (env == nullptr || fn == nullptr || !shared->Pop(&b))
+		return;
+	try {
+		const uint32_t events = b.events;
+		Napi::Buffer<uint8_t> buf = ToBuffer(env, b);
+		fn.Call({buf, Napi::Number::New(env, events)});
+	} catch (const Napi::Error& e) {
+		free(b.data);
+		// Surface it as an uncaught exception, as an event emitter would.
+		napi_fatal_exception(env, e.Value());
+	}
+}
+
+int RingConsumer::Start(Napi::Env env, int map_fd, const RingOptions& opts, Napi::Function on_batch,
+                        std::shared_ptr<RingStats> stats, std::unique_ptr<RingConsumer>* out) {
+	std::unique_ptr<RingConsumer> rc(new RingConsumer());
+	rc->opts_ = opts;
+	rc->stats_ = std::move(stats);
+	rc->shared_ = std::make_shared<RingShared>();
+	rc->shared_->max_pending = opts.max_pending;
+
+	rc->rb_ = ring_buffer__new(map_fd, OnSample, rc.get(), nullptr);
+	if (rc->rb_ == nullptr)
+		return -(errno ? errno : EINVAL);
+
+	// Unbounded here: the pending queue above is the bound (one wake per batch).
+	rc->tsfn_ = Napi::ThreadSafeFunction::New(env, on_batch, "tracefeed.ring", 0, 1);
+	rc->has_tsfn_ = true;
+	rc->on_batch_ = Napi::Persistent(on_batch);
+
+	try {
+		rc->thread_ = std::thread(&RingConsumer::Run, rc.get());
+	} catch (const std::system_error& e) {
+		// rc's destructor frees the ring and releases the TSFN.
+		return -(e.code().value() ? e.code().value() : EAGAIN);
+	}
+	*out = std::move(rc);
+	return 0;
+}
+
+void RingConsumer::Run() {
+	// Signals belong to Node's main thread, never to the ring thread.
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, nullptr);
+
+	while (!shared_->stopping.load(std::memory_order_acquire)) {
+		int timeout = opts_.flush_ms < kMaxPollMs ? opts_.flush_ms : kMaxPollMs;
+		if (cur_len_ > 0) {
+			int64_t left = cur_deadline_ms_ - NowMs();
+			timeout = left < 0 ? 0 : (left < timeout ? int(left) : timeout);
+		}
+		int err = ring_buffer__poll(rb_, timeout);
+		if (err < 0 && err != -EINTR && err != -ECANCELED)
+			stats_->poll_errors.fetch_add(1, std::memory_order_relaxed);
+		if (shared_->stopping.load(std::memory_order_acquire))
+			break;
+		// BPF_RB_NO_WAKEUP samples never wake epoll: always drain explicitly.
+		err = ring_buffer__consume(rb_);
+		if (err < 0 && err != -EINTR && err != -ECANCELED)
+			stats_->poll_errors.fetch_add(1, std::memory_order_relaxed);
+		if (cur_len_ > 0 && NowMs() >= cur_deadline_ms_)
+			Flush();
+	}
+	// The last partial batch goes out too; Stop() delivers or frees it.
+	if (cur_len_ > 0)
+		Flush();
+}
+
+int RingConsumer::OnSample(void* ctx, void* data, size_t len) {
+	auto* self = static_cast<RingConsumer*>(ctx);
+	struct tf_event_header hdr;
+
+	if (len < sizeof(hdr) || len % 8 != 0) {
+		self->stats_->malformed.fetch_add(1, std::memory_order_relaxed);
+	} else {
+		memcpy(&hdr, data, sizeof(hdr));
+		if (hdr.size != len)
+			self->stats_->malformed.fetch_add(1, std::memory_order_relaxed);
+		else
+			self->Append(data, len);
+	}
+	// A negative return ends ring_buffer__consume(): stop promptly under load.
+	return self->shared_->stopping.load(std::memory_order_relaxed) ? -ECANCELED : 0;
+}
+
+void RingConsumer::Append(const void* data, size_t len) {
+	if (cur_len_ > 0 && cur_len_ + len > cur_cap_)
+		Flush();
+	if (cur_ == nullptr) {
+		size_t cap = opts_.batch_bytes > len ? opts_.batch_bytes : len;
+		cur_ = static_cast<uint8_t*>(malloc(cap));
+		if (cur_ == nullptr) {
+			// Out of memory: lose this sample, not the process.
+			stats_->poll_errors.fetch_add(1, std::memory_order_relaxed);
+			return;
+		}
+		cur_cap_ = cap;
+	}
+	if (cur_len_ == 0)
+		cur_deadline_ms_ = NowMs() + opts_.flush_ms;
+	memcpy(cur_ + cur_len_, data, len);
+	cur_len_ += len;
+	cur_events_++;
+	stats_->events.fetch_add(1, std::memory_order_relaxed);
+	stats_->bytes.fetch_add(len, std::memory_order_relaxed);
+	if (cur_len_ >= opts_.batch_bytes)
+		Flush();
+}
+
+void RingConsumer::Flush() {
+	Batch b{cur_, cur_len_, cur_events_};
+	cur_ = nullptr;
+	cur_len_ = cur_cap_ = 0;
+	cur_events_ = 0;
+
+	// A mostly empty batch would pin batch_bytes of memory while JS holds it.
+	if (b.len * 2 < opts_.batch_bytes) {
+		void* shrunk = realloc(b.data, b.len);
+		if (shrunk != nullptr)
+			b.data = static_cast<uint8_t*>(shrunk);
+	}
+
+	{
+		std::unique_lock<std::mutex> lock(shared_->mu);
+		// Backpressure: wait for JS to take a batch (the kernel ring absorbs
+		// the burst meanwhile, then counts drops).
+		shared_->space.wait(lock, [this] {
+			return shared_->pending.size() < shared_->max_pending ||
+			       shared_->stopping.load(std::memory_order_relaxed);
+		});
+		shared_->pending.push_back(b);
+	}
+	stats_->batches.fetch_add(1, std::memory_order_relaxed);
+
+	std::shared_ptr<RingShared> shared = shared_;
+	tsfn_.NonBlockingCall([shared](Napi::Env env, Napi::Function fn) { DeliverOne(env, fn, shared); });
+}
+
+void RingConsumer::Stop(bool deliver) {
+	if (stopped_)
+		return;
+	stopped_ = true;
+
+	{
+		std::lock_guard<std::mutex> lock(shared_->mu);
+		shared_->stopping.store(true, std::memory_order_release);
+		shared_->space.notify_all();
+	}
+	if (thread_.joinable())
+		thread_.join();
+	if (rb_ != nullptr)
+		ring_buffer__free(rb_);
+	rb_ = nullptr;
+
+	std::deque<Batch> rest;
+	{
+		std::lock_guard<std::mutex> lock(shared_->mu);
+		rest.swap(shared_->pending);
+		shared_->closed = true;
+	}
+	// Late wakes still queued in the TSFN find `closed` and return; after
+	// this the TSFN no longer holds the event loop open.
+	if (has_tsfn_)
+		tsfn_.Release();
+	has_tsfn_ = false;
+
+	if (!deliver || on_batch_.IsEmpty()) {
+		for (Batch& b : rest)
+			free(b.data);
+		on_batch_.Reset();
+		return;
+	}
+
+	Napi::Env env = on_batch_.Env();
+	Napi::Function fn = on_batch_.Value();
+	on_batch_.Reset();
+	while (!rest.empty()) {
+		Batch b = rest.front();
+		rest.pop_front();
+		try {
+			const uint32_t events = b.events;
+			fn.Call({ToBuffer(env, b), Napi::Number::New(env, events)});
+		} catch (...) {
+			free(b.data);
+			for (Batch& r : rest)
+				free(r.data);
+			throw;
+		}
+	}
+}
+
+RingConsumer::~RingConsumer() {
+	Stop(false);
+	free(cur_);
+}
+
+}  // namespace tracefeed

@@ -1,0 +1,93 @@
+/** `tracefeed up`: infrastructure, probes, ingest; a live status line; a summary at the end. */
+import type { Logger } from '../common/logger.js';
+import { ensureTopics } from '../common/kafka.js';
+import { NodeAgent, DEFAULT_AGENT_OPTIONS, preflight, type AgentStats } from '../ingest/index.js';
+import { infraUp } from '../infra/index.js';
+import { StatusLine, jsonLine, table, type OutputFormat } from './output.js';
+
+export interface UpOptions {
+  duration?: number;
+  node: string;
+  brokers: string[];
+  infra: boolean;
+  bufferMaxBytes: number;
+  format: OutputFormat;
+  log: Logger;
+}
+
+export async function runUp(o: UpOptions): Promise<number> {
+  // Root, BTF, tracefs and bpffs first: nothing else is worth starting without them.
+  preflight(o.log);
+  if (o.infra) infraUp(true);
+  await ensureTopics(o.brokers, o.log);
+  const agent = new NodeAgent({
+    ...DEFAULT_AGENT_OPTIONS,
+    nodeName: o.node,
+    brokers: o.brokers,
+    bufferMaxBytes: o.bufferMaxBytes,
+    log: o.log,
+  });
+  agent.start();
+  o.log.info({ node: o.node, brokers: o.brokers, duration_s: o.duration }, 'tracefeed up');
+
+  const status = new StatusLine();
+  let prev = agent.stats();
+  let prevAt = Date.now();
+  const tick = setInterval(() => {
+    const cur = agent.stats();
+    const dt = (Date.now() - prevAt) / 1000;
+    prevAt = Date.now();
+    const rates = cur.probes
+      .map((p) => {
+        const before = prev.probes.find((x) => x.probe === p.probe)?.events ?? 0;
+        const drops = Object.values(p.kernelDrops).reduce((a, b) => a + b, 0);
+        return `${p.probe} ${((p.events - before) / dt).toFixed(0)}/s drops ${drops}`;
+      })
+      .join(' | ');
+    const pub = cur.publisher;
+    status.update(
+      `${rates} | records sent ${pub.framesSent} (${pub.eventsSent} ev) | buffered ${pub.bufferedFrames} | ` +
+        `dropped ${pub.eventsDropped} | lag ${(pub.lagMs / 1000).toFixed(1)}s | kafka ${pub.connected ? 'up' : 'DOWN'}`,
+    );
+    prev = cur;
+  }, 1000);
+
+  await new Promise<void>((resolve) => {
+    const done = (): void => resolve();
+    process.once('SIGINT', done);
+    process.once('SIGTERM', done);
+    if (o.duration !== undefined) setTimeout(done, o.duration * 1000).unref();
+  });
+  clearInterval(tick);
+  status.clear();
+  const final = await agent.stop();
+  printSummary(final, o.format);
+  return 0;
+}
+
+export function printSummary(s: AgentStats, format: OutputFormat): void {
+  if (format !== 'table') {
+    process.stdout.write(`${format === 'json' ? JSON.stringify(s, null, 2) : jsonLine(s)}\n`);
+    return;
+  }
+  const rows: Array<Array<string | number>> = [];
+  for (const [type, n] of Object.entries(s.eventsByType)) rows.push([type, n]);
+  for (const p of s.probes) {
+    for (const [reason, n] of Object.entries(p.kernelDrops))
+      rows.push([`${p.probe} kernel drops (${reason})`, n]);
+  }
+  const pub = s.publisher;
+  rows.push(
+    ['frames built', s.framesBuilt],
+    ['records sent', pub.framesSent],
+    ['events sent', pub.eventsSent],
+    ['bytes sent', pub.bytesSent],
+    ['events dropped (buffer full)', pub.eventsDropped],
+    ['events still buffered', pub.bufferedEvents],
+    ['malformed records', s.malformed],
+    ['send errors', pub.sendErrors],
+  );
+  process.stdout.write(
+    `tracefeed on ${s.node}, ${(s.uptimeMs / 1000).toFixed(1)} s\n${table(['what', 'count'], rows)}\n`,
+  );
+}

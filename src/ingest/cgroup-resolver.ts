@@ -1,0 +1,113 @@
+/**
+ * cgroup id -> cgroup path and container id. The id the kernel reports
+ * (bpf_get_current_cgroup_id, the socket's cgroup) is the inode number of the
+ * cgroup's directory in the cgroup v2 file system: walk it, cache, and walk
+ * again on a miss (at most once per `minRefreshMs`).
+ */
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+export interface CgroupInfo {
+  /** Path relative to the cgroup v2 root, starting with "/". */
+  path: string;
+  /** Container id when the path names one (docker, containerd, cri-o, podman). */
+  containerId: string | undefined;
+  /** Kubernetes pod uid when the path names one. */
+  podUid: string | undefined;
+}
+
+/** Finds the cgroup v2 mount: /sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified on hybrid ones. */
+export function cgroup2Root(mountsText = readFileSync('/proc/mounts', 'utf8')): string | undefined {
+  for (const line of mountsText.split('\n')) {
+    const [, dir, type] = line.split(' ');
+    if (type === 'cgroup2' && dir) return dir;
+  }
+  return undefined;
+}
+
+const CONTAINER_PATTERNS: RegExp[] = [
+  /(?:docker|cri-containerd|crio|libpod|containerd)-([0-9a-f]{64})\.scope/,
+  /\/(?:docker|containerd|crio|libpod)\/([0-9a-f]{64})(?:\/|$)/,
+  /\/kubepods[^/]*\/(?:[^/]+\/)*?([0-9a-f]{64})(?:\/|$)/,
+];
+const POD_PATTERN = /pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})/;
+
+/** Parses a container id and pod uid out of a cgroup path. */
+export function parseCgroupPath(path: string): CgroupInfo {
+  let containerId: string | undefined;
+  for (const re of CONTAINER_PATTERNS) {
+    const m = re.exec(path);
+    if (m?.[1]) {
+      containerId = m[1];
+      break;
+    }
+  }
+  const pod = POD_PATTERN.exec(path)?.[1]?.replace(/_/g, '-');
+  return { path, containerId, podUid: pod };
+}
+
+export class CgroupResolver {
+  private readonly cache = new Map<bigint, CgroupInfo>();
+  private lastWalk = 0;
+  misses = 0;
+  walks = 0;
+
+  constructor(
+    private readonly root: string | undefined = cgroup2Root(),
+    private readonly minRefreshMs = 1000,
+  ) {
+    if (this.root) this.walk();
+  }
+
+  /** The cgroup for an id, or undefined if it is unknown (gone, or not yet walked). */
+  resolve(id: bigint): CgroupInfo | undefined {
+    const hit = this.cache.get(id);
+    if (hit) return hit;
+    this.misses++;
+    if (this.root && Date.now() - this.lastWalk >= this.minRefreshMs) {
+      this.walk();
+      return this.cache.get(id);
+    }
+    return undefined;
+  }
+
+  /** Inode id of a cgroup path (relative to the root), for filters by workload. */
+  idOf(path: string): bigint | undefined {
+    if (!this.root) return undefined;
+    try {
+      return BigInt(statSync(join(this.root, path), { bigint: true }).ino);
+    } catch {
+      return undefined;
+    }
+  }
+
+  get size(): number {
+    return this.cache.size;
+  }
+
+  private walk(): void {
+    const root = this.root;
+    if (!root) return;
+    this.lastWalk = Date.now();
+    this.walks++;
+    const stack: string[] = ['/'];
+    while (stack.length > 0) {
+      const rel = stack.pop() as string;
+      const abs = join(root, rel);
+      let ino: bigint;
+      try {
+        ino = statSync(abs, { bigint: true }).ino;
+      } catch {
+        continue; // removed while walking
+      }
+      if (!this.cache.has(ino)) this.cache.set(ino, parseCgroupPath(rel));
+      let entries;
+      try {
+        entries = readdirSync(abs, { withFileTypes: true });
+      } catch {
+        continue;
+      }
+      for (const e of entries) if (e.isDirectory()) stack.push(rel === '/' ? `/${e.name}` : `${rel}/${e.name}`);
+    }
+  }
+}

@@ -1,0 +1,231 @@
+/**
+ * The tracefeed event frame, v1: one Kafka record value carrying many kernel
+ * records from one node. Layout (little-endian), documented in
+ * docs/frame-format.md:
+ *
+ *   0  u32 magic          "TFEV" (0x56454654)
+ *   4  u16 version        1
+ *   6  u16 header_len     bytes before the first record, multiple of 8, >= 40
+ *   8  u32 event_count    number of records
+ *  12  u32 records_len    bytes of records after the header
+ *  16  u64 boot_time_ns   wall-clock ns (Unix epoch) at ktime 0 on that node
+ *  24  u64 sequence       per-agent frame sequence number
+ *  32  u16 node_len       bytes of the UTF-8 node name
+ *  34  u16 flags          0
+ *  36  u32 reserved       0
+ *  40  node name, zero-padded to header_len
+ *  header_len: records, each starting with struct tf_event_header whose
+ *              `size` is the whole record (multiple of 8)
+ */
+import { DecodeError } from '../common/errors.js';
+import { EVENT_HEADER_SIZE, RECORD_SIZE_BY_OP } from './layout.js';
+
+export const FRAME_MAGIC = 0x56454654;
+export const FRAME_VERSION = 1;
+export const FRAME_FIXED_HEADER_SIZE = 40;
+/** The largest node name a frame carries. */
+export const MAX_NODE_NAME_BYTES = 255;
+/** Frames above this are refused by the decoder as absurd. */
+export const MAX_FRAME_BYTES = 64 * 1024 * 1024;
+
+export interface FrameHeader {
+  version: number;
+  headerLen: number;
+  eventCount: number;
+  recordsLen: number;
+  /** Wall-clock Unix time in ns at the node's ktime 0: event time = bootTimeNs + ktime_ns. */
+  bootTimeNs: bigint;
+  sequence: bigint;
+  node: string;
+}
+
+export interface Frame extends FrameHeader {
+  /** The records region, a view into the frame's bytes (no copy). */
+  records: Uint8Array;
+}
+
+function align8(n: number): number {
+  return (n + 7) & ~7;
+}
+
+export interface EncodeFrameInput {
+  node: string;
+  bootTimeNs: bigint;
+  sequence: bigint;
+  /** Raw record regions, each a concatenation of whole records. */
+  chunks: readonly Uint8Array[];
+  eventCount: number;
+}
+
+/** Encodes one frame. The chunks are copied once into the frame buffer. */
+export function encodeFrame(input: EncodeFrameInput): Buffer {
+  const node = Buffer.from(input.node, 'utf8');
+  if (node.length === 0 || node.length > MAX_NODE_NAME_BYTES) {
+    throw new RangeError(`node name must be 1..${MAX_NODE_NAME_BYTES} bytes, got ${node.length}`);
+  }
+  const headerLen = align8(FRAME_FIXED_HEADER_SIZE + node.length);
+  let recordsLen = 0;
+  for (const c of input.chunks) recordsLen += c.byteLength;
+  const buf = Buffer.alloc(headerLen + recordsLen);
+  buf.writeUInt32LE(FRAME_MAGIC, 0);
+  buf.writeUInt16LE(FRAME_VERSION, 4);
+  buf.writeUInt16LE(headerLen, 6);
+  buf.writeUInt32LE(input.eventCount, 8);
+  buf.writeUInt32LE(recordsLen, 12);
+  buf.writeBigUInt64LE(input.bootTimeNs, 16);
+  buf.writeBigUInt64LE(input.sequence, 24);
+  buf.writeUInt16LE(node.length, 32);
+  node.copy(buf, FRAME_FIXED_HEADER_SIZE);
+  let off = headerLen;
+  for (const c of input.chunks) {
+    buf.set(c, off);
+    off += c.byteLength;
+  }
+  return buf;
+}
+
+/**
+ * Reads and validates a frame header. Throws DecodeError naming what is wrong;
+ * never reads past the buffer.
+ */
+export function decodeFrameHeader(bytes: Uint8Array): FrameHeader {
+  if (bytes.byteLength < FRAME_FIXED_HEADER_SIZE) {
+    throw new DecodeError(
+      `frame is ${bytes.byteLength} bytes, shorter than the ${FRAME_FIXED_HEADER_SIZE}-byte header`,
+      'truncated',
+      0,
+    );
+  }
+  if (bytes.byteLength > MAX_FRAME_BYTES) {
+    throw new DecodeError(
+      `frame is ${bytes.byteLength} bytes, over ${MAX_FRAME_BYTES}`,
+      'bad-header',
+      0,
+    );
+  }
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const magic = dv.getUint32(0, true);
+  if (magic !== FRAME_MAGIC) {
+    throw new DecodeError(
+      `bad frame magic 0x${magic.toString(16)}, expected 0x56454654 ("TFEV")`,
+      'bad-magic',
+      0,
+    );
+  }
+  const version = dv.getUint16(4, true);
+  if (version !== FRAME_VERSION) {
+    throw new DecodeError(
+      `unsupported frame version ${version}; this decoder reads version ${FRAME_VERSION}`,
+      'unsupported-version',
+      4,
+    );
+  }
+  const headerLen = dv.getUint16(6, true);
+  const eventCount = dv.getUint32(8, true);
+  const recordsLen = dv.getUint32(12, true);
+  const nodeLen = dv.getUint16(32, true);
+  if (
+    headerLen < FRAME_FIXED_HEADER_SIZE ||
+    headerLen % 8 !== 0 ||
+    FRAME_FIXED_HEADER_SIZE + nodeLen > headerLen
+  ) {
+    throw new DecodeError(`bad header_len ${headerLen} for node_len ${nodeLen}`, 'bad-header', 6);
+  }
+  if (headerLen + recordsLen !== bytes.byteLength) {
+    throw new DecodeError(
+      `frame says ${headerLen} + ${recordsLen} bytes but has ${bytes.byteLength}`,
+      headerLen + recordsLen > bytes.byteLength ? 'truncated' : 'bad-header',
+      12,
+    );
+  }
+  if (eventCount * EVENT_HEADER_SIZE > recordsLen) {
+    throw new DecodeError(
+      `event_count ${eventCount} cannot fit in ${recordsLen} bytes of records`,
+      'count-mismatch',
+      8,
+    );
+  }
+  const node = Buffer.from(
+    bytes.buffer,
+    bytes.byteOffset + FRAME_FIXED_HEADER_SIZE,
+    nodeLen,
+  ).toString('utf8');
+  return {
+    version,
+    headerLen,
+    eventCount,
+    recordsLen,
+    bootTimeNs: dv.getBigUint64(16, true),
+    sequence: dv.getBigUint64(24, true),
+    node,
+  };
+}
+
+/**
+ * Decodes a frame and checks every record boundary. Records of unknown ops are
+ * kept (their size says where the next starts); records of known ops must
+ * have their op's size.
+ */
+export function decodeFrame(bytes: Uint8Array): Frame {
+  const header = decodeFrameHeader(bytes);
+  const records = bytes.subarray(header.headerLen);
+  const n = walkRecords(records, () => {});
+  if (n !== header.eventCount) {
+    throw new DecodeError(
+      `frame says ${header.eventCount} events but holds ${n}`,
+      'count-mismatch',
+      8,
+    );
+  }
+  return { ...header, records };
+}
+
+/**
+ * Calls `visit(op, offset, size)` for each record in a records region and
+ * returns the count. Allocates nothing per record.
+ */
+export function walkRecords(
+  records: Uint8Array,
+  visit: (op: number, offset: number, size: number) => void,
+): number {
+  const dv = new DataView(records.buffer, records.byteOffset, records.byteLength);
+  let off = 0;
+  let n = 0;
+  while (off < records.byteLength) {
+    if (records.byteLength - off < EVENT_HEADER_SIZE) {
+      throw new DecodeError(
+        `record at ${off} is cut short (${records.byteLength - off} bytes left)`,
+        'truncated',
+        off,
+      );
+    }
+    const op = dv.getUint8(off);
+    const size = dv.getUint32(off + 4, true);
+    if (size < EVENT_HEADER_SIZE || size % 8 !== 0) {
+      throw new DecodeError(
+        `record at ${off} has size ${size}, not a multiple of 8 >= 16`,
+        'bad-record-size',
+        off,
+      );
+    }
+    if (off + size > records.byteLength) {
+      throw new DecodeError(
+        `record at ${off} (size ${size}) runs past the frame`,
+        'truncated',
+        off,
+      );
+    }
+    const expected = RECORD_SIZE_BY_OP.get(op);
+    if (expected !== undefined && expected !== size) {
+      throw new DecodeError(
+        `record at ${off}: op ${op} must be ${expected} bytes, is ${size}`,
+        'bad-record-size',
+        off,
+      );
+    }
+    visit(op, off, size);
+    off += size;
+    n++;
+  }
+  return n;
+}

@@ -1,0 +1,28 @@
+/** Public surface of the node agent and of the event frame format. */
+export {
+  FRAME_MAGIC,
+  FRAME_VERSION,
+  decodeFrame,
+  decodeFrameHeader,
+  encodeFrame,
+  walkRecords,
+  type Frame,
+  type FrameHeader,
+  type EncodeFrameInput,
+} from './frame.js';
+export {
+  decodeEvents,
+  decodeFrameEvents,
+  decodeRecord,
+  type TracefeedEvent,
+} from './event-decoder.js';
+export * as layout from './layout.js';
+export {
+  NodeAgent,
+  DEFAULT_AGENT_OPTIONS,
+  type NodeAgentOptions,
+  type AgentStats,
+  type ProbeStats,
+} from './node-agent.js';
+export type { PublisherStats } from './publisher.js';
+export { preflight, type PreflightReport } from './preflight.js';

@@ -1,0 +1,119 @@
+/**
+ * Typed access to the libbpf addon (native/). Errors thrown by the addon carry
+ * `step`, `errno` and `code`; they are rethrown here as BpfError.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { BpfError, EnvironmentError } from '../common/errors.js';
+import { repoRoot } from '../common/paths.js';
+
+export interface ProgramInfo {
+  name: string;
+  id: number;
+  attached: boolean;
+  section: string;
+}
+
+export interface MapInfo {
+  name: string;
+  id: number;
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+}
+
+export interface RingOptions {
+  /** Bytes per batch handed to JavaScript. Default 262144. */
+  batchBytes?: number;
+  /** Longest a partial batch waits before it is handed over, ms. Default 100. */
+  flushMs?: number;
+  /** Batches queued for JavaScript before the drain thread blocks. Default 8. */
+  maxPendingBatches?: number;
+}
+
+export interface RingStats {
+  batches: number;
+  events: number;
+  bytes: number;
+  malformed: number;
+  pollErrors: number;
+}
+
+export interface NativeBpfObject {
+  load(): void;
+  attach(prog: string): void;
+  detach(prog: string): void;
+  programs(): ProgramInfo[];
+  maps(): MapInfo[];
+  mapLookup(map: string, key: Buffer): Buffer | null;
+  mapUpdate(map: string, key: Buffer, value: Buffer, flags?: number): void;
+  mapDelete(map: string, key: Buffer): boolean;
+  sumPercpuCounters(map: string): bigint[];
+  startRing(map: string, opts: RingOptions, onBatch: (batch: Buffer, events: number) => void): void;
+  ringStats(): RingStats;
+  stopRing(): void;
+  close(): void;
+}
+
+export interface OpenOptions {
+  ringbufBytes?: Record<string, number>;
+  consts?: Record<string, number | bigint>;
+}
+
+interface NativeModule {
+  BpfObject: new (path: string, opts?: OpenOptions) => NativeBpfObject;
+  setLogger(fn: (level: 'warn' | 'info' | 'debug', message: string) => void): void;
+  libbpfVersion(): string;
+}
+
+let cached: NativeModule | undefined;
+
+export function loadNative(): NativeModule {
+  if (cached) return cached;
+  const path = join(repoRoot, 'native', 'build', 'tracefeed.node');
+  if (!existsSync(path)) {
+    throw new EnvironmentError(
+      `the native addon is not built: ${path} is missing`,
+      'native-addon',
+      {
+        hint: 'run `npm run build` (or scripts/bootstrap.sh, which installs libbpf-dev and builds it)',
+      },
+    );
+  }
+  const require = createRequire(import.meta.url);
+  cached = require(path) as NativeModule;
+  return cached;
+}
+
+/** Turns an addon error into BpfError; other errors pass through. */
+export function toBpfError(err: unknown): unknown {
+  if (err instanceof Error && typeof (err as { step?: unknown }).step === 'string') {
+    const e = err as Error & { step: string; errno?: number; code?: string; object?: string };
+    return new BpfError(e.message, e.step, e.errno ?? 0, e.code ?? 'UNKNOWN', e.object, {
+      cause: err,
+      retriable: e.code === 'EAGAIN' || e.code === 'EBUSY',
+      hint:
+        e.code === 'EPERM'
+          ? 'the kernel refused: run as root, and check kernel.unprivileged_bpf_disabled / lockdown'
+          : undefined,
+    });
+  }
+  return err;
+}
+
+/** Opens an object file; addon errors become BpfError. */
+export function openObject(path: string, opts?: OpenOptions): NativeBpfObject {
+  if (!existsSync(path)) {
+    throw new EnvironmentError(`BPF object ${path} is missing`, 'bpf-object', {
+      hint: 'run `npm run build:bpf` (needs clang and bpftool: scripts/bootstrap.sh installs them)',
+    });
+  }
+  const native = loadNative();
+  try {
+    return new native.BpfObject(path, opts);
+  } catch (err) {
+    throw toBpfError(err);
+  }
+}

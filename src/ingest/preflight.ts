@@ -1,0 +1,92 @@
+/**
+ * Checks and prepares the host before probes load: root, kernel BTF, tracefs
+ * (libbpf finds tracepoint ids there), bpffs. Mounts what is missing and says
+ * clearly what cannot be fixed.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { EnvironmentError } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+
+export interface PreflightReport {
+  root: boolean;
+  btf: boolean;
+  tracefs: string;
+  bpffs: string;
+  mounted: string[];
+}
+
+function mounts(): Array<{ dir: string; type: string }> {
+  return readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const [, dir = '', type = ''] = l.split(' ');
+      return { dir, type };
+    });
+}
+
+function isMounted(dir: string, type: string): boolean {
+  return mounts().some((m) => m.dir === dir && m.type === type);
+}
+
+function mount(type: string, dir: string): void {
+  try {
+    execFileSync('mount', ['-t', type, type, dir], { stdio: 'pipe' });
+  } catch (err) {
+    const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim() ?? String(err);
+    throw new EnvironmentError(`cannot mount ${type} on ${dir}: ${stderr}`, type, {
+      cause: err,
+      hint: `mount it by hand (mount -t ${type} ${type} ${dir}) or run in a container with ${dir} mounted from the host`,
+    });
+  }
+}
+
+export function preflight(log?: Logger): PreflightReport {
+  const mounted: string[] = [];
+  const uid = process.getuid?.() ?? -1;
+  if (uid !== 0) {
+    throw new EnvironmentError(
+      `loading eBPF programs needs root (CAP_BPF and CAP_PERFMON); running as uid ${uid}`,
+      'root',
+      { hint: 'run as root, e.g. sudo npx tracefeed up' },
+    );
+  }
+  if (!existsSync('/sys/kernel/btf/vmlinux')) {
+    throw new EnvironmentError(
+      'kernel BTF is missing: /sys/kernel/btf/vmlinux does not exist',
+      'btf',
+      {
+        hint: 'use a kernel built with CONFIG_DEBUG_INFO_BTF=y (every major distribution kernel since 2020 has it)',
+      },
+    );
+  }
+  let tracefs = '/sys/kernel/tracing';
+  if (!existsSync(`${tracefs}/events`)) {
+    if (
+      isMounted('/sys/kernel/debug', 'debugfs') &&
+      existsSync('/sys/kernel/debug/tracing/events')
+    ) {
+      tracefs = '/sys/kernel/debug/tracing';
+    } else {
+      mount('tracefs', tracefs);
+      mounted.push(tracefs);
+      if (!existsSync(`${tracefs}/events`)) {
+        throw new EnvironmentError(
+          `tracefs mounted on ${tracefs} but has no events/ directory`,
+          'tracefs',
+          {
+            hint: 'the kernel needs CONFIG_FTRACE and tracepoint events',
+          },
+        );
+      }
+    }
+  }
+  const bpffs = '/sys/fs/bpf';
+  if (!isMounted(bpffs, 'bpf')) {
+    mount('bpf', bpffs);
+    mounted.push(bpffs);
+  }
+  if (mounted.length > 0) log?.info({ mounted }, 'mounted kernel filesystems');
+  return { root: true, btf: true, tracefs, bpffs, mounted };
+}

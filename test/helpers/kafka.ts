@@ -1,0 +1,66 @@
+/** An independent Kafka consumer for tests: reads the events topic and decodes frames. */
+import { randomUUID } from 'node:crypto';
+import { Kafka, logLevel, type Consumer } from 'kafkajs';
+import { Topics } from '../../src/common/kafka.js';
+import { decodeFrameEvents, type TracefeedEvent } from '../../src/ingest/index.js';
+
+export const BROKERS = (process.env.TRACEFEED_KAFKA_BROKERS ?? '127.0.0.1:9092').split(',');
+
+export interface CollectedRecord {
+  key: string | undefined;
+  headers: Record<string, string>;
+  events: TracefeedEvent[];
+}
+
+/** Starts a consumer at the end of the topic and collects every decoded record. */
+export async function startCollector(topic: string = Topics.events): Promise<{
+  records: CollectedRecord[];
+  events: () => TracefeedEvent[];
+  waitFor: (pred: (e: TracefeedEvent) => boolean, timeoutMs: number) => Promise<TracefeedEvent>;
+  stop: () => Promise<void>;
+}> {
+  const kafka = new Kafka({
+    clientId: 'tracefeed-test',
+    brokers: BROKERS,
+    logLevel: logLevel.NOTHING,
+  });
+  const consumer: Consumer = kafka.consumer({
+    groupId: `tracefeed-test-${randomUUID()}`,
+    maxWaitTimeInMs: 200,
+  });
+  const records: CollectedRecord[] = [];
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: false });
+  let joined!: () => void;
+  const ready = new Promise<void>((r) => (joined = r));
+  consumer.on(consumer.events.GROUP_JOIN, () => joined());
+  await consumer.run({
+    eachMessage: async ({ message }) => {
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
+      records.push({
+        key: message.key?.toString(),
+        headers,
+        events: message.value ? decodeFrameEvents(message.value) : [],
+      });
+    },
+  });
+  await ready;
+  const events = (): TracefeedEvent[] => records.flatMap((r) => r.events);
+  return {
+    records,
+    events,
+    async waitFor(pred, timeoutMs) {
+      const deadline = Date.now() + timeoutMs;
+      while (Date.now() < deadline) {
+        const hit = events().find(pred);
+        if (hit) return hit;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      throw new Error(`no matching event within ${timeoutMs} ms (${events().length} events seen)`);
+    },
+    async stop() {
+      await consumer.disconnect();
+    },
+  };
+}

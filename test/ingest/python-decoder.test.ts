@@ -1,0 +1,80 @@
+/** The Python decoder and the TypeScript decoder read the same frame the same way. */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { repoRoot } from '../../src/common/paths.js';
+import { decodeFrameEvents, encodeFrame, layout } from '../../src/ingest/index.js';
+
+function record(op: number, size: number, fill: (b: Buffer) => void): Buffer {
+  const b = Buffer.alloc(size);
+  b.writeUInt8(op, 0);
+  b.writeUInt32LE(size, 4);
+  b.writeBigUInt64LE(123_456_789n, 8);
+  fill(b);
+  return b;
+}
+
+describe('python frame decoder', () => {
+  it('decodes a TypeScript-encoded frame to the same events', () => {
+    const exec = record(layout.Op.EXEC, layout.EXEC_LAYOUT.size, (b) => {
+      const o = (n: string): number => layout.fieldOffset(layout.EXEC_LAYOUT, n);
+      b.writeUInt32LE(12, 16);
+      b.writeUInt32LE(100, 20);
+      b.writeUInt32LE(4321, o('pid'));
+      b.writeUInt32LE(1, o('ppid'));
+      b.writeUInt32LE(1000, o('uid'));
+      b.writeBigUInt64LE(99n, o('cgroup_id'));
+      b.write('naïve-proc', o('comm'), 'utf8');
+      b.write('/opt/bin/naïve-proc', o('filename'), 'utf8');
+      b.writeUInt8(layout.Flag.TRUNCATED, 1);
+    });
+    const exit = record(layout.Op.EXIT, layout.EXIT_LAYOUT.size, (b) => {
+      const o = (n: string): number => layout.fieldOffset(layout.EXIT_LAYOUT, n);
+      b.writeUInt32LE(4321, o('pid'));
+      b.writeInt32LE(-1, o('exit_code'));
+      b.writeUInt32LE(9, o('exit_signal'));
+      b.writeBigUInt64LE(5_000_000_000n, o('lifetime_ns'));
+      b.write('naïve-proc', o('comm'), 'utf8');
+    });
+    const frame = encodeFrame({
+      node: 'nœud-1',
+      bootTimeNs: 1_764_000_000_123_456_789n,
+      sequence: 7n,
+      chunks: [exec, exit],
+      eventCount: 2,
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'tf-py-'));
+    writeFileSync(join(dir, 'frame.bin'), frame);
+    const out = execFileSync(
+      'python3',
+      [join(repoRoot, 'clients/python/tracefeed_frame.py'), join(dir, 'frame.bin')],
+      {
+        encoding: 'utf8',
+      },
+    );
+    const py = out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as unknown);
+    expect(py).toEqual(JSON.parse(JSON.stringify(decodeFrameEvents(frame))));
+    expect((py[0] as { truncated: boolean }).truncated).toBe(true);
+  });
+
+  it('rejects garbage with a named reason', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tf-py-'));
+    writeFileSync(join(dir, 'bad.bin'), Buffer.from('definitely not a tracefeed frame, no sir'));
+    let stderr = '';
+    try {
+      execFileSync(
+        'python3',
+        [join(repoRoot, 'clients/python/tracefeed_frame.py'), join(dir, 'bad.bin')],
+        { encoding: 'utf8', stdio: 'pipe' },
+      );
+    } catch (err) {
+      stderr = String((err as { stderr?: string }).stderr);
+    }
+    expect(stderr).toMatch(/bad frame magic/);
+  });
+});
