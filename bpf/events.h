@@ -39,6 +39,7 @@ enum tf_op {
 	TF_OP_FILE_OPEN = 12,       /* open/openat/openat2 with its result */
 	TF_OP_RUNQ_SUMMARY = 13,    /* per-cgroup run-queue latency histogram, flushed by user space */
 	TF_OP_SYSCALL_ERRNO = 14,   /* per (cgroup, syscall, errno) error count, flushed by user space */
+	TF_OP_CGROUP_INFO = 15,     /* user space: the path of a cgroup id seen in the frame */
 };
 
 /* Probe ids index the per-probe counter maps. Append-only. */
@@ -56,6 +57,7 @@ enum tf_drop_reason {
 	TF_DROP_RINGBUF_FULL = 0, /* bpf_ringbuf_reserve failed */
 	TF_DROP_FILTERED = 1,     /* rejected by an in-kernel filter */
 	TF_DROP_SAMPLED = 2,      /* sampled out */
+	TF_DROP_MAP_FULL = 3,     /* an aggregation map had no room for a new key */
 	TF_DROP_REASON_MAX = 4,
 };
 
@@ -109,8 +111,8 @@ struct tf_tcp_event {
 	__u32 pad;
 	__u64 cgroup_id;    /* the socket's cgroup v2 id (its creator's) */
 	__u64 duration_ns;  /* close: since the connection opened; connect/accept: handshake time */
-	__u64 bytes_sent;   /* tcp_sock.bytes_acked */
-	__u64 bytes_received; /* tcp_sock.bytes_received */
+	__u64 bytes_sent;   /* payload bytes: tcp_sock.bytes_acked minus SYN/FIN */
+	__u64 bytes_received; /* payload bytes: tcp_sock.bytes_received minus FIN */
 	__u8 saddr[16];     /* local address; IPv4 in the first 4 bytes */
 	__u8 daddr[16];     /* remote address */
 	char comm[TF_COMM_LEN]; /* empty when pid is 0 */
@@ -172,6 +174,19 @@ struct tf_runq_summary {
 	__u64 count;
 	__u64 total_ns;
 	__u64 hist[TF_HIST_SLOTS];
+};
+
+/*
+ * TF_OP_CGROUP_INFO: built by the node agent, once per frame for each cgroup
+ * id the frame's records carry, so consumers anywhere can name workloads.
+ * Variable size: 40 bytes, then path_len bytes of UTF-8 path (relative to the
+ * cgroup v2 root), zero-padded to a multiple of 8.
+ */
+struct tf_cgroup_info {
+	struct tf_event_header hdr;
+	__u64 cgroup_id;
+	__u16 path_len;
+	__u8 pad[6];
 };
 
 /* Kernel aggregation map values (read and deleted by user space each interval). */

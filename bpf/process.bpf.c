@@ -1,14 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
 /*
  * Process lifecycle probe: one TF_OP_EXEC record per successful execve and
- * one TF_OP_EXIT record per exiting thread-group leader, streamed through a
- * single BPF ring buffer. Record layouts live in events.h.
+ * one TF_OP_EXIT record per exiting thread-group leader, streamed through the
+ * object's ring buffer. Record layouts live in events.h; what gets emitted is
+ * steered at run time through the control maps of control.h.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
-#include "events.h"
+
+#define TF_THIS_PROBE TF_PROBE_PROCESS
+#include "control.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -17,97 +20,49 @@ _Static_assert(sizeof(struct tf_event_header) == 24, "tf_event_header is 24 byte
 _Static_assert(sizeof(struct tf_exec_event) == 320, "tf_exec_event is 320 bytes");
 _Static_assert(sizeof(struct tf_exit_event) == 72, "tf_exit_event is 72 bytes");
 
-/*
- * Wake the consumer only once this many bytes are pending; user space polls
- * with a timeout and consumes anyway, so small bursts cost no wakeups.
- * Set from user space before load (.rodata is frozen after).
- */
-const volatile __u64 wakeup_bytes = 65536;
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 * 1024); /* resized from user space before load */
-} rb SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, TF_DROPS_ENTRIES);
-	__type(key, __u32);
-	__type(value, __u64);
-} tf_drops SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, TF_EMITTED_ENTRIES);
-	__type(key, __u32);
-	__type(value, __u64);
-} tf_emitted SEC(".maps");
-
-static __always_inline void count_drop(enum tf_drop_reason reason)
-{
-	__u32 key = TF_PROBE_PROCESS * TF_DROP_REASON_MAX + reason;
-	__u64 *val;
-
-	/* Per-CPU slot: a plain increment is race-free on this CPU. */
-	val = bpf_map_lookup_elem(&tf_drops, &key);
-	if (val)
-		*val += 1;
-}
-
-static __always_inline void count_emitted(void)
-{
-	__u32 key = TF_PROBE_PROCESS;
-	__u64 *val;
-
-	val = bpf_map_lookup_elem(&tf_emitted, &key);
-	if (val)
-		*val += 1;
-}
-
-static __always_inline void submit(void *event)
-{
-	__u64 flags = BPF_RB_NO_WAKEUP;
-
-	/* Batch wakeups: only force one when enough data is waiting. */
-	if (bpf_ringbuf_query(&rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
-		flags = BPF_RB_FORCE_WAKEUP;
-	bpf_ringbuf_submit(event, flags);
-	count_emitted();
-}
-
 SEC("tracepoint/sched/sched_process_exec")
 int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct tf_probe_config *c = tf_config_get();
+	char comm[TF_COMM_LEN];
 	struct tf_exec_event *e;
 	unsigned int fname_off;
+	__u64 cgroup_id;
+	__u32 pid, weight;
 	long len;
 
-	/* Reserve first: on a full ring we only pay for the drop counter. */
-	e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
-	if (!e) {
-		count_drop(TF_DROP_RINGBUF_FULL);
+	if (!c || !c->enabled)
+		return 0;
+
+	/* After exec, current is the new image: tgid is the process id. */
+	pid = bpf_get_current_pid_tgid() >> 32;
+	cgroup_id = bpf_get_current_cgroup_id();
+	/* comm is already the new binary's name; the helper zero-pads it. */
+	bpf_get_current_comm(comm, sizeof(comm));
+
+	if (tf_filter_task(c, cgroup_id, pid, comm)) {
+		tf_count_drop(TF_DROP_FILTERED);
+		return 0;
+	}
+	if (tf_sampled_out(c, &weight)) {
+		tf_count_drop(TF_DROP_SAMPLED);
 		return 0;
 	}
 
-	/* Ring memory is not zeroed: every byte below is written explicitly. */
-	e->hdr.op = TF_OP_EXEC;
-	e->hdr.flags = 0;
-	e->hdr.pad = 0;
-	e->hdr.size = sizeof(*e);
-	e->hdr.ktime_ns = bpf_ktime_get_ns();
-	e->hdr.generation = 0;
-	e->hdr.sample_weight = 1;
+	/* Reserve after filtering: a rejected event costs no ring space. */
+	e = tf_reserve(sizeof(*e));
+	if (!e)
+		return 0;
 
-	/* After exec, current is the new image: tgid is the process id. */
-	e->pid = bpf_get_current_pid_tgid() >> 32;
+	/* Ring memory is not zeroed: every byte below is written explicitly. */
+	tf_hdr_fill(&e->hdr, TF_OP_EXEC, sizeof(*e), c, weight);
+	e->pid = pid;
 	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
 	e->uid = (__u32)bpf_get_current_uid_gid();
 	e->pad = 0;
-	e->cgroup_id = bpf_get_current_cgroup_id();
-
-	/* comm is already the new binary's name; the helper zero-pads it. */
-	bpf_get_current_comm(&e->comm, sizeof(e->comm));
+	e->cgroup_id = cgroup_id;
+	__builtin_memcpy(e->comm, comm, sizeof(e->comm));
 
 	/* Clear the filename so bytes after the NUL never leak old records. */
 	__builtin_memset(e->filename, 0, sizeof(e->filename));
@@ -121,7 +76,7 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 	else if (len >= (long)sizeof(e->filename))
 		e->hdr.flags |= TF_FLAG_TRUNCATED; /* filled: may be cut */
 
-	submit(e);
+	tf_submit(e);
 	return 0;
 }
 
@@ -129,31 +84,39 @@ SEC("tracepoint/sched/sched_process_exit")
 int handle_exit(void *ctx)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct tf_probe_config *c = tf_config_get();
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 pid = id >> 32, tid = (__u32)id;
+	char comm[TF_COMM_LEN];
 	struct tf_exit_event *e;
-	__u64 now;
+	__u64 cgroup_id;
+	__u32 weight;
 	int code;
+
+	if (!c || !c->enabled)
+		return 0;
 
 	/* Threads exit too: only the group leader ends the process. */
 	if (pid != tid)
 		return 0;
 
-	e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
-	if (!e) {
-		count_drop(TF_DROP_RINGBUF_FULL);
+	cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(comm, sizeof(comm));
+
+	if (tf_filter_task(c, cgroup_id, pid, comm)) {
+		tf_count_drop(TF_DROP_FILTERED);
+		return 0;
+	}
+	if (tf_sampled_out(c, &weight)) {
+		tf_count_drop(TF_DROP_SAMPLED);
 		return 0;
 	}
 
-	now = bpf_ktime_get_ns();
-	e->hdr.op = TF_OP_EXIT;
-	e->hdr.flags = 0;
-	e->hdr.pad = 0;
-	e->hdr.size = sizeof(*e);
-	e->hdr.ktime_ns = now;
-	e->hdr.generation = 0;
-	e->hdr.sample_weight = 1;
+	e = tf_reserve(sizeof(*e));
+	if (!e)
+		return 0;
 
+	tf_hdr_fill(&e->hdr, TF_OP_EXIT, sizeof(*e), c, weight);
 	e->pid = pid;
 	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
 
@@ -161,12 +124,12 @@ int handle_exit(void *ctx)
 	code = BPF_CORE_READ(task, exit_code);
 	e->exit_code = (code >> 8) & 0xff;
 	e->exit_signal = code & 0x7f;
-	e->cgroup_id = bpf_get_current_cgroup_id();
+	e->cgroup_id = cgroup_id;
 
 	/* start_time is CLOCK_MONOTONIC ns, the same clock as ktime. */
-	e->lifetime_ns = now - BPF_CORE_READ(task, start_time);
-	bpf_get_current_comm(&e->comm, sizeof(e->comm));
+	e->lifetime_ns = e->hdr.ktime_ns - BPF_CORE_READ(task, start_time);
+	__builtin_memcpy(e->comm, comm, sizeof(e->comm));
 
-	submit(e);
+	tf_submit(e);
 	return 0;
 }

@@ -81,6 +81,18 @@ export class BpfObject {
   mapUpdate(map: string, key: Buffer, value: Buffer, flags?: number): void;
   /** false when the key was absent. */
   mapDelete(map: string, key: Buffer): boolean;
+  /**
+   * Every entry, read with get_next_key + lookup: `keys` and `values` are
+   * `count` fixed-size records concatenated (keySize, and valueSize or, for
+   * per-CPU maps, one 8-byte-aligned value per possible CPU as mapLookup).
+   * `delete`: remove each entry right after reading it (not for arrays). Not
+   * atomic: a kernel update between the lookup and the delete is lost.
+   * `max`: stop after this many entries (default: max_entries).
+   */
+  mapDump(
+    map: string,
+    opts?: { delete?: boolean; max?: number },
+  ): { keys: Buffer; values: Buffer; count: number };
   /** For a PERCPU_ARRAY of u64: entry i summed over CPUs. */
   sumPercpuCounters(map: string): bigint[];
   startRing(map: string, opts: RingOptions | undefined, onBatch: OnBatch): void;

@@ -140,6 +140,7 @@ Napi::Function BpfObject::Init(Napi::Env env) {
 	                       InstanceMethod<&BpfObject::MapLookup>("mapLookup"),
 	                       InstanceMethod<&BpfObject::MapUpdate>("mapUpdate"),
 	                       InstanceMethod<&BpfObject::MapDelete>("mapDelete"),
+	                       InstanceMethod<&BpfObject::MapDump>("mapDump"),
 	                       InstanceMethod<&BpfObject::SumPercpuCounters>("sumPercpuCounters"),
 	                       InstanceMethod<&BpfObject::StartRing>("startRing"),
 	                       InstanceMethod<&BpfObject::RingStats>("ringStats"),
@@ -382,6 +383,86 @@ Napi::Value BpfObject::MapDelete(const Napi::CallbackInfo& info) {
 	if (err)
 		ThrowBpfError(env, Ctx("map", "", name), err, "delete");
 	return Napi::Boolean::New(env, true);
+}
+
+// Walks the map with get_next_key + lookup. With `delete`, each entry is
+// deleted right after it is read: an update that lands between the two is
+// lost to this dump (counted neither here nor next time). Callers that
+// aggregate in the kernel accept that small undercount; there is no atomic
+// lookup-and-delete for hash maps on every kernel/libbpf we support.
+// A key deleted by the kernel mid-walk is skipped. Keys added mid-walk may or
+// may not be seen (hash order).
+Napi::Value BpfObject::MapDump(const Napi::CallbackInfo& info) {
+	Napi::Env env = info.Env();
+	std::string name = ArgString(info, 0, "map");
+	bool del = false;
+	double max = -1;
+	if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsNull()) {
+		if (!info[1].IsObject())
+			throw Napi::TypeError::New(env, "mapDump options must be an object");
+		Napi::Object o = info[1].As<Napi::Object>();
+		Napi::Value d = o.Get("delete");
+		if (!d.IsUndefined()) {
+			if (!d.IsBoolean())
+				throw Napi::TypeError::New(env, "delete must be a boolean");
+			del = d.As<Napi::Boolean>().Value();
+		}
+		max = OptNumber(o, "max", -1, 0);
+	}
+	struct bpf_map* map = FindLoadedMap(env, "map", name);
+	const enum bpf_map_type type = bpf_map__type(map);
+	if (type == BPF_MAP_TYPE_RINGBUF || type == BPF_MAP_TYPE_PERF_EVENT_ARRAY)
+		ThrowBpfError(env, Ctx("map", "", name), EINVAL, "map type cannot be dumped");
+	if (del && (type == BPF_MAP_TYPE_ARRAY || type == BPF_MAP_TYPE_PERCPU_ARRAY))
+		ThrowBpfError(env, Ctx("map", "", name), EINVAL, "array entries cannot be deleted");
+
+	const int ncpus = libbpf_num_possible_cpus();
+	if (ncpus <= 0)
+		ThrowBpfError(env, Ctx("map", "", name), ncpus ? ncpus : EINVAL, "cannot count CPUs");
+	const size_t ksz = bpf_map__key_size(map);
+	const size_t vsz = ValueBytes(map, ncpus);
+	// Never more than max_entries distinct keys; the cap also ends a walk that
+	// keeps restarting because the kernel deletes keys under it.
+	size_t limit = size_t(bpf_map__max_entries(map));
+	if (max >= 0 && size_t(max) < limit)
+		limit = size_t(max);
+
+	std::vector<uint8_t> keys, values;
+	std::vector<uint8_t> cur(ksz), next(ksz), value(vsz);
+	size_t count = 0;
+	int err = bpf_map__get_next_key(map, nullptr, cur.data(), ksz);
+	if (err && err != -ENOENT)
+		ThrowBpfError(env, Ctx("map", "", name), err, "get_next_key");
+	bool have = err == 0;
+	// Steps bound the walk even when every key vanishes under us (restarts).
+	for (size_t steps = 0; have && count < limit && steps < 2 * limit + 16; steps++) {
+		// Find the successor before a delete makes `cur` unknown to the map.
+		err = bpf_map__get_next_key(map, cur.data(), next.data(), ksz);
+		if (err && err != -ENOENT)
+			ThrowBpfError(env, Ctx("map", "", name), err, "get_next_key");
+		const bool more = err == 0;
+		err = bpf_map__lookup_elem(map, cur.data(), ksz, value.data(), vsz, 0);
+		if (err == 0) {
+			keys.insert(keys.end(), cur.begin(), cur.end());
+			values.insert(values.end(), value.begin(), value.end());
+			count++;
+			if (del) {
+				err = bpf_map__delete_elem(map, cur.data(), ksz, 0);
+				if (err && err != -ENOENT)
+					ThrowBpfError(env, Ctx("map", "", name), err, "delete");
+			}
+		} else if (err != -ENOENT) {  // ENOENT: deleted by the kernel meanwhile
+			ThrowBpfError(env, Ctx("map", "", name), err, "lookup");
+		}
+		have = more;
+		cur.swap(next);
+	}
+
+	Napi::Object out = Napi::Object::New(env);
+	out.Set("keys", Napi::Buffer<uint8_t>::Copy(env, keys.data(), keys.size()));
+	out.Set("values", Napi::Buffer<uint8_t>::Copy(env, values.data(), values.size()));
+	out.Set("count", Napi::Number::New(env, double(count)));
+	return out;
 }
 
 Napi::Value BpfObject::SumPercpuCounters(const Napi::CallbackInfo& info) {

@@ -36,6 +36,7 @@ private:
 	Napi::Value MapLookup(const Napi::CallbackInfo& info);
 	Napi::Value MapUpdate(const Napi::CallbackInfo& info);
 	Napi::Value MapDelete(const Napi::CallbackInfo& info);
+	Napi::Value MapDump(const Napi::CallbackInfo& info);
 	Napi::Value SumPercpuCounters(const Napi::CallbackInfo& info);
 	Napi::Value StartRing(const Napi::CallbackInfo& info);
 	Napi::Value RingStats(const Napi::CallbackInfo& info);

@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { TracefeedError } from '../common/errors.js';
+import { ConfigError, TracefeedError } from '../common/errors.js';
 import { createLogger } from '../common/logger.js';
 import { brokersFrom } from '../common/kafka.js';
 import { repoRoot } from '../common/paths.js';
@@ -11,6 +11,40 @@ import { runInfraScript } from '../infra/index.js';
 import { resolveFormat } from './output.js';
 import { runUp } from './up.js';
 import { runTail } from './events-tail.js';
+import { listProbes, setProbe } from './probes.js';
+import { DEFAULT_API_PORT } from '../ingest/control-api.js';
+import type { ProbePatch } from '../ingest/probe-settings.js';
+
+function nonNegativeNumber(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0)
+      throw new InvalidArgumentError(`${name} must be a number >= 0, got "${v}"`);
+    return n;
+  };
+}
+
+function list<T>(name: string, parse: (s: string) => T) {
+  return (v: string): T[] =>
+    v
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean)
+      .map((x) => {
+        try {
+          return parse(x);
+        } catch (err) {
+          throw new InvalidArgumentError(`${name}: ${(err as Error).message}`);
+        }
+      });
+}
+
+const intItem = (x: string): number => {
+  const n = Number(x);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`"${x}" is not a whole number`);
+  return n;
+};
+const cgroupItem = (x: string): string | number => (/^\d+$/.test(x) ? Number(x) : x);
 
 function positiveNumber(name: string) {
   return (v: string): number => {
@@ -58,6 +92,12 @@ program
     positiveNumber('--buffer-max-bytes'),
     64 * 1024 * 1024,
   )
+  .option(
+    '--api-port <port>',
+    'local API port (metrics, probe control); 0 turns it off',
+    nonNegativeNumber('--api-port'),
+    DEFAULT_API_PORT,
+  )
   .addOption(outputOption())
   .action(
     async (opts: {
@@ -66,6 +106,7 @@ program
       brokers?: string;
       infra: boolean;
       bufferMaxBytes: number;
+      apiPort: number;
       output?: string;
     }) => {
       process.exitCode = await runUp({
@@ -74,11 +115,136 @@ program
         brokers: brokersFrom(opts.brokers),
         infra: opts.infra,
         bufferMaxBytes: opts.bufferMaxBytes,
+        apiPort: opts.apiPort,
         format: resolveFormat(opts.output),
         log,
       });
     },
   );
+
+const probes = program.command('probes').description('probe families on the running agent');
+probes
+  .command('list')
+  .description('attached probes, events/s, drops by reason, filters, generation')
+  .option(
+    '--api-port <port>',
+    'the agent API port',
+    nonNegativeNumber('--api-port'),
+    DEFAULT_API_PORT,
+  )
+  .addOption(outputOption())
+  .action(async (opts: { apiPort: number; output?: string }) => {
+    process.exitCode = await listProbes(opts.apiPort, resolveFormat(opts.output));
+  });
+
+interface SetOpts {
+  apiPort: number;
+  output?: string;
+  enable?: boolean;
+  disable?: boolean;
+  sample?: number;
+  minDurationMs?: number;
+  slowMs?: number;
+  cgroup?: Array<string | number>;
+  pid?: number[];
+  port?: number[];
+  comm?: string[];
+  pathPrefix?: string[];
+  denyCgroup?: Array<string | number>;
+  denyPid?: number[];
+  denyPort?: number[];
+  denyComm?: string[];
+  denyPathPrefix?: string[];
+  clearFilters?: boolean;
+}
+
+probes
+  .command('set <probe>')
+  .description('change a probe live: map updates in the kernel, no reload')
+  .option('--enable', 'attach and emit')
+  .option('--disable', 'detach')
+  .option('--sample <n>', 'keep 1 in N events', positiveNumber('--sample'))
+  .option(
+    '--min-duration-ms <ms>',
+    'filter events shorter than this',
+    nonNegativeNumber('--min-duration-ms'),
+  )
+  .option(
+    '--slow-ms <ms>',
+    'syscalls: stream syscalls slower than this (0: off)',
+    nonNegativeNumber('--slow-ms'),
+  )
+  .option(
+    '--cgroup <list>',
+    'only these cgroups (paths under the cgroup v2 root, or ids)',
+    list('--cgroup', cgroupItem),
+  )
+  .option('--pid <list>', 'only these pids', list('--pid', intItem))
+  .option('--port <list>', 'only these ports (either end)', list('--port', intItem))
+  .option(
+    '--comm <list>',
+    'only these process names',
+    list('--comm', (x) => x),
+  )
+  .option(
+    '--path-prefix <list>',
+    'only paths under these prefixes',
+    list('--path-prefix', (x) => x),
+  )
+  .option('--deny-cgroup <list>', 'never these cgroups', list('--deny-cgroup', cgroupItem))
+  .option('--deny-pid <list>', 'never these pids', list('--deny-pid', intItem))
+  .option('--deny-port <list>', 'never these ports', list('--deny-port', intItem))
+  .option(
+    '--deny-comm <list>',
+    'never these process names',
+    list('--deny-comm', (x) => x),
+  )
+  .option(
+    '--deny-path-prefix <list>',
+    'never paths under these prefixes',
+    list('--deny-path-prefix', (x) => x),
+  )
+  .option('--clear-filters', 'drop every filter first')
+  .option(
+    '--api-port <port>',
+    'the agent API port',
+    nonNegativeNumber('--api-port'),
+    DEFAULT_API_PORT,
+  )
+  .addOption(outputOption())
+  .action(async (probe: string, opts: SetOpts) => {
+    if (opts.enable && opts.disable)
+      throw new ConfigError('--enable and --disable together', 'enable');
+    const patch: ProbePatch = {};
+    if (opts.enable) patch.enabled = true;
+    if (opts.disable) patch.enabled = false;
+    if (opts.sample !== undefined) patch.sample_n = opts.sample;
+    if (opts.minDurationMs !== undefined) patch.min_duration_ms = opts.minDurationMs;
+    if (opts.slowMs !== undefined) patch.slow_ms = opts.slowMs;
+    if (opts.clearFilters) patch.clear_filters = true;
+    const filters: NonNullable<ProbePatch['filters']> = {};
+    const dim = (
+      k: keyof typeof filters,
+      allow: unknown[] | undefined,
+      deny: unknown[] | undefined,
+    ): void => {
+      if (allow === undefined && deny === undefined) return;
+      (filters as Record<string, unknown>)[k] = {
+        ...(allow ? { allow } : {}),
+        ...(deny ? { deny } : {}),
+      };
+    };
+    dim('cgroup', opts.cgroup, opts.denyCgroup);
+    dim('pid', opts.pid, opts.denyPid);
+    dim('port', opts.port, opts.denyPort);
+    dim('comm', opts.comm, opts.denyComm);
+    dim('path_prefix', opts.pathPrefix, opts.denyPathPrefix);
+    if (Object.keys(filters).length > 0) patch.filters = filters;
+    if (Object.keys(patch).length === 0) {
+      throw new ConfigError('nothing to change: give --enable, --disable, --sample, a filter, ...', 'probe');
+    }
+    process.exitCode = await setProbe(opts.apiPort, probe, patch, resolveFormat(opts.output));
+  });
 
 const infra = program.command('infra').description('local single-node Kafka (KRaft) and Redis');
 for (const [verb, script, what] of [

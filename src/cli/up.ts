@@ -3,6 +3,7 @@ import type { Logger } from '../common/logger.js';
 import { ensureTopics } from '../common/kafka.js';
 import { NodeAgent, DEFAULT_AGENT_OPTIONS, preflight, type AgentStats } from '../ingest/index.js';
 import { infraUp } from '../infra/index.js';
+import { startControlApi } from '../ingest/control-api.js';
 import { StatusLine, jsonLine, table, type OutputFormat } from './output.js';
 
 export interface UpOptions {
@@ -11,6 +12,8 @@ export interface UpOptions {
   brokers: string[];
   infra: boolean;
   bufferMaxBytes: number;
+  /** Port of the local API (metrics, probe control); 0 turns it off. */
+  apiPort: number;
   format: OutputFormat;
   log: Logger;
 }
@@ -28,20 +31,26 @@ export async function runUp(o: UpOptions): Promise<number> {
     log: o.log,
   });
   agent.start();
-  o.log.info({ node: o.node, brokers: o.brokers, duration_s: o.duration }, 'tracefeed up');
+  let api: Awaited<ReturnType<typeof startControlApi>> | undefined;
+  try {
+    if (o.apiPort > 0) api = await startControlApi(agent, o.apiPort, o.log);
+  } catch (err) {
+    await agent.stop(0);
+    throw err;
+  }
+  o.log.info(
+    { node: o.node, brokers: o.brokers, duration_s: o.duration, api_port: o.apiPort },
+    'tracefeed up',
+  );
 
   const status = new StatusLine();
-  let prev = agent.stats();
-  let prevAt = Date.now();
   const tick = setInterval(() => {
     const cur = agent.stats();
-    const dt = (Date.now() - prevAt) / 1000;
-    prevAt = Date.now();
     const rates = cur.probes
+      .filter((p) => p.enabled)
       .map((p) => {
-        const before = prev.probes.find((x) => x.probe === p.probe)?.events ?? 0;
         const drops = Object.values(p.kernelDrops).reduce((a, b) => a + b, 0);
-        return `${p.probe} ${((p.events - before) / dt).toFixed(0)}/s drops ${drops}`;
+        return `${p.probe} ${p.eventsPerSecond}/s drops ${drops}`;
       })
       .join(' | ');
     const pub = cur.publisher;
@@ -49,7 +58,6 @@ export async function runUp(o: UpOptions): Promise<number> {
       `${rates} | records sent ${pub.framesSent} (${pub.eventsSent} ev) | buffered ${pub.bufferedFrames} | ` +
         `dropped ${pub.eventsDropped} | lag ${(pub.lagMs / 1000).toFixed(1)}s | kafka ${pub.connected ? 'up' : 'DOWN'}`,
     );
-    prev = cur;
   }, 1000);
 
   await new Promise<void>((resolve) => {
@@ -60,6 +68,7 @@ export async function runUp(o: UpOptions): Promise<number> {
   });
   clearInterval(tick);
   status.clear();
+  api?.close();
   const final = await agent.stop();
   printSummary(final, o.format);
   return 0;

@@ -107,7 +107,8 @@ export class CgroupResolver {
       } catch {
         continue;
       }
-      for (const e of entries) if (e.isDirectory()) stack.push(rel === '/' ? `/${e.name}` : `${rel}/${e.name}`);
+      for (const e of entries)
+        if (e.isDirectory()) stack.push(rel === '/' ? `/${e.name}` : `${rel}/${e.name}`);
     }
   }
 }

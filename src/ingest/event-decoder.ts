@@ -3,7 +3,18 @@
  * people and for consumers that want objects. The feature stage does not use
  * this: it reads records straight into typed arrays.
  */
-import { EXEC_LAYOUT, EXIT_LAYOUT, Flag, Op, PROBE_OF_OP, fieldOffset } from './layout.js';
+import {
+  EXEC_LAYOUT,
+  EXIT_LAYOUT,
+  Flag,
+  HIST_SLOTS,
+  Op,
+  OP_TYPE,
+  PROBE_OF_OP,
+  TCP_LAYOUT,
+  fieldOffset,
+} from './layout.js';
+import { histogramQuantile } from './histogram.js';
 import { decodeFrame, walkRecords, type Frame } from './frame.js';
 
 export type AttributeValue = string | number | boolean;
@@ -59,6 +70,57 @@ const EXIT = {
   comm: fieldOffset(EXIT_LAYOUT, 'comm'),
 };
 
+const TCP_STATES = [
+  '',
+  'ESTABLISHED',
+  'SYN_SENT',
+  'SYN_RECV',
+  'FIN_WAIT1',
+  'FIN_WAIT2',
+  'TIME_WAIT',
+  'CLOSE',
+  'CLOSE_WAIT',
+  'LAST_ACK',
+  'LISTEN',
+  'CLOSING',
+  'NEW_SYN_RECV',
+];
+
+/** Formats a 16-byte address field as IPv4 or IPv6 text. */
+export function formatAddress(bytes: Uint8Array, offset: number, family: number): string {
+  if (family === 2)
+    return `${bytes[offset]}.${bytes[offset + 1]}.${bytes[offset + 2]}.${bytes[offset + 3]}`;
+  const parts: string[] = [];
+  for (let i = 0; i < 16; i += 2)
+    parts.push((((bytes[offset + i] ?? 0) << 8) | (bytes[offset + i + 1] ?? 0)).toString(16));
+  // Compress the longest run of zero groups, as RFC 5952 asks.
+  let best = -1;
+  let bestLen = 0;
+  for (let i = 0; i < 8;) {
+    if (parts[i] !== '0') {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && parts[j] === '0') j++;
+    if (j - i > bestLen && j - i > 1) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  if (best < 0) return parts.join(':');
+  return `${parts.slice(0, best).join(':')}::${parts.slice(best + bestLen).join(':')}`;
+}
+
+function readHist(dv: DataView, at: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < HIST_SLOTS; i++) out.push(Number(dv.getBigUint64(at + i * 8, true)));
+  return out;
+}
+
+const T = (name: string): number => fieldOffset(TCP_LAYOUT, name);
+
 /** Decodes one record at `offset` of a records region. */
 export function decodeRecord(
   records: Uint8Array,
@@ -113,6 +175,116 @@ export function decodeRecord(
           'host.name': node,
         },
       };
+    case Op.TCP_CONNECT:
+    case Op.TCP_ACCEPT:
+    case Op.TCP_CLOSE:
+    case Op.TCP_CONNECT_FAIL:
+    case Op.TCP_RETRANSMIT:
+    case Op.TCP_RESET_SENT:
+    case Op.TCP_RESET_RECV: {
+      const family = dv.getUint16(T('family'), true);
+      return {
+        ...base,
+        type: OP_TYPE.get(op) ?? `tcp.${op}`,
+        attributes: {
+          'process.pid': dv.getUint32(T('pid'), true),
+          'process.executable.name': readCString(records, offset + T('comm'), 16),
+          'network.transport': 'tcp',
+          'network.type': family === 10 ? 'ipv6' : 'ipv4',
+          'network.local.address': formatAddress(records, offset + T('saddr'), family),
+          'network.local.port': dv.getUint16(T('sport'), true),
+          'network.peer.address': formatAddress(records, offset + T('daddr'), family),
+          'network.peer.port': dv.getUint16(T('dport'), true),
+          'tcp.state.old':
+            TCP_STATES[dv.getUint8(T('oldstate'))] ?? String(dv.getUint8(T('oldstate'))),
+          'tcp.state.new':
+            TCP_STATES[dv.getUint8(T('newstate'))] ?? String(dv.getUint8(T('newstate'))),
+          'tcp.duration_ns': Number(dv.getBigUint64(T('duration_ns'), true)),
+          'tcp.bytes_sent': Number(dv.getBigUint64(T('bytes_sent'), true)),
+          'tcp.bytes_received': Number(dv.getBigUint64(T('bytes_received'), true)),
+          'cgroup.id': dv.getBigUint64(T('cgroup_id'), true).toString(),
+          'host.name': node,
+        },
+      };
+    }
+    case Op.SYSCALL_SUMMARY: {
+      const hist = readHist(dv, 72);
+      return {
+        ...base,
+        type: 'syscall.summary',
+        attributes: {
+          'cgroup.id': dv.getBigUint64(24, true).toString(),
+          'syscall.nr': dv.getUint32(32, true),
+          'summary.interval_ns': Number(dv.getBigUint64(40, true)),
+          'syscall.count': Number(dv.getBigUint64(48, true)),
+          'syscall.error_count': Number(dv.getBigUint64(56, true)),
+          'syscall.total_ns': Number(dv.getBigUint64(64, true)),
+          'syscall.p50_ns': histogramQuantile(hist, 0.5),
+          'syscall.p99_ns': histogramQuantile(hist, 0.99),
+          'syscall.histogram_log2_ns': JSON.stringify(hist),
+          'host.name': node,
+        },
+      };
+    }
+    case Op.SYSCALL_ERRNO:
+      return {
+        ...base,
+        type: 'syscall.errno',
+        attributes: {
+          'cgroup.id': dv.getBigUint64(24, true).toString(),
+          'syscall.nr': dv.getUint32(32, true),
+          'error.errno': dv.getUint32(36, true),
+          'syscall.error_count': Number(dv.getBigUint64(40, true)),
+          'summary.interval_ns': Number(dv.getBigUint64(48, true)),
+          'host.name': node,
+        },
+      };
+    case Op.SYSCALL_SLOW:
+      return {
+        ...base,
+        type: 'syscall.slow',
+        attributes: {
+          'process.pid': dv.getUint32(24, true),
+          'thread.id': dv.getUint32(28, true),
+          'cgroup.id': dv.getBigUint64(32, true).toString(),
+          'syscall.nr': dv.getUint32(40, true),
+          'syscall.return': Number(dv.getBigInt64(48, true)),
+          'syscall.duration_ns': Number(dv.getBigUint64(56, true)),
+          'process.executable.name': readCString(records, offset + 64, 16),
+          'host.name': node,
+        },
+      };
+    case Op.FILE_OPEN:
+      return {
+        ...base,
+        type: 'file.open',
+        attributes: {
+          'process.pid': dv.getUint32(24, true),
+          'file.open.flags': dv.getInt32(28, true),
+          'file.open.result': dv.getInt32(32, true),
+          'cgroup.id': dv.getBigUint64(40, true).toString(),
+          'process.executable.name': readCString(records, offset + 48, 16),
+          'file.path': readCString(records, offset + 64, 256),
+          'host.name': node,
+        },
+      };
+    case Op.RUNQ_SUMMARY: {
+      const hist = readHist(dv, 56);
+      return {
+        ...base,
+        type: 'sched.runq_summary',
+        attributes: {
+          'cgroup.id': dv.getBigUint64(24, true).toString(),
+          'summary.interval_ns': Number(dv.getBigUint64(32, true)),
+          'sched.runq.count': Number(dv.getBigUint64(40, true)),
+          'sched.runq.total_ns': Number(dv.getBigUint64(48, true)),
+          'sched.runq.p50_ns': histogramQuantile(hist, 0.5),
+          'sched.runq.p99_ns': histogramQuantile(hist, 0.99),
+          'sched.runq.histogram_log2_ns': JSON.stringify(hist),
+          'host.name': node,
+        },
+      };
+    }
     default:
       return { ...base, type: `unknown.${op}`, attributes: { 'host.name': node } };
   }

@@ -18,7 +18,7 @@
  *              `size` is the whole record (multiple of 8)
  */
 import { DecodeError } from '../common/errors.js';
-import { EVENT_HEADER_SIZE, RECORD_SIZE_BY_OP } from './layout.js';
+import { EVENT_HEADER_SIZE, Op, RECORD_SIZE_BY_OP } from './layout.js';
 
 export const FRAME_MAGIC = 0x56454654;
 export const FRAME_VERSION = 1;
@@ -222,6 +222,9 @@ export function walkRecords(
         'bad-record-size',
         off,
       );
+    }
+    if (op === Op.CGROUP_INFO && (size < 40 || 40 + dv.getUint16(off + 32, true) > size)) {
+      throw new DecodeError(`cgroup info record at ${off}: path does not fit in ${size} bytes`, 'bad-record-size', off);
     }
     visit(op, off, size);
     off += size;

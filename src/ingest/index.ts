@@ -26,3 +26,17 @@ export {
 } from './node-agent.js';
 export type { PublisherStats } from './publisher.js';
 export { preflight, type PreflightReport } from './preflight.js';
+export { FAMILIES, familySpec, type FamilySpec } from './families.js';
+export type { ProbeState } from './probe-controller.js';
+export {
+  probeSettingsSchema,
+  probePatchSchema,
+  applyPatch,
+  defaultSettings,
+  type ProbeSettings,
+  type ProbePatch,
+} from './probe-settings.js';
+export { CgroupResolver, parseCgroupPath, cgroup2Root, type CgroupInfo } from './cgroup-resolver.js';
+export { histogramQuantile } from './histogram.js';
+export { startControlApi, DEFAULT_API_PORT } from './control-api.js';
+export { formatAddress } from './event-decoder.js';

@@ -12,13 +12,51 @@ export const FILENAME_LEN = 256;
 export const Op = {
   EXEC: 1,
   EXIT: 2,
+  TCP_CONNECT: 3,
+  TCP_ACCEPT: 4,
+  TCP_CLOSE: 5,
+  TCP_CONNECT_FAIL: 6,
+  TCP_RETRANSMIT: 7,
+  TCP_RESET_SENT: 8,
+  TCP_RESET_RECV: 9,
+  SYSCALL_SUMMARY: 10,
+  SYSCALL_SLOW: 11,
+  FILE_OPEN: 12,
+  RUNQ_SUMMARY: 13,
+  SYSCALL_ERRNO: 14,
+  CGROUP_INFO: 15,
 } as const;
+
+/** Event type name of each op, as decoders and features name it. */
+export const OP_TYPE: ReadonlyMap<number, string> = new Map([
+  [1, 'process.exec'],
+  [2, 'process.exit'],
+  [3, 'tcp.connect'],
+  [4, 'tcp.accept'],
+  [5, 'tcp.close'],
+  [6, 'tcp.connect_fail'],
+  [7, 'tcp.retransmit'],
+  [8, 'tcp.reset_sent'],
+  [9, 'tcp.reset_received'],
+  [10, 'syscall.summary'],
+  [11, 'syscall.slow'],
+  [12, 'file.open'],
+  [13, 'sched.runq_summary'],
+  [14, 'syscall.errno'],
+  [15, 'cgroup.info'],
+]);
 export type OpCode = (typeof Op)[keyof typeof Op];
 
 /** Probe ids, `enum tf_probe`. */
 export const Probe = {
   PROCESS: 0,
+  TCP: 1,
+  SYSCALLS: 2,
+  FILE: 3,
+  SCHED: 4,
 } as const;
+export type ProbeName = 'process' | 'tcp' | 'syscalls' | 'file' | 'sched';
+export const PROBE_NAMES: readonly ProbeName[] = ['process', 'tcp', 'syscalls', 'file', 'sched'];
 export const PROBE_MAX = 8;
 
 /** Drop reasons, `enum tf_drop_reason`. */
@@ -28,7 +66,10 @@ export const DropReason = {
   SAMPLED: 2,
 } as const;
 export const DROP_REASON_MAX = 4;
-export const DROP_REASON_NAMES = ['ringbuf_full', 'filtered', 'sampled_out', 'reserved'] as const;
+export const DROP_REASON_NAMES = ['ringbuf_full', 'filtered', 'sampled_out', 'map_full'] as const;
+export const HIST_SLOTS = 32;
+export const PATH_LEN = 256;
+export const PATH_PREFIX_LEN = 64;
 
 /** `TF_FLAG_*` bits of the event header. */
 export const Flag = {
@@ -99,7 +140,202 @@ export const EXIT_LAYOUT: RecordLayout = {
   ],
 };
 
-export const RECORD_LAYOUTS: readonly RecordLayout[] = [EXEC_LAYOUT, EXIT_LAYOUT];
+const TCP_FIELDS: readonly FieldLayout[] = [
+  { name: 'hdr', offset: 0, size: 24, kind: 'u8' },
+  { name: 'pid', offset: 24, size: 4, kind: 'u32' },
+  { name: 'family', offset: 28, size: 2, kind: 'u16' },
+  { name: 'sport', offset: 30, size: 2, kind: 'u16' },
+  { name: 'dport', offset: 32, size: 2, kind: 'u16' },
+  { name: 'oldstate', offset: 34, size: 1, kind: 'u8' },
+  { name: 'newstate', offset: 35, size: 1, kind: 'u8' },
+  { name: 'pad', offset: 36, size: 4, kind: 'u32' },
+  { name: 'cgroup_id', offset: 40, size: 8, kind: 'u64' },
+  { name: 'duration_ns', offset: 48, size: 8, kind: 'u64' },
+  { name: 'bytes_sent', offset: 56, size: 8, kind: 'u64' },
+  { name: 'bytes_received', offset: 64, size: 8, kind: 'u64' },
+  { name: 'saddr', offset: 72, size: 16, kind: 'u8' },
+  { name: 'daddr', offset: 88, size: 16, kind: 'u8' },
+  { name: 'comm', offset: 104, size: COMM_LEN, kind: 'char' },
+];
+
+/** struct tf_tcp_event: one layout for ops 3..9. */
+export const TCP_LAYOUT: RecordLayout = {
+  struct: 'tf_tcp_event',
+  op: Op.TCP_CONNECT,
+  size: 120,
+  fields: TCP_FIELDS,
+};
+
+export const SYSCALL_SUMMARY_LAYOUT: RecordLayout = {
+  struct: 'tf_syscall_summary',
+  op: Op.SYSCALL_SUMMARY,
+  size: 328,
+  fields: [
+    { name: 'hdr', offset: 0, size: 24, kind: 'u8' },
+    { name: 'cgroup_id', offset: 24, size: 8, kind: 'u64' },
+    { name: 'syscall_nr', offset: 32, size: 4, kind: 'u32' },
+    { name: 'pad', offset: 36, size: 4, kind: 'u32' },
+    { name: 'interval_ns', offset: 40, size: 8, kind: 'u64' },
+    { name: 'count', offset: 48, size: 8, kind: 'u64' },
+    { name: 'error_count', offset: 56, size: 8, kind: 'u64' },
+    { name: 'total_ns', offset: 64, size: 8, kind: 'u64' },
+    { name: 'hist', offset: 72, size: 256, kind: 'u64' },
+  ],
+};
+
+export const SYSCALL_ERRNO_LAYOUT: RecordLayout = {
+  struct: 'tf_syscall_errno',
+  op: Op.SYSCALL_ERRNO,
+  size: 56,
+  fields: [
+    { name: 'hdr', offset: 0, size: 24, kind: 'u8' },
+    { name: 'cgroup_id', offset: 24, size: 8, kind: 'u64' },
+    { name: 'syscall_nr', offset: 32, size: 4, kind: 'u32' },
+    { name: 'err', offset: 36, size: 4, kind: 'u32' },
+    { name: 'count', offset: 40, size: 8, kind: 'u64' },
+    { name: 'interval_ns', offset: 48, size: 8, kind: 'u64' },
+  ],
+};
+
+export const SYSCALL_SLOW_LAYOUT: RecordLayout = {
+  struct: 'tf_syscall_slow',
+  op: Op.SYSCALL_SLOW,
+  size: 80,
+  fields: [
+    { name: 'hdr', offset: 0, size: 24, kind: 'u8' },
+    { name: 'pid', offset: 24, size: 4, kind: 'u32' },
+    { name: 'tid', offset: 28, size: 4, kind: 'u32' },
+    { name: 'cgroup_id', offset: 32, size: 8, kind: 'u64' },
+    { name: 'syscall_nr', offset: 40, size: 4, kind: 'u32' },
+    { name: 'pad', offset: 44, size: 4, kind: 'u32' },
+    { name: 'ret', offset: 48, size: 8, kind: 'u64' },
+    { name: 'duration_ns', offset: 56, size: 8, kind: 'u64' },
+    { name: 'comm', offset: 64, size: COMM_LEN, kind: 'char' },
+  ],
+};
+
+export const FILE_OPEN_LAYOUT: RecordLayout = {
+  struct: 'tf_file_open',
+  op: Op.FILE_OPEN,
+  size: 320,
+  fields: [
+    { name: 'hdr', offset: 0, size: 24, kind: 'u8' },
+    { name: 'pid', offset: 24, size: 4, kind: 'u32' },
+    { name: 'flags', offset: 28, size: 4, kind: 's32' },
+    { name: 'ret', offset: 32, size: 4, kind: 's32' },
+    { name: 'pad', offset: 36, size: 4, kind: 'u32' },
+    { name: 'cgroup_id', offset: 40, size: 8, kind: 'u64' },
+    { name: 'comm', offset: 48, size: COMM_LEN, kind: 'char' },
+    { name: 'path', offset: 64, size: PATH_LEN, kind: 'char' },
+  ],
+};
+
+export const RUNQ_SUMMARY_LAYOUT: RecordLayout = {
+  struct: 'tf_runq_summary',
+  op: Op.RUNQ_SUMMARY,
+  size: 312,
+  fields: [
+    { name: 'hdr', offset: 0, size: 24, kind: 'u8' },
+    { name: 'cgroup_id', offset: 24, size: 8, kind: 'u64' },
+    { name: 'interval_ns', offset: 32, size: 8, kind: 'u64' },
+    { name: 'count', offset: 40, size: 8, kind: 'u64' },
+    { name: 'total_ns', offset: 48, size: 8, kind: 'u64' },
+    { name: 'hist', offset: 56, size: 256, kind: 'u64' },
+  ],
+};
+
+/** struct tf_cgroup_info: fixed part; the path follows (variable size). */
+export const CGROUP_INFO_LAYOUT: RecordLayout = {
+  struct: 'tf_cgroup_info',
+  op: Op.CGROUP_INFO,
+  size: 40,
+  fields: [
+    { name: 'hdr', offset: 0, size: 24, kind: 'u8' },
+    { name: 'cgroup_id', offset: 24, size: 8, kind: 'u64' },
+    { name: 'path_len', offset: 32, size: 2, kind: 'u16' },
+    { name: 'pad', offset: 34, size: 6, kind: 'u8' },
+  ],
+};
+
+/** Kernel map value struct tf_hist_value (syscall_stats, runq_stats). */
+export const HIST_VALUE_LAYOUT: RecordLayout = {
+  struct: 'tf_hist_value',
+  op: 0,
+  size: 280,
+  fields: [
+    { name: 'count', offset: 0, size: 8, kind: 'u64' },
+    { name: 'error_count', offset: 8, size: 8, kind: 'u64' },
+    { name: 'total_ns', offset: 16, size: 8, kind: 'u64' },
+    { name: 'hist', offset: 24, size: 256, kind: 'u64' },
+  ],
+};
+
+/** struct tf_probe_config, the live control entry. */
+export const PROBE_CONFIG_LAYOUT: RecordLayout = {
+  struct: 'tf_probe_config',
+  op: 0,
+  size: 32,
+  fields: [
+    { name: 'enabled', offset: 0, size: 4, kind: 'u32' },
+    { name: 'generation', offset: 4, size: 4, kind: 'u32' },
+    { name: 'sample_n', offset: 8, size: 4, kind: 'u32' },
+    { name: 'filter_mask', offset: 12, size: 4, kind: 'u32' },
+    { name: 'min_duration_ns', offset: 16, size: 8, kind: 'u64' },
+    { name: 'slow_ns', offset: 24, size: 8, kind: 'u64' },
+  ],
+};
+
+/** Record layouts by op (tcp ops share one layout). */
+export const RECORD_LAYOUTS: readonly RecordLayout[] = [
+  EXEC_LAYOUT,
+  EXIT_LAYOUT,
+  ...[
+    Op.TCP_CONNECT,
+    Op.TCP_ACCEPT,
+    Op.TCP_CLOSE,
+    Op.TCP_CONNECT_FAIL,
+    Op.TCP_RETRANSMIT,
+    Op.TCP_RESET_SENT,
+    Op.TCP_RESET_RECV,
+  ].map((op) => ({ ...TCP_LAYOUT, op })),
+  SYSCALL_SUMMARY_LAYOUT,
+  SYSCALL_SLOW_LAYOUT,
+  FILE_OPEN_LAYOUT,
+  RUNQ_SUMMARY_LAYOUT,
+  SYSCALL_ERRNO_LAYOUT,
+];
+
+/** Layouts checked against the BTF of the compiled objects. */
+export const CHECKED_LAYOUTS: readonly RecordLayout[] = [
+  HEADER_LAYOUT,
+  EXEC_LAYOUT,
+  EXIT_LAYOUT,
+  TCP_LAYOUT,
+  SYSCALL_SUMMARY_LAYOUT,
+  SYSCALL_ERRNO_LAYOUT,
+  SYSCALL_SLOW_LAYOUT,
+  FILE_OPEN_LAYOUT,
+  RUNQ_SUMMARY_LAYOUT,
+  HIST_VALUE_LAYOUT,
+  PROBE_CONFIG_LAYOUT,
+  CGROUP_INFO_LAYOUT,
+];
+
+/** Filter mask bits (TF_FILTER_*). */
+export const FilterBit = {
+  ALLOW_CGROUP: 0x0001,
+  ALLOW_PID: 0x0002,
+  ALLOW_PORT: 0x0004,
+  ALLOW_COMM: 0x0008,
+  ALLOW_PATH: 0x0010,
+  DENY_CGROUP: 0x0100,
+  DENY_PID: 0x0200,
+  DENY_PORT: 0x0400,
+  DENY_COMM: 0x0800,
+  DENY_PATH: 0x1000,
+} as const;
+export const SET_ALLOW = 0x1;
+export const SET_DENY = 0x2;
 
 /** Record size by op; undefined for an unknown op. */
 export const RECORD_SIZE_BY_OP: ReadonlyMap<number, number> = new Map(
@@ -113,7 +349,38 @@ export function fieldOffset(layout: RecordLayout, name: string): number {
 }
 
 /** Probe name for each op, used for per-probe counters. */
-export const PROBE_OF_OP: ReadonlyMap<number, string> = new Map([
+export const PROBE_OF_OP: ReadonlyMap<number, ProbeName> = new Map([
   [Op.EXEC, 'process'],
   [Op.EXIT, 'process'],
+  [Op.TCP_CONNECT, 'tcp'],
+  [Op.TCP_ACCEPT, 'tcp'],
+  [Op.TCP_CLOSE, 'tcp'],
+  [Op.TCP_CONNECT_FAIL, 'tcp'],
+  [Op.TCP_RETRANSMIT, 'tcp'],
+  [Op.TCP_RESET_SENT, 'tcp'],
+  [Op.TCP_RESET_RECV, 'tcp'],
+  [Op.SYSCALL_SUMMARY, 'syscalls'],
+  [Op.SYSCALL_SLOW, 'syscalls'],
+  [Op.SYSCALL_ERRNO, 'syscalls'],
+  [Op.FILE_OPEN, 'file'],
+  [Op.RUNQ_SUMMARY, 'sched'],
+]);
+
+/** Offset of the cgroup id in each op's record (absent: the op carries none). */
+export const CGROUP_OFFSET_BY_OP: ReadonlyMap<number, number> = new Map([
+  [Op.EXEC, 40],
+  [Op.EXIT, 40],
+  [Op.TCP_CONNECT, 40],
+  [Op.TCP_ACCEPT, 40],
+  [Op.TCP_CLOSE, 40],
+  [Op.TCP_CONNECT_FAIL, 40],
+  [Op.TCP_RETRANSMIT, 40],
+  [Op.TCP_RESET_SENT, 40],
+  [Op.TCP_RESET_RECV, 40],
+  [Op.SYSCALL_SUMMARY, 24],
+  [Op.SYSCALL_ERRNO, 24],
+  [Op.SYSCALL_SLOW, 32],
+  [Op.FILE_OPEN, 40],
+  [Op.RUNQ_SUMMARY, 24],
+  [Op.CGROUP_INFO, 24],
 ]);

@@ -51,6 +51,11 @@ export interface NativeBpfObject {
   mapUpdate(map: string, key: Buffer, value: Buffer, flags?: number): void;
   mapDelete(map: string, key: Buffer): boolean;
   sumPercpuCounters(map: string): bigint[];
+  /** Every entry of a map; with `delete`, each entry is removed after it is read. */
+  mapDump(
+    map: string,
+    opts?: { delete?: boolean; max?: number },
+  ): { keys: Buffer; values: Buffer; count: number };
   startRing(map: string, opts: RingOptions, onBatch: (batch: Buffer, events: number) => void): void;
   ringStats(): RingStats;
   stopRing(): void;

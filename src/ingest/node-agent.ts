@@ -1,16 +1,29 @@
 /**
  * The node agent: loads the probe families, drains their ring buffers in
- * batches, frames many events into one Kafka record and publishes them.
+ * batches, flushes kernel aggregations into summary records, frames many
+ * events into one Kafka record and publishes them. Probe settings change at
+ * run time through `setProbe` (map writes, never a reload).
  */
 import { hostname } from 'node:os';
+import { ConfigError, TracefeedError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { Topics } from '../common/kafka.js';
 import { bpfObjectPath } from '../common/paths.js';
+import { CgroupResolver } from './cgroup-resolver.js';
+import { FAMILIES, type FamilySpec } from './families.js';
 import { encodeFrame, walkRecords } from './frame.js';
-import { DROP_REASON_MAX, DROP_REASON_NAMES, PROBE_OF_OP, Probe } from './layout.js';
+import { OP_TYPE, PROBE_OF_OP, type ProbeName } from './layout.js';
 import { loadNative, openObject, toBpfError, type NativeBpfObject } from './native.js';
-import { FramePublisher, type PublisherStats } from './publisher.js';
 import { preflight } from './preflight.js';
+import { ProbeController, type ProbeState } from './probe-controller.js';
+import {
+  applyPatch,
+  defaultSettings,
+  probePatchSchema,
+  type ProbePatch,
+} from './probe-settings.js';
+import { FramePublisher, type PublisherStats } from './publisher.js';
+import { flushSummaryMap } from './summaries.js';
 
 export interface NodeAgentOptions {
   /** Node name put in every frame and used as the Kafka key. Default: os.hostname(). */
@@ -29,6 +42,12 @@ export interface NodeAgentOptions {
   ringBytes: number;
   /** Kernel wakes the drain thread only once this many bytes wait. Default 64 KiB. */
   wakeupBytes: number;
+  /** How often kernel aggregations (syscall, run-queue histograms) are flushed, ms. Default 5000. */
+  summaryIntervalMs: number;
+  /** Settings applied on start, per probe, over the defaults. */
+  probes: Partial<Record<ProbeName, ProbePatch>>;
+  /** Load only these families (default: all). */
+  families?: readonly ProbeName[];
   log: Logger;
 }
 
@@ -40,20 +59,16 @@ export const DEFAULT_AGENT_OPTIONS = {
   bufferMaxBytes: 64 * 1024 * 1024,
   ringBytes: 1024 * 1024,
   wakeupBytes: 64 * 1024,
+  summaryIntervalMs: 5000,
+  probes: {},
 } as const;
 
-/** Probe families and the programs each attaches. */
-const FAMILIES: ReadonlyArray<{ family: string; probeId: number; programs: string[] }> = [
-  { family: 'process', probeId: Probe.PROCESS, programs: ['handle_exec', 'handle_exit'] },
-];
-
-export interface ProbeStats {
-  probe: string;
-  attached: boolean;
-  programIds: number[];
-  /** Events received from the kernel into user space. */
+export interface ProbeStats extends ProbeState {
+  /** Events received from the kernel into user space (summary records included). */
   events: number;
-  /** Events the kernel did not emit, by reason (ringbuf_full, filtered, sampled_out). */
+  /** Events per second over the last second. */
+  eventsPerSecond: number;
+  /** Kernel drops by reason; same as `drops`. */
   kernelDrops: Record<string, number>;
 }
 
@@ -64,32 +79,37 @@ export interface AgentStats {
   probes: ProbeStats[];
   eventsByType: Record<string, number>;
   framesBuilt: number;
-  /** Records rejected before framing (malformed from the ring or the walk). */
+  /** Records rejected before framing (malformed batches). */
   malformed: number;
+  /** cgroup ids seen that could not be resolved to a path. */
+  cgroupMisses: number;
   publisher: PublisherStats;
 }
 
 interface LoadedFamily {
-  family: string;
-  probeId: number;
-  programs: string[];
+  spec: FamilySpec;
   obj: NativeBpfObject;
+  control: ProbeController;
 }
 
 export class NodeAgent {
-  private readonly families: LoadedFamily[] = [];
+  private readonly families = new Map<ProbeName, LoadedFamily>();
   private readonly publisher: FramePublisher;
   private readonly bootTimeNs: bigint;
   private readonly startedAt = Date.now();
+  readonly cgroups: CgroupResolver;
   private sequence = 0n;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private pendingEvents = 0;
-  private timer: NodeJS.Timeout | undefined;
+  private timers: NodeJS.Timeout[] = [];
   private framesBuilt = 0;
   private malformed = 0;
+  private lastSummaryAt = process.hrtime.bigint();
   private readonly eventsByOp = new Map<number, number>();
   private readonly eventsByProbe = new Map<string, number>();
+  private readonly rates = new Map<string, number>();
+  private prevCounts = new Map<string, number>();
   private stopped = false;
 
   constructor(private readonly opts: NodeAgentOptions) {
@@ -104,9 +124,10 @@ export class NodeAgent {
     });
     // CLOCK_MONOTONIC (bpf_ktime_get_ns) to wall clock: Node's hrtime is the same clock.
     this.bootTimeNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
+    this.cgroups = new CgroupResolver();
   }
 
-  /** Loads and attaches every probe family and starts publishing. */
+  /** Loads every probe family, applies the start settings, and starts publishing. */
   start(): void {
     preflight(this.opts.log);
     const native = loadNative();
@@ -115,16 +136,32 @@ export class NodeAgent {
       if (level === 'warn') this.opts.log.warn({ libbpf: true }, line);
       else this.opts.log.debug({ libbpf: true }, line);
     });
+    for (const name of Object.keys(this.opts.probes)) {
+      if (!FAMILIES.some((f) => f.name === name))
+        throw new ConfigError(`unknown probe "${name}"`, `probes.${name}`);
+    }
     this.publisher.start();
+    const wanted = FAMILIES.filter(
+      (f) => !this.opts.families || this.opts.families.includes(f.name),
+    );
     try {
-      for (const f of FAMILIES) {
-        const obj = openObject(bpfObjectPath(f.family), {
+      for (const spec of wanted) {
+        const obj = openObject(bpfObjectPath(spec.name), {
           ringbufBytes: { rb: this.opts.ringBytes },
           consts: { wakeup_bytes: BigInt(this.opts.wakeupBytes) },
         });
-        this.families.push({ ...f, obj });
-        obj.load();
-        for (const p of f.programs) obj.attach(p);
+        try {
+          obj.load();
+        } catch (err) {
+          obj.close();
+          throw err;
+        }
+        const initial = applyPatch(
+          defaultSettings(spec.defaultEnabled),
+          probePatchSchema.parse(this.opts.probes[spec.name] ?? {}),
+        );
+        const control = new ProbeController(spec, obj, this.cgroups, initial);
+        this.families.set(spec.name, { spec, obj, control });
         obj.startRing(
           'rb',
           {
@@ -134,20 +171,83 @@ export class NodeAgent {
           },
           (batch, n) => this.onBatch(batch, n),
         );
-        this.opts.log.info({ probe: f.family, programs: f.programs }, 'probe attached');
+        control.apply(initial);
+        this.opts.log.info({ probe: spec.name, enabled: initial.enabled }, 'probe loaded');
       }
     } catch (err) {
       this.closeFamilies();
+      void this.publisher.stop(0);
       throw toBpfError(err);
     }
-    this.timer = setInterval(() => this.flush(), this.opts.lingerMs);
+    this.timers.push(setInterval(() => this.flush(), this.opts.lingerMs));
+    this.timers.push(setInterval(() => this.flushSummaries(), this.opts.summaryIntervalMs));
+    this.timers.push(setInterval(() => this.updateRates(), 1000));
+  }
+
+  /** Changes a probe's settings live and returns its new state. */
+  setProbe(name: string, patch: unknown): ProbeState {
+    const fam = this.families.get(name as ProbeName);
+    if (!fam) {
+      throw new ConfigError(
+        `unknown probe "${name}"; probes: ${[...this.families.keys()].join(', ')}`,
+        'probe',
+      );
+    }
+    const parsed = probePatchSchema.safeParse(patch);
+    if (!parsed.success) {
+      const first = parsed.error.issues[0];
+      throw new ConfigError(
+        `invalid settings for ${name}: ${first ? `${first.path.join('.') || '(root)'}: ${first.message}` : parsed.error.message}`,
+        first?.path.join('.') ?? '',
+      );
+    }
+    // Summaries collected under the old settings are flushed with the old generation.
+    if (fam.spec.summaries.length > 0) this.flushSummaries(fam);
+    const state = fam.control.apply(applyPatch(fam.control.current, parsed.data));
+    this.opts.log.info(
+      { probe: name, generation: state.generation, settings: state.settings },
+      'probe settings applied',
+    );
+    return state;
+  }
+
+  probes(): ProbeStats[] {
+    return [...this.families.values()].map((f) => {
+      const s = f.control.state();
+      return {
+        ...s,
+        events: this.eventsByProbe.get(f.spec.name) ?? 0,
+        eventsPerSecond: this.rates.get(f.spec.name) ?? 0,
+        kernelDrops: s.drops,
+      };
+    });
+  }
+
+  /** The loaded object of a family, for tests and tools that read its maps. */
+  object(name: ProbeName): NativeBpfObject {
+    const fam = this.families.get(name);
+    if (!fam) throw new TracefeedError(`probe ${name} is not loaded`);
+    return fam.obj;
+  }
+
+  private updateRates(): void {
+    const next = new Map<string, number>();
+    for (const [probe, n] of this.eventsByProbe) {
+      next.set(probe, n);
+      this.rates.set(probe, n - (this.prevCounts.get(probe) ?? 0));
+    }
+    this.prevCounts = next;
   }
 
   private onBatch(batch: Buffer, n: number): void {
     if (this.stopped) return;
+    this.addRecords(batch, n);
+  }
+
+  private addRecords(records: Buffer, n: number): void {
     let counted = 0;
     try {
-      walkRecords(batch, (op) => {
+      walkRecords(records, (op) => {
         counted++;
         this.eventsByOp.set(op, (this.eventsByOp.get(op) ?? 0) + 1);
         const probe = PROBE_OF_OP.get(op) ?? 'unknown';
@@ -156,17 +256,40 @@ export class NodeAgent {
     } catch (err) {
       // The addon validates every sample, so this is a bug; count and drop the batch.
       this.malformed += n;
-      this.opts.log.error(
-        { err: (err as Error).message },
-        'malformed batch from ring buffer dropped',
-      );
+      this.opts.log.error({ err: (err as Error).message }, 'malformed batch dropped');
       return;
     }
-    if (this.pendingBytes + batch.byteLength > this.opts.frameMaxBytes) this.flush();
-    this.pending.push(batch);
-    this.pendingBytes += batch.byteLength;
+    if (this.pendingBytes + records.byteLength > this.opts.frameMaxBytes) this.flush();
+    this.pending.push(records);
+    this.pendingBytes += records.byteLength;
     this.pendingEvents += counted;
     if (this.pendingBytes >= this.opts.frameMaxBytes) this.flush();
+  }
+
+  private flushSummaries(only?: LoadedFamily): void {
+    const now = process.hrtime.bigint();
+    const interval = now - this.lastSummaryAt;
+    if (!only) this.lastSummaryAt = now;
+    for (const fam of only ? [only] : this.families.values()) {
+      for (const s of fam.spec.summaries) {
+        try {
+          const batch = flushSummaryMap(
+            fam.obj,
+            s.map,
+            s.kind,
+            now,
+            interval,
+            fam.control.currentGeneration,
+          );
+          if (batch.count > 0) this.addRecords(batch.records, batch.count);
+        } catch (err) {
+          this.opts.log.warn(
+            { err: (err as Error).message, probe: fam.spec.name, map: s.map },
+            'summary flush failed',
+          );
+        }
+      }
+    }
   }
 
   private flush(): void {
@@ -202,63 +325,36 @@ export class NodeAgent {
   }
 
   stats(): AgentStats {
-    const probes: ProbeStats[] = this.families.map((f) => {
-      const drops: Record<string, number> = {};
-      let counters: bigint[] = [];
-      try {
-        counters = f.obj.sumPercpuCounters('tf_drops');
-      } catch {
-        counters = [];
-      }
-      for (let r = 0; r < DROP_REASON_MAX - 1; r++) {
-        drops[DROP_REASON_NAMES[r] ?? String(r)] = Number(
-          counters[f.probeId * DROP_REASON_MAX + r] ?? 0n,
-        );
-      }
-      let programs: Array<{ id: number; attached: boolean }> = [];
-      try {
-        programs = f.obj.programs();
-      } catch {
-        programs = [];
-      }
-      return {
-        probe: f.family,
-        attached: programs.length > 0 && programs.every((p) => p.attached),
-        programIds: programs.map((p) => p.id),
-        events: this.eventsByProbe.get(f.family) ?? 0,
-        kernelDrops: drops,
-      };
-    });
     const eventsByType: Record<string, number> = {};
-    for (const [op, n] of this.eventsByOp) {
-      eventsByType[op === 1 ? 'process.exec' : op === 2 ? 'process.exit' : `op.${op}`] = n;
-    }
+    for (const [op, n] of this.eventsByOp) eventsByType[OP_TYPE.get(op) ?? `op.${op}`] = n;
     return {
       node: this.opts.nodeName,
       startedAt: new Date(this.startedAt).toISOString(),
       uptimeMs: Date.now() - this.startedAt,
-      probes,
+      probes: this.stopped ? [] : this.probes(),
       eventsByType,
       framesBuilt: this.framesBuilt,
       malformed: this.malformed,
+      cgroupMisses: this.cgroups.misses,
       publisher: this.publisher.stats(),
     };
   }
 
   /** Detaches probes, flushes what is buffered (bounded by `flushTimeoutMs`) and returns the final stats. */
   async stop(flushTimeoutMs = 5000): Promise<AgentStats> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    for (const f of this.families) {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    for (const f of this.families.values()) {
       try {
         f.obj.stopRing();
       } catch (err) {
         this.opts.log.warn(
-          { err: (err as Error).message, probe: f.family },
+          { err: (err as Error).message, probe: f.spec.name },
           'stopping ring failed',
         );
       }
     }
+    this.flushSummaries();
     this.flush();
     const final = this.stats();
     this.stopped = true;
@@ -268,15 +364,16 @@ export class NodeAgent {
   }
 
   private closeFamilies(): void {
-    for (const f of this.families.splice(0)) {
+    for (const f of this.families.values()) {
       try {
         f.obj.close();
       } catch (err) {
         this.opts.log.warn(
-          { err: (err as Error).message, probe: f.family },
+          { err: (err as Error).message, probe: f.spec.name },
           'closing probe failed',
         );
       }
     }
+    this.families.clear();
   }
 }

@@ -92,7 +92,8 @@ describe('broker outage', () => {
         );
         const after = agent.stats().publisher;
         expect(after.eventsSent).toBeGreaterThan(during.eventsSent);
-        expect(after.eventsDropped).toBe(during.eventsDropped);
+        // Drops go on while the buffer is full (the host keeps exec'ing), and stop once it drains.
+        expect(after.eventsDropped).toBeGreaterThanOrEqual(during.eventsDropped);
 
         // Fresh events flow again after recovery.
         const late = uniqueProgram('tf-recover');
@@ -102,6 +103,7 @@ describe('broker outage', () => {
           20_000,
         );
         expect(exit.attributes['process.exit.code']).toBe(3);
+        expect(agent.stats().publisher.eventsDropped).toBe(after.eventsDropped);
       } finally {
         await collector.stop();
       }

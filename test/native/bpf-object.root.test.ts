@@ -30,6 +30,8 @@ interface ExecRecord {
   hdrPad: number;
   size: number;
   ktime: bigint;
+  generation: number;
+  sampleWeight: number;
   pid: number;
   ppid: number;
   uid: number;
@@ -45,6 +47,8 @@ interface ExitRecord {
   hdrPad: number;
   size: number;
   ktime: bigint;
+  generation: number;
+  sampleWeight: number;
   pid: number;
   ppid: number;
   exitCode: number;
@@ -72,6 +76,8 @@ function decodeBatch(batch: Buffer): EventRecord[] {
     const hdrPad = dv.getUint16(off + 2, true);
     const size = dv.getUint32(off + 4, true);
     const ktime = dv.getBigUint64(off + 8, true);
+    const generation = dv.getUint32(off + 16, true);
+    const sampleWeight = dv.getUint32(off + 20, true);
     expect(size).toBeGreaterThanOrEqual(HDR_SIZE);
     expect(size % 8).toBe(0);
     const b = off + HDR_SIZE;
@@ -82,6 +88,8 @@ function decodeBatch(batch: Buffer): EventRecord[] {
         hdrPad,
         size,
         ktime,
+        generation,
+        sampleWeight,
         pid: dv.getUint32(b, true),
         ppid: dv.getUint32(b + 4, true),
         uid: dv.getUint32(b + 8, true),
@@ -97,6 +105,8 @@ function decodeBatch(batch: Buffer): EventRecord[] {
         hdrPad,
         size,
         ktime,
+        generation,
+        sampleWeight,
         pid: dv.getUint32(b, true),
         ppid: dv.getUint32(b + 4, true),
         exitCode: dv.getInt32(b + 8, true),
@@ -110,6 +120,15 @@ function decodeBatch(batch: Buffer): EventRecord[] {
   }
   expect(off).toBe(batch.length);
   return out;
+}
+
+// control.h: the probe emits nothing until tf_config[0] says enabled.
+function enable(obj: Native.BpfObject, generation = 1): void {
+  const v = Buffer.alloc(32); // struct tf_probe_config
+  v.writeUInt32LE(1, 0); // enabled
+  v.writeUInt32LE(generation, 4);
+  v.writeUInt32LE(1, 8); // sample_n
+  obj.mapUpdate('tf_config', Buffer.alloc(4), v);
 }
 
 // A uniquely named script: its exec filename and comm identify our child.
@@ -173,6 +192,7 @@ describe.skipIf(!isRoot)('native BpfObject (root)', () => {
     });
     try {
       obj.load();
+      enable(obj);
       obj.attach('handle_exec');
       obj.attach('handle_exit');
       obj.attach('handle_exit'); // no-op
@@ -223,6 +243,8 @@ describe.skipIf(!isRoot)('native BpfObject (root)', () => {
       expect(exec!.pad).toBe(0);
       expect(exec!.flags).toBe(0);
       expect(exec!.cgroupId).toBeGreaterThan(0n);
+      expect(exec!.generation).toBe(1);
+      expect(exec!.sampleWeight).toBe(1);
 
       const exit = records.find((r): r is ExitRecord => isOurs(r) && r.op === TF_OP_EXIT);
       expect(exit, 'exit event of the child').toBeDefined();
@@ -234,6 +256,8 @@ describe.skipIf(!isRoot)('native BpfObject (root)', () => {
       expect(exit!.hdrPad).toBe(0);
       expect(exit!.lifetimeNs).toBeGreaterThan(0n);
       expect(exit!.ktime).toBeGreaterThan(exec!.ktime);
+      expect(exit!.generation).toBe(1);
+      expect(exit!.sampleWeight).toBe(1);
 
       // Batches, not one call per event.
       const stats = obj.ringStats();
@@ -275,6 +299,7 @@ describe.skipIf(!isRoot)('native BpfObject (root)', () => {
     const obj = new native.BpfObject(probePath);
     try {
       obj.load();
+      enable(obj);
       obj.attach('handle_exec');
       obj.attach('handle_exit');
       const seen: EventRecord[] = [];
@@ -297,6 +322,7 @@ describe.skipIf(!isRoot)('native BpfObject (root)', () => {
     const obj = new native.BpfObject(probePath, { ringbufBytes: { rb: 4096 } });
     try {
       obj.load();
+      enable(obj);
       obj.attach('handle_exec');
       obj.attach('handle_exit');
       let delivered = 0;
@@ -337,6 +363,7 @@ describe.skipIf(!isRoot)('native BpfObject (root)', () => {
     for (let i = 0; i < 5; i++) {
       const obj = new native.BpfObject(probePath);
       obj.load();
+      enable(obj);
       obj.attach('handle_exec');
       obj.attach('handle_exit');
       obj.startRing('rb', { flushMs: 1 }, () => {});

@@ -1,0 +1,245 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause */
+/*
+ * Kernel side of live control, included by every <family>.bpf.c after
+ * defining TF_THIS_PROBE (an enum tf_probe value):
+ *
+ *   #define TF_THIS_PROBE TF_PROBE_TCP
+ *   #include "control.h"
+ *
+ * Each probe object gets its own ring buffer `rb`, config entry `tf_config`,
+ * filter sets and per-CPU counters. User space changes behaviour by writing
+ * these maps: nothing here needs a reload.
+ */
+#ifndef TRACEFEED_CONTROL_H
+#define TRACEFEED_CONTROL_H
+
+#include "events.h"
+
+#ifndef TF_THIS_PROBE
+#error "define TF_THIS_PROBE before including control.h"
+#endif
+
+/* Wake the reader only once this many bytes wait; it polls with a timeout anyway. */
+const volatile __u64 wakeup_bytes = 65536;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024); /* resized from user space before load */
+} rb SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tf_probe_config);
+} tf_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TF_DROPS_ENTRIES);
+	__type(key, __u32);
+	__type(value, __u64);
+} tf_drops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TF_EMITTED_ENTRIES);
+	__type(key, __u32);
+	__type(value, __u64);
+} tf_emitted SEC(".maps");
+
+/* Filter sets: value TF_SET_ALLOW and/or TF_SET_DENY. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, __u8);
+} tf_set_cgroup SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} tf_set_pid SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32); /* port in host order, widened */
+	__type(value, __u8);
+} tf_set_port SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, char[TF_COMM_LEN]);
+	__type(value, __u8);
+} tf_set_comm SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 256);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct tf_path_key);
+	__type(value, __u8);
+} tf_set_path SEC(".maps");
+
+static __always_inline void tf_count(void *map, __u32 key)
+{
+	__u64 *val = bpf_map_lookup_elem(map, &key);
+
+	/* Per-CPU slot: a plain increment is race-free on this CPU. */
+	if (val)
+		*val += 1;
+}
+
+static __always_inline void tf_count_drop(enum tf_drop_reason reason)
+{
+	tf_count(&tf_drops, TF_THIS_PROBE * TF_DROP_REASON_MAX + reason);
+}
+
+/* The live config; NULL only if the map is broken (then emit nothing). */
+static __always_inline struct tf_probe_config *tf_config_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&tf_config, &zero);
+}
+
+/* Membership test against one set: 1 rejects, 0 passes. */
+static __always_inline int tf_set_rejects(void *set, const void *key, __u32 mask,
+					  __u32 allow_bit, __u32 deny_bit)
+{
+	__u8 *v;
+
+	if (!(mask & (allow_bit | deny_bit)))
+		return 0;
+	v = bpf_map_lookup_elem(set, key);
+	if ((mask & allow_bit) && !(v && (*v & TF_SET_ALLOW)))
+		return 1;
+	if ((mask & deny_bit) && v && (*v & TF_SET_DENY))
+		return 1;
+	return 0;
+}
+
+/* Task-level filters (cgroup, pid, comm). Returns 1 when the event is filtered. */
+static __always_inline int tf_filter_task(const struct tf_probe_config *c, __u64 cgroup_id,
+					  __u32 pid, const char *comm)
+{
+	__u32 m = c->filter_mask;
+
+	if (tf_set_rejects(&tf_set_cgroup, &cgroup_id, m, TF_FILTER_ALLOW_CGROUP,
+			   TF_FILTER_DENY_CGROUP))
+		return 1;
+	if (tf_set_rejects(&tf_set_pid, &pid, m, TF_FILTER_ALLOW_PID, TF_FILTER_DENY_PID))
+		return 1;
+	if (comm && tf_set_rejects(&tf_set_comm, comm, m, TF_FILTER_ALLOW_COMM,
+				   TF_FILTER_DENY_COMM))
+		return 1;
+	return 0;
+}
+
+/* Port filter: either port in the allow set admits; either in the deny set rejects. */
+static __always_inline int tf_filter_ports(const struct tf_probe_config *c, __u16 a, __u16 b)
+{
+	__u32 m = c->filter_mask;
+	__u32 ka = a, kb = b;
+	__u8 *va, *vb;
+
+	if (!(m & (TF_FILTER_ALLOW_PORT | TF_FILTER_DENY_PORT)))
+		return 0;
+	va = bpf_map_lookup_elem(&tf_set_port, &ka);
+	vb = bpf_map_lookup_elem(&tf_set_port, &kb);
+	if ((m & TF_FILTER_ALLOW_PORT) && !((va && (*va & TF_SET_ALLOW)) ||
+					    (vb && (*vb & TF_SET_ALLOW))))
+		return 1;
+	if ((m & TF_FILTER_DENY_PORT) && ((va && (*va & TF_SET_DENY)) ||
+					  (vb && (*vb & TF_SET_DENY))))
+		return 1;
+	return 0;
+}
+
+/* Path-prefix filter over the first TF_PATH_PREFIX_LEN bytes of `path`. */
+static __always_inline int tf_filter_path(const struct tf_probe_config *c, const char *path)
+{
+	struct tf_path_key key = {};
+	__u32 m = c->filter_mask;
+	__u8 *v;
+
+	if (!(m & (TF_FILTER_ALLOW_PATH | TF_FILTER_DENY_PATH)))
+		return 0;
+	key.prefixlen = TF_PATH_PREFIX_LEN * 8;
+	/* The trie matches the longest stored prefix of these bytes. */
+	__builtin_memcpy(key.path, path, TF_PATH_PREFIX_LEN);
+	v = bpf_map_lookup_elem(&tf_set_path, &key);
+	if ((m & TF_FILTER_ALLOW_PATH) && !(v && (*v & TF_SET_ALLOW)))
+		return 1;
+	if ((m & TF_FILTER_DENY_PATH) && v && (*v & TF_SET_DENY))
+		return 1;
+	return 0;
+}
+
+/* 1-in-N sampling. Returns 1 when the event is sampled out; *weight gets N otherwise. */
+static __always_inline int tf_sampled_out(const struct tf_probe_config *c, __u32 *weight)
+{
+	__u32 n = c->sample_n;
+
+	if (n <= 1) {
+		*weight = 1;
+		return 0;
+	}
+	*weight = n;
+	return bpf_get_prandom_u32() % n != 0;
+}
+
+/* Fills the common header. Padding is zeroed here, not left to the caller. */
+static __always_inline void tf_hdr_fill(struct tf_event_header *h, __u8 op, __u32 size,
+					const struct tf_probe_config *c, __u32 weight)
+{
+	h->op = op;
+	h->flags = 0;
+	h->pad = 0;
+	h->size = size;
+	h->ktime_ns = bpf_ktime_get_ns();
+	h->generation = c->generation;
+	h->sample_weight = weight;
+}
+
+/* Submit with batched wake-ups: force one only when enough data waits. */
+static __always_inline void tf_submit(void *event)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP;
+
+	if (bpf_ringbuf_query(&rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(event, flags);
+	tf_count(&tf_emitted, TF_THIS_PROBE);
+}
+
+/* Reserve or count a ringbuf_full drop. */
+static __always_inline void *tf_reserve(__u32 size)
+{
+	void *e = bpf_ringbuf_reserve(&rb, size, 0);
+
+	if (!e)
+		tf_count_drop(TF_DROP_RINGBUF_FULL);
+	return e;
+}
+
+/* log2 bucket for a duration in ns, clamped to the last slot. */
+static __always_inline __u32 tf_log2_slot(__u64 v)
+{
+	__u32 slot = 0;
+
+	/* Unrolled binary search: bounded for the verifier. */
+	if (v >> 32) { v >>= 32; slot += 32; }
+	if (v >> 16) { v >>= 16; slot += 16; }
+	if (v >> 8) { v >>= 8; slot += 8; }
+	if (v >> 4) { v >>= 4; slot += 4; }
+	if (v >> 2) { v >>= 2; slot += 2; }
+	if (v >> 1) { slot += 1; }
+	return slot < TF_HIST_SLOTS ? slot : TF_HIST_SLOTS - 1;
+}
+
+#endif /* TRACEFEED_CONTROL_H */

@@ -1,0 +1,384 @@
+/**
+ * Event-time tumbling windows over decoded frames. Records are read straight
+ * from the frame bytes into typed-array slabs: no JavaScript object per event.
+ *
+ * A window of a node closes when that node's watermark (latest event time
+ * minus the allowed lateness) passes its end, or when the wall clock is past
+ * its end plus lateness plus `idleCloseMs` (a quiet node still gets its
+ * windows). Events for a closed window are counted as late and not added.
+ */
+import { decodeFrame } from '../ingest/frame.js';
+import { CGROUP_OFFSET_BY_OP, Op } from '../ingest/layout.js';
+import { H, HIST_SLOTS, NHIST, NSUM, S } from './columns.js';
+
+const TWO32 = 4294967296;
+const textDecoder = new TextDecoder();
+
+/** Probe id of each op (index = op). */
+const PROBE_BY_OP = new Uint8Array(256).fill(255);
+for (const op of [Op.EXEC, Op.EXIT]) PROBE_BY_OP[op] = 0;
+for (const op of [Op.TCP_CONNECT, Op.TCP_ACCEPT, Op.TCP_CLOSE, Op.TCP_CONNECT_FAIL, Op.TCP_RETRANSMIT, Op.TCP_RESET_SENT, Op.TCP_RESET_RECV])
+  PROBE_BY_OP[op] = 1;
+for (const op of [Op.SYSCALL_SUMMARY, Op.SYSCALL_SLOW, Op.SYSCALL_ERRNO]) PROBE_BY_OP[op] = 2;
+PROBE_BY_OP[Op.FILE_OPEN] = 3;
+PROBE_BY_OP[Op.RUNQ_SUMMARY] = 4;
+
+/** Offset of the cgroup id in each op's record. */
+const CGROUP_OFFSET = new Uint8Array(256);
+for (const [op, at] of CGROUP_OFFSET_BY_OP) CGROUP_OFFSET[op] = at;
+
+export const PROBE_IDS = ['process', 'tcp', 'syscalls', 'file', 'sched'] as const;
+
+export interface AggregatorOptions {
+  /** Window length, ms. Default 10000. */
+  windowMs: number;
+  /** How long after a window's end its events are still accepted (event time), ms. Default 5000. */
+  allowedLatenessMs: number;
+  /** Close a window this long (wall clock) after end + lateness even without newer events, ms. Default 5000. */
+  idleCloseMs: number;
+  /** Events further than this from the wall clock are out of range and counted, ms. Default 1 day. */
+  maxClockSkewMs: number;
+}
+
+export const DEFAULT_AGGREGATOR_OPTIONS: AggregatorOptions = {
+  windowMs: 10_000,
+  allowedLatenessMs: 5_000,
+  idleCloseMs: 5_000,
+  maxClockSkewMs: 86_400_000,
+};
+
+export interface AggregatorCounters {
+  frames: number;
+  events: number;
+  /** Events for a window already closed. */
+  late: number;
+  /** Events whose time is absurdly far from now. */
+  outOfRange: number;
+  /** Events of windows already emitted before a restart (replayed, not counted twice). */
+  alreadyEmitted: number;
+  windowsClosed: number;
+  rowsEmitted: number;
+}
+
+/** The rows of one closed (node, window), in slab form. */
+export interface ClosedWindow {
+  node: string;
+  windowStartMs: number;
+  windowEndMs: number;
+  rows: number;
+  cgroupIds: Float64Array;
+  probeIds: Uint8Array;
+  sums: Float64Array; // rows * NSUM
+  hists: Float64Array; // rows * NHIST
+  /** Lowest Kafka offset per partition that fed this window (for commits). */
+  minOffsets: Map<number, number>;
+}
+
+interface OpenWindow {
+  start: number; // ms
+  rowsByKey: Map<number, number>; // cgroup*8+probe -> local row
+  cgroupIds: number[];
+  probeIds: number[];
+  sums: Float64Array;
+  hists: Float64Array;
+  minOffsets: Map<number, number>;
+}
+
+interface NodeState {
+  windows: Map<number, OpenWindow>; // window index -> window
+  maxEventMs: number;
+  /** Event time (ms) below which windows are closed. */
+  closedUpToMs: number;
+  /** closedUpToMs as restored from a previous run: events below it are replays. */
+  restoredUpToMs: number;
+}
+
+export class WindowAggregator {
+  readonly counters: AggregatorCounters = {
+    frames: 0,
+    events: 0,
+    late: 0,
+    outOfRange: 0,
+    alreadyEmitted: 0,
+    windowsClosed: 0,
+    rowsEmitted: 0,
+  };
+  private readonly nodes = new Map<string, NodeState>();
+  private readonly opts: AggregatorOptions;
+
+  constructor(opts: Partial<AggregatorOptions> = {}, emittedUpTo: Record<string, number> = {}) {
+    this.opts = { ...DEFAULT_AGGREGATOR_OPTIONS, ...opts };
+    for (const [node, ms] of Object.entries(emittedUpTo)) {
+      const st = this.nodeState(node);
+      st.closedUpToMs = ms;
+      st.restoredUpToMs = ms;
+    }
+  }
+
+  get windowMs(): number {
+    return this.opts.windowMs;
+  }
+
+  /** Event time up to which each node's windows are closed (persist it to resume without double counting). */
+  closedUpTo(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [node, st] of this.nodes) out[node] = st.closedUpToMs;
+    return out;
+  }
+
+  openWindows(): number {
+    let n = 0;
+    for (const st of this.nodes.values()) n += st.windows.size;
+    return n;
+  }
+
+  /** Lowest offset per partition still needed by an open window. */
+  pendingMinOffsets(): Map<number, number> {
+    const out = new Map<number, number>();
+    for (const st of this.nodes.values()) {
+      for (const w of st.windows.values()) {
+        for (const [p, o] of w.minOffsets) if (!out.has(p) || o < (out.get(p) as number)) out.set(p, o);
+      }
+    }
+    return out;
+  }
+
+  private readonly names = new Map<string, Map<number, string>>();
+
+  /** cgroup id -> path, as the node's agent named them. */
+  cgroupNames(node: string): Map<number, string> {
+    let m = this.names.get(node);
+    if (!m) {
+      m = new Map();
+      this.names.set(node, m);
+    }
+    return m;
+  }
+
+  private nodeState(node: string): NodeState {
+    let st = this.nodes.get(node);
+    if (!st) {
+      st = { windows: new Map(), maxEventMs: 0, closedUpToMs: 0, restoredUpToMs: 0 };
+      this.nodes.set(node, st);
+    }
+    return st;
+  }
+
+  /**
+   * Adds one frame. Throws DecodeError (from decodeFrame) on bad bytes before
+   * anything is added: a frame is taken whole or not at all.
+   */
+  ingestFrame(bytes: Uint8Array, partition = 0, offset = 0, nowMs = Date.now()): number {
+    const frame = decodeFrame(bytes);
+    const st = this.nodeState(frame.node);
+    const rec = frame.records;
+    const names = this.cgroupNames(frame.node);
+    const dv = new DataView(rec.buffer, rec.byteOffset, rec.byteLength);
+    const bootMs = Number(frame.bootTimeNs / 1000n) / 1000;
+    const windowMs = this.opts.windowMs;
+    const minMs = nowMs - this.opts.maxClockSkewMs;
+    const maxMs = nowMs + this.opts.maxClockSkewMs;
+    const closedUpTo = st.closedUpToMs;
+    let maxEvent = st.maxEventMs;
+    let curIdx = -1;
+    let cur: OpenWindow | undefined;
+    let lastKey = -1;
+    let lastRow = -1;
+    let n = 0;
+    const len = rec.byteLength;
+    let off = 0;
+    while (off < len) {
+      const op = dv.getUint8(off);
+      const size = dv.getUint32(off + 4, true);
+      const probe = PROBE_BY_OP[op] as number;
+      if (op === Op.CGROUP_INFO) {
+        const id = dv.getUint32(off + 24, true) + dv.getUint32(off + 28, true) * TWO32;
+        const pathLen = dv.getUint16(off + 32, true);
+        if (!names.has(id)) names.set(id, textDecoder.decode(rec.subarray(off + 40, off + 40 + pathLen)));
+        off += size;
+        continue;
+      }
+      if (probe === 255) {
+        off += size;
+        continue; // decodeFrame accepted it: an op this stage does not aggregate
+      }
+      n++;
+      const ktimeMs = (dv.getUint32(off + 8, true) + dv.getUint32(off + 12, true) * TWO32) / 1e6;
+      const t = bootMs + ktimeMs;
+      if (t < minMs || t > maxMs) {
+        this.counters.outOfRange++;
+        off += size;
+        continue;
+      }
+      if (t < closedUpTo) {
+        if (t < st.restoredUpToMs) this.counters.alreadyEmitted++;
+        else this.counters.late++;
+        off += size;
+        continue;
+      }
+      if (t > maxEvent) maxEvent = t;
+      const idx = Math.floor(t / windowMs);
+      if (idx !== curIdx) {
+        curIdx = idx;
+        cur = st.windows.get(idx);
+        if (!cur) {
+          cur = {
+            start: idx * windowMs,
+            rowsByKey: new Map(),
+            cgroupIds: [],
+            probeIds: [],
+            sums: new Float64Array(16 * NSUM),
+            hists: new Float64Array(16 * NHIST),
+            minOffsets: new Map(),
+          };
+          st.windows.set(idx, cur);
+        }
+        const prev = cur.minOffsets.get(partition);
+        if (prev === undefined || offset < prev) cur.minOffsets.set(partition, offset);
+        lastKey = -1;
+      }
+      const w = cur as OpenWindow;
+      const co = CGROUP_OFFSET[op] as number;
+      const cgroup = dv.getUint32(off + co, true) + dv.getUint32(off + co + 4, true) * TWO32;
+      const key = cgroup * 8 + probe;
+      let row: number;
+      if (key === lastKey) {
+        row = lastRow;
+      } else {
+        const found = w.rowsByKey.get(key);
+        if (found === undefined) {
+          row = w.cgroupIds.length;
+          w.cgroupIds.push(cgroup);
+          w.probeIds.push(probe);
+          w.rowsByKey.set(key, row);
+          if ((row + 1) * NSUM > w.sums.length) {
+            const s = new Float64Array(w.sums.length * 2);
+            s.set(w.sums);
+            w.sums = s;
+            const h = new Float64Array(w.hists.length * 2);
+            h.set(w.hists);
+            w.hists = h;
+          }
+        } else {
+          row = found;
+        }
+        lastKey = key;
+        lastRow = row;
+      }
+      const weight = dv.getUint32(off + 20, true) || 1;
+      const sums = w.sums;
+      const b = row * NSUM;
+      sums[b + S.events]! += weight;
+      switch (op) {
+        case Op.EXEC:
+          sums[b + S.exec_count]! += weight;
+          break;
+        case Op.EXIT:
+          sums[b + S.exit_count]! += weight;
+          if (dv.getInt32(off + 32, true) !== 0 || dv.getUint32(off + 36, true) !== 0) sums[b + S.failed_exits]! += weight;
+          break;
+        case Op.TCP_CONNECT:
+          sums[b + S.tcp_connects]! += weight;
+          break;
+        case Op.TCP_ACCEPT:
+          sums[b + S.tcp_accepts]! += weight;
+          break;
+        case Op.TCP_CLOSE: {
+          sums[b + S.tcp_closes]! += weight;
+          sums[b + S.tcp_bytes_sent]! += weight * (dv.getUint32(off + 56, true) + dv.getUint32(off + 60, true) * TWO32);
+          sums[b + S.tcp_bytes_received]! += weight * (dv.getUint32(off + 64, true) + dv.getUint32(off + 68, true) * TWO32);
+          const d = dv.getUint32(off + 48, true) + dv.getUint32(off + 52, true) * TWO32;
+          w.hists[row * NHIST + H.tcp_duration + log2Slot(d)]! += weight;
+          break;
+        }
+        case Op.TCP_CONNECT_FAIL:
+          sums[b + S.tcp_connect_failures]! += weight;
+          break;
+        case Op.TCP_RETRANSMIT:
+          sums[b + S.tcp_retransmits]! += weight;
+          break;
+        case Op.TCP_RESET_SENT:
+          sums[b + S.tcp_resets_sent]! += weight;
+          break;
+        case Op.TCP_RESET_RECV:
+          sums[b + S.tcp_resets_received]! += weight;
+          break;
+        case Op.SYSCALL_SUMMARY: {
+          sums[b + S.syscall_count]! += dv.getUint32(off + 48, true) + dv.getUint32(off + 52, true) * TWO32;
+          sums[b + S.syscall_errors]! += dv.getUint32(off + 56, true) + dv.getUint32(off + 60, true) * TWO32;
+          sums[b + S.syscall_total_ns]! += dv.getUint32(off + 64, true) + dv.getUint32(off + 68, true) * TWO32;
+          const hb = row * NHIST + H.syscall;
+          for (let i = 0; i < HIST_SLOTS; i++) {
+            const at = off + 72 + i * 8;
+            w.hists[hb + i]! += dv.getUint32(at, true) + dv.getUint32(at + 4, true) * TWO32;
+          }
+          break;
+        }
+        case Op.SYSCALL_ERRNO:
+          break; // errors are already in the summary's error_count
+        case Op.SYSCALL_SLOW:
+          sums[b + S.syscall_slow_count]! += weight;
+          break;
+        case Op.FILE_OPEN:
+          sums[b + S.file_opens]! += weight;
+          if (dv.getInt32(off + 32, true) < 0) sums[b + S.file_open_errors]! += weight;
+          break;
+        case Op.RUNQ_SUMMARY: {
+          sums[b + S.runq_count]! += dv.getUint32(off + 40, true) + dv.getUint32(off + 44, true) * TWO32;
+          sums[b + S.runq_total_ns]! += dv.getUint32(off + 48, true) + dv.getUint32(off + 52, true) * TWO32;
+          const hb = row * NHIST + H.runq;
+          for (let i = 0; i < HIST_SLOTS; i++) {
+            const at = off + 56 + i * 8;
+            w.hists[hb + i]! += dv.getUint32(at, true) + dv.getUint32(at + 4, true) * TWO32;
+          }
+          break;
+        }
+      }
+      off += size;
+    }
+    st.maxEventMs = maxEvent;
+    this.counters.frames++;
+    this.counters.events += n;
+    return n;
+  }
+
+  /** Closes every window whose time has come and returns them, oldest first. */
+  closeDue(nowMs = Date.now(), force = false): ClosedWindow[] {
+    const out: ClosedWindow[] = [];
+    const { windowMs, allowedLatenessMs, idleCloseMs } = this.opts;
+    for (const [node, st] of this.nodes) {
+      const watermark = st.maxEventMs - allowedLatenessMs;
+      const indices = [...st.windows.keys()].sort((a, b) => a - b);
+      for (const idx of indices) {
+        const end = (idx + 1) * windowMs;
+        const due = force || end <= watermark || end + allowedLatenessMs + idleCloseMs <= nowMs;
+        if (!due) break; // windows close in order per node
+        const w = st.windows.get(idx) as OpenWindow;
+        st.windows.delete(idx);
+        if (end > st.closedUpToMs) st.closedUpToMs = end;
+        const rows = w.cgroupIds.length;
+        out.push({
+          node,
+          windowStartMs: w.start,
+          windowEndMs: end,
+          rows,
+          cgroupIds: Float64Array.from(w.cgroupIds),
+          probeIds: Uint8Array.from(w.probeIds),
+          sums: w.sums.subarray(0, rows * NSUM),
+          hists: w.hists.subarray(0, rows * NHIST),
+          minOffsets: w.minOffsets,
+        });
+        this.counters.windowsClosed++;
+        this.counters.rowsEmitted += rows;
+      }
+    }
+    return out.sort((a, b) => a.windowStartMs - b.windowStartMs);
+  }
+}
+
+/** log2 slot of a duration in ns, as the kernel computes it. */
+export function log2Slot(v: number): number {
+  if (v < 2) return 0;
+  const s = Math.floor(Math.log2(v));
+  return s < HIST_SLOTS ? s : HIST_SLOTS - 1;
+}

@@ -1,0 +1,288 @@
+/**
+ * The thresholds file (YAML): budgets, bounds, floors, cooldowns, TTLs,
+ * approvals and the anomaly rules. Validated with zod (unknown keys rejected,
+ * errors name their path), published as JSON Schema (docs/thresholds.schema.json),
+ * and hot-reloaded by `ThresholdsWatcher`: an invalid edit keeps the old config.
+ */
+import { readFileSync, watch, type FSWatcher } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import { parseDocument } from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import { probeNameSchema } from '../ingest/probe-settings.js';
+import type { ProbeName } from '../ingest/layout.js';
+import { feedbackActionSchema, feedbackOriginSchema, formatIssues } from './request.js';
+
+export const budgetSchema = z.strictObject({
+  events_per_second: z
+    .number()
+    .positive()
+    .default(50_000)
+    .describe('events/s a node may send (sum over its probes). Default 50000.'),
+  bytes_per_second: z
+    .number()
+    .positive()
+    .default(32 * 1024 * 1024)
+    .describe('bytes/s of frames a node may send. Default 32 MiB.'),
+});
+
+export const probeBoundsSchema = z.strictObject({
+  min_sample_n: z
+    .number()
+    .int()
+    .min(1)
+    .default(1)
+    .describe('smallest 1-in-N (most events) feedback may set. Default 1.'),
+  max_sample_n: z
+    .number()
+    .int()
+    .min(1)
+    .max(1_000_000)
+    .default(1000)
+    .describe('largest 1-in-N (fewest events) feedback may set. Default 1000.'),
+  cooldown_seconds: z
+    .number()
+    .min(0)
+    .optional()
+    .describe('overrides the top-level cooldown_seconds for this probe'),
+});
+export type ProbeBounds = z.infer<typeof probeBoundsSchema>;
+
+export const ruleSchema = z.strictObject({
+  name: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9-]*$/)
+    .optional()
+    .describe('used in request ids and reasons. Default `<metric>-<action>-<probe>`.'),
+  metric: z.string().min(1).describe('anomaly metric, e.g. tcp_retransmits'),
+  min_severity: z.enum(['warning', 'critical']).default('warning'),
+  direction: z.enum(['high', 'low', 'any']).default('high'),
+  action: z.enum(['enable', 'tighten', 'loosen', 'set']),
+  probe: probeNameSchema.describe('the probe to change (not necessarily the anomaly probe)'),
+  focus: z
+    .enum(['workload', 'node'])
+    .default('workload')
+    .describe('workload: filter the probe to the anomalous cgroup; node: the whole node'),
+  ttl_seconds: z.number().int().positive().optional(),
+  sample_n: z.number().int().min(1).optional(),
+  slow_ms: z.number().min(0).optional(),
+  min_duration_ms: z.number().min(0).optional(),
+});
+export type Rule = z.infer<typeof ruleSchema>;
+
+const probeBoundsMap = z
+  .partialRecord(probeNameSchema, probeBoundsSchema)
+  .default({})
+  .describe('per-probe bounds; a probe not listed gets the defaults');
+
+export const thresholdsSchema = z
+  .strictObject({
+    version: z.literal(1),
+    budget: budgetSchema.default({ events_per_second: 50_000, bytes_per_second: 32 * 1024 * 1024 }),
+    node_budgets: z
+      .record(z.string(), budgetSchema.partial())
+      .default({})
+      .describe('per-node overrides of `budget`'),
+    budget_cooldown_seconds: z
+      .number()
+      .min(0)
+      .default(5)
+      .describe('least time between two budget loosenings of one probe on one node. Default 5.'),
+    probes: probeBoundsMap,
+    floors: z
+      .array(probeNameSchema)
+      .default(['process'])
+      .describe('probes never disabled nor narrowed by feedback. Default [process].'),
+    cooldown_seconds: z
+      .number()
+      .min(0)
+      .default(60)
+      .describe('least time between two rule/agent changes of one probe for one workload. Default 60.'),
+    default_ttl_seconds: z.number().int().positive().default(300).describe('Default 300.'),
+    max_ttl_seconds: z.number().int().positive().default(3600).describe('Default 3600.'),
+    loosen_factor: z.number().int().min(2).default(4).describe('loosen multiplies sample_n by this. Default 4.'),
+    approval: z
+      .strictObject({
+        actions: z.array(feedbackActionSchema).default(['disable']),
+        origins: z.array(feedbackOriginSchema).default([]),
+        timeout_seconds: z
+          .number()
+          .int()
+          .positive()
+          .default(3600)
+          .describe('a request not approved within this expires. Default 3600.'),
+      })
+      .default({ actions: ['disable'], origins: [], timeout_seconds: 3600 })
+      .describe('requests needing operator approval: action in `actions` OR origin in `origins` (operator requests never do)'),
+    rules: z.array(ruleSchema).default([]),
+  })
+  .superRefine((t, ctx) => {
+    for (const [probe, b] of Object.entries(t.probes)) {
+      if (b && b.min_sample_n > b.max_sample_n)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['probes', probe, 'min_sample_n'],
+          message: `min_sample_n (${b.min_sample_n}) is above max_sample_n (${b.max_sample_n})`,
+        });
+    }
+    if (t.default_ttl_seconds > t.max_ttl_seconds)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['default_ttl_seconds'],
+        message: `default_ttl_seconds (${t.default_ttl_seconds}) is above max_ttl_seconds (${t.max_ttl_seconds})`,
+      });
+    t.rules.forEach((r, i) => {
+      if (r.action === 'loosen' && r.focus === 'workload' && r.sample_n === undefined) {
+        // fine: loosen ignores focus
+      }
+      if (t.floors.includes(r.probe) && r.focus === 'workload' && r.action !== 'loosen')
+        ctx.addIssue({
+          code: 'custom',
+          path: ['rules', i, 'focus'],
+          message: `probe ${r.probe} is a floor: it cannot be narrowed to a workload (use focus: node)`,
+        });
+    });
+  });
+export type Thresholds = z.infer<typeof thresholdsSchema>;
+export type ThresholdsInput = z.input<typeof thresholdsSchema>;
+
+/** The built-in thresholds (an empty file with `version: 1`). */
+export const DEFAULT_THRESHOLDS: Thresholds = thresholdsSchema.parse({ version: 1 });
+
+/** Bounds of one probe (defaults when not listed). */
+export function boundsOf(t: Thresholds, probe: ProbeName): ProbeBounds {
+  return t.probes[probe] ?? probeBoundsSchema.parse({});
+}
+
+/** Budget of one node: `budget` with its `node_budgets` override. */
+export function budgetOf(t: Thresholds, node: string): z.infer<typeof budgetSchema> {
+  return { ...t.budget, ...(t.node_budgets[node] ?? {}) };
+}
+
+/** Parses YAML text; throws ConfigError naming the path (`file: path: message`). */
+export function parseThresholds(text: string, source = 'thresholds'): Thresholds {
+  const doc = parseDocument(text, { prettyErrors: true });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!;
+    throw new ConfigError(`${source}: YAML: ${e.message.split('\n')[0]}`, '', {
+      hint: 'fix the YAML syntax',
+    });
+  }
+  const r = thresholdsSchema.safeParse(doc.toJS());
+  if (!r.success) {
+    const first = r.error.issues[0];
+    throw new ConfigError(`${source}: ${formatIssues(r.error)}`, first?.path.join('.') ?? '', {
+      hint: 'see docs/feedback.md and docs/thresholds.schema.json',
+    });
+  }
+  return r.data;
+}
+
+export function loadThresholds(path: string): Thresholds {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read thresholds file ${path}: ${(err as Error).message}`, '', {
+      cause: err,
+    });
+  }
+  return parseThresholds(text, path);
+}
+
+/** JSON Schema (draft 2020-12) of the thresholds file, as written to docs/thresholds.schema.json. */
+export function thresholdsJsonSchema(): Record<string, unknown> {
+  return {
+    $id: 'https://tracefeed.dev/schemas/thresholds.schema.json',
+    title: 'tracefeed thresholds file',
+    ...z.toJSONSchema(thresholdsSchema, { io: 'input', unrepresentable: 'any' }),
+  };
+}
+
+export interface ThresholdsStatus {
+  path: string;
+  /** When the config in force was loaded. */
+  loadedAt: string;
+  reloads: number;
+  /** The last rejected edit, kept until a valid one replaces it. */
+  lastError: { at: string; message: string } | undefined;
+}
+
+export interface ThresholdsWatcherOptions {
+  /** Wait for edits to settle before reloading, ms. Default 200. */
+  debounceMs?: number;
+  log: Logger;
+  /** Called with each valid new config. */
+  onChange?: (t: Thresholds) => void;
+  /** Called with each rejected edit (the old config stays). */
+  onError?: (err: ConfigError) => void;
+}
+
+/**
+ * Holds the current thresholds and reloads them when the file changes. The
+ * directory is watched (editors replace files), edits are debounced, and an
+ * invalid edit keeps the old config and is recorded in `status().lastError`.
+ */
+export class ThresholdsWatcher {
+  private value: Thresholds;
+  private watcher: FSWatcher | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly st: ThresholdsStatus;
+
+  constructor(
+    readonly path: string,
+    private readonly opts: ThresholdsWatcherOptions,
+  ) {
+    this.value = loadThresholds(path);
+    this.st = { path, loadedAt: new Date().toISOString(), reloads: 0, lastError: undefined };
+  }
+
+  get current(): Thresholds {
+    return this.value;
+  }
+
+  status(): ThresholdsStatus {
+    return { ...this.st };
+  }
+
+  start(): this {
+    const file = basename(this.path);
+    this.watcher = watch(dirname(this.path), (_event, name) => {
+      if (name !== null && name !== file) return;
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = setTimeout(() => this.reload(), this.opts.debounceMs ?? 200);
+    });
+    return this;
+  }
+
+  /** Reloads now; returns whether the new file was taken. */
+  reload(): boolean {
+    try {
+      const next = loadThresholds(this.path);
+      this.value = next;
+      this.st.loadedAt = new Date().toISOString();
+      this.st.reloads++;
+      this.st.lastError = undefined;
+      this.opts.log.info({ path: this.path }, 'thresholds reloaded');
+      this.opts.onChange?.(next);
+      return true;
+    } catch (err) {
+      const e =
+        err instanceof ConfigError ? err : new ConfigError(String((err as Error).message), '');
+      this.st.lastError = { at: new Date().toISOString(), message: e.message };
+      this.opts.log.warn(
+        { path: this.path, err: e.message },
+        'thresholds edit rejected; keeping the previous config',
+      );
+      this.opts.onError?.(e);
+      return false;
+    }
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.watcher?.close();
+    this.watcher = undefined;
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * The node agent's local API, on loopback: Prometheus metrics and probe
+ * control for `tracefeed probes list|set`.
+ *
+ *   GET   /metrics               Prometheus text format
+ *   GET   /v1/status             agent stats
+ *   GET   /v1/probes             probe states
+ *   PATCH /v1/probes/:name       change settings (JSON body, ProbePatch)
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { ConfigError, TracefeedError } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import { agentMetrics } from './metrics.js';
+import type { NodeAgent } from './node-agent.js';
+
+export const DEFAULT_API_PORT = 9464;
+
+const MAX_BODY_BYTES = 64 * 1024;
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(text);
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > MAX_BODY_BYTES)
+      throw new ConfigError(`request body over ${MAX_BODY_BYTES} bytes`, 'body');
+    chunks.push(c as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  try {
+    return JSON.parse(text || '{}');
+  } catch (err) {
+    throw new ConfigError(`request body is not JSON: ${(err as Error).message}`, 'body');
+  }
+}
+
+export async function startControlApi(
+  agent: NodeAgent,
+  port: number,
+  log: Logger,
+  host = '127.0.0.1',
+): Promise<Server> {
+  const registry = agentMetrics(agent);
+  const server = createServer((req, res) => {
+    void (async () => {
+      const url = new URL(req.url ?? '/', `http://${host}`);
+      try {
+        if (req.method === 'GET' && url.pathname === '/metrics') {
+          res.writeHead(200, { 'content-type': registry.contentType });
+          res.end(await registry.metrics());
+        } else if (req.method === 'GET' && url.pathname === '/v1/status') {
+          send(res, 200, agent.stats());
+        } else if (req.method === 'GET' && url.pathname === '/v1/probes') {
+          send(res, 200, { probes: agent.probes() });
+        } else if (req.method === 'PATCH' && url.pathname.startsWith('/v1/probes/')) {
+          const name = decodeURIComponent(url.pathname.slice('/v1/probes/'.length));
+          send(res, 200, agent.setProbe(name, await readJson(req)));
+        } else {
+          send(res, 404, { error: `no route for ${req.method} ${url.pathname}` });
+        }
+      } catch (err) {
+        const status = err instanceof ConfigError ? 400 : 500;
+        if (status === 500) log.error({ err }, 'control API request failed');
+        send(res, status, {
+          error: err instanceof Error ? err.message : String(err),
+          ...(err instanceof ConfigError ? { path: err.path } : {}),
+        });
+      }
+    })();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      reject(
+        err.code === 'EADDRINUSE'
+          ? new TracefeedError(
+              `port ${port} on ${host} is in use, so the agent API cannot listen`,
+              {
+                cause: err,
+                hint: `stop the other process (ss -ltnp 'sport = :${port}') or pass --api-port`,
+              },
+            )
+          : err,
+      );
+    });
+    server.listen(port, host, () => resolve());
+  });
+  log.info({ port, host }, 'agent API listening');
+  return server;
+}

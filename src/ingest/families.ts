@@ -1,0 +1,61 @@
+/**
+ * The probe families tracefeed ships and their defaults. Each is one object,
+ * bpf/.output/<name>.bpf.o; every program in it is attached while enabled.
+ */
+import { Probe, type ProbeName } from './layout.js';
+
+export interface FamilySpec {
+  name: ProbeName;
+  probeId: number;
+  /** Kernel aggregation maps flushed into summary records every interval. */
+  summaries: ReadonlyArray<{ map: string; kind: 'syscall' | 'errno' | 'runq' }>;
+  /** Enabled when the agent starts with no other instruction. */
+  defaultEnabled: boolean;
+  description: string;
+}
+
+export const FAMILIES: readonly FamilySpec[] = [
+  {
+    name: 'process',
+    probeId: Probe.PROCESS,
+    summaries: [],
+    defaultEnabled: true,
+    description: 'exec and exit of every process (sched_process_exec/exit)',
+  },
+  {
+    name: 'tcp',
+    probeId: Probe.TCP,
+    summaries: [],
+    defaultEnabled: true,
+    description: 'TCP connect, accept, close with bytes and duration; retransmits and resets',
+  },
+  {
+    name: 'syscalls',
+    probeId: Probe.SYSCALLS,
+    summaries: [
+      { map: 'syscall_stats', kind: 'syscall' },
+      { map: 'syscall_errno', kind: 'errno' },
+    ],
+    defaultEnabled: false,
+    description:
+      'per (cgroup, syscall) latency histograms and errors; optional slow-syscall stream',
+  },
+  {
+    name: 'file',
+    probeId: Probe.FILE,
+    summaries: [],
+    defaultEnabled: false,
+    description: 'file opens with path, flags and result',
+  },
+  {
+    name: 'sched',
+    probeId: Probe.SCHED,
+    summaries: [{ map: 'runq_stats', kind: 'runq' }],
+    defaultEnabled: false,
+    description: 'run-queue latency per cgroup as log2 histograms',
+  },
+];
+
+export function familySpec(name: string): FamilySpec | undefined {
+  return FAMILIES.find((f) => f.name === name);
+}

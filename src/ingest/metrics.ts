@@ -1,0 +1,139 @@
+/**
+ * Prometheus metrics of the node agent, read from its stats at scrape time.
+ * Names follow tracefeed_<what>_<unit>, counters end in _total.
+ */
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { NodeAgent } from './node-agent.js';
+
+/** A counter whose value is owned elsewhere: each scrape adds the growth since the last one. */
+function mirrorCounter(
+  registry: Registry,
+  name: string,
+  help: string,
+  labelNames: string[],
+  read: () => Array<[Record<string, string>, number]>,
+): void {
+  const last = new Map<string, number>();
+  new Counter({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect() {
+      for (const [labels, value] of read()) {
+        const key = JSON.stringify(labels);
+        const delta = value - (last.get(key) ?? 0);
+        if (delta > 0) this.inc(labels, delta);
+        last.set(key, value);
+      }
+    },
+  });
+}
+
+export function agentMetrics(agent: NodeAgent): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'tracefeed_process_' });
+  const probes = () => agent.probes();
+
+  mirrorCounter(
+    registry,
+    'tracefeed_events_total',
+    'Events received from the kernel, by probe.',
+    ['probe'],
+    () => probes().map((p) => [{ probe: p.probe }, p.events]),
+  );
+  mirrorCounter(
+    registry,
+    'tracefeed_kernel_events_total',
+    'Events the kernel emitted into ring buffers, by probe.',
+    ['probe'],
+    () => probes().map((p) => [{ probe: p.probe }, p.emitted]),
+  );
+  mirrorCounter(
+    registry,
+    'tracefeed_events_dropped_total',
+    'Events not delivered, by probe and reason (ringbuf_full, filtered, sampled_out, map_full in the kernel; buffer_full in the agent).',
+    ['probe', 'reason'],
+    () => {
+      const out: Array<[Record<string, string>, number]> = [];
+      for (const p of probes())
+        for (const [reason, n] of Object.entries(p.drops))
+          out.push([{ probe: p.probe, reason }, n]);
+      out.push([{ probe: 'all', reason: 'buffer_full' }, agent.stats().publisher.eventsDropped]);
+      return out;
+    },
+  );
+  mirrorCounter(
+    registry,
+    'tracefeed_kafka_records_sent_total',
+    'Frames (Kafka records) acknowledged by the broker.',
+    [],
+    () => [[{}, agent.stats().publisher.framesSent]],
+  );
+  mirrorCounter(
+    registry,
+    'tracefeed_kafka_events_sent_total',
+    'Events inside acknowledged frames.',
+    [],
+    () => [[{}, agent.stats().publisher.eventsSent]],
+  );
+  mirrorCounter(
+    registry,
+    'tracefeed_kafka_bytes_sent_total',
+    'Bytes of acknowledged frames.',
+    [],
+    () => [[{}, agent.stats().publisher.bytesSent]],
+  );
+  mirrorCounter(
+    registry,
+    'tracefeed_kafka_send_errors_total',
+    'Failed produce attempts.',
+    [],
+    () => [[{}, agent.stats().publisher.sendErrors]],
+  );
+
+  new Gauge({
+    name: 'tracefeed_buffered_bytes',
+    help: 'Bytes of frames waiting for Kafka.',
+    registers: [registry],
+    collect() {
+      this.set(agent.stats().publisher.bufferedBytes);
+    },
+  });
+  new Gauge({
+    name: 'tracefeed_kafka_lag_seconds',
+    help: 'Age of the oldest frame not yet acknowledged.',
+    registers: [registry],
+    collect() {
+      this.set(agent.stats().publisher.lagMs / 1000);
+    },
+  });
+  new Gauge({
+    name: 'tracefeed_probe_enabled',
+    help: '1 when the probe is enabled and attached.',
+    labelNames: ['probe'],
+    registers: [registry],
+    collect() {
+      for (const p of probes()) this.set({ probe: p.probe }, p.enabled && p.attached ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'tracefeed_probe_generation',
+    help: 'Filter generation of the probe (advances on every change).',
+    labelNames: ['probe'],
+    registers: [registry],
+    collect() {
+      for (const p of probes()) this.set({ probe: p.probe }, p.generation);
+    },
+  });
+  new Gauge({
+    name: 'tracefeed_probe_sample_n',
+    help: 'The probe keeps 1 in N events.',
+    labelNames: ['probe'],
+    registers: [registry],
+    collect() {
+      for (const p of probes()) this.set({ probe: p.probe }, p.settings.sample_n);
+    },
+  });
+  return registry;
+}

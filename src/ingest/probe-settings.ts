@@ -1,0 +1,104 @@
+/**
+ * What an operator (or the feedback loop) can change on a running probe.
+ * Every field maps onto a map write in the kernel; none needs a reload.
+ */
+import { z } from 'zod';
+import { PROBE_NAMES, type ProbeName } from './layout.js';
+
+const idList = <T extends z.ZodTypeAny>(item: T) => z.array(item).max(1024).default([]);
+
+const portSchema = z.number().int().min(0).max(65535);
+const commSchema = z
+  .string()
+  .min(1)
+  .max(15, 'a comm is at most 15 bytes (the kernel truncates longer names)');
+const pathPrefixSchema = z
+  .string()
+  .min(1)
+  .max(64, 'a path prefix is at most 64 bytes')
+  .startsWith('/', 'a path prefix is absolute');
+/** A cgroup by path relative to the cgroup v2 root ("/system.slice/x.service") or by numeric id. */
+const cgroupSchema = z.union([
+  z.string().startsWith('/', 'a cgroup path starts with "/"'),
+  z.number().int().positive(),
+]);
+
+export const filterSetSchema = <T extends z.ZodTypeAny>(item: T) =>
+  z.strictObject({
+    allow: idList(item).describe('when non-empty, only these pass'),
+    deny: idList(item).describe('these never pass'),
+  });
+
+export const probeFiltersSchema = z.strictObject({
+  cgroup: filterSetSchema(cgroupSchema).default({ allow: [], deny: [] }),
+  pid: filterSetSchema(z.number().int().positive()).default({ allow: [], deny: [] }),
+  port: filterSetSchema(portSchema).default({ allow: [], deny: [] }),
+  comm: filterSetSchema(commSchema).default({ allow: [], deny: [] }),
+  path_prefix: filterSetSchema(pathPrefixSchema).default({ allow: [], deny: [] }),
+});
+export type ProbeFilters = z.infer<typeof probeFiltersSchema>;
+
+export const probeSettingsSchema = z.strictObject({
+  /** Attached and emitting. */
+  enabled: z.boolean(),
+  /** Keep 1 in N events; kept events carry sample_weight N. Default 1 (all). */
+  sample_n: z.number().int().min(1).max(1_000_000).default(1),
+  /** Events with a duration below this are filtered (tcp close, slow syscalls). Default 0. */
+  min_duration_ms: z.number().min(0).max(3_600_000).default(0),
+  /** syscalls: stream every syscall slower than this; 0 turns the stream off. Default 0. */
+  slow_ms: z.number().min(0).max(3_600_000).default(0),
+  filters: probeFiltersSchema.default({
+    cgroup: { allow: [], deny: [] },
+    pid: { allow: [], deny: [] },
+    port: { allow: [], deny: [] },
+    comm: { allow: [], deny: [] },
+    path_prefix: { allow: [], deny: [] },
+  }),
+});
+export type ProbeSettings = z.infer<typeof probeSettingsSchema>;
+
+/** A partial change: absent fields keep their value; a filter set given replaces the old one. */
+export const probePatchSchema = z.strictObject({
+  enabled: z.boolean().optional(),
+  sample_n: z.number().int().min(1).max(1_000_000).optional(),
+  min_duration_ms: z.number().min(0).max(3_600_000).optional(),
+  slow_ms: z.number().min(0).max(3_600_000).optional(),
+  filters: z
+    .strictObject({
+      cgroup: filterSetSchema(cgroupSchema).partial().optional(),
+      pid: filterSetSchema(z.number().int().positive()).partial().optional(),
+      port: filterSetSchema(portSchema).partial().optional(),
+      comm: filterSetSchema(commSchema).partial().optional(),
+      path_prefix: filterSetSchema(pathPrefixSchema).partial().optional(),
+    })
+    .optional(),
+  /** Drop every filter before applying `filters`. */
+  clear_filters: z.boolean().optional(),
+});
+export type ProbePatch = z.infer<typeof probePatchSchema>;
+
+export const probeNameSchema = z.enum(PROBE_NAMES as [ProbeName, ...ProbeName[]]);
+
+export function defaultSettings(enabled: boolean): ProbeSettings {
+  return probeSettingsSchema.parse({ enabled });
+}
+
+export function applyPatch(current: ProbeSettings, patch: ProbePatch): ProbeSettings {
+  const base = patch.clear_filters ? defaultSettings(current.enabled).filters : current.filters;
+  const filters = structuredClone(base);
+  for (const [dim, set] of Object.entries(patch.filters ?? {}) as Array<
+    [keyof ProbeFilters, { allow?: unknown[]; deny?: unknown[] }]
+  >) {
+    if (!set) continue;
+    const target = filters[dim] as { allow: unknown[]; deny: unknown[] };
+    if (set.allow) target.allow = set.allow;
+    if (set.deny) target.deny = set.deny;
+  }
+  return probeSettingsSchema.parse({
+    enabled: patch.enabled ?? current.enabled,
+    sample_n: patch.sample_n ?? current.sample_n,
+    min_duration_ms: patch.min_duration_ms ?? current.min_duration_ms,
+    slow_ms: patch.slow_ms ?? current.slow_ms,
+    filters,
+  });
+}

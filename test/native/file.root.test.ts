@@ -1,0 +1,317 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// End-to-end test of bpf/file.bpf.c with real opens run in a fresh cgroup
+// v2: needs root, `make -C bpf` and `node native/build.mjs`.
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import type * as Native from '../../native/index.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const probePath = path.join(root, 'bpf/.output/file.bpf.o');
+const addonPath = path.join(root, 'native/build/tracefeed.node');
+const isRoot = process.getuid?.() === 0;
+
+// events.h constants and offsets, duplicated on purpose: the test checks the wire format.
+const HDR_SIZE = 24;
+const TF_OP_FILE_OPEN = 12;
+const TF_PROBE_FILE = 3;
+const TF_DROP_REASON_MAX = 4;
+const TF_DROP_FILTERED = 1;
+const TF_FILTER_ALLOW_CGROUP = 0x0001;
+const TF_FILTER_ALLOW_PATH = 0x0010;
+const TF_SET_ALLOW = 0x1;
+const TF_PATH_LEN = 256;
+const TF_PATH_PREFIX_LEN = 64;
+const O_WRONLY = 0o1;
+const O_CREAT = 0o100;
+const O_TRUNC = 0o1000;
+
+interface OpenRecord {
+  flags: number;
+  hdrPad: number;
+  size: number;
+  generation: number;
+  weight: number;
+  pid: number;
+  openFlags: number;
+  ret: number;
+  pad: number;
+  cgroupId: bigint;
+  comm: string;
+  path: string;
+  pathTailZero: boolean;
+}
+
+function cString(buf: Buffer, start: number, len: number): string {
+  const bytes = buf.subarray(start, start + len);
+  const nul = bytes.indexOf(0);
+  return bytes.subarray(0, nul < 0 ? len : nul).toString('utf8');
+}
+
+function decodeBatch(batch: Buffer): OpenRecord[] {
+  const out: OpenRecord[] = [];
+  const dv = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
+  let off = 0;
+  while (off < batch.length) {
+    const op = dv.getUint8(off);
+    const size = dv.getUint32(off + 4, true);
+    expect(size).toBeGreaterThanOrEqual(HDR_SIZE);
+    expect(size % 8).toBe(0);
+    expect(op).toBe(TF_OP_FILE_OPEN);
+    expect(size).toBe(320);
+    const b = off + HDR_SIZE;
+    const p = batch.subarray(b + 40, b + 40 + TF_PATH_LEN);
+    const nul = p.indexOf(0);
+    out.push({
+      flags: dv.getUint8(off + 1),
+      hdrPad: dv.getUint16(off + 2, true),
+      size,
+      generation: dv.getUint32(off + 16, true),
+      weight: dv.getUint32(off + 20, true),
+      pid: dv.getUint32(b, true),
+      openFlags: dv.getInt32(b + 4, true),
+      ret: dv.getInt32(b + 8, true),
+      pad: dv.getUint32(b + 12, true),
+      cgroupId: dv.getBigUint64(b + 16, true),
+      comm: cString(batch, b + 24, 16),
+      path: cString(batch, b + 40, TF_PATH_LEN),
+      pathTailZero: nul >= 0 && p.subarray(nul).every((x) => x === 0),
+    });
+    off += size;
+  }
+  expect(off).toBe(batch.length);
+  return out;
+}
+
+function configBuf(enabled: number, generation: number, sampleN: number, mask: number): Buffer {
+  const b = Buffer.alloc(32);
+  b.writeUInt32LE(enabled, 0);
+  b.writeUInt32LE(generation, 4);
+  b.writeUInt32LE(sampleN, 8);
+  b.writeUInt32LE(mask, 12);
+  return b;
+}
+
+function u64Key(v: bigint): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(v);
+  return b;
+}
+
+// struct tf_path_key: prefixlen in bits, then TF_PATH_PREFIX_LEN path bytes.
+function pathKey(prefix: string): Buffer {
+  const bytes = Buffer.from(prefix);
+  if (bytes.length > TF_PATH_PREFIX_LEN) throw new Error(`prefix too long: ${prefix}`);
+  const b = Buffer.alloc(4 + TF_PATH_PREFIX_LEN);
+  b.writeUInt32LE(bytes.length * 8, 0);
+  bytes.copy(b, 4);
+  return b;
+}
+
+function cgroup2Mount(): string {
+  for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
+    const f = line.split(' ');
+    if (f[2] === 'cgroup2') return f[1]!;
+  }
+  throw new Error('no cgroup2 mount in /proc/mounts');
+}
+
+// cgroup v2 id == inode number of the cgroup's directory.
+function cgroupId(dir: string): bigint {
+  return statSync(dir, { bigint: true }).ino;
+}
+
+// Runs the shell `script` inside the cgroup `dir`.
+function runIn(dir: string, script: string): Promise<{ pid: number; code: number | null }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('sh', ['-c', `echo $$ > ${dir}/cgroup.procs && ${script}`], {
+      stdio: 'ignore',
+    });
+    child.on('error', reject);
+    child.on('exit', (code) => resolve({ pid: child.pid ?? -1, code }));
+  });
+}
+
+async function removeCgroup(dir: string): Promise<void> {
+  // An exited task can leave the cgroup busy for a moment.
+  for (let i = 0; i < 50; i++) {
+    try {
+      rmdirSync(dir);
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  rmdirSync(dir);
+}
+
+async function waitFor(pred: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!pred() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+}
+
+function ensureTracefs(): void {
+  if (existsSync('/sys/kernel/tracing/events') || existsSync('/sys/kernel/debug/tracing/events'))
+    return;
+  execFileSync('mount', ['-t', 'tracefs', 'tracefs', '/sys/kernel/tracing'], { stdio: 'ignore' });
+}
+
+describe.skipIf(!isRoot)('file probe (root)', () => {
+  let native: typeof Native;
+  let cgDir: string;
+  let cg: bigint;
+  let tmp: string;
+
+  beforeAll(async () => {
+    if (!existsSync(probePath)) throw new Error(`${probePath} missing: run \`make -C bpf\` first`);
+    if (!existsSync(addonPath))
+      throw new Error(`${addonPath} missing: run \`node native/build.mjs\` first`);
+    ensureTracefs();
+    native = await import('../../native/index.js');
+    cgDir = path.join(cgroup2Mount(), `tf-test-${randomBytes(4).toString('hex')}`);
+    mkdirSync(cgDir);
+    cg = cgroupId(cgDir);
+    tmp = mkdtempSync('/tmp/tf-file-');
+  });
+
+  afterAll(async () => {
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+    if (cgDir) await removeCgroup(cgDir);
+  });
+
+  it('streams opens under an allowed prefix with flags and result', async () => {
+    const obj = new native.BpfObject(probePath, {
+      ringbufBytes: { rb: 1 << 20 },
+      consts: { wakeup_bytes: 1n },
+    });
+    try {
+      obj.load();
+      const generation = 3;
+      obj.mapUpdate(
+        'tf_config',
+        Buffer.alloc(4),
+        configBuf(1, generation, 1, TF_FILTER_ALLOW_CGROUP | TF_FILTER_ALLOW_PATH),
+      );
+      obj.mapUpdate('tf_set_cgroup', u64Key(cg), Buffer.from([TF_SET_ALLOW]));
+      obj.mapUpdate('tf_set_path', pathKey(`${tmp}/`), Buffer.from([TF_SET_ALLOW]));
+      // open(2) exists only on some arches: attach it when its tracepoint does.
+      const names = obj.programs().map((p) => p.name);
+      for (const n of names) {
+        if (
+          n.startsWith('handle_open_') &&
+          !existsSync('/sys/kernel/tracing/events/syscalls/sys_enter_open')
+        )
+          continue;
+        obj.attach(n);
+      }
+      expect(names.sort()).toEqual([
+        'handle_open_enter',
+        'handle_open_exit',
+        'handle_openat2_enter',
+        'handle_openat2_exit',
+        'handle_openat_enter',
+        'handle_openat_exit',
+      ]);
+
+      const records: OpenRecord[] = [];
+      obj.startRing('rb', { flushMs: 10 }, (batch) => records.push(...decodeBatch(batch)));
+      const filteredKey = TF_PROBE_FILE * TF_DROP_REASON_MAX + TF_DROP_FILTERED;
+      const filteredBefore = obj.sumPercpuCounters('tf_drops')[filteredKey]!;
+
+      const known = path.join(tmp, 'known.txt');
+      const missing = path.join(tmp, 'missing.txt');
+      const outside = `${tmp}x/not-in-prefix`; // shares the bytes but not the '/'
+      const write = await runIn(cgDir, `echo hi > ${known}`);
+      expect(write.code).toBe(0);
+      const read = await runIn(cgDir, `exec cat ${known}`);
+      expect(read.code).toBe(0);
+      const fail = await runIn(cgDir, `exec cat ${missing}`);
+      expect(fail.code).toBe(1);
+      const out = await runIn(cgDir, `exec cat ${outside} /etc/hostname`);
+      expect(out.code).toBe(1);
+
+      await waitFor(() => records.some((r) => r.pid === fail.pid), 3000);
+      await new Promise((r) => setTimeout(r, 100));
+      obj.stopRing();
+
+      const w = records.find((r) => r.pid === write.pid);
+      expect(w, 'open of the shell redirect').toBeDefined();
+      expect(w!.path).toBe(known);
+      expect(w!.openFlags).toBe(O_WRONLY | O_CREAT | O_TRUNC);
+      expect(w!.ret).toBeGreaterThanOrEqual(0);
+      expect(w!.comm).toBe('sh');
+      expect(w!.cgroupId).toBe(cg);
+      expect(w!.generation).toBe(generation);
+      expect(w!.weight).toBe(1);
+      expect(w!.flags).toBe(0);
+      expect(w!.hdrPad).toBe(0);
+      expect(w!.pad).toBe(0);
+      expect(w!.pathTailZero).toBe(true);
+
+      const r = records.find((x) => x.pid === read.pid);
+      expect(r, 'open by cat').toBeDefined();
+      expect(r!.path).toBe(known);
+      expect(r!.openFlags & 3).toBe(0); // O_RDONLY
+      expect(r!.ret).toBeGreaterThanOrEqual(3);
+      expect(r!.comm).toBe('cat');
+
+      const f = records.find((x) => x.pid === fail.pid);
+      expect(f, 'failed open').toBeDefined();
+      expect(f!.path).toBe(missing);
+      expect(f!.ret).toBe(-2); // -ENOENT
+
+      // Only our prefix, only our cgroup: the loader's and the outside opens are filtered.
+      expect(records.some((x) => x.pid === out.pid)).toBe(false);
+      for (const x of records) {
+        expect(x.path.startsWith(`${tmp}/`)).toBe(true);
+        expect(x.cgroupId).toBe(cg);
+      }
+      expect(records).toHaveLength(3);
+      const filteredAfter = obj.sumPercpuCounters('tf_drops')[filteredKey]!;
+      expect(filteredAfter).toBeGreaterThan(filteredBefore);
+      expect(obj.sumPercpuCounters('tf_emitted')[TF_PROBE_FILE]).toBe(3n);
+    } finally {
+      obj.close();
+    }
+  });
+
+  it('flags a path that fills the buffer as truncated', async () => {
+    const obj = new native.BpfObject(probePath, { consts: { wakeup_bytes: 1n } });
+    try {
+      obj.load();
+      obj.mapUpdate('tf_config', Buffer.alloc(4), configBuf(1, 1, 1, TF_FILTER_ALLOW_CGROUP));
+      obj.mapUpdate('tf_set_cgroup', u64Key(cg), Buffer.from([TF_SET_ALLOW]));
+      obj.attach('handle_openat_enter');
+      obj.attach('handle_openat_exit');
+      const records: OpenRecord[] = [];
+      obj.startRing('rb', { flushMs: 10 }, (batch) => records.push(...decodeBatch(batch)));
+      // "/./././...": a valid 300-byte path the kernel resolves to tmp.
+      const long = `${tmp}${'/.'.repeat(150)}/known.txt`;
+      const run = await runIn(cgDir, `exec cat ${long}`);
+      expect(run.code).toBe(0);
+      await waitFor(() => records.some((x) => x.pid === run.pid && x.path.startsWith(tmp)), 3000);
+      obj.stopRing();
+      const rec = records.find((x) => x.pid === run.pid && x.path.startsWith(tmp));
+      expect(rec).toBeDefined();
+      expect(rec!.flags & 1).toBe(1); // TF_FLAG_TRUNCATED
+      expect(rec!.path).toBe(long.slice(0, TF_PATH_LEN - 1));
+      expect(rec!.ret).toBeGreaterThanOrEqual(3);
+    } finally {
+      obj.close();
+    }
+  });
+});
