@@ -17,7 +17,6 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define TF_AGG_ENTRIES 16384
-/* Not in enum tf_drop_reason (a contract file): the last slot means "map full". */
 #define TASK_RUNNING 0
 #ifndef EEXIST
 #define EEXIST 17

@@ -17,21 +17,38 @@ export interface TailOptions {
   log: Logger;
 }
 
+function detail(e: TracefeedEvent): string {
+  const a = e.attributes;
+  if (e.type === 'process.exec') return String(a['process.executable.path']);
+  if (e.type === 'process.exit') {
+    return `exit ${a['process.exit.code']}${a['process.exit.signal'] ? ` signal ${a['process.exit.signal']}` : ''}`;
+  }
+  if (e.type.startsWith('tcp.')) {
+    const peer = `${a['network.local.address']}:${a['network.local.port']} -> ${a['network.peer.address']}:${a['network.peer.port']}`;
+    return e.type === 'tcp.close'
+      ? `${peer} sent ${a['tcp.bytes_sent']} recv ${a['tcp.bytes_received']}`
+      : peer;
+  }
+  if (e.type === 'file.open') return `${a['file.path']} -> ${a['file.open.result']}`;
+  if (e.type === 'syscall.slow')
+    return `nr ${a['syscall.nr']} ${(Number(a['syscall.duration_ns']) / 1e6).toFixed(1)} ms`;
+  if (e.type === 'syscall.summary')
+    return `nr ${a['syscall.nr']} x${a['syscall.count']} p99 ${a['syscall.p99_ns']} ns`;
+  if (e.type === 'sched.runq_summary')
+    return `x${a['sched.runq.count']} p99 ${a['sched.runq.p99_ns']} ns`;
+  return '';
+}
+
 function row(e: TracefeedEvent): string[] {
   const a = e.attributes;
-  const detail =
-    e.type === 'process.exec'
-      ? String(a['process.executable.path'])
-      : e.type === 'process.exit'
-        ? `exit ${a['process.exit.code']}${a['process.exit.signal'] ? ` signal ${a['process.exit.signal']}` : ''}`
-        : '';
   return [
     e.time,
     e.node,
     e.type,
     String(a['process.pid'] ?? ''),
     String(a['process.executable.name'] ?? ''),
-    detail,
+    String(a['cgroup.path'] ?? a['cgroup.id'] ?? ''),
+    detail(e),
   ];
 }
 
@@ -63,14 +80,17 @@ export async function runTail(o: TailOptions): Promise<number> {
         return;
       }
       const keep = events.filter(
-        (e) => (!o.probe || e.probe === o.probe) && (!o.node || e.node === o.node),
+        (e) =>
+          e.type !== 'cgroup.info' &&
+          (!o.probe || e.probe === o.probe) &&
+          (!o.node || e.node === o.node),
       );
       const room = o.limit === undefined ? keep.length : Math.max(0, o.limit - printed);
       const out = keep.slice(0, room);
       if (out.length > 0) {
         if (o.format === 'table') {
           process.stdout.write(
-            `${table(['time', 'node', 'type', 'pid', 'comm', 'detail'], out.map(row))}\n`,
+            `${table(['time', 'node', 'type', 'pid', 'comm', 'workload', 'detail'], out.map(row))}\n`,
           );
         } else if (o.format === 'json') {
           process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);

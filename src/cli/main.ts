@@ -241,7 +241,10 @@ probes
     dim('path_prefix', opts.pathPrefix, opts.denyPathPrefix);
     if (Object.keys(filters).length > 0) patch.filters = filters;
     if (Object.keys(patch).length === 0) {
-      throw new ConfigError('nothing to change: give --enable, --disable, --sample, a filter, ...', 'probe');
+      throw new ConfigError(
+        'nothing to change: give --enable, --disable, --sample, a filter, ...',
+        'probe',
+      );
     }
     process.exitCode = await setProbe(opts.apiPort, probe, patch, resolveFormat(opts.output));
   });

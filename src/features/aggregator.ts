@@ -17,7 +17,15 @@ const textDecoder = new TextDecoder();
 /** Probe id of each op (index = op). */
 const PROBE_BY_OP = new Uint8Array(256).fill(255);
 for (const op of [Op.EXEC, Op.EXIT]) PROBE_BY_OP[op] = 0;
-for (const op of [Op.TCP_CONNECT, Op.TCP_ACCEPT, Op.TCP_CLOSE, Op.TCP_CONNECT_FAIL, Op.TCP_RETRANSMIT, Op.TCP_RESET_SENT, Op.TCP_RESET_RECV])
+for (const op of [
+  Op.TCP_CONNECT,
+  Op.TCP_ACCEPT,
+  Op.TCP_CLOSE,
+  Op.TCP_CONNECT_FAIL,
+  Op.TCP_RETRANSMIT,
+  Op.TCP_RESET_SENT,
+  Op.TCP_RESET_RECV,
+])
   PROBE_BY_OP[op] = 1;
 for (const op of [Op.SYSCALL_SUMMARY, Op.SYSCALL_SLOW, Op.SYSCALL_ERRNO]) PROBE_BY_OP[op] = 2;
 PROBE_BY_OP[Op.FILE_OPEN] = 3;
@@ -137,7 +145,8 @@ export class WindowAggregator {
     const out = new Map<number, number>();
     for (const st of this.nodes.values()) {
       for (const w of st.windows.values()) {
-        for (const [p, o] of w.minOffsets) if (!out.has(p) || o < (out.get(p) as number)) out.set(p, o);
+        for (const [p, o] of w.minOffsets)
+          if (!out.has(p) || o < (out.get(p) as number)) out.set(p, o);
       }
     }
     return out;
@@ -194,7 +203,8 @@ export class WindowAggregator {
       if (op === Op.CGROUP_INFO) {
         const id = dv.getUint32(off + 24, true) + dv.getUint32(off + 28, true) * TWO32;
         const pathLen = dv.getUint16(off + 32, true);
-        if (!names.has(id)) names.set(id, textDecoder.decode(rec.subarray(off + 40, off + 40 + pathLen)));
+        if (!names.has(id))
+          names.set(id, textDecoder.decode(rec.subarray(off + 40, off + 40 + pathLen)));
         off += size;
         continue;
       }
@@ -275,7 +285,8 @@ export class WindowAggregator {
           break;
         case Op.EXIT:
           sums[b + S.exit_count]! += weight;
-          if (dv.getInt32(off + 32, true) !== 0 || dv.getUint32(off + 36, true) !== 0) sums[b + S.failed_exits]! += weight;
+          if (dv.getInt32(off + 32, true) !== 0 || dv.getUint32(off + 36, true) !== 0)
+            sums[b + S.failed_exits]! += weight;
           break;
         case Op.TCP_CONNECT:
           sums[b + S.tcp_connects]! += weight;
@@ -285,8 +296,10 @@ export class WindowAggregator {
           break;
         case Op.TCP_CLOSE: {
           sums[b + S.tcp_closes]! += weight;
-          sums[b + S.tcp_bytes_sent]! += weight * (dv.getUint32(off + 56, true) + dv.getUint32(off + 60, true) * TWO32);
-          sums[b + S.tcp_bytes_received]! += weight * (dv.getUint32(off + 64, true) + dv.getUint32(off + 68, true) * TWO32);
+          sums[b + S.tcp_bytes_sent]! +=
+            weight * (dv.getUint32(off + 56, true) + dv.getUint32(off + 60, true) * TWO32);
+          sums[b + S.tcp_bytes_received]! +=
+            weight * (dv.getUint32(off + 64, true) + dv.getUint32(off + 68, true) * TWO32);
           const d = dv.getUint32(off + 48, true) + dv.getUint32(off + 52, true) * TWO32;
           w.hists[row * NHIST + H.tcp_duration + log2Slot(d)]! += weight;
           break;
@@ -304,9 +317,12 @@ export class WindowAggregator {
           sums[b + S.tcp_resets_received]! += weight;
           break;
         case Op.SYSCALL_SUMMARY: {
-          sums[b + S.syscall_count]! += dv.getUint32(off + 48, true) + dv.getUint32(off + 52, true) * TWO32;
-          sums[b + S.syscall_errors]! += dv.getUint32(off + 56, true) + dv.getUint32(off + 60, true) * TWO32;
-          sums[b + S.syscall_total_ns]! += dv.getUint32(off + 64, true) + dv.getUint32(off + 68, true) * TWO32;
+          sums[b + S.syscall_count]! +=
+            dv.getUint32(off + 48, true) + dv.getUint32(off + 52, true) * TWO32;
+          sums[b + S.syscall_errors]! +=
+            dv.getUint32(off + 56, true) + dv.getUint32(off + 60, true) * TWO32;
+          sums[b + S.syscall_total_ns]! +=
+            dv.getUint32(off + 64, true) + dv.getUint32(off + 68, true) * TWO32;
           const hb = row * NHIST + H.syscall;
           for (let i = 0; i < HIST_SLOTS; i++) {
             const at = off + 72 + i * 8;
@@ -324,8 +340,10 @@ export class WindowAggregator {
           if (dv.getInt32(off + 32, true) < 0) sums[b + S.file_open_errors]! += weight;
           break;
         case Op.RUNQ_SUMMARY: {
-          sums[b + S.runq_count]! += dv.getUint32(off + 40, true) + dv.getUint32(off + 44, true) * TWO32;
-          sums[b + S.runq_total_ns]! += dv.getUint32(off + 48, true) + dv.getUint32(off + 52, true) * TWO32;
+          sums[b + S.runq_count]! +=
+            dv.getUint32(off + 40, true) + dv.getUint32(off + 44, true) * TWO32;
+          sums[b + S.runq_total_ns]! +=
+            dv.getUint32(off + 48, true) + dv.getUint32(off + 52, true) * TWO32;
           const hb = row * NHIST + H.runq;
           for (let i = 0; i < HIST_SLOTS; i++) {
             const at = off + 56 + i * 8;

@@ -37,7 +37,11 @@ export const HISTOGRAMS = ['tcp_duration', 'syscall', 'runq'] as const;
 export type HistogramName = (typeof HISTOGRAMS)[number];
 export const HIST_SLOTS = 32;
 export const NHIST = HISTOGRAMS.length * HIST_SLOTS;
-export const H: Record<HistogramName, number> = { tcp_duration: 0, syscall: HIST_SLOTS, runq: 2 * HIST_SLOTS };
+export const H: Record<HistogramName, number> = {
+  tcp_duration: 0,
+  syscall: HIST_SLOTS,
+  runq: 2 * HIST_SLOTS,
+};
 
 /** Quantile columns derived from the histograms; null when the histogram is empty. */
 export const QUANTILE_COLUMNS: ReadonlyArray<{ name: string; hist: HistogramName; q: number }> = [

@@ -10,6 +10,9 @@ import type { NodeReport } from './node-report.js';
 import type { FeedbackRequest } from './request.js';
 import { boundsOf, budgetOf, type Thresholds } from './thresholds.js';
 
+/** The workload key of budget loosenings (their cooldown is `budget_cooldown_seconds`). */
+export const BUDGET_WORKLOAD = '*budget*';
+
 export type Outcome = 'accept' | 'clamp' | 'queue_for_approval' | 'reject';
 
 export interface Decision {
@@ -70,9 +73,7 @@ export function decide(req: FeedbackRequest, node: string, ctx: PolicyContext): 
   const reject = (reason: string): Decision => ({ node, outcome: 'reject', reason });
 
   if (!ctx.knownNodes.includes(node))
-    return reject(
-      `unknown node "${node}"; known nodes: ${ctx.knownNodes.join(', ') || '(none)'}`,
-    );
+    return reject(`unknown node "${node}"; known nodes: ${ctx.knownNodes.join(', ') || '(none)'}`);
   const report = ctx.report(node);
   const probeState = report?.probes.find((p) => p.probe === req.probe);
   if (report && !probeState)
@@ -98,7 +99,10 @@ export function decide(req: FeedbackRequest, node: string, ctx: PolicyContext): 
 
   const workload = req.workload ?? '*';
   if (!operator) {
-    const cooldown = boundsOf(t, req.probe).cooldown_seconds ?? t.cooldown_seconds;
+    const cooldown =
+      workload === BUDGET_WORKLOAD
+        ? t.budget_cooldown_seconds
+        : (boundsOf(t, req.probe).cooldown_seconds ?? t.cooldown_seconds);
     const last = ctx.lastChange(node, req.probe, workload);
     if (last !== undefined && ctx.now - last < cooldown * 1000)
       return reject(

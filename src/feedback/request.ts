@@ -71,7 +71,12 @@ export const feedbackRequestSchema = z.strictObject({
   /** Default: none. */
   params: feedbackParamsSchema.default({}),
   /** How long the change holds before it is reverted. Default: the thresholds' `default_ttl_seconds`. 0: no revert (operator only). */
-  ttl_seconds: z.number().int().min(0).max(7 * 24 * 3600).optional(),
+  ttl_seconds: z
+    .number()
+    .int()
+    .min(0)
+    .max(7 * 24 * 3600)
+    .optional(),
   reason: z.string().min(1).max(2048),
   origin: feedbackOriginSchema,
   evidence: evidenceSchema.optional(),

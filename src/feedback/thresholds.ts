@@ -98,10 +98,17 @@ export const thresholdsSchema = z
       .number()
       .min(0)
       .default(60)
-      .describe('least time between two rule/agent changes of one probe for one workload. Default 60.'),
+      .describe(
+        'least time between two rule/agent changes of one probe for one workload. Default 60.',
+      ),
     default_ttl_seconds: z.number().int().positive().default(300).describe('Default 300.'),
     max_ttl_seconds: z.number().int().positive().default(3600).describe('Default 3600.'),
-    loosen_factor: z.number().int().min(2).default(4).describe('loosen multiplies sample_n by this. Default 4.'),
+    loosen_factor: z
+      .number()
+      .int()
+      .min(2)
+      .default(4)
+      .describe('loosen multiplies sample_n by this. Default 4.'),
     approval: z
       .strictObject({
         actions: z.array(feedbackActionSchema).default(['disable']),
@@ -114,7 +121,9 @@ export const thresholdsSchema = z
           .describe('a request not approved within this expires. Default 3600.'),
       })
       .default({ actions: ['disable'], origins: [], timeout_seconds: 3600 })
-      .describe('requests needing operator approval: action in `actions` OR origin in `origins` (operator requests never do)'),
+      .describe(
+        'requests needing operator approval: action in `actions` OR origin in `origins` (operator requests never do)',
+      ),
     rules: z.array(ruleSchema).default([]),
   })
   .superRefine((t, ctx) => {

@@ -15,6 +15,7 @@ import {
   fieldOffset,
 } from './layout.js';
 import { histogramQuantile } from './histogram.js';
+import { parseCgroupPath } from './cgroup-resolver.js';
 import { decodeFrame, walkRecords, type Frame } from './frame.js';
 
 export type AttributeValue = string | number | boolean;
@@ -285,17 +286,51 @@ export function decodeRecord(
         },
       };
     }
+    case Op.CGROUP_INFO: {
+      const path = textDecoder.decode(
+        records.subarray(offset + 40, offset + 40 + dv.getUint16(32, true)),
+      );
+      const info = parseCgroupPath(path);
+      return {
+        ...base,
+        type: 'cgroup.info',
+        attributes: {
+          'cgroup.id': dv.getBigUint64(24, true).toString(),
+          'cgroup.path': path,
+          ...(info.containerId ? { 'container.id': info.containerId } : {}),
+          ...(info.podUid ? { 'k8s.pod.uid': info.podUid } : {}),
+          'host.name': node,
+        },
+      };
+    }
     default:
       return { ...base, type: `unknown.${op}`, attributes: { 'host.name': node } };
   }
 }
 
-/** Decodes every record of a frame into objects. */
+/**
+ * Decodes every record of a frame into objects. Events that carry a cgroup id
+ * named by the frame's cgroup.info records get `cgroup.path` (and
+ * `container.id`, `k8s.pod.uid` when the path holds them).
+ */
 export function decodeEvents(frame: Frame): TracefeedEvent[] {
   const out: TracefeedEvent[] = [];
+  const names = new Map<string, Record<string, AttributeValue>>();
   walkRecords(frame.records, (_op, off) => {
-    out.push(decodeRecord(frame.records, off, frame.node, frame.bootTimeNs));
+    const e = decodeRecord(frame.records, off, frame.node, frame.bootTimeNs);
+    if (e.type === 'cgroup.info') {
+      const { 'cgroup.id': id, 'host.name': _h, ...rest } = e.attributes;
+      names.set(String(id), rest);
+    }
+    out.push(e);
   });
+  if (names.size > 0) {
+    for (const e of out) {
+      if (e.type === 'cgroup.info') continue;
+      const extra = names.get(String(e.attributes['cgroup.id']));
+      if (extra) Object.assign(e.attributes, extra);
+    }
+  }
   return out;
 }
 

@@ -9,6 +9,8 @@ export interface FamilySpec {
   probeId: number;
   /** Kernel aggregation maps flushed into summary records every interval. */
   summaries: ReadonlyArray<{ map: string; kind: 'syscall' | 'errno' | 'runq' }>;
+  /** Programs that may not attach on every kernel or architecture (their absence is logged, not fatal). */
+  optionalPrograms?: readonly string[];
   /** Enabled when the agent starts with no other instruction. */
   defaultEnabled: boolean;
   description: string;
@@ -43,6 +45,12 @@ export const FAMILIES: readonly FamilySpec[] = [
   {
     name: 'file',
     probeId: Probe.FILE,
+    optionalPrograms: [
+      'handle_open_enter',
+      'handle_open_exit',
+      'handle_openat2_enter',
+      'handle_openat2_exit',
+    ],
     summaries: [],
     defaultEnabled: false,
     description: 'file opens with path, flags and result',

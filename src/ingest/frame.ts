@@ -224,7 +224,11 @@ export function walkRecords(
       );
     }
     if (op === Op.CGROUP_INFO && (size < 40 || 40 + dv.getUint16(off + 32, true) > size)) {
-      throw new DecodeError(`cgroup info record at ${off}: path does not fit in ${size} bytes`, 'bad-record-size', off);
+      throw new DecodeError(
+        `cgroup info record at ${off}: path does not fit in ${size} bytes`,
+        'bad-record-size',
+        off,
+      );
     }
     visit(op, off, size);
     off += size;

@@ -36,7 +36,12 @@ export {
   type ProbeSettings,
   type ProbePatch,
 } from './probe-settings.js';
-export { CgroupResolver, parseCgroupPath, cgroup2Root, type CgroupInfo } from './cgroup-resolver.js';
+export {
+  CgroupResolver,
+  parseCgroupPath,
+  cgroup2Root,
+  type CgroupInfo,
+} from './cgroup-resolver.js';
 export { histogramQuantile } from './histogram.js';
 export { startControlApi, DEFAULT_API_PORT } from './control-api.js';
 export { formatAddress } from './event-decoder.js';

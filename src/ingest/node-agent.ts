@@ -12,7 +12,7 @@ import { bpfObjectPath } from '../common/paths.js';
 import { CgroupResolver } from './cgroup-resolver.js';
 import { FAMILIES, type FamilySpec } from './families.js';
 import { encodeFrame, walkRecords } from './frame.js';
-import { OP_TYPE, PROBE_OF_OP, type ProbeName } from './layout.js';
+import { CGROUP_OFFSET_BY_OP, Op, OP_TYPE, PROBE_OF_OP, type ProbeName } from './layout.js';
 import { loadNative, openObject, toBpfError, type NativeBpfObject } from './native.js';
 import { preflight } from './preflight.js';
 import { ProbeController, type ProbeState } from './probe-controller.js';
@@ -102,6 +102,7 @@ export class NodeAgent {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private pendingEvents = 0;
+  private pendingCgroups = new Set<bigint>();
   private timers: NodeJS.Timeout[] = [];
   private framesBuilt = 0;
   private malformed = 0;
@@ -246,9 +247,12 @@ export class NodeAgent {
 
   private addRecords(records: Buffer, n: number): void {
     let counted = 0;
+    const cgroups = new Set<bigint>();
     try {
-      walkRecords(records, (op) => {
+      walkRecords(records, (op, off) => {
         counted++;
+        const at = CGROUP_OFFSET_BY_OP.get(op);
+        if (at !== undefined) cgroups.add(records.readBigUInt64LE(off + at));
         this.eventsByOp.set(op, (this.eventsByOp.get(op) ?? 0) + 1);
         const probe = PROBE_OF_OP.get(op) ?? 'unknown';
         this.eventsByProbe.set(probe, (this.eventsByProbe.get(probe) ?? 0) + 1);
@@ -260,6 +264,7 @@ export class NodeAgent {
       return;
     }
     if (this.pendingBytes + records.byteLength > this.opts.frameMaxBytes) this.flush();
+    for (const id of cgroups) this.pendingCgroups.add(id);
     this.pending.push(records);
     this.pendingBytes += records.byteLength;
     this.pendingEvents += counted;
@@ -292,21 +297,46 @@ export class NodeAgent {
     }
   }
 
+  /** One TF_OP_CGROUP_INFO record per cgroup the pending records name, so consumers anywhere can name workloads. */
+  private cgroupInfoRecords(): { records: Buffer; count: number } {
+    const parts: Buffer[] = [];
+    for (const id of this.pendingCgroups) {
+      const info = this.cgroups.resolve(id);
+      if (!info) continue;
+      const path = Buffer.from(info.path, 'utf8').subarray(0, 4096);
+      const size = 40 + ((path.length + 7) & ~7);
+      const b = Buffer.alloc(size);
+      b.writeUInt8(Op.CGROUP_INFO, 0);
+      b.writeUInt32LE(size, 4);
+      b.writeBigUInt64LE(process.hrtime.bigint(), 8);
+      b.writeUInt32LE(1, 20);
+      b.writeBigUInt64LE(id, 24);
+      b.writeUInt16LE(path.length, 32);
+      path.copy(b, 40);
+      parts.push(b);
+    }
+    this.pendingCgroups = new Set();
+    return { records: Buffer.concat(parts), count: parts.length };
+  }
+
   private flush(): void {
     if (this.pending.length === 0) return;
+    const info = this.cgroupInfoRecords();
+    const events = this.pendingEvents;
+    if (info.count > 0) this.pending.push(info.records);
     const seq = this.sequence++;
     const value = encodeFrame({
       node: this.opts.nodeName,
       bootTimeNs: this.bootTimeNs,
       sequence: seq,
       chunks: this.pending,
-      eventCount: this.pendingEvents,
+      eventCount: events + info.count,
     });
     const now = Date.now();
     this.publisher.enqueue({
       key: this.opts.nodeName,
       value,
-      events: this.pendingEvents,
+      events,
       queuedAt: now,
       headers: {
         ce_specversion: '1.0',
@@ -315,7 +345,7 @@ export class NodeAgent {
         ce_type: 'io.tracefeed.events.v1',
         ce_time: new Date(now).toISOString(),
         'content-type': 'application/vnd.tracefeed.frame.v1',
-        tracefeed_event_count: String(this.pendingEvents),
+        tracefeed_event_count: String(events + info.count),
       },
     });
     this.framesBuilt++;

@@ -66,6 +66,8 @@ export class ProbeController {
   private settings: ProbeSettings;
   /** What each filter set map holds now: hex key -> value bits. */
   private readonly sets = new Map<SetName, Map<string, number>>();
+  /** Optional programs this kernel cannot attach. */
+  private readonly unavailable = new Set<string>();
 
   constructor(
     readonly spec: FamilySpec,
@@ -128,13 +130,23 @@ export class ProbeController {
         if (!entries.has(hex)) this.obj.mapDelete(map, Buffer.from(hex, 'hex'));
       this.sets.set(map, entries);
     }
-    if (next.enabled) for (const p of this.obj.programs()) this.obj.attach(p.name);
+    if (next.enabled) {
+      for (const p of this.obj.programs()) {
+        if (this.unavailable.has(p.name)) continue;
+        try {
+          this.obj.attach(p.name);
+        } catch (err) {
+          if (!this.spec.optionalPrograms?.includes(p.name)) throw err;
+          this.unavailable.add(p.name); // e.g. no sys_enter_open tracepoint on this architecture
+        }
+      }
+    }
     this.settings = next;
     return this.state();
   }
 
   state(): ProbeState {
-    const programs = this.obj.programs();
+    const programs = this.obj.programs().filter((p) => !this.unavailable.has(p.name));
     const counters = this.obj.sumPercpuCounters('tf_drops');
     const emitted = this.obj.sumPercpuCounters('tf_emitted');
     const drops: Record<string, number> = {};

@@ -19,9 +19,11 @@ describe('cgroup paths', () => {
 
   it('finds the cgroup v2 mount on unified and hybrid hosts', () => {
     expect(cgroup2Root('cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n')).toBe('/sys/fs/cgroup');
-    expect(cgroup2Root('cgroup /sys/fs/cgroup/cpu cgroup rw 0 0\ncgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n')).toBe(
-      '/sys/fs/cgroup/unified',
-    );
+    expect(
+      cgroup2Root(
+        'cgroup /sys/fs/cgroup/cpu cgroup rw 0 0\ncgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n',
+      ),
+    ).toBe('/sys/fs/cgroup/unified');
     expect(cgroup2Root('proc /proc proc rw 0 0\n')).toBeUndefined();
   });
 });
@@ -40,7 +42,10 @@ describe('log2 histogram quantiles', () => {
 
 describe('probe settings', () => {
   it('applies a patch and keeps what it does not name', () => {
-    const base = applyPatch(defaultSettings(true), { filters: { port: { allow: [80] } }, sample_n: 4 });
+    const base = applyPatch(defaultSettings(true), {
+      filters: { port: { allow: [80] } },
+      sample_n: 4,
+    });
     const next = applyPatch(base, { min_duration_ms: 5 });
     expect(next.sample_n).toBe(4);
     expect(next.filters.port.allow).toEqual([80]);

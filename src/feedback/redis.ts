@@ -1,0 +1,31 @@
+/** Redis connection settings shared by the feedback store, queues and workers. */
+import { Redis, type RedisOptions } from 'ioredis';
+
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+
+/** `--redis` value, else TRACEFEED_REDIS_URL, else redis://127.0.0.1:6379. */
+export function redisUrlFrom(value: string | undefined): string {
+  return value ?? process.env.TRACEFEED_REDIS_URL ?? DEFAULT_REDIS_URL;
+}
+
+/**
+ * ioredis options from a redis:// URL. `maxRetriesPerRequest: null` (BullMQ
+ * requires it for workers): commands wait through a Redis restart instead of failing.
+ */
+export function redisOptions(url: string, overrides: RedisOptions = {}): RedisOptions {
+  const u = new URL(url);
+  return {
+    host: u.hostname || '127.0.0.1',
+    port: u.port ? Number(u.port) : 6379,
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+    db: u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0,
+    maxRetriesPerRequest: null,
+    retryStrategy: (times: number) => Math.min(2000, 50 * 2 ** Math.min(times, 6)),
+    ...overrides,
+  };
+}
+
+export function connectRedis(url: string, overrides: RedisOptions = {}): Redis {
+  return new Redis(redisOptions(url, overrides));
+}
