@@ -1,0 +1,178 @@
+/**
+ * Closed windows -> Apache Arrow RecordBatches, built with makeData on typed
+ * arrays: strings dictionary-encoded, times timestamp[ns, UTC], the schema
+ * version in the schema metadata.
+ */
+import {
+  Dictionary,
+  Field,
+  Float64,
+  Int32,
+  RecordBatch,
+  Schema,
+  Struct,
+  TimeUnit,
+  Timestamp,
+  Uint64,
+  Utf8,
+  makeData,
+  vectorFromArray,
+  type Data,
+  type DataType,
+} from 'apache-arrow';
+import { histogramQuantile } from '../ingest/histogram.js';
+import { parseCgroupPath } from '../ingest/cgroup-resolver.js';
+import { PROBE_IDS, type ClosedWindow } from './aggregator.js';
+import { FEATURE_SCHEMA_VERSION, H, HIST_SLOTS, NHIST, NSUM, QUANTILE_COLUMNS, SUM_COLUMNS } from './columns.js';
+
+const ts = new Timestamp(TimeUnit.NANOSECOND, 'UTC');
+const dictType = (id: number): Dictionary<Utf8, Int32> => new Dictionary(new Utf8(), new Int32(), id);
+
+export function featureSchema(windowMs: number): Schema {
+  const fields: Field[] = [
+    new Field('window_start', ts, false),
+    new Field('window_end', ts, false),
+    new Field('node', dictType(0), false),
+    new Field('workload', dictType(1), false),
+    new Field('container_id', dictType(2), true),
+    new Field('cgroup_id', new Uint64(), false),
+    new Field('probe', dictType(3), false),
+    new Field('events_per_second', new Float64(), false),
+    ...SUM_COLUMNS.map((c) => new Field(c, new Float64(), false)),
+    ...QUANTILE_COLUMNS.map((q) => new Field(q.name, new Float64(), true)),
+  ];
+  return new Schema(
+    fields,
+    new Map([
+      ['tracefeed.schema_version', FEATURE_SCHEMA_VERSION],
+      ['tracefeed.window_seconds', String(windowMs / 1000)],
+      ['tracefeed.counts', 'weighted by sample_weight'],
+    ]),
+  );
+}
+
+/** Dictionary-encodes strings: indices plus a dictionary vector. */
+function dictionary(values: Array<string | null>, type: Dictionary<Utf8, Int32>): Data<Dictionary<Utf8, Int32>> {
+  const index = new Map<string, number>();
+  const dict: string[] = [];
+  const idx = new Int32Array(values.length);
+  let nulls = 0;
+  const bitmap = new Uint8Array((values.length + 7) >> 3);
+  values.forEach((v, i) => {
+    if (v === null) {
+      nulls++;
+      return;
+    }
+    bitmap[i >> 3]! |= 1 << (i & 7);
+    let k = index.get(v);
+    if (k === undefined) {
+      k = dict.length;
+      dict.push(v);
+      index.set(v, k);
+    }
+    idx[i] = k;
+  });
+  return makeData({
+    type,
+    length: values.length,
+    data: idx,
+    dictionary: vectorFromArray(dict, new Utf8()),
+    nullCount: nulls,
+    nullBitmap: nulls > 0 ? bitmap : undefined,
+  });
+}
+
+function f64(data: Float64Array, nullBitmap?: Uint8Array, nullCount = 0): Data<Float64> {
+  return makeData({ type: new Float64(), length: data.length, data, nullBitmap, nullCount });
+}
+
+/** The workload name of a row: the cgroup path, or `cgroup:<id>` when the node did not name it. */
+export function workloadName(names: Map<number, string>, cgroupId: number): string {
+  return names.get(cgroupId) ?? `cgroup:${cgroupId}`;
+}
+
+export interface FeatureRows {
+  batch: RecordBatch;
+  /** Row-oriented view of the same values (for anomaly evidence and tests). */
+  rows: Array<Record<string, string | number | null>>;
+}
+
+/** Builds one RecordBatch for a closed window of one node. */
+export function buildWindowBatch(w: ClosedWindow, names: Map<number, string>, schema: Schema): FeatureRows {
+  const n = w.rows;
+  const seconds = (w.windowEndMs - w.windowStartMs) / 1000;
+  const starts = new BigInt64Array(n).fill(BigInt(w.windowStartMs) * 1_000_000n);
+  const ends = new BigInt64Array(n).fill(BigInt(w.windowEndMs) * 1_000_000n);
+  const workloads: string[] = [];
+  const containers: Array<string | null> = [];
+  const probes: string[] = [];
+  const cgroups = new BigUint64Array(n);
+  const eps = new Float64Array(n);
+  for (let r = 0; r < n; r++) {
+    const id = w.cgroupIds[r] as number;
+    const wl = workloadName(names, id);
+    workloads.push(wl);
+    containers.push(parseCgroupPath(wl).containerId ?? null);
+    probes.push(PROBE_IDS[w.probeIds[r] as number] ?? 'unknown');
+    cgroups[r] = BigInt(id);
+    eps[r] = (w.sums[r * NSUM] as number) / seconds;
+  }
+  const children: Data<DataType>[] = [
+    makeData({ type: ts, length: n, data: starts }),
+    makeData({ type: ts, length: n, data: ends }),
+    dictionary(new Array<string>(n).fill(w.node), dictType(0)),
+    dictionary(workloads, dictType(1)),
+    dictionary(containers, dictType(2)),
+    makeData({ type: new Uint64(), length: n, data: cgroups }),
+    dictionary(probes, dictType(3)),
+    f64(eps),
+  ];
+  const sumCols: Float64Array[] = [];
+  for (let c = 0; c < NSUM; c++) {
+    const col = new Float64Array(n);
+    for (let r = 0; r < n; r++) col[r] = w.sums[r * NSUM + c] as number;
+    sumCols.push(col);
+    children.push(f64(col));
+  }
+  const quantCols: Array<Array<number | null>> = [];
+  for (const q of QUANTILE_COLUMNS) {
+    const col = new Float64Array(n);
+    const bitmap = new Uint8Array((n + 7) >> 3);
+    const view: Array<number | null> = [];
+    let nulls = 0;
+    for (let r = 0; r < n; r++) {
+      const base = r * NHIST + H[q.hist];
+      const hist = w.hists.subarray(base, base + HIST_SLOTS);
+      let total = 0;
+      for (let i = 0; i < HIST_SLOTS; i++) total += hist[i] as number;
+      if (total === 0) {
+        nulls++;
+        view.push(null);
+      } else {
+        col[r] = histogramQuantile(hist, q.q);
+        bitmap[r >> 3]! |= 1 << (r & 7);
+        view.push(col[r] as number);
+      }
+    }
+    quantCols.push(view);
+    children.push(f64(col, nulls > 0 ? bitmap : undefined, nulls));
+  }
+  const batch = new RecordBatch(schema, makeData({ type: new Struct(schema.fields), length: n, children, nullCount: 0 }));
+  const rows: FeatureRows['rows'] = [];
+  for (let r = 0; r < n; r++) {
+    const row: Record<string, string | number | null> = {
+      window_start: new Date(w.windowStartMs).toISOString(),
+      window_end: new Date(w.windowEndMs).toISOString(),
+      node: w.node,
+      workload: workloads[r] as string,
+      container_id: containers[r] ?? null,
+      cgroup_id: String(w.cgroupIds[r]),
+      probe: probes[r] as string,
+      events_per_second: eps[r] as number,
+    };
+    SUM_COLUMNS.forEach((c, i) => (row[c] = sumCols[i]![r] as number));
+    QUANTILE_COLUMNS.forEach((q, i) => (row[q.name] = quantCols[i]![r] ?? null));
+    rows.push(row);
+  }
+  return { batch, rows };
+}

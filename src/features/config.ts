@@ -1,0 +1,33 @@
+/** Configuration of the feature stage: one zod schema, units in the names, defaults documented. */
+import { join } from 'node:path';
+import { z } from 'zod';
+import { stateDir } from '../common/paths.js';
+import { anomalyConfigSchema } from './anomaly-detector.js';
+
+export const featureStageConfigSchema = z.strictObject({
+  /** Kafka bootstrap brokers. */
+  brokers: z.array(z.string().min(1)).min(1).default(['127.0.0.1:9092']),
+  /** Consumer group. Default `tracefeed-features`. */
+  group_id: z.string().min(1).default('tracefeed-features'),
+  /** Tumbling window length. Default 10 s; 1 s is supported. */
+  window_seconds: z.number().int().min(1).max(3600).default(10),
+  /** Events up to this late (event time) still count. Default 5 s. */
+  allowed_lateness_seconds: z.number().min(0).max(3600).default(5),
+  /** A window closes this long (wall clock) after end + lateness even with no newer events. Default 5 s. */
+  idle_close_seconds: z.number().min(0).max(3600).default(5),
+  /** Where .arrows files and the stage state live. Default `<TRACEFEED_HOME>/features`. */
+  data_dir: z.string().min(1).default(join(stateDir(), 'features')),
+  /** A new .arrows file after this long. Default 300 s. */
+  file_rotate_seconds: z.number().int().min(1).default(300),
+  /** Total bytes of .arrows files kept. Default 1 GiB. */
+  file_retention_bytes: z.number().int().min(1).default(1024 ** 3),
+  /** Age of .arrows files kept. Default 7 days. */
+  file_retention_seconds: z.number().int().min(1).default(7 * 86400),
+  /** HTTP port for GET /v1/features; 0 turns it off. Default 9465. */
+  http_port: z.number().int().min(0).max(65535).default(9465),
+  /** Read the topic from the beginning when the group has no committed offset. Default false. */
+  from_beginning: z.boolean().default(false),
+  anomaly: anomalyConfigSchema.default(anomalyConfigSchema.parse({})),
+});
+export type FeatureStageConfig = z.infer<typeof featureStageConfigSchema>;
+export type FeatureStageConfigInput = z.input<typeof featureStageConfigSchema>;

@@ -1,0 +1,446 @@
+/**
+ * The node side of the loop: a BullMQ worker on this node's queue
+ * (`tracefeed:feedback:<node>`) that applies decided requests to the node
+ * agent as live map updates (`setProbe`), measures the event rate before and
+ * ~2 s after, reports back (job return value, request status, audit), and
+ * schedules the TTL revert as a delayed job with a deterministic id, so a
+ * restart loses nothing. It also reports the node's probe state to Redis
+ * every few seconds (the controller's budget watcher reads it).
+ *
+ * Applied once: the job id is the request id; a job seen again (a retry
+ * after a fault, a duplicate) finds the applied record and returns it.
+ */
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { isDeepStrictEqual } from 'node:util';
+import { TracefeedError } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import type { ProbeName } from '../ingest/layout.js';
+import type { ProbeStats } from '../ingest/node-agent.js';
+import type { ProbeState } from '../ingest/probe-controller.js';
+import type { ProbePatch, ProbeSettings } from '../ingest/probe-settings.js';
+import type { AuditTrail } from './audit.js';
+import {
+  JOB_OPTIONS,
+  QUEUE_PREFIX,
+  feedbackJobSchema,
+  revertJobId,
+  type ApplyJob,
+  type RevertJob,
+} from './job.js';
+import type { NodeReport } from './node-report.js';
+import { connectRedis, redisOptions } from './redis.js';
+import { formatIssues } from './request.js';
+import { FeedbackStore, type AppliedRecord } from './store.js';
+import { Queue } from 'bullmq';
+
+/** What the worker needs of a node agent (NodeAgent has it). */
+export interface ProbeTarget {
+  setProbe(name: string, patch: unknown): ProbeState;
+  probes(): ProbeStats[];
+  stats?(): { publisher: { bytesSent: number } };
+}
+
+export interface NodeFeedbackWorkerOptions {
+  /** This node's name (its queue is `tracefeed:feedback:<node>`). */
+  node: string;
+  /** Redis URL. Default redis://127.0.0.1:6379. */
+  redisUrl: string;
+  audit: AuditTrail;
+  log: Logger;
+  /** Probes this node refuses to disable whatever the controller says. Default ['process']. */
+  floors?: readonly ProbeName[];
+  /** Jobs processed at once (applies are synchronous; the rate wait is not). Default 8. */
+  concurrency?: number;
+  /** Wait before sampling the rate after a change, ms. Default 2000. */
+  rateSettleMs?: number;
+  /** How often the probe state is reported to Redis, ms. Default 2000. */
+  reportIntervalMs?: number;
+  /** BullMQ lock duration, ms (a crashed worker's job is retried after it). Default 30000. */
+  lockDurationMs?: number;
+  /** BullMQ stalled-job check interval, ms. Default 30000. */
+  stalledIntervalMs?: number;
+}
+
+export interface ApplyResult {
+  state: 'applied' | 'expired';
+  request_id: string;
+  node: string;
+  probe: ProbeName;
+  generation?: number;
+  settings?: ProbeSettings;
+  events_per_second_before?: number;
+  events_per_second_after?: number;
+  /** The job was seen before: this is the first result, nothing was applied again. */
+  duplicate?: boolean;
+}
+
+export interface RevertResult {
+  state: 'reverted';
+  request_id: string;
+  node: string;
+  probe: ProbeName;
+  cause: 'ttl' | 'operator';
+  /** Fields restored to their value before the request. */
+  restored: string[];
+  /** Fields a later change replaced: left as they are. */
+  kept: string[];
+  generation?: number;
+  duplicate?: boolean;
+}
+
+const SCALARS = ['enabled', 'sample_n', 'min_duration_ms', 'slow_ms'] as const;
+const DIMS = ['cgroup', 'pid', 'port', 'comm', 'path_prefix'] as const;
+
+/**
+ * The patch that undoes a request: each field it changed goes back to its
+ * previous value, unless a later change has replaced it since (then it stays).
+ */
+export function revertPatch(
+  previous: ProbeSettings,
+  applied: ProbeSettings,
+  current: ProbeSettings,
+): { patch: ProbePatch; restored: string[]; kept: string[] } {
+  const patch: ProbePatch = {};
+  const restored: string[] = [];
+  const kept: string[] = [];
+  for (const f of SCALARS) {
+    if (applied[f] === previous[f]) continue;
+    if (current[f] === applied[f]) {
+      (patch as Record<string, unknown>)[f] = previous[f];
+      restored.push(f);
+    } else kept.push(f);
+  }
+  for (const d of DIMS) {
+    if (isDeepStrictEqual(applied.filters[d], previous.filters[d])) continue;
+    if (isDeepStrictEqual(current.filters[d], applied.filters[d])) {
+      patch.filters ??= {};
+      (patch.filters as Record<string, unknown>)[d] = structuredClone(previous.filters[d]);
+      restored.push(`filters.${d}`);
+    } else kept.push(`filters.${d}`);
+  }
+  return { patch, restored, kept };
+}
+
+export class NodeFeedbackWorker {
+  private worker: Worker | undefined;
+  private queue: Queue | undefined;
+  private redis: Redis | undefined;
+  private store: FeedbackStore | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly ledger = new Map<string, ApplyResult | RevertResult>();
+  private lastBytes: { at: number; bytes: number } | undefined;
+  private readonly actor: string;
+  /** Counters: jobs by outcome. */
+  readonly counts = { applied: 0, reverted: 0, duplicates: 0, failed: 0, rejected: 0, expired: 0 };
+
+  constructor(
+    private readonly agent: ProbeTarget,
+    private readonly opts: NodeFeedbackWorkerOptions,
+  ) {
+    this.actor = `node/${opts.node}`;
+  }
+
+  /** Registers the node, starts reporting and consuming its queue. */
+  async start(): Promise<this> {
+    this.redis = connectRedis(this.opts.redisUrl);
+    this.redis.on('error', (err) =>
+      this.opts.log.debug({ err: err.message }, 'feedback redis error'),
+    );
+    this.store = new FeedbackStore(this.redis);
+    await this.store.registerNode(this.opts.node);
+    await this.report();
+    this.queue = new Queue(this.opts.node, {
+      prefix: QUEUE_PREFIX,
+      connection: redisOptions(this.opts.redisUrl),
+      defaultJobOptions: JOB_OPTIONS,
+    });
+    this.queue.on('error', (err) =>
+      this.opts.log.debug({ err: err.message }, 'feedback queue error'),
+    );
+    this.worker = new Worker(this.opts.node, (job) => this.process(job), {
+      prefix: QUEUE_PREFIX,
+      connection: redisOptions(this.opts.redisUrl),
+      concurrency: this.opts.concurrency ?? 8,
+      lockDuration: this.opts.lockDurationMs ?? 30_000,
+      stalledInterval: this.opts.stalledIntervalMs ?? 30_000,
+      maxStalledCount: 5,
+    });
+    this.worker.on('error', (err) =>
+      this.opts.log.warn({ err: err.message }, 'feedback worker error'),
+    );
+    this.worker.on('failed', (job, err) =>
+      this.opts.log.warn({ job: job?.id, err: err.message }, 'feedback job failed'),
+    );
+    await this.worker.waitUntilReady();
+    this.timer = setInterval(() => {
+      this.report().catch((err: unknown) =>
+        this.opts.log.debug({ err: (err as Error).message }, 'feedback report failed'),
+      );
+    }, this.opts.reportIntervalMs ?? 2000);
+    this.opts.log.info({ node: this.opts.node }, 'feedback worker started');
+    return this;
+  }
+
+  /** The state report the controller reads. */
+  snapshot(): NodeReport {
+    const probes = this.agent.probes();
+    let bytesPerSecond = 0;
+    const bytes = this.agent.stats?.().publisher.bytesSent;
+    const now = Date.now();
+    if (bytes !== undefined) {
+      if (this.lastBytes && now > this.lastBytes.at)
+        bytesPerSecond = ((bytes - this.lastBytes.bytes) * 1000) / (now - this.lastBytes.at);
+      this.lastBytes = { at: now, bytes };
+    }
+    return {
+      node: this.opts.node,
+      at: new Date(now).toISOString(),
+      probes: probes.map((p) => ({
+        probe: p.probe as ProbeName,
+        enabled: p.enabled,
+        attached: p.attached,
+        generation: p.generation,
+        settings: p.settings,
+        events_per_second: p.eventsPerSecond,
+      })),
+      events_per_second: probes.reduce((s, p) => s + p.eventsPerSecond, 0),
+      bytes_per_second: Math.max(0, bytesPerSecond),
+    };
+  }
+
+  private async report(): Promise<void> {
+    const interval = this.opts.reportIntervalMs ?? 2000;
+    await this.store!.putReport(this.snapshot(), Math.max(10, (interval * 5) / 1000));
+  }
+
+  private fail(requestId: string, reason: string, state: 'failed' | 'rejected'): never {
+    this.counts[state]++;
+    this.opts.audit.record({
+      request_id: requestId,
+      state,
+      actor: this.actor,
+      node: this.opts.node,
+      reason,
+    });
+    void this.store
+      ?.setStatus(requestId, this.opts.node, { state, at: new Date().toISOString(), reason })
+      .catch(() => undefined);
+    throw new UnrecoverableError(reason);
+  }
+
+  private async process(job: Job): Promise<ApplyResult | RevertResult> {
+    const parsed = feedbackJobSchema.safeParse(job.data);
+    if (!parsed.success)
+      this.fail(
+        String(job.id ?? 'unknown'),
+        `malformed feedback job ${job.id} (${job.name}): ${formatIssues(parsed.error)}; not applied`,
+        'failed',
+      );
+    const data = parsed.data;
+    if (data.kind === 'apply') {
+      if (job.id !== data.request.id)
+        this.fail(
+          String(job.id),
+          `malformed feedback job ${job.id}: job id is not the request id ${data.request.id}; not applied`,
+          'failed',
+        );
+      return this.apply(data, job.attemptsMade);
+    }
+    if (job.id !== revertJobId(data.request_id))
+      this.fail(
+        String(job.id),
+        `malformed revert job ${job.id}: id is not ${revertJobId(data.request_id)}; not applied`,
+        'failed',
+      );
+    return this.revert(data);
+  }
+
+  private async apply(job: ApplyJob, attemptsMade: number): Promise<ApplyResult> {
+    const req = job.request;
+    const node = this.opts.node;
+    const seen = this.ledger.get(req.id) as ApplyResult | undefined;
+    if (seen) {
+      this.counts.duplicates++;
+      return { ...seen, duplicate: true };
+    }
+    const store = this.store!;
+    const prior = await store.applied(node, req.id);
+    if (prior) {
+      this.counts.duplicates++;
+      if (!prior.audited) await this.recordApplied(prior);
+      return { ...this.resultOf(prior), duplicate: true };
+    }
+    if (attemptsMade === 0)
+      this.opts.audit.record({ request_id: req.id, state: 'delivered', actor: this.actor, node });
+
+    if (job.ttl_seconds > 0 && Date.parse(req.created_at) + job.ttl_seconds * 1000 < Date.now()) {
+      this.counts.expired++;
+      const reason = `arrived after its TTL (${job.ttl_seconds} s from ${req.created_at}); not applied`;
+      this.opts.audit.record({ request_id: req.id, state: 'expired', actor: this.actor, node, reason });
+      await store.setStatus(req.id, node, { state: 'expired', at: new Date().toISOString(), reason });
+      return { state: 'expired', request_id: req.id, node, probe: req.probe };
+    }
+    if ((this.opts.floors ?? ['process']).includes(req.probe) && job.patch.enabled === false)
+      this.fail(req.id, `probe ${req.probe} is a floor on node ${node}: never disabled`, 'rejected');
+    const before = this.agent.probes().find((p) => p.probe === req.probe);
+    if (!before)
+      this.fail(
+        req.id,
+        `probe ${req.probe} is not loaded on node ${node}; loaded: ${this.agent
+          .probes()
+          .map((p) => p.probe)
+          .join(', ')}`,
+        'rejected',
+      );
+    const previous = structuredClone(before.settings);
+    let state: ProbeState;
+    try {
+      state = this.agent.setProbe(req.probe, job.patch);
+    } catch (err) {
+      const retriable = err instanceof TracefeedError && err.retriable;
+      if (retriable) throw err;
+      this.fail(req.id, `${(err as Error).message}; not applied`, 'failed');
+    }
+    this.counts.applied++;
+    const record: AppliedRecord = {
+      request_id: req.id,
+      node,
+      probe: req.probe,
+      patch: job.patch,
+      previous,
+      applied: structuredClone(state.settings),
+      generation: state.generation,
+      applied_at: new Date().toISOString(),
+      ttl_seconds: job.ttl_seconds,
+      events_per_second_before: before.eventsPerSecond,
+    };
+    this.ledger.set(req.id, this.resultOf(record));
+    this.opts.log.info(
+      { request: req.id, probe: req.probe, generation: state.generation },
+      'feedback applied',
+    );
+    await store.putApplied(record);
+    if (job.ttl_seconds > 0) {
+      const revert: RevertJob = { kind: 'revert', request_id: req.id, probe: req.probe, cause: 'ttl' };
+      const delay = Math.max(0, Date.parse(record.applied_at) + job.ttl_seconds * 1000 - Date.now());
+      await this.queue!.add('revert', revert, { jobId: revertJobId(req.id), delay });
+    }
+    await store.setStatus(req.id, node, {
+      state: 'applied',
+      at: record.applied_at,
+      reason: job.reason,
+      result: record,
+    });
+    await new Promise((r) => setTimeout(r, this.opts.rateSettleMs ?? 2000));
+    record.events_per_second_after =
+      this.agent.probes().find((p) => p.probe === req.probe)?.eventsPerSecond ?? 0;
+    await this.recordApplied(record);
+    const result = this.resultOf(record);
+    this.ledger.set(req.id, result);
+    return result;
+  }
+
+  private async recordApplied(record: AppliedRecord): Promise<void> {
+    this.opts.audit.record({
+      request_id: record.request_id,
+      state: 'applied',
+      actor: this.actor,
+      node: record.node,
+      reason: `generation ${record.generation}; events/s ${record.events_per_second_before} before, ${record.events_per_second_after ?? 'unknown'} after`,
+      data: { applied: record },
+    });
+    record.audited = true;
+    await this.store!.putApplied(record);
+    await this.store!.setStatus(record.request_id, record.node, {
+      state: 'applied',
+      at: record.applied_at,
+      result: record,
+    });
+  }
+
+  private resultOf(r: AppliedRecord): ApplyResult {
+    return {
+      state: 'applied',
+      request_id: r.request_id,
+      node: r.node,
+      probe: r.probe,
+      generation: r.generation,
+      settings: r.applied,
+      events_per_second_before: r.events_per_second_before,
+      ...(r.events_per_second_after !== undefined
+        ? { events_per_second_after: r.events_per_second_after }
+        : {}),
+    };
+  }
+
+  private async revert(job: RevertJob): Promise<RevertResult> {
+    const node = this.opts.node;
+    const key = revertJobId(job.request_id);
+    const seen = this.ledger.get(key) as RevertResult | undefined;
+    if (seen) return { ...seen, duplicate: true };
+    const store = this.store!;
+    const done = await store.reverted(node, job.request_id);
+    if (done) return { ...(done as unknown as RevertResult), duplicate: true };
+    const applied = await store.applied(node, job.request_id);
+    if (!applied)
+      this.fail(
+        job.request_id,
+        `revert of ${job.request_id}: nothing was applied on node ${node}`,
+        'failed',
+      );
+    const current = this.agent.probes().find((p) => p.probe === applied.probe);
+    if (!current)
+      this.fail(job.request_id, `revert: probe ${applied.probe} is not loaded on ${node}`, 'failed');
+    const { patch, restored, kept } = revertPatch(applied.previous, applied.applied, current.settings);
+    let generation: number | undefined;
+    if (restored.length > 0) {
+      try {
+        generation = this.agent.setProbe(applied.probe, patch).generation;
+      } catch (err) {
+        this.fail(job.request_id, `revert failed: ${(err as Error).message}`, 'failed');
+      }
+    }
+    this.counts.reverted++;
+    const result: RevertResult = {
+      state: 'reverted',
+      request_id: job.request_id,
+      node,
+      probe: applied.probe,
+      cause: job.cause,
+      restored,
+      kept,
+      ...(generation !== undefined ? { generation } : {}),
+    };
+    this.ledger.set(key, result);
+    const reason =
+      (job.cause === 'ttl' ? `TTL of ${applied.ttl_seconds} s expired` : 'reverted by operator') +
+      (restored.length ? `; restored ${restored.join(', ')}` : '; nothing to restore') +
+      (kept.length ? `; kept ${kept.join(', ')} (changed since)` : '');
+    this.opts.audit.record({
+      request_id: job.request_id,
+      state: 'reverted',
+      actor: this.actor,
+      node,
+      reason,
+      data: { revert: result, patch },
+    });
+    await store.markReverted(node, job.request_id, result as unknown as Record<string, unknown>);
+    await store.setStatus(job.request_id, node, {
+      state: 'reverted',
+      at: new Date().toISOString(),
+      reason,
+      result: result as unknown as Record<string, unknown>,
+    });
+    this.opts.log.info({ request: job.request_id, restored, kept }, 'feedback reverted');
+    return result;
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.worker?.close();
+    await this.queue?.close();
+    this.redis?.disconnect();
+  }
+}

@@ -1,0 +1,109 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/common/logger.js';
+import { repoRoot } from '../../src/common/paths.js';
+import {
+  DEFAULT_THRESHOLDS,
+  loadThresholds,
+  parseThresholds,
+  thresholdsJsonSchema,
+  ThresholdsWatcher,
+} from '../../src/feedback/thresholds.js';
+
+const log = createLogger('test', 'silent');
+const msg = (text: string): string => {
+  try {
+    parseThresholds(text, 't.yaml');
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return 'valid';
+};
+
+describe('thresholds file', () => {
+  it('the example is valid and means what it says', () => {
+    const t = loadThresholds(join(repoRoot, 'examples/thresholds.yaml'));
+    expect(t.floors).toEqual(['process']);
+    expect(t.probes.tcp?.max_sample_n).toBe(100);
+    expect(t.rules.find((r) => r.metric === 'tcp_retransmits')).toMatchObject({
+      action: 'tighten',
+      probe: 'tcp',
+      focus: 'workload',
+      ttl_seconds: 300,
+    });
+    expect(t.node_budgets['small-node']?.events_per_second).toBe(5000);
+  });
+
+  it('defaults: process is a floor, disable needs approval, no rules', () => {
+    expect(DEFAULT_THRESHOLDS.floors).toEqual(['process']);
+    expect(DEFAULT_THRESHOLDS.approval.actions).toEqual(['disable']);
+    expect(DEFAULT_THRESHOLDS.rules).toEqual([]);
+  });
+
+  it('rejects unknown keys, bad values and inconsistent bounds with the path', () => {
+    expect(msg('version: 1\nbudgets: {}\n')).toMatch(/t\.yaml: .*budgets/);
+    expect(msg('version: 1\nprobes: { tcp: { max_sample: 3 } }\n')).toMatch(/probes\.tcp.*max_sample/);
+    expect(msg('version: 1\nprobes: { kprobe: {} }\n')).toMatch(/probes/);
+    expect(msg('version: 1\nprobes: { tcp: { min_sample_n: 10, max_sample_n: 2 } }\n')).toMatch(
+      /probes\.tcp\.min_sample_n: min_sample_n \(10\) is above max_sample_n \(2\)/,
+    );
+    expect(msg('version: 1\nfloors: [nope]\n')).toMatch(/floors\.0/);
+    expect(msg('version: 2\n')).toMatch(/version/);
+    expect(msg('version: 1\nrules: [{ metric: x, action: disable, probe: tcp }]\n')).toMatch(
+      /rules\.0\.action/,
+    );
+    expect(msg('version: 1\nrules: [{ metric: x, action: tighten, probe: process }]\n')).toMatch(
+      /rules\.0\.focus: probe process is a floor/,
+    );
+    expect(msg('version: 1\nbudget: [\n')).toMatch(/YAML/);
+  });
+
+  it('docs/thresholds.schema.json is current (regenerate: UPDATE_SCHEMA=1 npx vitest run test/feedback/thresholds.test.ts)', () => {
+    const path = join(repoRoot, 'docs/thresholds.schema.json');
+    const want = JSON.stringify(thresholdsJsonSchema(), null, 2) + '\n';
+    if (process.env.UPDATE_SCHEMA === '1') writeFileSync(path, want);
+    expect(readFileSync(path, 'utf8')).toBe(want);
+    const schema = JSON.parse(want) as { additionalProperties?: boolean; required?: string[] };
+    expect(schema.additionalProperties).toBe(false);
+    expect(schema.required).toEqual(['version']);
+  });
+
+  it('hot reload takes a valid edit, keeps the old config on an invalid one and says why', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tf-thr-'));
+    const path = join(dir, 'thresholds.yaml');
+    writeFileSync(path, 'version: 1\ncooldown_seconds: 10\n');
+    const changes: number[] = [];
+    const errors: string[] = [];
+    const w = new ThresholdsWatcher(path, {
+      log,
+      debounceMs: 50,
+      onChange: (t) => changes.push(t.cooldown_seconds),
+      onError: (e) => errors.push(e.message),
+    }).start();
+    try {
+      expect(w.current.cooldown_seconds).toBe(10);
+      writeFileSync(path, 'version: 1\ncooldown_seconds: 20\n');
+      await until(() => changes.includes(20));
+      expect(w.current.cooldown_seconds).toBe(20);
+      writeFileSync(path, 'version: 1\ncooldown_seconds: -5\n');
+      await until(() => errors.length > 0);
+      expect(w.current.cooldown_seconds).toBe(20);
+      expect(w.status().lastError?.message).toMatch(/cooldown_seconds/);
+      writeFileSync(path, 'version: 1\ncooldown_seconds: 30\n');
+      await until(() => changes.includes(30));
+      expect(w.status().lastError).toBeUndefined();
+    } finally {
+      w.stop();
+    }
+  });
+});
+
+async function until(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
