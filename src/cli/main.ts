@@ -12,6 +12,7 @@ import { resolveFormat } from './output.js';
 import { runUp } from './up.js';
 import { runTail } from './events-tail.js';
 import { listProbes, setProbe } from './probes.js';
+import { registerFeedbackCommands } from './feedback.js';
 import { DEFAULT_API_PORT } from '../ingest/control-api.js';
 import type { ProbePatch } from '../ingest/probe-settings.js';
 
@@ -296,6 +297,9 @@ events
       });
     },
   );
+
+// feedback and thresholds command groups (src/cli/feedback.ts)
+registerFeedbackCommands(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -178,7 +178,7 @@ export class WindowAggregator {
    * anything is added: a frame is taken whole or not at all.
    */
   ingestFrame(bytes: Uint8Array, partition = 0, offset = 0, nowMs = Date.now()): number {
-    const frame = decodeFrame(bytes);
+    const frame = decodeFrame(bytes, { knownOpsOnly: true });
     const st = this.nodeState(frame.node);
     const rec = frame.records;
     const names = this.cgroupNames(frame.node);

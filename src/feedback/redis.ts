@@ -26,6 +26,9 @@ export function redisOptions(url: string, overrides: RedisOptions = {}): RedisOp
   };
 }
 
+/** A client; connection errors are retried by ioredis (add an 'error' listener to log them). */
 export function connectRedis(url: string, overrides: RedisOptions = {}): Redis {
-  return new Redis(redisOptions(url, overrides));
+  const r = new Redis(redisOptions(url, overrides));
+  r.on('error', () => undefined);
+  return r;
 }

@@ -97,6 +97,11 @@ export class FeedbackStore {
     await this.redis.sadd(`${P}nodes`, node);
   }
 
+  async unregisterNode(node: string): Promise<void> {
+    await this.redis.srem(`${P}nodes`, node);
+    await this.redis.del(`${P}report:${node}`);
+  }
+
   async nodes(): Promise<string[]> {
     return (await this.redis.smembers(`${P}nodes`)).sort();
   }

@@ -2,7 +2,7 @@
  * cgroup id -> cgroup path and container id. The id the kernel reports
  * (bpf_get_current_cgroup_id, the socket's cgroup) is the inode number of the
  * cgroup's directory in the cgroup v2 file system: walk it, cache, and walk
- * again on a miss (at most once per `minRefreshMs`).
+ * again on a miss (at most once per `minRefreshMs`, default 200 ms).
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -54,7 +54,7 @@ export class CgroupResolver {
 
   constructor(
     private readonly root: string | undefined = cgroup2Root(),
-    private readonly minRefreshMs = 1000,
+    private readonly minRefreshMs = 200,
   ) {
     if (this.root) this.walk();
   }

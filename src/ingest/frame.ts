@@ -18,7 +18,9 @@
  *              `size` is the whole record (multiple of 8)
  */
 import { DecodeError } from '../common/errors.js';
-import { EVENT_HEADER_SIZE, Op, RECORD_SIZE_BY_OP } from './layout.js';
+import { EVENT_HEADER_SIZE, OP_TYPE, Op, RECORD_SIZE_BY_OP } from './layout.js';
+
+const KNOWN_OPS = new Set(OP_TYPE.keys());
 
 export const FRAME_MAGIC = 0x56454654;
 export const FRAME_VERSION = 1;
@@ -163,13 +165,17 @@ export function decodeFrameHeader(bytes: Uint8Array): FrameHeader {
 
 /**
  * Decodes a frame and checks every record boundary. Records of unknown ops are
- * kept (their size says where the next starts); records of known ops must
- * have their op's size.
+ * kept (their size says where the next starts) unless `knownOpsOnly` is set;
+ * records of known ops must have their op's size.
  */
-export function decodeFrame(bytes: Uint8Array): Frame {
+export function decodeFrame(bytes: Uint8Array, opts: { knownOpsOnly?: boolean } = {}): Frame {
   const header = decodeFrameHeader(bytes);
   const records = bytes.subarray(header.headerLen);
-  const n = walkRecords(records, () => {});
+  const n = walkRecords(records, (op, off) => {
+    if (opts.knownOpsOnly && !KNOWN_OPS.has(op)) {
+      throw new DecodeError(`record at ${off} has op ${op}, which this decoder does not know`, 'unknown-op', off);
+    }
+  });
   if (n !== header.eventCount) {
     throw new DecodeError(
       `frame says ${header.eventCount} events but holds ${n}`,

@@ -103,6 +103,7 @@ export class NodeAgent {
   private pendingBytes = 0;
   private pendingEvents = 0;
   private pendingCgroups = new Set<bigint>();
+  private readonly unresolvedTries = new Map<bigint, number>();
   private timers: NodeJS.Timeout[] = [];
   private framesBuilt = 0;
   private malformed = 0;
@@ -300,9 +301,18 @@ export class NodeAgent {
   /** One TF_OP_CGROUP_INFO record per cgroup the pending records name, so consumers anywhere can name workloads. */
   private cgroupInfoRecords(): { records: Buffer; count: number } {
     const parts: Buffer[] = [];
+    const unresolved = new Set<bigint>();
     for (const id of this.pendingCgroups) {
       const info = this.cgroups.resolve(id);
-      if (!info) continue;
+      if (!info) {
+        // A cgroup created since the last walk: name it in a later frame.
+        if ((this.unresolvedTries.get(id) ?? 0) < 20) {
+          this.unresolvedTries.set(id, (this.unresolvedTries.get(id) ?? 0) + 1);
+          unresolved.add(id);
+        }
+        continue;
+      }
+      this.unresolvedTries.delete(id);
       const path = Buffer.from(info.path, 'utf8').subarray(0, 4096);
       const size = 40 + ((path.length + 7) & ~7);
       const b = Buffer.alloc(size);
@@ -315,7 +325,7 @@ export class NodeAgent {
       path.copy(b, 40);
       parts.push(b);
     }
-    this.pendingCgroups = new Set();
+    this.pendingCgroups = unresolved;
     return { records: Buffer.concat(parts), count: parts.length };
   }
 
