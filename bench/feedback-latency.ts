@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import { brokersFrom, ensureTopics, Topics } from '../src/common/kafka.js';
 import { createLogger } from '../src/common/logger.js';
-import { AuditTrail } from '../src/feedback/audit.js';
+import { AuditTrail, readAudit } from '../src/feedback/audit.js';
 import { FeedbackController } from '../src/feedback/controller.js';
 import { NodeFeedbackWorker } from '../src/feedback/node-worker.js';
 import { redisUrlFrom } from '../src/feedback/redis.js';
@@ -42,10 +42,22 @@ async function main(): Promise<void> {
     thresholdsPath,
     'version: 1\ncooldown_seconds: 0\nrules:\n  - { name: retx, metric: tcp_retransmits, action: tighten, probe: tcp, focus: workload, ttl_seconds: 3600 }\n',
   );
-  const agent = new NodeAgent({ ...DEFAULT_AGENT_OPTIONS, nodeName: node, brokers, families: ['process', 'tcp'], log });
+  const agent = new NodeAgent({
+    ...DEFAULT_AGENT_OPTIONS,
+    nodeName: node,
+    brokers,
+    families: ['process', 'tcp'],
+    log,
+  });
   agent.start();
   const audit = new AuditTrail({ path: join(dir, 'feedback.jsonl'), brokers, log });
-  const worker = await new NodeFeedbackWorker(agent, { node, redisUrl, audit, log, rateSettleMs: 2000 }).start();
+  const worker = await new NodeFeedbackWorker(agent, {
+    node,
+    redisUrl,
+    audit,
+    log,
+    rateSettleMs: 2000,
+  }).start();
   const controller = await new FeedbackController({
     brokers,
     redisUrl,
@@ -56,7 +68,11 @@ async function main(): Promise<void> {
     budgetIntervalMs: 0,
   }).start();
   await controller.ready;
-  const producer = new Kafka({ clientId: 'tracefeed-bench', brokers, logLevel: logLevel.NOTHING }).producer();
+  const producer = new Kafka({
+    clientId: 'tracefeed-bench',
+    brokers,
+    logLevel: logLevel.NOTHING,
+  }).producer();
   await producer.connect();
   const cgroupId = agent.cgroups.idOf('/') ?? 1n;
   const config = (): { generation: number; sample_n: number; mask: number } => {
@@ -65,6 +81,7 @@ async function main(): Promise<void> {
   };
 
   const latencies: number[] = [];
+  const sent: number[] = [];
   try {
     for (let i = 0; i < iterations; i++) {
       // Loosen first (outside the timing) so each tighten is a visible change.
@@ -95,12 +112,17 @@ async function main(): Promise<void> {
         detected_at: new Date().toISOString(),
       };
       const t0 = process.hrtime.bigint();
-      await producer.send({ topic: Topics.anomalies, messages: [{ key: series, value: JSON.stringify(anomaly) }] });
+      await producer.send({
+        topic: Topics.anomalies,
+        messages: [{ key: series, value: JSON.stringify(anomaly) }],
+      });
+      sent.push(Math.round(Number(process.hrtime.bigint() - t0) / 1e6));
       const deadline = Date.now() + 10_000;
       for (;;) {
         const c = config();
         if (c.generation > g0 && c.sample_n === 1 && (c.mask & FilterBit.ALLOW_CGROUP) !== 0) break;
-        if (Date.now() > deadline) throw new Error(`iteration ${i}: change not seen in the kernel within 10 s`);
+        if (Date.now() > deadline)
+          throw new Error(`iteration ${i}: change not seen in the kernel within 10 s`);
         await new Promise((r) => setImmediate(r));
       }
       latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
@@ -113,6 +135,18 @@ async function main(): Promise<void> {
     await worker.stop();
     await audit.close();
     await agent.stop(2000);
+  }
+  if (process.env.BENCH_DEBUG) {
+    const recs = readAudit(join(dir, 'feedback.jsonl'));
+    const by = new Map<string, Record<string, number>>();
+    for (const r of recs) {
+      const m = by.get(r.request_id) ?? {};
+      m[r.state] ??= Date.parse(r.at);
+      by.set(r.request_id, m);
+    }
+    for (const m of by.values())
+      process.stderr.write(`submitted->delivered ${(m.delivered ?? 0) - (m.submitted ?? 0)} ms\n`);
+    process.stderr.write(`sent at: ${sent.join(',')}\n`);
   }
   const sorted = [...latencies].sort((a, b) => a - b);
   const mean = latencies.reduce((s, x) => s + x, 0) / latencies.length;

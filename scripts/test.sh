@@ -8,6 +8,9 @@ export TRACEFEED_LOG_LEVEL="${TRACEFEED_LOG_LEVEL:-warn}"
 mkdir -p .tracefeed
 
 bash infra/up.sh >&2
+# The notebook suite runs the example notebook with this interpreter.
+TRACEFEED_PYTHON="$(bash scripts/python-env.sh)"
+export TRACEFEED_PYTHON
 
 report=.tracefeed/vitest-report.json
 rm -f "$report"

@@ -28,7 +28,10 @@ import { jsonLine, resolveFormat, table, type OutputFormat } from './output.js';
 const log = createLogger('tracefeed');
 
 const outputOption = (): Option =>
-  new Option('-o, --output <format>', 'table, json or jsonl (default: table on a terminal, jsonl when piped)');
+  new Option(
+    '-o, --output <format>',
+    'table, json or jsonl (default: table on a terminal, jsonl when piped)',
+  );
 
 interface ConnOpts {
   redis?: string;
@@ -87,7 +90,6 @@ async function withService<T>(opts: ConnOpts, fn: (s: FeedbackService) => Promis
   }
 }
 
-
 function stateSummary(v: RequestView): string {
   const parts = Object.entries(v.status).map(([n, s]) => `${n}:${s.state}`);
   if (parts.length === 0) return v.decisions.map((d) => `${d.node}:${d.outcome}`).join(' ');
@@ -96,7 +98,8 @@ function stateSummary(v: RequestView): string {
 
 function printViews(views: RequestView[], format: OutputFormat): void {
   if (format === 'json') process.stdout.write(`${JSON.stringify(views, null, 2)}\n`);
-  else if (format === 'jsonl') process.stdout.write(views.map(jsonLine).join('\n') + (views.length ? '\n' : ''));
+  else if (format === 'jsonl')
+    process.stdout.write(views.map(jsonLine).join('\n') + (views.length ? '\n' : ''));
   else
     process.stdout.write(
       table(
@@ -138,7 +141,10 @@ export function registerFeedbackCommands(program: Command): void {
   const conn = (c: Command): Command =>
     c
       .option('--redis <url>', 'Redis URL (default: TRACEFEED_REDIS_URL or redis://127.0.0.1:6379)')
-      .option('--brokers <list>', 'Kafka brokers for the audit topic (default: TRACEFEED_KAFKA_BROKERS or 127.0.0.1:9092)')
+      .option(
+        '--brokers <list>',
+        'Kafka brokers for the audit topic (default: TRACEFEED_KAFKA_BROKERS or 127.0.0.1:9092)',
+      )
       .addOption(outputOption());
 
   const fb = program
@@ -148,38 +154,57 @@ export function registerFeedbackCommands(program: Command): void {
   conn(fb.command('list').description('requests, newest first, with their state per node'))
     .option('--limit <n>', 'at most this many', (v) => Number(v), 50)
     .action(async (opts: ConnOpts & { limit: number }) => {
-      await withService(opts, async (s) => printViews(await s.list(opts.limit), resolveFormat(opts.output)));
-    });
-
-  conn(fb.command('show <id>').description('one request: decisions, state per node, applied settings, audit trail'))
-    .action(async (id: string, opts: ConnOpts) => {
-      await withService(opts, async (s) => {
-        const v = await s.get(id);
-        if (!v) throw new ConfigError(`no feedback request "${id}"`, 'id');
-        const audit = readAudit(undefined, id);
-        const format = resolveFormat(opts.output);
-        if (format !== 'table') {
-          process.stdout.write(format === 'json' ? `${JSON.stringify({ ...v, audit }, null, 2)}\n` : `${jsonLine({ ...v, audit })}\n`);
-          return;
-        }
-        printViews([v], 'table');
-        process.stdout.write(
-          table(
-            ['node', 'decision', 'state', 'reason'],
-            v.decisions.map((d) => [d.node, d.outcome, v.status[d.node]?.state ?? '-', (v.status[d.node]?.reason ?? d.reason).slice(0, 100)]),
-          ) + '\n',
-        );
-        if (audit.length)
-          process.stdout.write(
-            table(['at', 'state', 'actor', 'node', 'reason'], audit.map((a) => [a.at, a.state, a.actor, a.node ?? '', (a.reason ?? '').slice(0, 80)])) + '\n',
-          );
-      });
+      await withService(opts, async (s) =>
+        printViews(await s.list(opts.limit), resolveFormat(opts.output)),
+      );
     });
 
   conn(
     fb
+      .command('show <id>')
+      .description('one request: decisions, state per node, applied settings, audit trail'),
+  ).action(async (id: string, opts: ConnOpts) => {
+    await withService(opts, async (s) => {
+      const v = await s.get(id);
+      if (!v) throw new ConfigError(`no feedback request "${id}"`, 'id');
+      const audit = readAudit(undefined, id);
+      const format = resolveFormat(opts.output);
+      if (format !== 'table') {
+        process.stdout.write(
+          format === 'json'
+            ? `${JSON.stringify({ ...v, audit }, null, 2)}\n`
+            : `${jsonLine({ ...v, audit })}\n`,
+        );
+        return;
+      }
+      printViews([v], 'table');
+      process.stdout.write(
+        table(
+          ['node', 'decision', 'state', 'reason'],
+          v.decisions.map((d) => [
+            d.node,
+            d.outcome,
+            v.status[d.node]?.state ?? '-',
+            (v.status[d.node]?.reason ?? d.reason).slice(0, 100),
+          ]),
+        ) + '\n',
+      );
+      if (audit.length)
+        process.stdout.write(
+          table(
+            ['at', 'state', 'actor', 'node', 'reason'],
+            audit.map((a) => [a.at, a.state, a.actor, a.node ?? '', (a.reason ?? '').slice(0, 80)]),
+          ) + '\n',
+        );
+    });
+  });
+
+  conn(
+    fb
       .command('submit <file>')
-      .description('submit a request (JSON file, or - for stdin); id, origin and created_at default for operators'),
+      .description(
+        'submit a request (JSON file, or - for stdin); id, origin and created_at default for operators',
+      ),
   ).action(async (file: string, opts: ConnOpts) => {
     const input = withDefaults(readInput(file));
     await withService(opts, async (s) => {
@@ -188,20 +213,30 @@ export function registerFeedbackCommands(program: Command): void {
       if (format === 'table')
         process.stdout.write(
           `${r.request_id}${r.duplicate ? ' (already submitted)' : ''}\n` +
-            table(['node', 'outcome', 'reason'], r.decisions.map((d) => [d.node, d.outcome, d.reason])) + '\n',
+            table(
+              ['node', 'outcome', 'reason'],
+              r.decisions.map((d) => [d.node, d.outcome, d.reason]),
+            ) +
+            '\n',
         );
-      else process.stdout.write(format === 'json' ? `${JSON.stringify(r, null, 2)}\n` : `${jsonLine(r)}\n`);
+      else
+        process.stdout.write(
+          format === 'json' ? `${JSON.stringify(r, null, 2)}\n` : `${jsonLine(r)}\n`,
+        );
       if (r.decisions.every((d) => d.outcome === 'reject')) process.exitCode = 2;
     });
   });
 
-  conn(fb.command('approve <id>').description('approve a request queued for approval (decided again, then delivered)'))
-    .action(async (id: string, opts: ConnOpts) => {
-      await withService(opts, async (s) => {
-        const ds = await s.approve(id, operator());
-        process.stdout.write(ds.map((d) => jsonLine(d)).join('\n') + '\n');
-      });
+  conn(
+    fb
+      .command('approve <id>')
+      .description('approve a request queued for approval (decided again, then delivered)'),
+  ).action(async (id: string, opts: ConnOpts) => {
+    await withService(opts, async (s) => {
+      const ds = await s.approve(id, operator());
+      process.stdout.write(ds.map((d) => jsonLine(d)).join('\n') + '\n');
     });
+  });
 
   conn(fb.command('reject <id>').description('reject a request queued for approval'))
     .option('--reason <text>', 'why', 'rejected by operator')
@@ -212,13 +247,14 @@ export function registerFeedbackCommands(program: Command): void {
       });
     });
 
-  conn(fb.command('revert <id>').description('revert a request now on every node where it is applied'))
-    .action(async (id: string, opts: ConnOpts) => {
-      await withService(opts, async (s) => {
-        const nodes = await s.revert(id, operator());
-        process.stdout.write(`${id}: revert sent to ${nodes.join(', ')}\n`);
-      });
+  conn(
+    fb.command('revert <id>').description('revert a request now on every node where it is applied'),
+  ).action(async (id: string, opts: ConnOpts) => {
+    await withService(opts, async (s) => {
+      const nodes = await s.revert(id, operator());
+      process.stdout.write(`${id}: revert sent to ${nodes.join(', ')}\n`);
     });
+  });
 
   const th = program.command('thresholds').description('the feedback thresholds file');
   th.command('validate <file>')
@@ -231,10 +267,15 @@ export function registerFeedbackCommands(program: Command): void {
         process.stdout.write(
           `${file}: valid (${t.rules.length} rules, floors ${t.floors.join(', ')}, budget ${t.budget.events_per_second} events/s)\n`,
         );
-      else process.stdout.write(format === 'json' ? `${JSON.stringify(t, null, 2)}\n` : `${jsonLine(t)}\n`);
+      else
+        process.stdout.write(
+          format === 'json' ? `${JSON.stringify(t, null, 2)}\n` : `${jsonLine(t)}\n`,
+        );
     });
   th.command('show')
-    .description('the thresholds in force: a file (--file), or the running controller\'s with its last reload error')
+    .description(
+      "the thresholds in force: a file (--file), or the running controller's with its last reload error",
+    )
     .option('--file <path>', 'show this file, resolved with defaults')
     .option('--redis <url>', 'Redis URL')
     .addOption(outputOption())
@@ -243,10 +284,18 @@ export function registerFeedbackCommands(program: Command): void {
       if (opts.file) out = { path: opts.file, thresholds: loadThresholds(opts.file) };
       else
         out = await withService({ redis: opts.redis, brokers: '' }, async (s) => {
-          return (await s.store.thresholdsStatus()) ?? { path: null, thresholds: DEFAULT_THRESHOLDS, note: 'no controller has published its thresholds; built-in defaults' };
+          return (
+            (await s.store.thresholdsStatus()) ?? {
+              path: null,
+              thresholds: DEFAULT_THRESHOLDS,
+              note: 'no controller has published its thresholds; built-in defaults',
+            }
+          );
         });
       const format = resolveFormat(opts.output);
-      process.stdout.write(format === 'jsonl' ? `${jsonLine(out)}\n` : `${JSON.stringify(out, null, 2)}\n`);
+      process.stdout.write(
+        format === 'jsonl' ? `${jsonLine(out)}\n` : `${JSON.stringify(out, null, 2)}\n`,
+      );
     });
   th.command('schema')
     .description('print the JSON Schema of the thresholds file')

@@ -99,9 +99,20 @@ program
     nonNegativeNumber('--api-port'),
     DEFAULT_API_PORT,
   )
+  .option('--no-features', 'do not run the feature stage in this process')
+  .option('--window-seconds <s>', 'feature window length', positiveNumber('--window-seconds'), 10)
+  .option(
+    '--features-port <port>',
+    'features HTTP API port; 0 turns it off',
+    nonNegativeNumber('--features-port'),
+    9465,
+  )
   .addOption(outputOption())
   .action(
     async (opts: {
+      features: boolean;
+      windowSeconds: number;
+      featuresPort: number;
       duration?: number;
       node: string;
       brokers?: string;
@@ -117,6 +128,9 @@ program
         infra: opts.infra,
         bufferMaxBytes: opts.bufferMaxBytes,
         apiPort: opts.apiPort,
+        features: opts.features,
+        windowSeconds: opts.windowSeconds,
+        featuresPort: opts.featuresPort,
         format: resolveFormat(opts.output),
         log,
       });

@@ -4,6 +4,7 @@ import { ensureTopics } from '../common/kafka.js';
 import { NodeAgent, DEFAULT_AGENT_OPTIONS, preflight, type AgentStats } from '../ingest/index.js';
 import { infraUp } from '../infra/index.js';
 import { startControlApi } from '../ingest/control-api.js';
+import { FeatureStage, type FeatureStageStats } from '../features/index.js';
 import { StatusLine, jsonLine, table, type OutputFormat } from './output.js';
 
 export interface UpOptions {
@@ -14,6 +15,12 @@ export interface UpOptions {
   bufferMaxBytes: number;
   /** Port of the local API (metrics, probe control); 0 turns it off. */
   apiPort: number;
+  /** Run the feature stage in this process. */
+  features: boolean;
+  /** Feature window length, seconds. */
+  windowSeconds: number;
+  /** Port of the features HTTP API; 0 turns it off. */
+  featuresPort: number;
   format: OutputFormat;
   log: Logger;
 }
@@ -32,9 +39,18 @@ export async function runUp(o: UpOptions): Promise<number> {
   });
   agent.start();
   let api: Awaited<ReturnType<typeof startControlApi>> | undefined;
+  let stage: FeatureStage | undefined;
   try {
     if (o.apiPort > 0) api = await startControlApi(agent, o.apiPort, o.log);
+    if (o.features) {
+      stage = new FeatureStage(
+        { brokers: o.brokers, window_seconds: o.windowSeconds, http_port: o.featuresPort },
+        o.log,
+      );
+      await stage.start();
+    }
   } catch (err) {
+    api?.close();
     await agent.stop(0);
     throw err;
   }
@@ -56,7 +72,10 @@ export async function runUp(o: UpOptions): Promise<number> {
     const pub = cur.publisher;
     status.update(
       `${rates} | records sent ${pub.framesSent} (${pub.eventsSent} ev) | buffered ${pub.bufferedFrames} | ` +
-        `dropped ${pub.eventsDropped} | lag ${(pub.lagMs / 1000).toFixed(1)}s | kafka ${pub.connected ? 'up' : 'DOWN'}`,
+        `dropped ${pub.eventsDropped} | lag ${(pub.lagMs / 1000).toFixed(1)}s | kafka ${pub.connected ? 'up' : 'DOWN'}` +
+        (stage
+          ? ` | windows ${stage.stats().windowsClosed} anomalies ${stage.stats().anomaliesPublished}`
+          : ''),
     );
   }, 1000);
 
@@ -70,13 +89,19 @@ export async function runUp(o: UpOptions): Promise<number> {
   status.clear();
   api?.close();
   const final = await agent.stop();
-  printSummary(final, o.format);
+  const features = await stage?.stop();
+  printSummary(final, o.format, features);
   return 0;
 }
 
-export function printSummary(s: AgentStats, format: OutputFormat): void {
+export function printSummary(
+  s: AgentStats,
+  format: OutputFormat,
+  features?: FeatureStageStats,
+): void {
   if (format !== 'table') {
-    process.stdout.write(`${format === 'json' ? JSON.stringify(s, null, 2) : jsonLine(s)}\n`);
+    const all = { ...s, features: features ?? null };
+    process.stdout.write(`${format === 'json' ? JSON.stringify(all, null, 2) : jsonLine(all)}\n`);
     return;
   }
   const rows: Array<Array<string | number>> = [];
@@ -96,6 +121,15 @@ export function printSummary(s: AgentStats, format: OutputFormat): void {
     ['malformed records', s.malformed],
     ['send errors', pub.sendErrors],
   );
+  if (features) {
+    rows.push(
+      ['feature windows written', features.windowsClosed],
+      ['feature rows written', features.rowsEmitted],
+      ['anomalies published', features.anomaliesPublished],
+      ['late events', features.late],
+      ['dead-lettered records', Object.values(features.deadLettered).reduce((a, b) => a + b, 0)],
+    );
+  }
   process.stdout.write(
     `tracefeed on ${s.node}, ${(s.uptimeMs / 1000).toFixed(1)} s\n${table(['what', 'count'], rows)}\n`,
   );

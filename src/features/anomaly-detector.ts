@@ -52,7 +52,8 @@ interface SeriesState {
 export type FeatureRow = Record<string, string | number | null>;
 
 function metricValue(row: FeatureRow, metric: string): number | null {
-  if (metric === 'tcp_resets') return Number(row.tcp_resets_sent ?? 0) + Number(row.tcp_resets_received ?? 0);
+  if (metric === 'tcp_resets')
+    return Number(row.tcp_resets_sent ?? 0) + Number(row.tcp_resets_received ?? 0);
   const v = row[metric];
   return typeof v === 'number' ? v : null;
 }
@@ -114,7 +115,8 @@ export class AnomalyDetector {
         }
         // Clip what the baseline learns from an outlier.
         const limit = c.threshold * Math.max(st.spread, floor);
-        const learned = st.n === 0 ? x : Math.min(Math.max(x, st.baseline - limit), st.baseline + limit);
+        const learned =
+          st.n === 0 ? x : Math.min(Math.max(x, st.baseline - limit), st.baseline + limit);
         const dev = Math.abs(learned - st.baseline);
         st.baseline = st.n === 0 ? learned : st.baseline + c.alpha * (learned - st.baseline);
         st.spread = st.n === 0 ? 0 : st.spread + c.alpha * (dev - st.spread);

@@ -23,10 +23,19 @@ import {
 import { histogramQuantile } from '../ingest/histogram.js';
 import { parseCgroupPath } from '../ingest/cgroup-resolver.js';
 import { PROBE_IDS, type ClosedWindow } from './aggregator.js';
-import { FEATURE_SCHEMA_VERSION, H, HIST_SLOTS, NHIST, NSUM, QUANTILE_COLUMNS, SUM_COLUMNS } from './columns.js';
+import {
+  FEATURE_SCHEMA_VERSION,
+  H,
+  HIST_SLOTS,
+  NHIST,
+  NSUM,
+  QUANTILE_COLUMNS,
+  SUM_COLUMNS,
+} from './columns.js';
 
 const ts = new Timestamp(TimeUnit.NANOSECOND, 'UTC');
-const dictType = (id: number): Dictionary<Utf8, Int32> => new Dictionary(new Utf8(), new Int32(), id);
+const dictType = (id: number): Dictionary<Utf8, Int32> =>
+  new Dictionary(new Utf8(), new Int32(), id);
 
 export function featureSchema(windowMs: number): Schema {
   const fields: Field[] = [
@@ -52,7 +61,10 @@ export function featureSchema(windowMs: number): Schema {
 }
 
 /** Dictionary-encodes strings: indices plus a dictionary vector. */
-function dictionary(values: Array<string | null>, type: Dictionary<Utf8, Int32>): Data<Dictionary<Utf8, Int32>> {
+function dictionary(
+  values: Array<string | null>,
+  type: Dictionary<Utf8, Int32>,
+): Data<Dictionary<Utf8, Int32>> {
   const index = new Map<string, number>();
   const dict: string[] = [];
   const idx = new Int32Array(values.length);
@@ -98,7 +110,11 @@ export interface FeatureRows {
 }
 
 /** Builds one RecordBatch for a closed window of one node. */
-export function buildWindowBatch(w: ClosedWindow, names: Map<number, string>, schema: Schema): FeatureRows {
+export function buildWindowBatch(
+  w: ClosedWindow,
+  names: Map<number, string>,
+  schema: Schema,
+): FeatureRows {
   const n = w.rows;
   const seconds = (w.windowEndMs - w.windowStartMs) / 1000;
   const starts = new BigInt64Array(n).fill(BigInt(w.windowStartMs) * 1_000_000n);
@@ -157,7 +173,10 @@ export function buildWindowBatch(w: ClosedWindow, names: Map<number, string>, sc
     quantCols.push(view);
     children.push(f64(col, nulls > 0 ? bitmap : undefined, nulls));
   }
-  const batch = new RecordBatch(schema, makeData({ type: new Struct(schema.fields), length: n, children, nullCount: 0 }));
+  const batch = new RecordBatch(
+    schema,
+    makeData({ type: new Struct(schema.fields), length: n, children, nullCount: 0 }),
+  );
   const rows: FeatureRows['rows'] = [];
   for (let r = 0; r < n; r++) {
     const row: Record<string, string | number | null> = {

@@ -20,9 +20,17 @@ export const featureStageConfigSchema = z.strictObject({
   /** A new .arrows file after this long. Default 300 s. */
   file_rotate_seconds: z.number().int().min(1).default(300),
   /** Total bytes of .arrows files kept. Default 1 GiB. */
-  file_retention_bytes: z.number().int().min(1).default(1024 ** 3),
+  file_retention_bytes: z
+    .number()
+    .int()
+    .min(1)
+    .default(1024 ** 3),
   /** Age of .arrows files kept. Default 7 days. */
-  file_retention_seconds: z.number().int().min(1).default(7 * 86400),
+  file_retention_seconds: z
+    .number()
+    .int()
+    .min(1)
+    .default(7 * 86400),
   /** HTTP port for GET /v1/features; 0 turns it off. Default 9465. */
   http_port: z.number().int().min(0).max(65535).default(9465),
   /** Read the topic from the beginning when the group has no committed offset. Default false. */

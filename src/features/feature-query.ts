@@ -27,7 +27,9 @@ export interface FeatureQuery {
 
 function gather(data: Data<DataType>, idx: Int32Array): Data<DataType> {
   const n = idx.length;
-  const values = data.values as unknown as { constructor: new (n: number) => ArrayLike<unknown> & { [i: number]: unknown } } & ArrayLike<unknown>;
+  const values = data.values as unknown as {
+    constructor: new (n: number) => ArrayLike<unknown> & { [i: number]: unknown };
+  } & ArrayLike<unknown>;
   const out = new values.constructor(n);
   for (let i = 0; i < n; i++) out[i] = values[idx[i] as number];
   let nullBitmap: Uint8Array | undefined;
@@ -71,8 +73,18 @@ export function selectRows(batch: RecordBatch, q: FeatureQuery): RecordBatch | u
   if (keep.length === 0) return undefined;
   if (keep.length === batch.numRows) return batch;
   const idx = Int32Array.from(keep);
-  const children = batch.schema.fields.map((f) => gather(batch.getChild(f.name)!.data[0] as Data<DataType>, idx));
-  return new RecordBatch(batch.schema, makeData({ type: new Struct(batch.schema.fields), length: keep.length, children, nullCount: 0 }));
+  const children = batch.schema.fields.map((f) =>
+    gather(batch.getChild(f.name)!.data[0] as Data<DataType>, idx),
+  );
+  return new RecordBatch(
+    batch.schema,
+    makeData({
+      type: new Struct(batch.schema.fields),
+      length: keep.length,
+      children,
+      nullCount: 0,
+    }),
+  );
 }
 
 /** Batches of an .arrows file. */

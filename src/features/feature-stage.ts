@@ -21,7 +21,11 @@ import { WindowAggregator, type AggregatorCounters, type ClosedWindow } from './
 import { AnomalyDetector } from './anomaly-detector.js';
 import type { Anomaly } from './anomaly.js';
 import { buildWindowBatch, featureSchema } from './arrow-batch.js';
-import { featureStageConfigSchema, type FeatureStageConfig, type FeatureStageConfigInput } from './config.js';
+import {
+  featureStageConfigSchema,
+  type FeatureStageConfig,
+  type FeatureStageConfigInput,
+} from './config.js';
 import { readArrowsFile, selectRows, toIpcStream, type FeatureQuery } from './feature-query.js';
 import { ArrowFileSink } from './file-sink.js';
 
@@ -29,6 +33,8 @@ export interface FeatureStageStats extends AggregatorCounters {
   /** Records sent to the dead-letter topic, by reason. */
   deadLettered: Record<string, number>;
   featureRecordsSent: number;
+  /** Records re-delivered after a rebalance and skipped because this process already holds them. */
+  redelivered: number;
   anomaliesPublished: number;
   openWindows: number;
   committed: Record<string, string>;
@@ -41,7 +47,11 @@ interface DeadLetter {
   headers: IHeaders;
 }
 
-export type WindowListener = (w: { window: ClosedWindow; rows: Array<Record<string, string | number | null>>; anomalies: Anomaly[] }) => void;
+export type WindowListener = (w: {
+  window: ClosedWindow;
+  rows: Array<Record<string, string | number | null>>;
+  anomalies: Anomaly[];
+}) => void;
 
 export class FeatureStage {
   readonly config: FeatureStageConfig;
@@ -61,6 +71,8 @@ export class FeatureStage {
   private readonly committed = new Map<number, number>();
   private readonly dead: Record<string, number> = {};
   private featureRecordsSent = 0;
+  /** Records re-delivered after a rebalance and skipped (already held). */
+  private redelivered = 0;
   private anomaliesPublished = 0;
   private lastWindowEnd: number | null = null;
   private readonly listeners: WindowListener[] = [];
@@ -72,7 +84,9 @@ export class FeatureStage {
     const parsed = featureStageConfigSchema.safeParse(config);
     if (!parsed.success) {
       const i = parsed.error.issues[0];
-      throw new TracefeedError(`invalid feature stage config: ${i ? `${i.path.join('.')}: ${i.message}` : parsed.error.message}`);
+      throw new TracefeedError(
+        `invalid feature stage config: ${i ? `${i.path.join('.')}: ${i.message}` : parsed.error.message}`,
+      );
     }
     this.config = parsed.data;
     const c = this.config;
@@ -114,13 +128,18 @@ export class FeatureStage {
   private loadState(): Record<string, number> {
     if (!existsSync(this.statePath)) return {};
     try {
-      const s = JSON.parse(readFileSync(this.statePath, 'utf8')) as { closed_up_to_ms?: Record<string, number> };
+      const s = JSON.parse(readFileSync(this.statePath, 'utf8')) as {
+        closed_up_to_ms?: Record<string, number>;
+      };
       return s.closed_up_to_ms ?? {};
     } catch (err) {
-      throw new TracefeedError(`feature stage state ${this.statePath} is unreadable: ${(err as Error).message}`, {
-        cause: err,
-        hint: 'move it away to start over (windows already written may then be written again)',
-      });
+      throw new TracefeedError(
+        `feature stage state ${this.statePath} is unreadable: ${(err as Error).message}`,
+        {
+          cause: err,
+          hint: 'move it away to start over (windows already written may then be written again)',
+        },
+      );
     }
   }
 
@@ -132,9 +151,17 @@ export class FeatureStage {
 
   async start(): Promise<void> {
     const c = this.config;
-    this.producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+    this.producer = this.kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: false,
+    });
     await this.producer.connect();
-    this.consumer = this.kafka.consumer({ groupId: c.group_id, maxWaitTimeInMs: 250, sessionTimeout: 30000 });
+    this.consumer = this.kafka.consumer({
+      groupId: c.group_id,
+      maxWaitTimeInMs: 250,
+      sessionTimeout: 30000,
+    });
     await this.consumer.connect();
     await this.consumer.subscribe({ topic: Topics.events, fromBeginning: c.from_beginning });
     await this.consumer.run({
@@ -146,6 +173,13 @@ export class FeatureStage {
           for (const m of batch.messages) {
             if (!isRunning() || isStale()) break;
             const offset = Number(m.offset);
+            // After a rebalance the group re-delivers from the committed offset; what this
+            // process already holds in open windows must not be added again.
+            if (offset < (this.consumed.get(batch.partition) ?? -1)) {
+              this.redelivered++;
+              resolveOffset(m.offset);
+              continue;
+            }
             this.ingestOne(batch.partition, offset, m.key, m.value, m.headers ?? {}, dead);
             this.consumed.set(batch.partition, offset + 1);
             resolveOffset(m.offset);
@@ -164,7 +198,10 @@ export class FeatureStage {
       }).catch((err: unknown) => this.log.error({ err }, 'feature stage tick failed'));
     }, 1000);
     if (c.http_port > 0) this.http = await this.startHttp(c.http_port);
-    this.log.info({ window_seconds: c.window_seconds, data_dir: c.data_dir, http_port: c.http_port }, 'feature stage running');
+    this.log.info(
+      { window_seconds: c.window_seconds, data_dir: c.data_dir, http_port: c.http_port },
+      'feature stage running',
+    );
   }
 
   /** Runs `fn` after everything queued before it: windows and commits never interleave. */
@@ -174,9 +211,24 @@ export class FeatureStage {
     return next;
   }
 
-  private ingestOne(partition: number, offset: number, key: Buffer | null, value: Buffer | null, headers: IHeaders, dead: DeadLetter[]): void {
+  private ingestOne(
+    partition: number,
+    offset: number,
+    key: Buffer | null,
+    value: Buffer | null,
+    headers: IHeaders,
+    dead: DeadLetter[],
+  ): void {
     if (!value) {
-      dead.push({ key, value, headers: { ...headers, tracefeed_dlq_reason: 'empty', tracefeed_dlq_error: 'record has no value' } });
+      dead.push({
+        key,
+        value,
+        headers: {
+          ...headers,
+          tracefeed_dlq_reason: 'empty',
+          tracefeed_dlq_error: 'record has no value',
+        },
+      });
       return;
     }
     try {
@@ -216,7 +268,11 @@ export class FeatureStage {
     const batches: RecordBatch[] = [];
     const records: Array<{ key: string; value: Buffer; headers: IHeaders }> = [];
     const anomalies: Anomaly[] = [];
-    const built: Array<{ window: ClosedWindow; rows: Array<Record<string, string | number | null>>; anomalies: Anomaly[] }> = [];
+    const built: Array<{
+      window: ClosedWindow;
+      rows: Array<Record<string, string | number | null>>;
+      anomalies: Anomaly[];
+    }> = [];
     for (const w of closed) {
       if (w.rows === 0) continue;
       const { batch, rows } = buildWindowBatch(w, this.aggregator.cgroupNames(w.node), this.schema);
@@ -263,7 +319,10 @@ export class FeatureStage {
         })),
       });
       this.anomaliesPublished += anomalies.length;
-      this.log.info({ anomalies: anomalies.map((a) => `${a.series_id} score ${a.score.toFixed(1)}`) }, 'anomalies');
+      this.log.info(
+        { anomalies: anomalies.map((a) => `${a.series_id} score ${a.score.toFixed(1)}`) },
+        'anomalies',
+      );
     }
     this.saveState();
     for (const b of built) for (const l of this.listeners) l(b);
@@ -293,10 +352,12 @@ export class FeatureStage {
       ...this.aggregator.counters,
       deadLettered: { ...this.dead },
       featureRecordsSent: this.featureRecordsSent,
+      redelivered: this.redelivered,
       anomaliesPublished: this.anomaliesPublished,
       openWindows: this.aggregator.openWindows(),
       committed,
-      lastWindowEnd: this.lastWindowEnd === null ? null : new Date(this.lastWindowEnd).toISOString(),
+      lastWindowEnd:
+        this.lastWindowEnd === null ? null : new Date(this.lastWindowEnd).toISOString(),
     };
   }
 
@@ -322,7 +383,8 @@ export class FeatureStage {
             const v = url.searchParams.get(name);
             if (v === null) return undefined;
             const ms = /^\d+$/.test(v) ? Number(v) : Date.parse(v);
-            if (!Number.isFinite(ms)) throw new TracefeedError(`${name} must be an ISO 8601 time or epoch ms, got "${v}"`);
+            if (!Number.isFinite(ms))
+              throw new TracefeedError(`${name} must be an ISO 8601 time or epoch ms, got "${v}"`);
             return ms;
           };
           const body = this.query({
@@ -350,10 +412,13 @@ export class FeatureStage {
       server.once('error', (err: NodeJS.ErrnoException) =>
         reject(
           err.code === 'EADDRINUSE'
-            ? new TracefeedError(`port ${port} on 127.0.0.1 is in use, so the features API cannot listen`, {
-                cause: err,
-                hint: 'stop the other process or set http_port',
-              })
+            ? new TracefeedError(
+                `port ${port} on 127.0.0.1 is in use, so the features API cannot listen`,
+                {
+                  cause: err,
+                  hint: 'stop the other process or set http_port',
+                },
+              )
             : err,
         ),
       );

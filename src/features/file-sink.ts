@@ -5,7 +5,17 @@
  * nothing already reported written. Old files go when the retention bounds
  * (bytes, age) are passed.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { RecordBatchStreamWriter, type RecordBatch } from 'apache-arrow';
 
@@ -34,8 +44,15 @@ export class ArrowFileSink {
   /** Appends the batches of one window and makes them durable. */
   write(batches: RecordBatch[], nowMs = Date.now()): string {
     if (!this.current || nowMs - this.current.openedAt >= this.opts.rotateMs) {
-      const stamp = new Date(nowMs).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-      this.current = { path: join(this.opts.dir, `${FILE_PREFIX}${stamp}-${process.pid}.arrows`), openedAt: nowMs, batches: [] };
+      const stamp = new Date(nowMs)
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z');
+      this.current = {
+        path: join(this.opts.dir, `${FILE_PREFIX}${stamp}-${process.pid}.arrows`),
+        openedAt: nowMs,
+        batches: [],
+      };
     }
     this.current.batches.push(...batches);
     const bytes = RecordBatchStreamWriter.writeAll(this.current.batches).toUint8Array(true);

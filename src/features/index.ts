@@ -1,7 +1,16 @@
 /** Public surface of the feature stage. */
 export { FeatureStage, type FeatureStageStats, type WindowListener } from './feature-stage.js';
-export { featureStageConfigSchema, type FeatureStageConfig, type FeatureStageConfigInput } from './config.js';
-export { WindowAggregator, DEFAULT_AGGREGATOR_OPTIONS, type ClosedWindow, type AggregatorOptions } from './aggregator.js';
+export {
+  featureStageConfigSchema,
+  type FeatureStageConfig,
+  type FeatureStageConfigInput,
+} from './config.js';
+export {
+  WindowAggregator,
+  DEFAULT_AGGREGATOR_OPTIONS,
+  type ClosedWindow,
+  type AggregatorOptions,
+} from './aggregator.js';
 export { buildWindowBatch, featureSchema } from './arrow-batch.js';
 export { AnomalyDetector, anomalyConfigSchema, type AnomalyConfig } from './anomaly-detector.js';
 export { anomalySchema, ANOMALY_SCHEMA_VERSION, type Anomaly } from './anomaly.js';

@@ -121,7 +121,10 @@ export class FeedbackController {
     });
     this.consumer.on(this.consumer.events.GROUP_JOIN, () => this.markReady());
     await this.consumer.connect();
-    await this.consumer.subscribe({ topic: this.opts.topic ?? Topics.anomalies, fromBeginning: false });
+    await this.consumer.subscribe({
+      topic: this.opts.topic ?? Topics.anomalies,
+      fromBeginning: false,
+    });
     await this.consumer.run({
       eachMessage: async ({ message }) => {
         await this.handleAnomaly(message.value);
@@ -131,12 +134,17 @@ export class FeedbackController {
     if (every > 0) this.timers.push(setInterval(() => void this.checkBudgets(), every));
     this.timers.push(
       setInterval(() => {
-        this.service?.expirePending().catch((err: unknown) =>
-          log.warn({ err: (err as Error).message }, 'approval sweep failed'),
-        );
+        this.service
+          ?.expirePending()
+          .catch((err: unknown) =>
+            log.warn({ err: (err as Error).message }, 'approval sweep failed'),
+          );
       }, this.opts.approvalSweepMs ?? 30_000),
     );
-    log.info({ thresholds: this.opts.thresholdsPath ?? '(built-in)' }, 'feedback controller started');
+    log.info(
+      { thresholds: this.opts.thresholdsPath ?? '(built-in)' },
+      'feedback controller started',
+    );
     return this;
   }
 
@@ -171,7 +179,8 @@ export class FeedbackController {
       return [];
     }
     const out: SubmitResult[] = [];
-    for (const req of requestsFromAnomaly(parsed.data, this.thresholds)) out.push(await this.submit(req));
+    for (const req of requestsFromAnomaly(parsed.data, this.thresholds))
+      out.push(await this.submit(req));
     return out;
   }
 
@@ -200,7 +209,10 @@ export class FeedbackController {
         const v = budgetCheck(report, t, now, epoch);
         if (v.request) {
           const r = await this.submit(v.request);
-          if (!r.duplicate && r.decisions.some((d) => d.outcome === 'accept' || d.outcome === 'clamp'))
+          if (
+            !r.duplicate &&
+            r.decisions.some((d) => d.outcome === 'accept' || d.outcome === 'clamp')
+          )
             this.counters.budgetLoosenings++;
           out.push(r);
         } else if (v.over) this.opts.log.warn({ node }, v.reason ?? 'over budget');

@@ -51,7 +51,11 @@ export {
   type AuditTrailOptions,
 } from './audit.js';
 export { FeedbackService, type SubmitResult, type RequestView } from './service.js';
-export { FeedbackController, type FeedbackControllerOptions, type ControllerStats } from './controller.js';
+export {
+  FeedbackController,
+  type FeedbackControllerOptions,
+  type ControllerStats,
+} from './controller.js';
 export {
   NodeFeedbackWorker,
   revertPatch,

@@ -50,7 +50,11 @@ export interface NodeFeedbackWorkerOptions {
   log: Logger;
   /** Probes this node refuses to disable whatever the controller says. Default ['process']. */
   floors?: readonly ProbeName[];
-  /** Jobs processed at once (applies are synchronous; the rate wait is not). Default 8. */
+  /**
+   * Jobs processed at once. Applies are synchronous (one at a time); a job then
+   * holds its slot for the rate wait, so this bounds the changes per `rateSettleMs`
+   * before one queues. Default 64.
+   */
   concurrency?: number;
   /** Wait before sampling the rate after a change, ms. Default 2000. */
   rateSettleMs?: number;
@@ -161,7 +165,7 @@ export class NodeFeedbackWorker {
     this.worker = new Worker(this.opts.node, (job) => this.process(job), {
       prefix: QUEUE_PREFIX,
       connection: redisOptions(this.opts.redisUrl),
-      concurrency: this.opts.concurrency ?? 8,
+      concurrency: this.opts.concurrency ?? 64,
       lockDuration: this.opts.lockDurationMs ?? 30_000,
       stalledInterval: this.opts.stalledIntervalMs ?? 30_000,
       maxStalledCount: 5,
@@ -277,12 +281,26 @@ export class NodeFeedbackWorker {
     if (job.ttl_seconds > 0 && Date.parse(req.created_at) + job.ttl_seconds * 1000 < Date.now()) {
       this.counts.expired++;
       const reason = `arrived after its TTL (${job.ttl_seconds} s from ${req.created_at}); not applied`;
-      this.opts.audit.record({ request_id: req.id, state: 'expired', actor: this.actor, node, reason });
-      await store.setStatus(req.id, node, { state: 'expired', at: new Date().toISOString(), reason });
+      this.opts.audit.record({
+        request_id: req.id,
+        state: 'expired',
+        actor: this.actor,
+        node,
+        reason,
+      });
+      await store.setStatus(req.id, node, {
+        state: 'expired',
+        at: new Date().toISOString(),
+        reason,
+      });
       return { state: 'expired', request_id: req.id, node, probe: req.probe };
     }
     if ((this.opts.floors ?? ['process']).includes(req.probe) && job.patch.enabled === false)
-      this.fail(req.id, `probe ${req.probe} is a floor on node ${node}: never disabled`, 'rejected');
+      this.fail(
+        req.id,
+        `probe ${req.probe} is a floor on node ${node}: never disabled`,
+        'rejected',
+      );
     const before = this.agent.probes().find((p) => p.probe === req.probe);
     if (!before)
       this.fail(
@@ -322,8 +340,16 @@ export class NodeFeedbackWorker {
     );
     await store.putApplied(record);
     if (job.ttl_seconds > 0) {
-      const revert: RevertJob = { kind: 'revert', request_id: req.id, probe: req.probe, cause: 'ttl' };
-      const delay = Math.max(0, Date.parse(record.applied_at) + job.ttl_seconds * 1000 - Date.now());
+      const revert: RevertJob = {
+        kind: 'revert',
+        request_id: req.id,
+        probe: req.probe,
+        cause: 'ttl',
+      };
+      const delay = Math.max(
+        0,
+        Date.parse(record.applied_at) + job.ttl_seconds * 1000 - Date.now(),
+      );
       await this.queue!.add('revert', revert, { jobId: revertJobId(req.id), delay });
     }
     await store.setStatus(req.id, node, {
@@ -391,8 +417,16 @@ export class NodeFeedbackWorker {
       );
     const current = this.agent.probes().find((p) => p.probe === applied.probe);
     if (!current)
-      this.fail(job.request_id, `revert: probe ${applied.probe} is not loaded on ${node}`, 'failed');
-    const { patch, restored, kept } = revertPatch(applied.previous, applied.applied, current.settings);
+      this.fail(
+        job.request_id,
+        `revert: probe ${applied.probe} is not loaded on ${node}`,
+        'failed',
+      );
+    const { patch, restored, kept } = revertPatch(
+      applied.previous,
+      applied.applied,
+      current.settings,
+    );
     let generation: number | undefined;
     if (restored.length > 0) {
       try {

@@ -11,7 +11,13 @@ import type { ProbeName } from '../ingest/layout.js';
 import type { AuditTrail } from './audit.js';
 import { JOB_OPTIONS, QUEUE_PREFIX, revertJobId, type ApplyJob, type RevertJob } from './job.js';
 import type { NodeReport } from './node-report.js';
-import { decideAll, decide, targetNodes, type Decision, type PolicyContext } from './policy-engine.js';
+import {
+  decideAll,
+  decide,
+  targetNodes,
+  type Decision,
+  type PolicyContext,
+} from './policy-engine.js';
 import { redisOptions } from './redis.js';
 import { deriveRequestId, parseFeedbackRequest, type FeedbackRequest } from './request.js';
 import { FeedbackStore, type NodeState, type NodeStatus, type StoredRequest } from './store.js';
@@ -65,7 +71,9 @@ export class FeedbackService {
         connection: redisOptions(this.opts.redisUrl),
         defaultJobOptions: JOB_OPTIONS,
       });
-      q.on('error', (err) => this.opts.log.warn({ err: err.message, node }, 'feedback queue error'));
+      q.on('error', (err) =>
+        this.opts.log.warn({ err: err.message, node }, 'feedback queue error'),
+      );
       this.queues.set(node, q);
     }
     return q;
@@ -241,7 +249,12 @@ export class FeedbackService {
     v.decisions = v.decisions.map((d) => out.find((o) => o.node === d.node) ?? d);
     await this.opts.redis.set(
       `tracefeed:feedback-state:request:${id}`,
-      JSON.stringify({ request: v.request, decisions: v.decisions, submitted_at: v.submitted_at, actor: v.actor }),
+      JSON.stringify({
+        request: v.request,
+        decisions: v.decisions,
+        submitted_at: v.submitted_at,
+        actor: v.actor,
+      }),
     );
     return out;
   }

@@ -173,7 +173,11 @@ export function decodeFrame(bytes: Uint8Array, opts: { knownOpsOnly?: boolean } 
   const records = bytes.subarray(header.headerLen);
   const n = walkRecords(records, (op, off) => {
     if (opts.knownOpsOnly && !KNOWN_OPS.has(op)) {
-      throw new DecodeError(`record at ${off} has op ${op}, which this decoder does not know`, 'unknown-op', off);
+      throw new DecodeError(
+        `record at ${off} has op ${op}, which this decoder does not know`,
+        'unknown-op',
+        off,
+      );
     }
   });
   if (n !== header.eventCount) {

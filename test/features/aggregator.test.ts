@@ -12,7 +12,13 @@ const WINDOW = 1000;
 const base = Math.floor(Date.now() / WINDOW) * WINDOW - 60_000;
 const boot = BigInt(base) * 1_000_000n;
 
-function rec(op: number, size: number, ms: number, weight: number, fill: (b: Buffer) => void): Buffer {
+function rec(
+  op: number,
+  size: number,
+  ms: number,
+  weight: number,
+  fill: (b: Buffer) => void,
+): Buffer {
   const b = Buffer.alloc(size);
   b.writeUInt8(op, 0);
   b.writeUInt32LE(size, 4);
@@ -85,8 +91,12 @@ describe('window aggregator', () => {
 
     const table = tableFromIPC(toIpcStream(featureSchema(WINDOW), [batch]));
     expect(table.schema.metadata.get('tracefeed.schema_version')).toBe('1');
-    expect(String(table.schema.fields.find((f) => f.name === 'window_start')!.type)).toBe('Timestamp<NANOSECOND, UTC>');
-    expect(String(table.schema.fields.find((f) => f.name === 'workload')!.type)).toMatch(/^Dictionary<Int32, Utf8>/);
+    expect(String(table.schema.fields.find((f) => f.name === 'window_start')!.type)).toBe(
+      'Timestamp<NANOSECOND, UTC>',
+    );
+    expect(String(table.schema.fields.find((f) => f.name === 'workload')!.type)).toMatch(
+      /^Dictionary<Int32, Utf8>/,
+    );
     const back = table.toArray().map((r) => r.toJSON());
     expect(back.find((r) => r.probe === 'process')?.exec_count).toBe(11);
 
@@ -97,7 +107,11 @@ describe('window aggregator', () => {
   });
 
   it('counts late events instead of adding them to a closed window', () => {
-    const agg = new WindowAggregator({ windowMs: WINDOW, allowedLatenessMs: 0, idleCloseMs: 60_000 });
+    const agg = new WindowAggregator({
+      windowMs: WINDOW,
+      allowedLatenessMs: 0,
+      idleCloseMs: 60_000,
+    });
     agg.ingestFrame(frame('n1', [exec(100, 1n), exec(2500, 1n)]));
     const closed = agg.closeDue(base); // watermark 2500 closes windows 0 and 1 only
     expect(closed.map((w) => w.windowStartMs - base)).toEqual([0]);
@@ -107,7 +121,10 @@ describe('window aggregator', () => {
   });
 
   it('resumes from the persisted mark without counting written windows twice', () => {
-    const agg = new WindowAggregator({ windowMs: WINDOW, allowedLatenessMs: 0, idleCloseMs: 0 }, { n1: base + 1000 });
+    const agg = new WindowAggregator(
+      { windowMs: WINDOW, allowedLatenessMs: 0, idleCloseMs: 0 },
+      { n1: base + 1000 },
+    );
     agg.ingestFrame(frame('n1', [exec(100, 1n), exec(1100, 1n)]));
     expect(agg.counters.alreadyEmitted).toBe(1);
     expect(agg.counters.late).toBe(0);
@@ -117,7 +134,11 @@ describe('window aggregator', () => {
   });
 
   it('holds back commits to the lowest offset an open window needs', () => {
-    const agg = new WindowAggregator({ windowMs: WINDOW, allowedLatenessMs: 0, idleCloseMs: 60_000 });
+    const agg = new WindowAggregator({
+      windowMs: WINDOW,
+      allowedLatenessMs: 0,
+      idleCloseMs: 60_000,
+    });
     agg.ingestFrame(frame('n1', [exec(100, 1n)]), 0, 10);
     agg.ingestFrame(frame('n1', [exec(1200, 1n)]), 0, 11);
     expect(agg.pendingMinOffsets().get(0)).toBe(10);

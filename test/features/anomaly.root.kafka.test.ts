@@ -30,8 +30,15 @@ describe('anomalies from a real workload change', () => {
   let stop: () => Promise<void>;
 
   beforeAll(async () => {
-    const kafka = new Kafka({ clientId: 'tf-test-anom', brokers: BROKERS, logLevel: logLevel.NOTHING });
-    const consumer = kafka.consumer({ groupId: `tf-test-anom-${randomUUID()}`, maxWaitTimeInMs: 200 });
+    const kafka = new Kafka({
+      clientId: 'tf-test-anom',
+      brokers: BROKERS,
+      logLevel: logLevel.NOTHING,
+    });
+    const consumer = kafka.consumer({
+      groupId: `tf-test-anom-${randomUUID()}`,
+      maxWaitTimeInMs: 200,
+    });
     await consumer.connect();
     await consumer.subscribe({ topic: Topics.anomalies, fromBeginning: false });
     let joined!: () => void;
@@ -59,7 +66,14 @@ describe('anomalies from a real workload change', () => {
       log,
     );
     await stage.start();
-    agent = new NodeAgent({ ...DEFAULT_AGENT_OPTIONS, nodeName: node, brokers: BROKERS, lingerMs: 50, log, families: ['process', 'tcp'] });
+    agent = new NodeAgent({
+      ...DEFAULT_AGENT_OPTIONS,
+      nodeName: node,
+      brokers: BROKERS,
+      lingerMs: 50,
+      log,
+      families: ['process', 'tcp'],
+    });
     agent.start();
     cg = makeCgroup('tf-anom');
     server = createServer((s) => s.end());
@@ -90,7 +104,8 @@ describe('anomalies from a real workload change', () => {
     // The change: 300 connects to a closed port, as fast as they fail.
     expect((await cg.run(connects(closedPort, 300, 0))).code).toBe(0);
     const deadline = Date.now() + 20_000;
-    const hit = () => anomalies.find((a) => a.workload === cg.path && a.metric === 'tcp_connect_failures');
+    const hit = () =>
+      anomalies.find((a) => a.workload === cg.path && a.metric === 'tcp_connect_failures');
     while (!hit() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
     const a = hit();
     expect(a, `anomalies seen: ${JSON.stringify(anomalies.map((x) => x.series_id))}`).toBeDefined();

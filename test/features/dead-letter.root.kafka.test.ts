@@ -17,7 +17,13 @@ import { BROKERS } from '../helpers/kafka.js';
 import { makeCgroup, type TestCgroup } from '../helpers/cgroup.js';
 
 function frameWith(records: Buffer[]): Buffer {
-  return encodeFrame({ node: 'bad-node', bootTimeNs: 1n, sequence: 0n, chunks: records, eventCount: records.length });
+  return encodeFrame({
+    node: 'bad-node',
+    bootTimeNs: 1n,
+    sequence: 0n,
+    chunks: records,
+    eventCount: records.length,
+  });
 }
 function exitRecord(): Buffer {
   const b = Buffer.alloc(layout.EXIT_LAYOUT.size);
@@ -30,7 +36,11 @@ describe('dead letters', () => {
   const node = `dlq-node-${randomBytes(3).toString('hex')}`;
   const tag = randomUUID();
   const log = createLogger('test', 'silent');
-  const kafka = new Kafka({ clientId: 'tf-test-dlq', brokers: BROKERS, logLevel: logLevel.NOTHING });
+  const kafka = new Kafka({
+    clientId: 'tf-test-dlq',
+    brokers: BROKERS,
+    logLevel: logLevel.NOTHING,
+  });
   let stage: FeatureStage;
   let agent: NodeAgent;
   let cg: TestCgroup;
@@ -49,7 +59,12 @@ describe('dead letters', () => {
       eachMessage: async ({ message }) => {
         const h = message.headers ?? {};
         if (String(h.test_tag) !== tag) return;
-        dlq.push({ reason: String(h.tracefeed_dlq_reason), error: String(h.tracefeed_dlq_error), tag: String(h.test_tag), value: message.value });
+        dlq.push({
+          reason: String(h.tracefeed_dlq_reason),
+          error: String(h.tracefeed_dlq_error),
+          tag: String(h.test_tag),
+          value: message.value,
+        });
       },
     });
     await ready;
@@ -68,7 +83,14 @@ describe('dead letters', () => {
     );
     stage.onWindow(({ rows }) => windows.push(...rows.filter((r) => r.node === node)));
     await stage.start();
-    agent = new NodeAgent({ ...DEFAULT_AGENT_OPTIONS, nodeName: node, brokers: BROKERS, lingerMs: 50, log, families: ['process'] });
+    agent = new NodeAgent({
+      ...DEFAULT_AGENT_OPTIONS,
+      nodeName: node,
+      brokers: BROKERS,
+      lingerMs: 50,
+      log,
+      families: ['process'],
+    });
     agent.start();
     cg = makeCgroup('tf-dlq');
   }, 60_000);
@@ -102,19 +124,28 @@ describe('dead letters', () => {
     // Real events before, between and after the bad records.
     await cg.run('for i in 1 2 3 4 5; do /bin/true; done');
     for (const [, value] of bad) {
-      await producer.send({ topic: Topics.events, messages: [{ key: node, value, headers: { test_tag: tag } }] });
+      await producer.send({
+        topic: Topics.events,
+        messages: [{ key: node, value, headers: { test_tag: tag } }],
+      });
       await cg.run('/bin/true');
     }
     await cg.run('for i in 1 2 3 4; do /bin/true; done');
     await producer.disconnect();
 
     const deadline = Date.now() + 30_000;
-    const execs = () => windows.filter((r) => r.workload === cg.path && r.probe === 'process').reduce((a, r) => a + Number(r.exec_count), 0);
-    while ((dlq.length < bad.length || execs() < 15) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    const execs = () =>
+      windows
+        .filter((r) => r.workload === cg.path && r.probe === 'process')
+        .reduce((a, r) => a + Number(r.exec_count), 0);
+    while ((dlq.length < bad.length || execs() < 15) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 200));
 
     expect(dlq.map((d) => d.reason).sort()).toEqual(bad.map(([r]) => r).sort());
     for (const d of dlq) expect(d.error.length).toBeGreaterThan(10);
-    expect(dlq.find((d) => d.reason === 'bad-magic')?.value?.equals(bad[0]![1] as Buffer)).toBe(true);
+    expect(dlq.find((d) => d.reason === 'bad-magic')?.value?.equals(bad[0]![1] as Buffer)).toBe(
+      true,
+    );
     const counted = stage.stats().deadLettered;
     for (const [reason] of bad) expect(counted[reason]).toBeGreaterThanOrEqual(1);
     expect(execs()).toBe(15);

@@ -38,7 +38,11 @@ describe('features of a real workload', () => {
 
   beforeAll(async () => {
     // An independent consumer of the features topic, started first.
-    const kafka = new Kafka({ clientId: 'tf-test-features', brokers: BROKERS, logLevel: logLevel.NOTHING });
+    const kafka = new Kafka({
+      clientId: 'tf-test-features',
+      brokers: BROKERS,
+      logLevel: logLevel.NOTHING,
+    });
     const consumer = kafka.consumer({ groupId: `tf-test-${randomUUID()}`, maxWaitTimeInMs: 200 });
     await consumer.connect();
     await consumer.subscribe({ topic: Topics.features, fromBeginning: false });
@@ -67,7 +71,14 @@ describe('features of a real workload', () => {
       log,
     );
     await stage.start();
-    agent = new NodeAgent({ ...DEFAULT_AGENT_OPTIONS, nodeName: node, brokers: BROKERS, lingerMs: 50, log, families: ['process', 'tcp'] });
+    agent = new NodeAgent({
+      ...DEFAULT_AGENT_OPTIONS,
+      nodeName: node,
+      brokers: BROKERS,
+      lingerMs: 50,
+      log,
+      families: ['process', 'tcp'],
+    });
     agent.start();
     cg = makeCgroup('tf-feat');
     server = createServer((sock) => {
@@ -91,14 +102,25 @@ describe('features of a real workload', () => {
 
   it('counts execs, exits, connections and bytes of the workload, in Kafka, files and HTTP', async () => {
     const client = `exec node -e "const s=require('net').connect(${port},'127.0.0.1',()=>s.write(Buffer.alloc(50000,2)));let n=0;s.on('data',d=>n+=d.length);s.on('end',()=>{s.end();process.exitCode=n===7000?0:9})"`;
-    expect((await cg.run(`for i in 1 2 3 4 5 6 7 8 9 10 11 12; do /bin/true; done; /bin/false; exit 0`)).code).toBe(0);
+    expect(
+      (await cg.run(`for i in 1 2 3 4 5 6 7 8 9 10 11 12; do /bin/true; done; /bin/false; exit 0`))
+        .code,
+    ).toBe(0);
     expect((await cg.run(client)).code).toBe(0);
 
     // Windows close one second after they end plus lateness; wait for ours.
     const deadline = Date.now() + 30_000;
     const want = (rows: Row[]) =>
-      sum(rows.filter((r) => r.workload === cg.path), 'process', 'exec_count') >= 14 &&
-      sum(rows.filter((r) => r.workload === cg.path), 'tcp', 'tcp_closes') >= 1;
+      sum(
+        rows.filter((r) => r.workload === cg.path),
+        'process',
+        'exec_count',
+      ) >= 14 &&
+      sum(
+        rows.filter((r) => r.workload === cg.path),
+        'tcp',
+        'tcp_closes',
+      ) >= 1;
     while (!want(kafkaRows) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
 
     const check = (rows: Row[], where: string) => {
@@ -119,11 +141,14 @@ describe('features of a real workload', () => {
     const fileRows: Row[] = [];
     const { readdirSync } = await import('node:fs');
     for (const f of readdirSync(stage.arrowsDir).filter((f) => f.endsWith('.arrows'))) {
-      for (const b of readArrowsFile(join(stage.arrowsDir, f))) for (const r of b.toArray()) fileRows.push(r.toJSON() as Row);
+      for (const b of readArrowsFile(join(stage.arrowsDir, f)))
+        for (const r of b.toArray()) fileRows.push(r.toJSON() as Row);
     }
     check(fileRows, 'files');
 
-    const res = await fetch(`http://127.0.0.1:${httpPort}/v1/features?workload=${encodeURIComponent(cg.path)}&node=${node}`);
+    const res = await fetch(
+      `http://127.0.0.1:${httpPort}/v1/features?workload=${encodeURIComponent(cg.path)}&node=${node}`,
+    );
     expect(res.headers.get('content-type')).toBe('application/vnd.apache.arrow.stream');
     const httpTable = tableFromIPC(new Uint8Array(await res.arrayBuffer()));
     const httpRows = httpTable.toArray().map((r) => r.toJSON() as Row);
@@ -132,7 +157,9 @@ describe('features of a real workload', () => {
 
     const bad = await fetch(`http://127.0.0.1:${httpPort}/v1/features?since=yesterday`);
     expect(bad.status).toBe(400);
-    expect(((await bad.json()) as { error: string }).error).toMatch(/since must be an ISO 8601 time/);
+    expect(((await bad.json()) as { error: string }).error).toMatch(
+      /since must be an ISO 8601 time/,
+    );
 
     const s = stage.stats();
     expect(s.windowsClosed).toBeGreaterThan(0);

@@ -29,7 +29,11 @@ const thresholds = parseThresholds(
   'version: 1\nprobes: { tcp: { max_sample_n: 100000 } }\ncooldown_seconds: 0\n',
 );
 
-async function until<T>(what: string, f: () => Promise<T | undefined> | T | undefined, ms = 20_000): Promise<T> {
+async function until<T>(
+  what: string,
+  f: () => Promise<T | undefined> | T | undefined,
+  ms = 20_000,
+): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await f();
@@ -51,7 +55,14 @@ describe('feedback delivery over BullMQ (real Redis)', () => {
   beforeAll(async () => {
     redis = connectRedis(url);
     audit = new AuditTrail({ path: auditPath, log });
-    service = new FeedbackService({ redis, redisUrl: url, audit, thresholds: () => thresholds, actor: 'test', log });
+    service = new FeedbackService({
+      redis,
+      redisUrl: url,
+      audit,
+      thresholds: () => thresholds,
+      actor: 'test',
+      log,
+    });
     target = new RecordingTarget();
     worker = await new NodeFeedbackWorker(target, {
       node,
@@ -80,21 +91,45 @@ describe('feedback delivery over BullMQ (real Redis)', () => {
     readAudit(auditPath, id).filter((r) => r.state === state).length;
 
   it('applies a request once however often it is submitted or enqueued', async () => {
-    const req = request({ target: { nodes: [node] }, action: 'set', params: { sample_n: 7 }, origin: 'operator', ttl_seconds: 0 });
+    const req = request({
+      target: { nodes: [node] },
+      action: 'set',
+      params: { sample_n: 7 },
+      origin: 'operator',
+      ttl_seconds: 0,
+    });
     const first = await service.submit(req);
     expect(first.decisions).toMatchObject([{ node, outcome: 'accept' }]);
     const again = await service.submit(req);
     expect(again.duplicate).toBe(true);
     // The same job id straight into the queue, as a retrying producer would.
-    await service.queue(node).add('apply', { kind: 'apply', request: req, patch: { sample_n: 7 }, ttl_seconds: 0, outcome: 'accept', reason: 'dup' }, { jobId: req.id });
+    await service.queue(node).add(
+      'apply',
+      {
+        kind: 'apply',
+        request: req,
+        patch: { sample_n: 7 },
+        ttl_seconds: 0,
+        outcome: 'accept',
+        reason: 'dup',
+      },
+      { jobId: req.id },
+    );
     const v = await until('applied', async () => {
       const s = await service.get(req.id);
       return s?.status[node]?.state === 'applied' && auditOf(req.id, 'applied') > 0 ? s : undefined;
     });
-    expect(v.status[node]?.result).toMatchObject({ generation: expect.any(Number), applied: { sample_n: 7 } });
+    expect(v.status[node]?.result).toMatchObject({
+      generation: expect.any(Number),
+      applied: { sample_n: 7 },
+    });
     const job = await service.queue(node).getJob(req.id);
     expect(await job?.getState()).toBe('completed');
-    expect(job?.returnvalue).toMatchObject({ state: 'applied', request_id: req.id, events_per_second_before: 0 });
+    expect(job?.returnvalue).toMatchObject({
+      state: 'applied',
+      request_id: req.id,
+      events_per_second_before: 0,
+    });
     expect(target.settings('tcp').sample_n).toBe(7);
     expect(applies(7)).toBe(1);
     expect(auditOf(req.id, 'submitted')).toBe(1);
@@ -121,7 +156,9 @@ describe('feedback delivery over BullMQ (real Redis)', () => {
         });
         expect(job.failedReason).toMatch(new RegExp(`malformed feedback job ${id}`));
         expect(job.attemptsMade).toBe(1); // unrecoverable: not retried
-        expect(readAudit(auditPath, id).find((r) => r.state === 'failed')?.reason).toMatch(/not applied/);
+        expect(readAudit(auditPath, id).find((r) => r.state === 'failed')?.reason).toMatch(
+          /not applied/,
+        );
       }
       expect((await q.getJob('bad-1'))?.failedReason).toMatch(/request\.target/);
     } finally {
@@ -131,19 +168,39 @@ describe('feedback delivery over BullMQ (real Redis)', () => {
   });
 
   it('rejects and audits unknown probes and unknown nodes', async () => {
-    const ghost = await service.submit(request({ target: { nodes: ['ghost-node'] }, origin: 'operator' }));
-    expect(ghost.decisions[0]).toMatchObject({ outcome: 'reject', reason: expect.stringMatching(/unknown node "ghost-node"/) });
+    const ghost = await service.submit(
+      request({ target: { nodes: ['ghost-node'] }, origin: 'operator' }),
+    );
+    expect(ghost.decisions[0]).toMatchObject({
+      outcome: 'reject',
+      reason: expect.stringMatching(/unknown node "ghost-node"/),
+    });
     expect(auditOf(ghost.request_id, 'rejected')).toBe(1);
 
-    const noFile = await service.submit(request({ target: { nodes: [node] }, probe: 'file', origin: 'operator' }));
+    const noFile = await service.submit(
+      request({ target: { nodes: [node] }, probe: 'file', origin: 'operator' }),
+    );
     expect(noFile.decisions[0]?.reason).toMatch(/probe file is not loaded on node/);
 
-    await expect(service.submit({ ...request(), probe: 'kprobe', id: 'fb-bogus-probe' })).rejects.toThrow(/probe/);
+    await expect(
+      service.submit({ ...request(), probe: 'kprobe', id: 'fb-bogus-probe' }),
+    ).rejects.toThrow(/probe/);
     expect(auditOf('fb-bogus-probe', 'rejected')).toBe(1);
 
     // An apply job for a probe this node does not load, straight into the queue.
     const req = request({ target: { nodes: [node] }, probe: 'sched', action: 'enable' });
-    await service.queue(node).add('apply', { kind: 'apply', request: req, patch: { enabled: true }, ttl_seconds: 60, outcome: 'accept', reason: 'x' }, { jobId: req.id });
+    await service.queue(node).add(
+      'apply',
+      {
+        kind: 'apply',
+        request: req,
+        patch: { enabled: true },
+        ttl_seconds: 60,
+        outcome: 'accept',
+        reason: 'x',
+      },
+      { jobId: req.id },
+    );
     const job = await until('rejected', async () => {
       const j = await service.queue(node).getJob(req.id);
       return j && (await j.getState()) === 'failed' ? j : undefined;
@@ -154,25 +211,54 @@ describe('feedback delivery over BullMQ (real Redis)', () => {
 
   it('reverts at TTL expiry, restoring what was in force before', async () => {
     const before = structuredClone(target.settings('syscalls'));
-    const req = request({ target: { nodes: [node] }, probe: 'syscalls', action: 'tighten', params: { slow_ms: 3, filters: { pid: { allow: [1] } } }, ttl_seconds: 2, origin: 'operator' });
+    const req = request({
+      target: { nodes: [node] },
+      probe: 'syscalls',
+      action: 'tighten',
+      params: { slow_ms: 3, filters: { pid: { allow: [1] } } },
+      ttl_seconds: 2,
+      origin: 'operator',
+    });
     await service.submit(req);
-    await until('applied', async () => (await service.get(req.id))?.status[node]?.state === 'applied');
-    expect(target.settings('syscalls')).toMatchObject({ slow_ms: 3, filters: { pid: { allow: [1] } } });
-    const v = await until('reverted', async () => {
-      const s = await service.get(req.id);
-      return s?.status[node]?.state === 'reverted' ? s : undefined;
-    }, 10_000);
+    await until(
+      'applied',
+      async () => (await service.get(req.id))?.status[node]?.state === 'applied',
+    );
+    expect(target.settings('syscalls')).toMatchObject({
+      slow_ms: 3,
+      filters: { pid: { allow: [1] } },
+    });
+    const v = await until(
+      'reverted',
+      async () => {
+        const s = await service.get(req.id);
+        return s?.status[node]?.state === 'reverted' ? s : undefined;
+      },
+      10_000,
+    );
     expect(target.settings('syscalls')).toEqual(before);
     expect(v.status[node]?.reason).toMatch(/TTL of 2 s expired; restored slow_ms, filters\.pid/);
     expect(auditOf(req.id, 'reverted')).toBe(1);
   });
 
   it('operator revert promotes the TTL revert job: reverted once', async () => {
-    const req = request({ target: { nodes: [node] }, action: 'set', params: { sample_n: 31 }, ttl_seconds: 600, origin: 'operator' });
+    const req = request({
+      target: { nodes: [node] },
+      action: 'set',
+      params: { sample_n: 31 },
+      ttl_seconds: 600,
+      origin: 'operator',
+    });
     await service.submit(req);
-    await until('applied', async () => (await service.get(req.id))?.status[node]?.state === 'applied');
+    await until(
+      'applied',
+      async () => (await service.get(req.id))?.status[node]?.state === 'applied',
+    );
     expect(await service.revert(req.id, 'operator/test')).toEqual([node]);
-    await until('reverted', async () => (await service.get(req.id))?.status[node]?.state === 'reverted');
+    await until(
+      'reverted',
+      async () => (await service.get(req.id))?.status[node]?.state === 'reverted',
+    );
     expect(target.settings('tcp').sample_n).toBe(7);
     await expect(service.revert(req.id, 'operator/test')).rejects.toThrow(/applied on no node/);
     expect(auditOf(req.id, 'reverted')).toBe(1);
@@ -181,13 +267,22 @@ describe('feedback delivery over BullMQ (real Redis)', () => {
   it('Redis restarted while requests are in flight: none lost, none applied twice', async () => {
     const ids: string[] = [];
     const submitOne = async (i: number): Promise<void> => {
-      const req = request({ target: { nodes: [node] }, action: 'set', params: { sample_n: 1000 + i }, ttl_seconds: 0, origin: 'operator' });
+      const req = request({
+        target: { nodes: [node] },
+        action: 'set',
+        params: { sample_n: 1000 + i },
+        ttl_seconds: 0,
+        origin: 'operator',
+      });
       ids.push(req.id);
       await service.submit(req);
     };
     // Slow applies so some are mid-job when Redis goes away.
     for (let i = 0; i < 10; i++) await submitOne(i);
-    await until('some applied', () => target.calls.filter((c) => (c.patch.sample_n ?? 0) >= 1000).length >= 2 || undefined);
+    await until(
+      'some applied',
+      () => target.calls.filter((c) => (c.patch.sample_n ?? 0) >= 1000).length >= 2 || undefined,
+    );
     execFileSync('bash', [join(repoRoot, 'infra/redis.sh'), 'stop'], { stdio: 'ignore' });
     // Submissions while Redis is down wait (ioredis offline queue) and go through after.
     const during = Promise.all(Array.from({ length: 10 }, (_, i) => submitOne(10 + i)));
@@ -199,12 +294,20 @@ describe('feedback delivery over BullMQ (real Redis)', () => {
       const s = await service.store.get(id);
       expect((await service.submit(s!.request)).duplicate).toBe(true);
     }
-    await until('all applied', async () => {
-      for (const id of ids) if ((await service.get(id))?.status[node]?.state !== 'applied') return undefined;
-      return true;
-    }, 60_000);
+    await until(
+      'all applied',
+      async () => {
+        for (const id of ids)
+          if ((await service.get(id))?.status[node]?.state !== 'applied') return undefined;
+        return true;
+      },
+      60_000,
+    );
     for (let i = 0; i < 20; i++) expect(applies(1000 + i), `request ${i}`).toBe(1);
-    await until('applied audited', () => ids.every((id) => auditOf(id, 'applied') === 1) || undefined);
+    await until(
+      'applied audited',
+      () => ids.every((id) => auditOf(id, 'applied') === 1) || undefined,
+    );
     for (const id of ids) {
       expect(auditOf(id, 'submitted')).toBe(1);
       expect(auditOf(id, 'applied')).toBe(1);

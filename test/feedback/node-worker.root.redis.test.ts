@@ -27,7 +27,9 @@ import { request } from './helpers.js';
 const isRoot = process.getuid?.() === 0;
 const log = createLogger('test', process.env.TRACEFEED_LOG_LEVEL ?? 'silent');
 const url = redisUrlFrom(undefined);
-const available = (['process', 'tcp', 'syscalls'] as ProbeName[]).filter((p) => existsSync(bpfObjectPath(p)));
+const available = (['process', 'tcp', 'syscalls'] as ProbeName[]).filter((p) =>
+  existsSync(bpfObjectPath(p)),
+);
 
 /** tf_config of a probe, as the kernel sees it (PROBE_CONFIG_LAYOUT). */
 function kernelConfig(agent: NodeAgent, probe: ProbeName) {
@@ -42,7 +44,11 @@ function kernelConfig(agent: NodeAgent, probe: ProbeName) {
   };
 }
 
-async function until<T>(what: string, f: () => Promise<T | undefined> | T | undefined, ms = 20_000): Promise<T> {
+async function until<T>(
+  what: string,
+  f: () => Promise<T | undefined> | T | undefined,
+  ms = 20_000,
+): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await f();
@@ -65,12 +71,32 @@ describe.skipIf(!isRoot || !available.includes('process') || !available.includes
     let thresholds = parseThresholds('version: 1\ncooldown_seconds: 0\n');
 
     beforeAll(async () => {
-      agent = new NodeAgent({ ...DEFAULT_AGENT_OPTIONS, nodeName: node, brokers: BROKERS, families: available, log });
+      agent = new NodeAgent({
+        ...DEFAULT_AGENT_OPTIONS,
+        nodeName: node,
+        brokers: BROKERS,
+        families: available,
+        log,
+      });
       agent.start();
       redis = connectRedis(url);
       audit = new AuditTrail({ path: auditPath, brokers: BROKERS, log });
-      service = new FeedbackService({ redis, redisUrl: url, audit, thresholds: () => thresholds, actor: 'test', log });
-      worker = await new NodeFeedbackWorker(agent, { node, redisUrl: url, audit, log, rateSettleMs: 500, reportIntervalMs: 1000 }).start();
+      service = new FeedbackService({
+        redis,
+        redisUrl: url,
+        audit,
+        thresholds: () => thresholds,
+        actor: 'test',
+        log,
+      });
+      worker = await new NodeFeedbackWorker(agent, {
+        node,
+        redisUrl: url,
+        audit,
+        log,
+        rateSettleMs: 500,
+        reportIntervalMs: 1000,
+      }).start();
     });
 
     afterAll(async () => {
@@ -104,14 +130,20 @@ describe.skipIf(!isRoot || !available.includes('process') || !available.includes
       });
       const k = kernelConfig(agent, 'tcp');
       expect(k.generation).toBeGreaterThan(before.generation);
-      expect(k.generation).toBe((applied.status[node]?.result as { generation: number }).generation);
+      expect(k.generation).toBe(
+        (applied.status[node]?.result as { generation: number }).generation,
+      );
       expect(k.sample_n).toBe(1);
       expect(k.filter_mask & FilterBit.ALLOW_CGROUP).toBe(FilterBit.ALLOW_CGROUP);
       const key = Buffer.alloc(8);
       key.writeBigUInt64LE(cgid!);
       expect(agent.object('tcp').mapLookup('tf_set_cgroup', key)).not.toBeNull();
 
-      await until('reverted', async () => (await service.get(req.id))?.status[node]?.state === 'reverted', 15_000);
+      await until(
+        'reverted',
+        async () => (await service.get(req.id))?.status[node]?.state === 'reverted',
+        15_000,
+      );
       const after = kernelConfig(agent, 'tcp');
       expect(after.filter_mask).toBe(before.filter_mask);
       expect(after.sample_n).toBe(before.sample_n);
@@ -122,21 +154,59 @@ describe.skipIf(!isRoot || !available.includes('process') || !available.includes
     });
 
     it('set sample_n changes the kernel sampling rate', async () => {
-      const req = request({ target: { nodes: [node] }, action: 'set', params: { sample_n: 8 }, origin: 'operator', ttl_seconds: 60 });
+      const req = request({
+        target: { nodes: [node] },
+        action: 'set',
+        params: { sample_n: 8 },
+        origin: 'operator',
+        ttl_seconds: 60,
+      });
       await service.submit(req);
-      await until('applied', async () => (await service.get(req.id))?.status[node]?.state === 'applied');
+      await until(
+        'applied',
+        async () => (await service.get(req.id))?.status[node]?.state === 'applied',
+      );
       expect(kernelConfig(agent, 'tcp').sample_n).toBe(8);
       await service.revert(req.id, 'operator/test');
-      await until('reverted', async () => (await service.get(req.id))?.status[node]?.state === 'reverted');
+      await until(
+        'reverted',
+        async () => (await service.get(req.id))?.status[node]?.state === 'reverted',
+      );
       expect(kernelConfig(agent, 'tcp').sample_n).toBe(1);
     });
 
     it('floors hold: disabling process is rejected by the policy and by the node itself', async () => {
       const gen = kernelConfig(agent, 'process').generation;
-      const r = await service.submit(request({ target: { nodes: [node] }, probe: 'process', action: 'disable', origin: 'operator' }));
-      expect(r.decisions[0]).toMatchObject({ outcome: 'reject', reason: expect.stringMatching(/floor/) });
-      const bypass = request({ target: { nodes: [node] }, probe: 'process', action: 'disable', origin: 'operator' });
-      await service.queue(node).add('apply', { kind: 'apply', request: bypass, patch: { enabled: false }, ttl_seconds: 60, outcome: 'accept', reason: 'bypass' }, { jobId: bypass.id });
+      const r = await service.submit(
+        request({
+          target: { nodes: [node] },
+          probe: 'process',
+          action: 'disable',
+          origin: 'operator',
+        }),
+      );
+      expect(r.decisions[0]).toMatchObject({
+        outcome: 'reject',
+        reason: expect.stringMatching(/floor/),
+      });
+      const bypass = request({
+        target: { nodes: [node] },
+        probe: 'process',
+        action: 'disable',
+        origin: 'operator',
+      });
+      await service.queue(node).add(
+        'apply',
+        {
+          kind: 'apply',
+          request: bypass,
+          patch: { enabled: false },
+          ttl_seconds: 60,
+          outcome: 'accept',
+          reason: 'bypass',
+        },
+        { jobId: bypass.id },
+      );
       const job = await until('failed', async () => {
         const j = await service.queue(node).getJob(bypass.id);
         return j && (await j.getState()) === 'failed' ? j : undefined;
@@ -155,12 +225,15 @@ describe.skipIf(!isRoot || !available.includes('process') || !available.includes
         agent.setProbe('syscalls', { enabled: true, slow_ms: 0.001 });
         const script = join(mkdtempSync(join(tmpdir(), 'tf-churn-')), 'churn.sh');
         writeFileSync(script, 'while :; do /bin/true; done\n');
-        const churn: ChildProcess[] = [0, 1].map(() => spawn('/bin/sh', [script], { stdio: 'ignore' }));
+        const churn: ChildProcess[] = [0, 1].map(() =>
+          spawn('/bin/sh', [script], { stdio: 'ignore' }),
+        );
         const dir = mkdtempSync(join(tmpdir(), 'tf-thr-'));
         let controller: FeedbackController | undefined;
         try {
           await new Promise((r) => setTimeout(r, 3000));
-          const rate = (p: string): number => agent.probes().find((x) => x.probe === p)?.eventsPerSecond ?? 0;
+          const rate = (p: string): number =>
+            agent.probes().find((x) => x.probe === p)?.eventsPerSecond ?? 0;
           const processEps = rate('process');
           const syscallsEps = rate('syscalls');
           const total = agent.probes().reduce((s, p) => s + p.eventsPerSecond, 0);
@@ -198,10 +271,19 @@ describe.skipIf(!isRoot || !available.includes('process') || !available.includes
           const processAfter = agent.probes().find((p) => p.probe === 'process')!;
           expect(processAfter.settings).toEqual(processBefore.settings);
           expect(processAfter.generation).toBe(processBefore.generation);
-          const loosened = readAudit(auditPath).filter((a) => a.state === 'applied' && a.node === node && a.reason?.includes('generation'));
-          expect(loosened.some((a) => (a.data?.applied as { probe: string }).probe === 'syscalls')).toBe(true);
-          expect(loosened.some((a) => (a.data?.applied as { probe: string }).probe === 'process')).toBe(false);
-          log.info({ budget, counters: controller.counters, sample_n: syscalls.settings.sample_n }, 'budget result');
+          const loosened = readAudit(auditPath).filter(
+            (a) => a.state === 'applied' && a.node === node && a.reason?.includes('generation'),
+          );
+          expect(
+            loosened.some((a) => (a.data?.applied as { probe: string }).probe === 'syscalls'),
+          ).toBe(true);
+          expect(
+            loosened.some((a) => (a.data?.applied as { probe: string }).probe === 'process'),
+          ).toBe(false);
+          log.info(
+            { budget, counters: controller.counters, sample_n: syscalls.settings.sample_n },
+            'budget result',
+          );
         } finally {
           for (const c of churn) c.kill('SIGKILL');
           await controller?.stop();

@@ -18,7 +18,9 @@ loosen_factor: 4
 approval: { actions: [disable], origins: [agent] }
 `);
 
-function ctx(over: Partial<PolicyContext> & { reports?: NodeReport[]; t?: Thresholds } = {}): PolicyContext {
+function ctx(
+  over: Partial<PolicyContext> & { reports?: NodeReport[]; t?: Thresholds } = {},
+): PolicyContext {
   const reports = over.reports ?? [
     report('node-a', [
       { probe: 'process', eps: 10 },
@@ -60,18 +62,28 @@ describe('policy engine', () => {
     expect(d.reason).toMatch(/unknown node "ghost"; known nodes: node-a, node-b/);
     const f = decide(request({ probe: 'file' }), 'node-a', ctx());
     expect(f.outcome).toBe('reject');
-    expect(f.reason).toMatch(/probe file is not loaded on node node-a; loaded: process, tcp, syscalls/);
+    expect(f.reason).toMatch(
+      /probe file is not loaded on node node-a; loaded: process, tcp, syscalls/,
+    );
   });
 
   it('never disables a floor, even for an operator', () => {
-    const d = decide(request({ probe: 'process', action: 'disable', origin: 'operator' }), 'node-a', ctx());
+    const d = decide(
+      request({ probe: 'process', action: 'disable', origin: 'operator' }),
+      'node-a',
+      ctx(),
+    );
     expect(d.outcome).toBe('reject');
     expect(d.reason).toMatch(/floor/);
   });
 
   it('never narrows a floor: filters dropped, outcome clamp', () => {
     const d = decide(
-      request({ probe: 'process', action: 'set', params: { sample_n: 2, filters: { pid: { deny: [1] } } } }),
+      request({
+        probe: 'process',
+        action: 'set',
+        params: { sample_n: 2, filters: { pid: { deny: [1] } } },
+      }),
       'node-a',
       ctx(),
     );
@@ -94,7 +106,9 @@ describe('policy engine', () => {
   });
 
   it('ttl 0 (never revert) is for operators only', () => {
-    expect(decide(request({ ttl_seconds: 0, origin: 'operator' }), 'node-a', ctx()).ttl_seconds).toBe(0);
+    expect(
+      decide(request({ ttl_seconds: 0, origin: 'operator' }), 'node-a', ctx()).ttl_seconds,
+    ).toBe(0);
     const d = decide(request({ ttl_seconds: 0 }), 'node-a', ctx());
     expect(d.outcome).toBe('clamp');
     expect(d.ttl_seconds).toBe(300);
@@ -123,9 +137,15 @@ describe('policy engine', () => {
   });
 
   it('queues for approval by action and by origin; operators and approved requests pass', () => {
-    expect(decide(request({ action: 'disable' }), 'node-a', ctx()).outcome).toBe('queue_for_approval');
-    expect(decide(request({ origin: 'agent' }), 'node-a', ctx()).outcome).toBe('queue_for_approval');
-    expect(decide(request({ origin: 'agent' }), 'node-a', ctx({ approved: true })).outcome).toBe('accept');
+    expect(decide(request({ action: 'disable' }), 'node-a', ctx()).outcome).toBe(
+      'queue_for_approval',
+    );
+    expect(decide(request({ origin: 'agent' }), 'node-a', ctx()).outcome).toBe(
+      'queue_for_approval',
+    );
+    expect(decide(request({ origin: 'agent' }), 'node-a', ctx({ approved: true })).outcome).toBe(
+      'accept',
+    );
     expect(
       decide(request({ action: 'disable', origin: 'operator' }), 'node-a', ctx()),
     ).toMatchObject({ outcome: 'accept', patch: { enabled: false } });
@@ -133,12 +153,17 @@ describe('policy engine', () => {
 
   it('applies cooldowns per probe and workload to rules, not to operators', () => {
     const now = 1_000_000;
-    const c = ctx({ now, lastChange: (_n, p, w) => (p === 'tcp' && w === '/w' ? now - 30_000 : undefined) });
+    const c = ctx({
+      now,
+      lastChange: (_n, p, w) => (p === 'tcp' && w === '/w' ? now - 30_000 : undefined),
+    });
     const d = decide(request({ workload: '/w' }), 'node-a', c);
     expect(d.outcome).toBe('reject');
     expect(d.reason).toMatch(/cooldown: tcp on node-a for \/w changed 30 s ago, cooldown 60 s/);
     expect(decide(request({ workload: '/other' }), 'node-a', c).outcome).toBe('accept');
-    expect(decide(request({ workload: '/w', origin: 'operator' }), 'node-a', c).outcome).toBe('accept');
+    expect(decide(request({ workload: '/w', origin: 'operator' }), 'node-a', c).outcome).toBe(
+      'accept',
+    );
     // per-probe cooldown override: syscalls 10 s
     const s = ctx({ now, lastChange: () => now - 15_000 });
     expect(decide(request({ probe: 'syscalls' }), 'node-a', s).outcome).toBe('accept');

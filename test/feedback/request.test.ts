@@ -41,9 +41,9 @@ describe('feedback request schema', () => {
     expect(errorOf({ ...valid, extra: 1 }).message).toMatch(/extra/);
     expect(errorOf({ ...valid, params: { sample_n: 0 } }).path).toBe('params.sample_n');
     expect(errorOf({ ...valid, params: { enabled: false } }).message).toMatch(/enabled/);
-    expect(errorOf({ ...valid, params: { filters: { comm: { allow: ['x'.repeat(20)] } } } }).path).toBe(
-      'params.filters.comm.allow.0',
-    );
+    expect(
+      errorOf({ ...valid, params: { filters: { comm: { allow: ['x'.repeat(20)] } } } }).path,
+    ).toBe('params.filters.comm.allow.0');
   });
 
   it('rejects ids that cannot be job ids and node names that cannot be queue names', () => {

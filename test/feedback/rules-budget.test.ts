@@ -89,7 +89,11 @@ describe('budget', () => {
     ]);
     const v = budgetCheck(r, T, 0, 7);
     expect(v.over).toBe(true);
-    expect(v.request).toMatchObject({ probe: 'syscalls', action: 'loosen', target: { nodes: ['n'] } });
+    expect(v.request).toMatchObject({
+      probe: 'syscalls',
+      action: 'loosen',
+      target: { nodes: ['n'] },
+    });
     // excess 5200 >> 900: as far as the bounds allow
     expect(v.request?.params.sample_n).toBe(64);
     expect(budgetCheck(r, T, 0, 7).request?.id).toBe(v.request?.id);
@@ -113,7 +117,11 @@ describe('budget', () => {
 
 describe('revert patch', () => {
   const prev = defaultSettings(true);
-  const applied = applyPatch(prev, { sample_n: 1, filters: { cgroup: { allow: ['/w'] } }, slow_ms: 5 });
+  const applied = applyPatch(prev, {
+    sample_n: 1,
+    filters: { cgroup: { allow: ['/w'] } },
+    slow_ms: 5,
+  });
 
   it('restores exactly what the request changed', () => {
     const { patch, restored, kept } = revertPatch(prev, applied, applied);

@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { format } from 'prettier';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/common/logger.js';
 import { repoRoot } from '../../src/common/paths.js';
@@ -13,6 +14,9 @@ import {
 } from '../../src/feedback/thresholds.js';
 
 const log = createLogger('test', 'silent');
+const prettierConfig = JSON.parse(
+  readFileSync(join(repoRoot, '.prettierrc.json'), 'utf8'),
+) as Record<string, unknown>;
 const msg = (text: string): string => {
   try {
     parseThresholds(text, 't.yaml');
@@ -44,7 +48,9 @@ describe('thresholds file', () => {
 
   it('rejects unknown keys, bad values and inconsistent bounds with the path', () => {
     expect(msg('version: 1\nbudgets: {}\n')).toMatch(/t\.yaml: .*budgets/);
-    expect(msg('version: 1\nprobes: { tcp: { max_sample: 3 } }\n')).toMatch(/probes\.tcp.*max_sample/);
+    expect(msg('version: 1\nprobes: { tcp: { max_sample: 3 } }\n')).toMatch(
+      /probes\.tcp.*max_sample/,
+    );
     expect(msg('version: 1\nprobes: { kprobe: {} }\n')).toMatch(/probes/);
     expect(msg('version: 1\nprobes: { tcp: { min_sample_n: 10, max_sample_n: 2 } }\n')).toMatch(
       /probes\.tcp\.min_sample_n: min_sample_n \(10\) is above max_sample_n \(2\)/,
@@ -60,11 +66,16 @@ describe('thresholds file', () => {
     expect(msg('version: 1\nbudget: [\n')).toMatch(/YAML/);
   });
 
-  it('docs/thresholds.schema.json is current (regenerate: UPDATE_SCHEMA=1 npx vitest run test/feedback/thresholds.test.ts)', () => {
+  it('docs/thresholds.schema.json is current (regenerate: UPDATE_SCHEMA=1 npx vitest run test/feedback/thresholds.test.ts)', async () => {
     const path = join(repoRoot, 'docs/thresholds.schema.json');
-    const want = JSON.stringify(thresholdsJsonSchema(), null, 2) + '\n';
-    if (process.env.UPDATE_SCHEMA === '1') writeFileSync(path, want);
-    expect(readFileSync(path, 'utf8')).toBe(want);
+    const generated = thresholdsJsonSchema();
+    if (process.env.UPDATE_SCHEMA === '1')
+      writeFileSync(
+        path,
+        await format(JSON.stringify(generated), { parser: 'json', ...prettierConfig }),
+      );
+    expect(JSON.parse(readFileSync(path, 'utf8'))).toEqual(generated);
+    const want = JSON.stringify(generated);
     const schema = JSON.parse(want) as { additionalProperties?: boolean; required?: string[] };
     expect(schema.additionalProperties).toBe(false);
     expect(schema.required).toEqual(['version']);
