@@ -10,6 +10,7 @@ import { repoRoot } from '../common/paths.js';
 import { runInfraScript } from '../infra/index.js';
 import { resolveFormat } from './output.js';
 import { runUp } from './up.js';
+import { redisUrlFrom } from '../feedback/index.js';
 import { runTail } from './events-tail.js';
 import { listProbes, setProbe } from './probes.js';
 import { registerFeedbackCommands } from './feedback.js';
@@ -100,6 +101,13 @@ program
     DEFAULT_API_PORT,
   )
   .option('--no-features', 'do not run the feature stage in this process')
+  .option('--no-feedback', 'do not run the feedback controller and worker in this process')
+  .option(
+    '--thresholds <file>',
+    'thresholds file (YAML, hot-reloaded)',
+    join(repoRoot, 'config', 'thresholds.yaml'),
+  )
+  .option('--redis <url>', 'Redis URL (default: TRACEFEED_REDIS_URL or redis://127.0.0.1:6379)')
   .option('--window-seconds <s>', 'feature window length', positiveNumber('--window-seconds'), 10)
   .option(
     '--features-port <port>',
@@ -110,6 +118,9 @@ program
   .addOption(outputOption())
   .action(
     async (opts: {
+      feedback: boolean;
+      thresholds: string;
+      redis?: string;
       features: boolean;
       windowSeconds: number;
       featuresPort: number;
@@ -131,6 +142,9 @@ program
         features: opts.features,
         windowSeconds: opts.windowSeconds,
         featuresPort: opts.featuresPort,
+        feedback: opts.feedback,
+        thresholdsPath: opts.thresholds,
+        redisUrl: redisUrlFrom(opts.redis),
         format: resolveFormat(opts.output),
         log,
       });

@@ -5,6 +5,12 @@ import { NodeAgent, DEFAULT_AGENT_OPTIONS, preflight, type AgentStats } from '..
 import { infraUp } from '../infra/index.js';
 import { startControlApi } from '../ingest/control-api.js';
 import { FeatureStage, type FeatureStageStats } from '../features/index.js';
+import {
+  AuditTrail,
+  FeedbackController,
+  NodeFeedbackWorker,
+  type ControllerStats,
+} from '../feedback/index.js';
 import { StatusLine, jsonLine, table, type OutputFormat } from './output.js';
 
 export interface UpOptions {
@@ -21,6 +27,11 @@ export interface UpOptions {
   windowSeconds: number;
   /** Port of the features HTTP API; 0 turns it off. */
   featuresPort: number;
+  /** Run the feedback controller and this node's feedback worker. */
+  feedback: boolean;
+  /** Thresholds file (hot-reloaded). */
+  thresholdsPath: string;
+  redisUrl: string;
   format: OutputFormat;
   log: Logger;
 }
@@ -40,6 +51,14 @@ export async function runUp(o: UpOptions): Promise<number> {
   agent.start();
   let api: Awaited<ReturnType<typeof startControlApi>> | undefined;
   let stage: FeatureStage | undefined;
+  let audit: AuditTrail | undefined;
+  let worker: NodeFeedbackWorker | undefined;
+  let controller: FeedbackController | undefined;
+  const stopFeedback = async (): Promise<void> => {
+    await controller?.stop();
+    await worker?.stop();
+    await audit?.close();
+  };
   try {
     if (o.apiPort > 0) api = await startControlApi(agent, o.apiPort, o.log);
     if (o.features) {
@@ -49,8 +68,26 @@ export async function runUp(o: UpOptions): Promise<number> {
       );
       await stage.start();
     }
+    if (o.feedback) {
+      audit = new AuditTrail({ brokers: o.brokers, log: o.log });
+      worker = await new NodeFeedbackWorker(agent, {
+        node: o.node,
+        redisUrl: o.redisUrl,
+        audit,
+        log: o.log,
+      }).start();
+      controller = await new FeedbackController({
+        brokers: o.brokers,
+        redisUrl: o.redisUrl,
+        thresholdsPath: o.thresholdsPath,
+        audit,
+        log: o.log,
+      }).start();
+    }
   } catch (err) {
     api?.close();
+    await stopFeedback().catch(() => undefined);
+    await stage?.stop().catch(() => undefined);
     await agent.stop(0);
     throw err;
   }
@@ -88,9 +125,11 @@ export async function runUp(o: UpOptions): Promise<number> {
   clearInterval(tick);
   status.clear();
   api?.close();
+  const feedbackStats = controller ? { ...controller.counters } : undefined;
+  await stopFeedback();
   const final = await agent.stop();
   const features = await stage?.stop();
-  printSummary(final, o.format, features);
+  printSummary(final, o.format, features, feedbackStats);
   return 0;
 }
 
@@ -98,9 +137,10 @@ export function printSummary(
   s: AgentStats,
   format: OutputFormat,
   features?: FeatureStageStats,
+  feedback?: ControllerStats,
 ): void {
   if (format !== 'table') {
-    const all = { ...s, features: features ?? null };
+    const all = { ...s, features: features ?? null, feedback: feedback ?? null };
     process.stdout.write(`${format === 'json' ? JSON.stringify(all, null, 2) : jsonLine(all)}\n`);
     return;
   }
@@ -129,6 +169,14 @@ export function printSummary(
       ['late events', features.late],
       ['dead-lettered records', Object.values(features.deadLettered).reduce((a, b) => a + b, 0)],
     );
+  }
+  if (feedback) {
+    rows.push(
+      ['feedback requests', feedback.requests],
+      ['budget loosenings', feedback.budgetLoosenings],
+    );
+    for (const [outcome, n] of Object.entries(feedback.outcomes))
+      rows.push([`feedback ${outcome}`, n]);
   }
   process.stdout.write(
     `tracefeed on ${s.node}, ${(s.uptimeMs / 1000).toFixed(1)} s\n${table(['what', 'count'], rows)}\n`,
