@@ -47,6 +47,11 @@ const VARIANTS = [
   { name: 'emit_batched', prog: 'emit_batched', what: 'tracefeed path: 64 B record, tf_submit (NO_WAKEUP + threshold)' },
   { name: 'emit_wakeup', prog: 'emit_wakeup', what: 'same record, submit flags 0 (wake when reader caught up)' },
   { name: 'emit_force', prog: 'emit_force', what: 'same record, BPF_RB_FORCE_WAKEUP every event' },
+  // Breakdown: count_only plus one step each.
+  { name: 'step_ktime', prog: 'step_ktime', what: 'count_only + bpf_ktime_get_ns()', step: true },
+  { name: 'step_cgroup', prog: 'step_cgroup', what: 'count_only + bpf_get_current_cgroup_id()', step: true },
+  { name: 'step_comm', prog: 'step_comm', what: 'count_only + bpf_get_current_comm()', step: true },
+  { name: 'step_ring', prog: 'step_ring', what: 'count_only + reserve/submit 64 B (op+size only)', step: true },
 ];
 
 async function main() {
@@ -85,15 +90,16 @@ async function main() {
   const drops = () => Number(obj.sumPercpuCounters('tf_drops')[0]);
 
   const window = async (v, calls) => {
-    if (v.prog) obj.attach(v.prog);
+    // Snapshots taken with nothing attached: bpftool's own syscalls stay out.
     const before = bpfProgStats();
+    if (v.prog) obj.attach(v.prog);
     const recv0 = received;
     const drop0 = drops();
     const cpu0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
     const ns = await loop.run(calls);
-    const after = bpfProgStats();
     if (v.prog) obj.detach(v.prog);
+    const after = bpfProgStats();
     // Let the drain catch up (a partial batch waits at most flushMs).
     await sleep(250);
     const wall = Number(process.hrtime.bigint() - t0);
@@ -103,7 +109,7 @@ async function main() {
       nsPerCall: ns / calls,
       bpfNsPerRun: k.runCnt ? k.runTimeNs / k.runCnt : 0,
       bpfNsPerEvent: k.runTimeNs / calls,
-      runCnt: k.runCnt,
+      runsPerCall: k.runCnt / calls,
       received: received - recv0,
       drops: drops() - drop0,
       consumerCpuPct: ((cpu.user + cpu.system) * 1000 * 100) / wall,
@@ -127,7 +133,7 @@ async function main() {
 
   const med = (name, key) => median(samples.get(name).map((s) => s[key]));
   const base = med('none', 'nsPerCall');
-  const rows = VARIANTS.map((v) => {
+  const all = VARIANTS.map((v) => {
     const s = samples.get(v.name);
     const ns = med(v.name, 'nsPerCall');
     return {
@@ -137,13 +143,16 @@ async function main() {
       wallOverheadNs: v.prog ? median(s.map((x) => x.nsPerCall - base)) : 0,
       bpfNsPerRun: v.prog ? med(v.name, 'bpfNsPerRun') : null,
       bpfNsPerEvent: v.prog ? med(v.name, 'bpfNsPerEvent') : null,
+      runsPerCall: v.prog ? med(v.name, 'runsPerCall') : null,
       eventsReceived: s.reduce((a, x) => a + x.received, 0),
       drops: s.reduce((a, x) => a + x.drops, 0),
       consumerCpuPct: med(v.name, 'consumerCpuPct'),
       consumerUsPerEvent: med(v.name, 'consumerUsPerEvent'),
     };
   });
-  const row = (n) => rows.find((x) => x.variant === n);
+  const row = (n) => all.find((x) => x.variant === n);
+  const rows = all.filter((r) => !VARIANTS.find((v) => v.name === r.variant).step);
+  const steps = all.filter((r) => VARIANTS.find((v) => v.name === r.variant).step);
   const ratio = (a, b, key) => row(a)[key] / row(b)[key];
   const ratios = {
     emitVsCount_bpf: ratio('emit_batched', 'count_only', 'bpfNsPerEvent'),
@@ -161,6 +170,7 @@ async function main() {
     machine: machine(),
     params: { rounds: ROUNDS, callsPerWindow: CALLS, ringBytes: RING_BYTES, wakeupBytes: WAKEUP_BYTES, loopCpu, consumerCpu: ncpu > 1 ? 0 : 'any', recordBytes: 64 },
     variants: rows,
+    breakdown: steps,
     ratios,
     ringStats,
     target: {
@@ -173,15 +183,22 @@ async function main() {
     tables: [
       {
         title: `Per-event cost on getppid() (medians of ${ROUNDS} interleaved rounds x ${CALLS.toLocaleString()} calls)`,
-        head: ['variant', 'ns/call', 'wall +ns/event', 'bpf ns/run', 'bpf ns/event', 'JS events', 'drops', 'drain CPU %', 'drain us/event'],
+        head: ['variant', 'ns/call', 'wall +ns/event', 'bpf ns/run', 'bpf ns/event', 'runs/call', 'JS events', 'drops', 'drain CPU %', 'drain us/event'],
         digits: 1,
-        rows: rows.map((r) => [r.variant, r.nsPerCall, r.wallOverheadNs, r.bpfNsPerRun ?? '-', r.bpfNsPerEvent ?? '-', String(r.eventsReceived), String(r.drops), r.consumerCpuPct, r.consumerUsPerEvent === 0 ? '-' : r.consumerUsPerEvent.toFixed(3)]),
+        rows: rows.map((r) => [r.variant, r.nsPerCall, r.wallOverheadNs, r.bpfNsPerRun ?? '-', r.bpfNsPerEvent ?? '-', r.runsPerCall === null ? '-' : r.runsPerCall.toFixed(3), String(r.eventsReceived), String(r.drops), r.consumerCpuPct, r.consumerUsPerEvent === 0 ? '-' : r.consumerUsPerEvent.toFixed(3)]),
         notes: [
           'wall +ns/event: loop ns/call minus the "none" ns/call of the same round (includes enabling the sys_enter hook)',
           'bpf ns/event: kernel.bpf_stats run_time_ns over the window / getppid calls (the program runs for every syscall, filtered in-program)',
           'bpf stats add two clock reads per program run to every variant alike',
-          ...VARIANTS.map((v) => `${v.name}: ${v.what}`),
+          ...VARIANTS.filter((v) => !v.step).map((v) => `${v.name}: ${v.what}`),
         ],
+      },
+      {
+        title: 'Where the emit path goes: count_only plus one step (same rounds)',
+        head: ['step', 'bpf ns/event', 'over count_only', 'wall +ns/event', 'over count_only'],
+        digits: 1,
+        rows: steps.map((r) => [r.variant, r.bpfNsPerEvent, r.bpfNsPerEvent - row('count_only').bpfNsPerEvent, r.wallOverheadNs, r.wallOverheadNs - row('count_only').wallOverheadNs]),
+        notes: VARIANTS.filter((v) => v.step).map((v) => `${v.name}: ${v.what}`),
       },
       {
         title: 'Ratios (target: emit_batched <= 1.3 x count_only)',
@@ -198,7 +215,6 @@ async function main() {
     ],
   };
   report(result);
-  if (!JSON_OUT) process.stderr.write('');
 }
 
 main().catch((err) => {

@@ -1,0 +1,515 @@
+/**
+ * The agent's tools: zod schemas (the model sees them as JSON Schema; every
+ * call is validated with them before it runs) and their implementations.
+ * All read-only except `propose_feedback`, which only submits a request to
+ * the policy engine and reports its verdict.
+ */
+import { z } from 'zod';
+import { tool, type StructuredToolInterface } from '@langchain/core/tools';
+import { FAMILIES } from '../ingest/families.js';
+import { PROBE_NAMES, type ProbeName } from '../ingest/layout.js';
+import { ConfigError } from '../common/errors.js';
+import {
+  FEEDBACK_ACTIONS,
+  deriveRequestId,
+  parseFeedbackRequest,
+  type FeedbackParams,
+  type FeedbackRequest,
+} from '../feedback/request.js';
+import { anomalyRef, type AnomalyStore } from './anomaly-store.js';
+import { explainAnomaly } from './explain.js';
+import {
+  METRICS,
+  aggregate,
+  defaultAggregation,
+  metricRows,
+  round,
+  windowSpan,
+  type Aggregation,
+  type GroupBy,
+} from './feature-math.js';
+import type { FeedbackGateway, GatewayResult, PolicySummary, RecentFeedback } from './gateway.js';
+import type { ProcessIndex } from './process-index.js';
+import type { FeatureRow, FeatureSource, ProbeSource, ProbeView } from './sources.js';
+
+/** What answers cite: the windows, series and numbers a tool result holds. */
+export interface Citation {
+  tool: string;
+  /** `node|workload|probe|metric`. */
+  series?: string;
+  metric?: string;
+  window_start?: string;
+  window_end?: string;
+  value?: number | string;
+  aggregation?: string;
+  /** An anomaly ref (`an-...`) or a feedback request id. */
+  ref?: string;
+}
+
+export interface ToolResult {
+  data: unknown;
+  citations: Citation[];
+  /** A feedback proposal's verdict (propose_feedback only). */
+  proposal?: GatewayResult & { request: FeedbackRequest };
+}
+
+/** Everything the tools read (and the one thing they may write to). */
+export interface AgentDeps {
+  features: FeatureSource;
+  anomalies: AnomalyStore;
+  /** Live probe state of node agents; `gateway.reports()` covers the others. */
+  probes?: ProbeSource[];
+  /** The policy engine. Without one, `propose_feedback` refuses. */
+  gateway?: FeedbackGateway;
+  processes?: ProcessIndex;
+  /** Epoch ms. Default Date.now. */
+  now?: () => number;
+}
+
+/** A tool failed in a way the model can act on (bad reference, nothing to do). */
+export class ToolError extends Error {}
+
+export interface AgentTool<S extends z.ZodType = z.ZodType> {
+  name: string;
+  description: string;
+  schema: S;
+  /** True for the one tool that submits something (to the policy engine). */
+  writes: boolean;
+  run(args: z.infer<S>, deps: AgentDeps): Promise<ToolResult>;
+}
+
+const probeEnum = z.enum(PROBE_NAMES as [ProbeName, ...ProbeName[]]);
+
+const range = {
+  since_minutes: z
+    .number()
+    .positive()
+    .max(7 * 24 * 60)
+    .optional()
+    .describe('look back this many minutes from now (default 5); ignored when `since` is given'),
+  since: z.iso.datetime({ offset: true }).optional().describe('range start, ISO 8601'),
+  until: z.iso.datetime({ offset: true }).optional().describe('range end, ISO 8601 (default now)'),
+};
+
+function resolveRange(
+  a: { since_minutes?: number; since?: string; until?: string },
+  now: number,
+  defaultMinutes: number,
+): { sinceMs: number; untilMs: number } {
+  const untilMs = a.until !== undefined ? Date.parse(a.until) : now;
+  const sinceMs = a.since !== undefined ? Date.parse(a.since) : untilMs - (a.since_minutes ?? defaultMinutes) * 60_000;
+  if (sinceMs >= untilMs) throw new ToolError(`the range is empty: since ${new Date(sinceMs).toISOString()} is not before until ${new Date(untilMs).toISOString()}`);
+  return { sinceMs, untilMs };
+}
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+// ---------------------------------------------------------------- query_features
+
+export const queryFeaturesSchema = z.strictObject({
+  metric: z.enum(METRICS).describe('feature column; tcp_resets = sent + received'),
+  ...range,
+  node: z.string().min(1).max(253).optional().describe('only this node'),
+  workload: z.string().min(1).max(4096).optional().describe('only this workload (cgroup path, or cgroup:<id>)'),
+  probe: probeEnum.optional().describe('only rows of this probe'),
+  group_by: z
+    .enum(['workload', 'node', 'probe', 'window', 'node_workload', 'series'])
+    .default('workload')
+    .describe('what one result row is; default workload'),
+  aggregation: z
+    .enum(['sum', 'max', 'avg'])
+    .optional()
+    .describe('over the windows of a group: sum (default for counts), max (default for *_ns quantiles), avg (default for events_per_second)'),
+  top_k: z.number().int().min(1).max(50).default(10).describe('largest groups returned; default 10'),
+  include_zero: z.boolean().default(false).describe('keep groups whose value is 0; default false'),
+  compare_previous: z
+    .boolean()
+    .default(false)
+    .describe('also compute each group in the previous range of the same length, and the change'),
+});
+
+export const queryFeatures: AgentTool<typeof queryFeaturesSchema> = {
+  name: 'query_features',
+  description:
+    'Feature rows (per window, node, workload = cgroup path, probe) aggregated for one metric over a time range: filters, group_by, top_k, aggregation. Returns the groups with their values, the windows read and the series used.',
+  schema: queryFeaturesSchema,
+  writes: false,
+  async run(a, deps) {
+    const now = deps.now?.() ?? Date.now();
+    const { sinceMs, untilMs } = resolveRange(a, now, 5);
+    const filters = {
+      ...(a.node !== undefined ? { node: a.node } : {}),
+      ...(a.workload !== undefined ? { workload: a.workload } : {}),
+      ...(a.probe !== undefined ? { probe: a.probe } : {}),
+    };
+    const rows = await deps.features.query({ sinceMs, untilMs, ...filters });
+    const aggregation: Aggregation = a.aggregation ?? defaultAggregation(a.metric);
+    const groups = aggregate(rows, { metric: a.metric, group_by: a.group_by as GroupBy, aggregation, include_zero: a.include_zero });
+    const windows = windowSpan(metricRows(rows, a.metric));
+    let previous: Map<string, number> | undefined;
+    if (a.compare_previous) {
+      const len = untilMs - sinceMs;
+      const prevRows = await deps.features.query({ sinceMs: sinceMs - len, untilMs: sinceMs, ...filters });
+      previous = new Map(
+        aggregate(prevRows, { metric: a.metric, group_by: a.group_by as GroupBy, aggregation, include_zero: true }).map((g) => [JSON.stringify(g.key), g.value]),
+      );
+      // Groups that went to zero are a change too.
+      for (const [k, v] of previous) {
+        if (v !== 0 && !groups.some((g) => JSON.stringify(g.key) === k))
+          groups.push({ key: JSON.parse(k) as Record<string, string>, value: 0, windows: 0, peak: { window_start: '', window_end: '', value: 0 }, series: [], cgroup_ids: [] });
+      }
+      groups.sort((x, y) => Math.abs(y.value - (previous!.get(JSON.stringify(y.key)) ?? 0)) - Math.abs(x.value - (previous!.get(JSON.stringify(x.key)) ?? 0)));
+    }
+    const top = groups.slice(0, a.top_k);
+    const data = {
+      metric: a.metric,
+      aggregation,
+      group_by: a.group_by,
+      range: { since: iso(sinceMs), until: iso(untilMs) },
+      filters,
+      windows,
+      rows_read: rows.length,
+      total_groups: groups.length,
+      groups: top.map((g) => {
+        const prev = previous?.get(JSON.stringify(g.key));
+        return {
+          ...g.key,
+          value: g.value,
+          windows: g.windows,
+          ...(g.windows > 0 ? { peak_window_start: g.peak.window_start, peak_value: g.peak.value } : {}),
+          ...(previous ? { previous: prev ?? 0, change: round(g.value - (prev ?? 0)) } : {}),
+          series: g.series,
+        };
+      }),
+    };
+    const citations: Citation[] = top.map((g) => ({
+      tool: 'query_features',
+      series: g.series[0] ?? Object.values(g.key).join('|'),
+      metric: a.metric,
+      window_start: windows.first_start ?? iso(sinceMs),
+      window_end: windows.last_end ?? iso(untilMs),
+      value: g.value,
+      aggregation,
+    }));
+    if (top.length === 0)
+      citations.push({ tool: 'query_features', metric: a.metric, window_start: iso(sinceMs), window_end: iso(untilMs), value: 0, aggregation });
+    return { data, citations };
+  },
+};
+
+// ---------------------------------------------------------------- anomalies
+
+const severity = z.enum(['warning', 'critical']);
+
+export const listAnomaliesSchema = z.strictObject({
+  ...range,
+  node: z.string().min(1).max(253).optional(),
+  workload: z.string().min(1).max(4096).optional(),
+  probe: probeEnum.optional(),
+  metric: z.string().min(1).max(64).optional(),
+  min_severity: severity.optional().describe('warning (default: all) or critical'),
+  limit: z.number().int().min(1).max(100).default(20),
+});
+
+function anomalySummary(a: import('../features/anomaly.js').Anomaly) {
+  return {
+    ref: anomalyRef(a.id),
+    series_id: a.series_id,
+    node: a.node,
+    workload: a.workload,
+    probe: a.probe,
+    metric: a.metric,
+    window_start: a.window_start,
+    window_end: a.window_end,
+    observed: a.observed,
+    baseline: round(a.baseline),
+    score: round(a.score),
+    severity: a.severity,
+  };
+}
+
+export const listAnomalies: AgentTool<typeof listAnomaliesSchema> = {
+  name: 'list_anomalies',
+  description:
+    'Anomalies detected by the feature stage (a series far from its robust baseline), newest first, with a ref (an-...) to pass to explain_anomaly. Default range: the last 15 minutes.',
+  schema: listAnomaliesSchema,
+  writes: false,
+  async run(a, deps) {
+    const now = deps.now?.() ?? Date.now();
+    const { sinceMs, untilMs } = resolveRange(a, now, 15);
+    const found = deps.anomalies.list({
+      sinceMs,
+      untilMs,
+      ...(a.node !== undefined ? { node: a.node } : {}),
+      ...(a.workload !== undefined ? { workload: a.workload } : {}),
+      ...(a.probe !== undefined ? { probe: a.probe } : {}),
+      ...(a.metric !== undefined ? { metric: a.metric } : {}),
+      ...(a.min_severity !== undefined ? { minSeverity: a.min_severity } : {}),
+      limit: a.limit,
+    });
+    return {
+      data: {
+        range: { since: iso(sinceMs), until: iso(untilMs) },
+        count: found.length,
+        known_anomalies: deps.anomalies.size,
+        anomalies: found.map(anomalySummary),
+      },
+      citations: found.map((x) => ({
+        tool: 'list_anomalies',
+        ref: anomalyRef(x.id),
+        series: x.series_id,
+        metric: x.metric,
+        window_start: x.window_start,
+        window_end: x.window_end,
+        value: x.observed,
+      })),
+    };
+  },
+};
+
+export const explainAnomalySchema = z.strictObject({
+  anomaly: z.string().min(1).max(4096).describe('the ref (an-...) from list_anomalies, or the anomaly id'),
+});
+
+export const explainAnomalyTool: AgentTool<typeof explainAnomalySchema> = {
+  name: 'explain_anomaly',
+  description:
+    'One anomaly in context: what changed (against its baseline and recent windows), where (this workload only or node-wide), which other metrics moved with it, programs started in the workload, recent feedback, and a likely cause.',
+  schema: explainAnomalySchema,
+  writes: false,
+  async run(a, deps) {
+    const found = deps.anomalies.get(a.anomaly);
+    if (!found)
+      throw new ToolError(`no anomaly "${a.anomaly}" is known (${deps.anomalies.size} known); call list_anomalies for refs`);
+    const e = await explainAnomaly(found, deps);
+    return {
+      data: e,
+      citations: e.evidence
+        .filter((x) => x.series !== undefined)
+        .map((x) => ({
+          tool: 'explain_anomaly',
+          ref: e.anomaly.ref,
+          ...(x.series !== undefined ? { series: x.series } : {}),
+          ...(x.metric !== undefined ? { metric: x.metric } : {}),
+          ...(x.window_start !== undefined ? { window_start: x.window_start } : {}),
+          ...(x.window_end !== undefined ? { window_end: x.window_end } : {}),
+          ...(x.value !== undefined ? { value: x.value } : {}),
+        })),
+    };
+  },
+};
+
+// ---------------------------------------------------------------- describe_probes
+
+export const describeProbesSchema = z.strictObject({
+  node: z.string().min(1).max(253).optional().describe('only this node'),
+  recent_feedback: z.number().int().min(0).max(50).default(10).describe('recent feedback requests listed; default 10'),
+});
+
+function activeFilters(s: ProbeView['settings']): Record<string, { allow?: unknown[]; deny?: unknown[] }> {
+  const out: Record<string, { allow?: unknown[]; deny?: unknown[] }> = {};
+  for (const [dim, set] of Object.entries(s.filters)) {
+    const f = set as { allow: unknown[]; deny: unknown[] };
+    if (f.allow.length > 0 || f.deny.length > 0)
+      out[dim] = { ...(f.allow.length ? { allow: f.allow } : {}), ...(f.deny.length ? { deny: f.deny } : {}) };
+  }
+  return out;
+}
+
+function why(p: ProbeView, floors: string[], recent: RecentFeedback[]): string {
+  const spec = FAMILIES.find((f) => f.name === p.probe);
+  const parts: string[] = [];
+  const fb = recent.find(
+    (f) =>
+      f.probe === p.probe &&
+      Object.entries(f.states).some(([n, s]) => (n === p.node || n === '*') && ['accepted', 'clamped', 'delivered', 'applied', 'accept', 'clamp'].includes(s)),
+  );
+  if (fb) parts.push(`changed by feedback ${fb.request_id} (${fb.origin} ${fb.action}: ${fb.reason.slice(0, 200)})`);
+  else if (spec && p.enabled === spec.defaultEnabled)
+    parts.push(p.enabled ? 'enabled by default' : 'off by default (feedback or an operator can enable it)');
+  else parts.push(p.enabled ? 'enabled by an operator or earlier feedback (off by default)' : 'disabled by an operator or earlier feedback (on by default)');
+  if (p.settings.sample_n > 1) parts.push(`sampled 1 in ${p.settings.sample_n}`);
+  if (floors.includes(p.probe)) parts.push('a floor: feedback never disables nor narrows it');
+  return parts.join('; ');
+}
+
+export const describeProbes: AgentTool<typeof describeProbesSchema> = {
+  name: 'describe_probes',
+  description:
+    'Probes per node: enabled, attached, sampling, filters, events/s, drops, and why each is in that state; the budgets, floors and bounds in force; recent feedback requests and their verdicts.',
+  schema: describeProbesSchema,
+  writes: false,
+  async run(a, deps) {
+    const recent = deps.gateway ? await deps.gateway.recent(Math.max(a.recent_feedback, 20)).catch(() => []) : [];
+    const policy: PolicySummary | undefined = await deps.gateway?.policy?.().catch(() => undefined);
+    const floors = policy?.floors ?? ['process'];
+    const views: ProbeView[] = [];
+    const errors: string[] = [];
+    for (const s of deps.probes ?? []) {
+      try {
+        views.push(...(await s.probes()));
+      } catch (err) {
+        errors.push(`${s.name}: ${(err as Error).message}`);
+      }
+    }
+    // Nodes without a live source: their last report in the feedback state.
+    const covered = new Set(views.map((v) => v.node));
+    for (const r of (await deps.gateway?.reports?.().catch(() => [])) ?? []) {
+      if (covered.has(r.node)) continue;
+      for (const p of r.probes)
+        views.push({
+          node: r.node,
+          probe: p.probe,
+          enabled: p.enabled,
+          attached: p.attached,
+          generation: p.generation,
+          settings: p.settings,
+          events_per_second: p.events_per_second,
+          drops: {},
+        });
+    }
+    const shown = views.filter((v) => a.node === undefined || v.node === a.node);
+    const nodes = [...new Set(shown.map((v) => v.node))].sort();
+    const data = {
+      nodes: nodes.map((node) => ({
+        node,
+        events_per_second: round(shown.filter((v) => v.node === node).reduce((s, v) => s + v.events_per_second, 0)),
+        probes: shown
+          .filter((v) => v.node === node)
+          .map((p) => ({
+            probe: p.probe,
+            enabled: p.enabled,
+            attached: p.attached,
+            sample_n: p.settings.sample_n,
+            min_duration_ms: p.settings.min_duration_ms,
+            slow_ms: p.settings.slow_ms,
+            filters: activeFilters(p.settings),
+            events_per_second: round(p.events_per_second),
+            drops: p.drops,
+            generation: p.generation,
+            why: why(p, floors, recent),
+          })),
+      })),
+      policy: policy ?? null,
+      recent_feedback: recent.slice(0, a.recent_feedback),
+      ...(errors.length > 0 ? { unavailable: errors } : {}),
+    };
+    const citations: Citation[] = shown.map((p) => ({
+      tool: 'describe_probes',
+      series: `${p.node}|*|${p.probe}|events_per_second`,
+      metric: 'events_per_second',
+      value: round(p.events_per_second),
+    }));
+    for (const f of recent.slice(0, a.recent_feedback)) citations.push({ tool: 'describe_probes', ref: f.request_id, value: Object.values(f.states).join(',') });
+    return { data, citations };
+  },
+};
+
+// ---------------------------------------------------------------- propose_feedback
+
+export const proposeFeedbackSchema = z.strictObject({
+  probe: probeEnum,
+  action: z.enum(FEEDBACK_ACTIONS).describe('enable, disable, tighten (collect more), loosen (collect less), set'),
+  node: z.string().min(1).max(253).optional().describe("target node; default: the anomaly's node, else every node"),
+  workload: z
+    .string()
+    .startsWith('/')
+    .max(4096)
+    .optional()
+    .describe('focus on this workload (cgroup path): tighten/enable/set then filter the probe to it'),
+  anomaly: z.string().min(1).max(4096).optional().describe('the anomaly ref (an-...) this is about'),
+  sample_n: z.number().int().min(1).max(1_000_000).optional(),
+  slow_ms: z.number().min(0).max(3_600_000).optional(),
+  min_duration_ms: z.number().min(0).max(3_600_000).optional(),
+  ttl_seconds: z.number().int().min(1).max(7 * 24 * 3600).optional().describe('how long the change holds; default: the policy default'),
+  reason: z.string().min(1).max(1000).describe('why, citing the numbers'),
+});
+
+export const proposeFeedback: AgentTool<typeof proposeFeedbackSchema> = {
+  name: 'propose_feedback',
+  description:
+    'Proposes one change to a probe (collect more or less, where and for how long) to the policy engine, which accepts, clamps, queues for an operator, or rejects it, with a reason. Nothing changes unless the policy engine accepts; report its verdict and reason as they are.',
+  schema: proposeFeedbackSchema,
+  writes: true,
+  async run(a, deps) {
+    if (!deps.gateway) throw new ToolError('no policy engine is connected: feedback cannot be proposed here');
+    const now = deps.now?.() ?? Date.now();
+    const anomaly = a.anomaly !== undefined ? deps.anomalies.get(a.anomaly) : undefined;
+    if (a.anomaly !== undefined && !anomaly) throw new ToolError(`no anomaly "${a.anomaly}" is known; call list_anomalies for refs`);
+    const node = a.node ?? anomaly?.node;
+    const params: FeedbackParams = {};
+    if (a.action !== 'disable') {
+      if (a.sample_n !== undefined) params.sample_n = a.sample_n;
+      if (a.slow_ms !== undefined) params.slow_ms = a.slow_ms;
+      if (a.min_duration_ms !== undefined) params.min_duration_ms = a.min_duration_ms;
+      if (a.workload !== undefined && a.action !== 'loosen') params.filters = { cgroup: { allow: [a.workload] } };
+    }
+    const target = node !== undefined ? { nodes: [node] } : { all: true as const };
+    const minute = Math.floor(now / 60_000);
+    const input = {
+      schema_version: 1,
+      id: deriveRequestId('agent', a.probe, a.action, JSON.stringify(target), a.workload ?? '*', JSON.stringify(params), anomaly?.id ?? minute),
+      target,
+      probe: a.probe,
+      action: a.action,
+      params,
+      ...(a.ttl_seconds !== undefined ? { ttl_seconds: a.ttl_seconds } : {}),
+      reason: `agent: ${a.reason}`,
+      origin: 'agent' as const,
+      ...(anomaly ? { evidence: { anomaly_id: anomaly.id } } : { evidence: { text: a.reason.slice(0, 4096) } }),
+      workload: a.workload ?? '*',
+      created_at: new Date(now).toISOString(),
+    };
+    let request: FeedbackRequest;
+    try {
+      request = parseFeedbackRequest(input);
+    } catch (err) {
+      if (err instanceof ConfigError) throw new ToolError(err.message);
+      throw err;
+    }
+    const verdict = await deps.gateway.submit(request);
+    return {
+      data: {
+        request: {
+          id: request.id,
+          probe: request.probe,
+          action: request.action,
+          target: request.target,
+          params: request.params,
+          ttl_seconds: request.ttl_seconds ?? null,
+          workload: request.workload,
+          origin: request.origin,
+        },
+        verdict: verdict.verdict,
+        reason: verdict.reason,
+        duplicate: verdict.duplicate,
+        decisions: verdict.decisions,
+        note: 'the policy engine decided; the agent applies nothing itself',
+      },
+      citations: [{ tool: 'propose_feedback', ref: request.id, value: verdict.verdict }],
+      proposal: { ...verdict, request },
+    };
+  },
+};
+
+export const ALL_TOOLS: AgentTool[] = [
+  queryFeatures,
+  listAnomalies,
+  explainAnomalyTool,
+  describeProbes,
+  proposeFeedback,
+] as unknown as AgentTool[];
+
+/** The LangChain view of the tools (for `bindTools`); the agent runs them itself, after validating. */
+export function langchainTools(tools: AgentTool[]): StructuredToolInterface[] {
+  return tools.map((t) =>
+    tool(async () => 'executed by the tracefeed agent loop', {
+      name: t.name,
+      description: t.description,
+      schema: t.schema as z.ZodObject,
+    }),
+  ) as unknown as StructuredToolInterface[];
+}
+
+/** Rows for tests and the deterministic mode. */
+export type { FeatureRow };
