@@ -51,7 +51,8 @@ const VARIANTS = [
   { name: 'step_ktime', prog: 'step_ktime', what: 'count_only + bpf_ktime_get_ns()', step: true },
   { name: 'step_cgroup', prog: 'step_cgroup', what: 'count_only + bpf_get_current_cgroup_id()', step: true },
   { name: 'step_comm', prog: 'step_comm', what: 'count_only + bpf_get_current_comm()', step: true },
-  { name: 'step_ring', prog: 'step_ring', what: 'count_only + reserve/submit 64 B (op+size only)', step: true },
+  { name: 'step_ring', prog: 'step_ring', what: 'count_only + reserve/tf_submit 64 B (op+size only)', step: true },
+  { name: 'step_ring_nowake', prog: 'step_ring_nowake', what: 'as step_ring, 32 MiB ring, always NO_WAKEUP (no threshold wake-ups)', step: true },
 ];
 
 async function main() {
@@ -68,11 +69,10 @@ async function main() {
   });
   obj.load();
   obj.mapUpdate('tf_config', u32(0), enabledConfig());
-  const ids = new Map(obj.programs().map((p) => [p.name, p.id]));
 
   let received = 0;
   let batches = 0;
-  obj.startRing('rb', { batchBytes: 256 * 1024, flushMs: 100, maxPendingBatches: 16 }, (batch, n) => {
+  const onBatch = (batch, n) => {
     // Touch every record as the agent does (walk by the size field).
     let off = 0;
     let k = 0;
@@ -83,28 +83,39 @@ async function main() {
     received += k;
     batches++;
     if (k !== n) throw new Error(`batch says ${n} events, walked ${k}`);
+  };
+  const ringOpts = { batchBytes: 256 * 1024, flushMs: 100, maxPendingBatches: 16 }; // the agent's
+  obj.startRing('rb', ringOpts, onBatch);
+  // One ring per object in the addon: a second instance drains rb_nowake.
+  const obj2 = new BpfObject(`${benchBpf}/probe_cost.bpf.o`, {
+    consts: { target_tgid: loop.pid, wakeup_bytes: BigInt(WAKEUP_BYTES) },
   });
+  obj2.load();
+  obj2.mapUpdate('tf_config', u32(0), enabledConfig());
+  obj2.startRing('rb_nowake', ringOpts, onBatch);
+  const objOf = (v) => (v.name === 'step_ring_nowake' ? obj2 : obj);
+  const idOf = (v) => objOf(v).programs().find((p) => p.name === v.prog).id;
 
   enableBpfStats();
   const samples = new Map(VARIANTS.map((v) => [v.name, []]));
-  const drops = () => Number(obj.sumPercpuCounters('tf_drops')[0]);
+  const drops = () => Number(obj.sumPercpuCounters('tf_drops')[0] + obj2.sumPercpuCounters('tf_drops')[0]);
 
   const window = async (v, calls) => {
     // Snapshots taken with nothing attached: bpftool's own syscalls stay out.
     const before = bpfProgStats();
-    if (v.prog) obj.attach(v.prog);
+    if (v.prog) objOf(v).attach(v.prog);
     const recv0 = received;
     const drop0 = drops();
     const cpu0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
     const ns = await loop.run(calls);
-    if (v.prog) obj.detach(v.prog);
+    if (v.prog) objOf(v).detach(v.prog);
     const after = bpfProgStats();
     // Let the drain catch up (a partial batch waits at most flushMs).
     await sleep(250);
     const wall = Number(process.hrtime.bigint() - t0);
     const cpu = process.cpuUsage(cpu0);
-    const k = v.prog ? bpfDelta(before, after, [ids.get(v.prog)]) : { runTimeNs: 0, runCnt: 0 };
+    const k = v.prog ? bpfDelta(before, after, [idOf(v)]) : { runTimeNs: 0, runCnt: 0 };
     return {
       nsPerCall: ns / calls,
       bpfNsPerRun: k.runCnt ? k.runTimeNs / k.runCnt : 0,
@@ -126,8 +137,10 @@ async function main() {
   }
 
   obj.stopRing();
+  obj2.stopRing();
   const ringStats = obj.ringStats();
   obj.close();
+  obj2.close();
   restoreBpfStats();
   await loop.close();
 

@@ -1,0 +1,412 @@
+/**
+ * The agent: a question becomes tool calls over features, anomalies, probe
+ * state and feedback, and an answer that cites what it used. With a model,
+ * LangChain's ChatOpenAI (the `openai` client underneath) over any
+ * OpenAI-compatible endpoint, with an explicit loop: the model's tool calls
+ * are validated with zod and run here, their results go back as fenced data
+ * in ToolMessages, malformed calls get a clear error the model can correct,
+ * and the rounds are bounded. Without a model, a deterministic parser answers
+ * the common questions over the same tools.
+ */
+import { randomUUID } from 'node:crypto';
+import { ChatOpenAI } from '@langchain/openai';
+import {
+  AIMessage,
+  AIMessageChunk,
+  HumanMessage,
+  SystemMessage,
+  ToolMessage,
+  type BaseMessage,
+} from '@langchain/core/messages';
+import type { Logger } from '../common/logger.js';
+import type { Anomaly } from '../features/anomaly.js';
+import { anomalyRef } from './anomaly-store.js';
+import {
+  parseAgentConfig,
+  resolveModelEndpoint,
+  type AgentConfig,
+  type AgentConfigInput,
+  type ModelEndpoint,
+} from './config.js';
+import { answerDeterministically } from './deterministic.js';
+import { AgentError } from './errors.js';
+import { AgentMetrics, NO_USAGE, addUsage, type Usage } from './metrics.js';
+import { ANALYSIS_INSTRUCTION, ANALYSIS_PROPOSE_INSTRUCTION, SYSTEM_PROMPT } from './prompt.js';
+import { ALL_TOOLS, ToolError, langchainTools, type AgentDeps, type AgentTool, type Citation, type ToolResult } from './tools.js';
+import { fenceToolData } from './untrusted.js';
+import type { GatewayResult } from './gateway.js';
+import type { FeedbackRequest } from '../feedback/request.js';
+
+export type AgentMode = 'llm' | 'deterministic';
+
+export interface ToolCallRecord {
+  round: number;
+  id: string;
+  name: string;
+  /** Parsed arguments, or the raw text when it was not JSON. */
+  args: unknown;
+  outcome: 'ok' | 'invalid' | 'unknown_tool' | 'error';
+  error?: string;
+}
+
+export type Proposal = GatewayResult & { request: FeedbackRequest };
+
+export interface AskResult {
+  conversation_id: string;
+  mode: AgentMode;
+  model: string | null;
+  answer: string;
+  /** The windows, series and numbers the answer used (from the tool results). */
+  citations: Citation[];
+  tool_calls: ToolCallRecord[];
+  proposals: Proposal[];
+  /** Model rounds (0 without a model). */
+  rounds: number;
+  usage: Usage;
+  cost_usd: number;
+  duration_ms: number;
+  /** Set without a model: says so. */
+  notice?: string;
+}
+
+export interface AskOptions {
+  /** Continue this conversation (POST /v1/ask). Default: a new one. */
+  conversationId?: string;
+  /** Called with each piece of answer text as the model streams it. */
+  onToken?: (text: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface TracefeedAgentOptions {
+  config?: AgentConfigInput;
+  deps: AgentDeps;
+  log: Logger;
+  metrics?: AgentMetrics;
+  /** Environment for OPENAI_BASE_URL / OPENAI_API_KEY / TRACEFEED_AGENT_MODEL. Default process.env. */
+  env?: NodeJS.ProcessEnv;
+}
+
+interface Call {
+  id: string;
+  name: string;
+  /** Parsed arguments (valid JSON) or undefined. */
+  args: unknown;
+  raw: string;
+  jsonError?: string;
+}
+
+interface LoopResult {
+  text: string;
+  rounds: number;
+  usage: Usage;
+  citations: Citation[];
+  tool_calls: ToolCallRecord[];
+  proposals: Proposal[];
+}
+
+export const NO_MODEL_NOTICE =
+  'Running without a model (deterministic answers): set OPENAI_BASE_URL and/or OPENAI_API_KEY, or --base-url, for free-form questions.';
+
+function textOf(content: unknown): string {
+  if (typeof content === 'string') return content;
+  if (Array.isArray(content))
+    return content
+      .map((c: unknown) => (typeof c === 'string' ? c : (c as { type?: string; text?: string }).type === 'text' ? ((c as { text?: string }).text ?? '') : ''))
+      .join('');
+  return '';
+}
+
+function dedupeCitations(cs: Citation[]): Citation[] {
+  const seen = new Set<string>();
+  return cs.filter((c) => {
+    const k = JSON.stringify(c);
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+export class TracefeedAgent {
+  readonly config: AgentConfig;
+  readonly endpoint: ModelEndpoint | undefined;
+  readonly metrics: AgentMetrics;
+  readonly deps: AgentDeps;
+  readonly tools: AgentTool[] = ALL_TOOLS;
+  private readonly log: Logger;
+  private readonly model: ChatOpenAI | undefined;
+  /** Conversation id -> messages of past turns (least recently used first). */
+  private readonly conversations = new Map<string, BaseMessage[][]>();
+
+  constructor(opts: TracefeedAgentOptions) {
+    this.config = parseAgentConfig(opts.config ?? {});
+    this.endpoint = resolveModelEndpoint(this.config, opts.env ?? process.env);
+    this.metrics = opts.metrics ?? new AgentMetrics();
+    this.deps = opts.deps;
+    this.log = opts.log;
+    if (this.endpoint) {
+      this.model = new ChatOpenAI({
+        model: this.endpoint.model,
+        apiKey: this.endpoint.apiKey,
+        temperature: this.config.temperature,
+        timeout: this.config.timeout_ms,
+        maxRetries: this.config.max_retries,
+        streamUsage: true,
+        useResponsesApi: false,
+        configuration: this.endpoint.baseUrl !== undefined ? { baseURL: this.endpoint.baseUrl } : {},
+      });
+    }
+  }
+
+  get mode(): AgentMode {
+    return this.model ? 'llm' : 'deterministic';
+  }
+
+  /** USD for a usage at the configured prices. */
+  cost(u: Usage): number {
+    return (
+      (u.prompt_tokens / 1000) * this.config.price_per_1k_prompt_tokens_usd +
+      (u.completion_tokens / 1000) * this.config.price_per_1k_completion_tokens_usd
+    );
+  }
+
+  /** Answers one question (with the model when there is one). */
+  async ask(question: string, opts: AskOptions = {}): Promise<AskResult> {
+    const started = Date.now();
+    const q = question.trim();
+    if (q.length === 0) throw new AgentError('the question is empty', 'api');
+    if (q.length > 8000) throw new AgentError('the question is over 8000 characters', 'api');
+    const conversation_id = opts.conversationId ?? randomUUID();
+    if (!this.model) {
+      try {
+        const r = await answerDeterministically(q, this);
+        this.metrics.questions.inc({ mode: 'deterministic', outcome: 'ok' });
+        this.remember(conversation_id, [new HumanMessage(q), new AIMessage(r.answer)]);
+        const result: AskResult = {
+          conversation_id,
+          mode: 'deterministic',
+          model: null,
+          answer: `${NO_MODEL_NOTICE}\n\n${r.answer}`,
+          citations: dedupeCitations(r.citations),
+          tool_calls: r.tool_calls,
+          proposals: [],
+          rounds: 0,
+          usage: { ...NO_USAGE },
+          cost_usd: 0,
+          duration_ms: Date.now() - started,
+          notice: NO_MODEL_NOTICE,
+        };
+        opts.onToken?.(result.answer);
+        this.log.info({ conversation_id, mode: 'deterministic', tool_calls: r.tool_calls.length }, 'question answered');
+        return result;
+      } catch (err) {
+        this.metrics.questions.inc({ mode: 'deterministic', outcome: 'error' });
+        throw err;
+      }
+    }
+    const history = this.conversations.get(conversation_id) ?? [];
+    const human = new HumanMessage(q);
+    const messages: BaseMessage[] = [new SystemMessage(SYSTEM_PROMPT), ...history.flat(), human];
+    let loop: LoopResult;
+    try {
+      loop = await this.runLoop(messages, this.tools, opts);
+    } catch (err) {
+      this.metrics.questions.inc({ mode: 'llm', outcome: 'error' });
+      throw err;
+    }
+    const cost_usd = this.cost(loop.usage);
+    this.metrics.questions.inc({ mode: 'llm', outcome: 'ok' });
+    this.metrics.account('question', loop.usage, cost_usd);
+    this.remember(conversation_id, [human, new AIMessage(loop.text)]);
+    this.log.info(
+      { conversation_id, mode: 'llm', model: this.endpoint?.model, rounds: loop.rounds, tool_calls: loop.tool_calls.length, usage: loop.usage, cost_usd },
+      'question answered',
+    );
+    return {
+      conversation_id,
+      mode: 'llm',
+      model: this.endpoint?.model ?? null,
+      answer: loop.text,
+      citations: dedupeCitations(loop.citations),
+      tool_calls: loop.tool_calls,
+      proposals: loop.proposals,
+      rounds: loop.rounds,
+      usage: loop.usage,
+      cost_usd,
+      duration_ms: Date.now() - started,
+    };
+  }
+
+  private remember(id: string, turn: BaseMessage[]): void {
+    const turns = this.conversations.get(id) ?? [];
+    this.conversations.delete(id);
+    turns.push(turn);
+    while (turns.length > this.config.max_turns_per_conversation) turns.shift();
+    this.conversations.set(id, turns);
+    while (this.conversations.size > this.config.max_conversations)
+      this.conversations.delete(this.conversations.keys().next().value as string);
+  }
+
+  /** Turns of a conversation kept in memory. */
+  conversationTurns(id: string): number {
+    return this.conversations.get(id)?.length ?? 0;
+  }
+
+  /**
+   * Runs one tool call: looks the tool up, validates the arguments with its
+   * zod schema, runs it. Never throws: failures become a clear error text for
+   * the model (and the record says which kind).
+   */
+  async runTool(call: { id: string; name: string; args: unknown; jsonError?: string; raw?: string }, round: number, tools: AgentTool[] = this.tools): Promise<{ content: string; record: ToolCallRecord; result?: ToolResult }> {
+    const names = tools.map((t) => t.name).join(', ');
+    const fail = (outcome: ToolCallRecord['outcome'], error: string) => {
+      this.metrics.toolCalls.inc({ tool: tools.some((t) => t.name === call.name) ? call.name : 'unknown', outcome });
+      this.log.warn({ tool: call.name, outcome, error }, 'tool call failed');
+      return { content: `Error: ${error}`, record: { round, id: call.id, name: call.name, args: call.args ?? call.raw, outcome, error } };
+    };
+    const t = tools.find((x) => x.name === call.name);
+    if (!t) return fail('unknown_tool', `unknown tool ${JSON.stringify(call.name)}. Available tools: ${names}. Call one of them with JSON arguments matching its schema.`);
+    if (call.jsonError !== undefined)
+      return fail('invalid', `the arguments of ${t.name} are not valid JSON (${call.jsonError}). Send one JSON object matching the ${t.name} schema.`);
+    const parsed = t.schema.safeParse(call.args ?? {});
+    if (!parsed.success) {
+      const issues = parsed.error.issues
+        .slice(0, 6)
+        .map((i) => `${i.path.join('.') || '(arguments)'}: ${i.message}`)
+        .join('; ');
+      return fail('invalid', `invalid arguments for ${t.name}: ${issues}. Fix these fields and call ${t.name} again.`);
+    }
+    try {
+      const result = await t.run(parsed.data, this.deps);
+      this.metrics.toolCalls.inc({ tool: t.name, outcome: 'ok' });
+      if (result.proposal) this.metrics.proposals.inc({ verdict: result.proposal.verdict });
+      return {
+        content: fenceToolData(t.name, result.data, this.config.max_tool_result_chars),
+        record: { round, id: call.id, name: t.name, args: parsed.data, outcome: 'ok' },
+        result,
+      };
+    } catch (err) {
+      if (err instanceof ToolError) return fail('error', `${t.name}: ${err.message}`);
+      this.log.error({ err, tool: t.name }, 'tool failed');
+      return fail('error', `${t.name} failed: ${(err as Error).message}`);
+    }
+  }
+
+  private async callModel(model: ReturnType<ChatOpenAI['bindTools']> | ChatOpenAI, messages: BaseMessage[], opts: AskOptions): Promise<AIMessage> {
+    try {
+      if (!opts.onToken) return (await model.invoke(messages, { signal: opts.signal })) as AIMessage;
+      let full: AIMessageChunk | undefined;
+      for await (const chunk of await model.stream(messages, { signal: opts.signal })) {
+        const t = textOf(chunk.content);
+        if (t) opts.onToken(t);
+        full = full ? full.concat(chunk) : chunk;
+      }
+      if (!full) throw new AgentError('the model sent an empty stream', 'model');
+      return new AIMessage({
+        content: full.content,
+        tool_calls: full.tool_calls ?? [],
+        invalid_tool_calls: full.invalid_tool_calls ?? [],
+        ...(full.usage_metadata ? { usage_metadata: full.usage_metadata } : {}),
+        response_metadata: full.response_metadata,
+      });
+    } catch (err) {
+      if (err instanceof AgentError) throw err;
+      throw new AgentError(`the model endpoint ${this.endpoint?.baseUrl ?? 'api.openai.com'} (model ${this.endpoint?.model}) failed: ${(err as Error).message}`, 'model', {
+        cause: err,
+        retriable: true,
+        hint: 'check OPENAI_BASE_URL / --base-url, the model name and the key; or run without a model (--no-model)',
+      });
+    }
+  }
+
+  /** The model's tool calls, valid and malformed alike, in one list with ids. */
+  private callsOf(ai: AIMessage, round: number): Call[] {
+    const out: Call[] = [];
+    let i = 0;
+    for (const c of ai.tool_calls ?? []) {
+      out.push({ id: c.id || `call_${round}_${i}`, name: c.name, args: c.args, raw: JSON.stringify(c.args ?? {}) });
+      i++;
+    }
+    for (const c of ai.invalid_tool_calls ?? []) {
+      const raw = typeof c.args === 'string' ? c.args : JSON.stringify(c.args ?? '');
+      let args: unknown;
+      let jsonError: string | undefined;
+      try {
+        args = JSON.parse(raw);
+      } catch (err) {
+        jsonError = (err as Error).message;
+      }
+      out.push({ id: c.id || `call_${round}_${i}`, name: c.name ?? '', args, raw, ...(jsonError !== undefined ? { jsonError } : { jsonError: c.error ?? 'unparseable' }) });
+      i++;
+    }
+    return out;
+  }
+
+  /** The assistant turn as sent back: every call (malformed ones with their raw text) keeps its id. */
+  private historyMessage(ai: AIMessage, calls: Call[]): AIMessage {
+    return new AIMessage({
+      content: textOf(ai.content),
+      tool_calls: [],
+      additional_kwargs: {
+        tool_calls: calls.map((c) => ({ id: c.id, type: 'function' as const, function: { name: c.name, arguments: c.raw } })),
+      },
+    });
+  }
+
+  private async runLoop(messages: BaseMessage[], tools: AgentTool[], opts: AskOptions): Promise<LoopResult> {
+    const bound = this.model!.bindTools(langchainTools(tools));
+    let usage: Usage = { ...NO_USAGE };
+    const citations: Citation[] = [];
+    const tool_calls: ToolCallRecord[] = [];
+    const proposals: Proposal[] = [];
+    const account = (ai: AIMessage): void => {
+      const u = ai.usage_metadata;
+      if (u) usage = addUsage(usage, { prompt_tokens: u.input_tokens, completion_tokens: u.output_tokens, total_tokens: u.total_tokens });
+    };
+    for (let round = 1; round <= this.config.max_tool_rounds; round++) {
+      const ai = await this.callModel(bound, messages, opts);
+      account(ai);
+      const calls = this.callsOf(ai, round);
+      if (calls.length === 0) return { text: textOf(ai.content).trim(), rounds: round, usage, citations, tool_calls, proposals };
+      messages.push(this.historyMessage(ai, calls));
+      for (const c of calls) {
+        const r = await this.runTool(c, round, tools);
+        tool_calls.push(r.record);
+        if (r.result) {
+          citations.push(...r.result.citations);
+          if (r.result.proposal) proposals.push(r.result.proposal);
+        }
+        messages.push(new ToolMessage({ content: r.content, tool_call_id: c.id, name: c.name }));
+      }
+    }
+    // Out of rounds: one last call without tools for an answer from what is known.
+    messages.push(new HumanMessage(`You have used the ${this.config.max_tool_rounds} tool rounds allowed. Answer now from the tool results above, and say what is missing.`));
+    const last = await this.callModel(this.model!, messages, opts);
+    account(last);
+    return { text: textOf(last.content).trim(), rounds: this.config.max_tool_rounds + 1, usage, citations, tool_calls, proposals };
+  }
+
+  /**
+   * The model's analysis of one anomaly. The incident reaches the model as
+   * the result of an explain_anomaly call (by opaque ref), so its strings stay
+   * inside tool data. `propose` also offers propose_feedback.
+   */
+  async analyzeWithModel(a: Anomaly, propose: boolean): Promise<LoopResult & { cost_usd: number }> {
+    if (!this.model) throw new AgentError('no model is configured', 'analysis');
+    const ref = anomalyRef(a.id);
+    const tools = propose ? this.tools : this.tools.filter((t) => !t.writes);
+    const call: Call = { id: `call_explain_${ref}`, name: 'explain_anomaly', args: { anomaly: ref }, raw: JSON.stringify({ anomaly: ref }) };
+    const pre = await this.runTool(call, 0, tools);
+    const messages: BaseMessage[] = [
+      new SystemMessage(SYSTEM_PROMPT),
+      new HumanMessage(`A new incident was detected (anomaly ${ref}). ${ANALYSIS_INSTRUCTION}${propose ? ANALYSIS_PROPOSE_INSTRUCTION : ''}`),
+      new AIMessage({ content: '', tool_calls: [], additional_kwargs: { tool_calls: [{ id: call.id, type: 'function', function: { name: call.name, arguments: call.raw } }] } }),
+      new ToolMessage({ content: pre.content, tool_call_id: call.id, name: call.name }),
+    ];
+    const loop = await this.runLoop(messages, tools, {});
+    loop.tool_calls.unshift(pre.record);
+    if (pre.result) loop.citations.unshift(...pre.result.citations);
+    const cost_usd = this.cost(loop.usage);
+    this.metrics.account('analysis', loop.usage, cost_usd);
+    return { ...loop, citations: dedupeCitations(loop.citations), cost_usd };
+  }
+}

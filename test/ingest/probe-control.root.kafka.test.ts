@@ -1,0 +1,185 @@
+/**
+ * Live control of a running probe through the CLI and the agent's local API:
+ * sampling and filters change, the event rate follows, the programs are the
+ * same (no reload) and the generation advances; records carry both.
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Server } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/common/logger.js';
+import { repoRoot } from '../../src/common/paths.js';
+import {
+  DEFAULT_AGENT_OPTIONS,
+  NodeAgent,
+  startControlApi,
+  type ProbeStats,
+} from '../../src/ingest/index.js';
+import { BROKERS, startCollector } from '../helpers/kafka.js';
+import { makeCgroup, type TestCgroup } from '../helpers/cgroup.js';
+
+const run = promisify(execFile);
+const cli = `${repoRoot}/bin/tracefeed.js`;
+
+describe('probes set on a running agent', () => {
+  const node = `ctl-${randomBytes(3).toString('hex')}`;
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  let agent: NodeAgent;
+  let api: Server;
+  let cg: TestCgroup;
+  let churn: Promise<unknown>;
+  let collector: Awaited<ReturnType<typeof startCollector>>;
+  const stopFile = join(mkdtempSync(join(tmpdir(), 'tf-ctl-')), 'stop');
+
+  const tf = async (...args: string[]) => {
+    try {
+      const r = await run(process.execPath, [cli, ...args, '--api-port', String(port)], {
+        env: { ...process.env, TRACEFEED_LOG_LEVEL: 'silent' },
+      });
+      return { code: 0, stdout: r.stdout, stderr: r.stderr };
+    } catch (err) {
+      const e = err as { code: number; stdout: string; stderr: string };
+      return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+    }
+  };
+  const probe = async (name: string): Promise<ProbeStats> => {
+    const r = await tf('probes', 'list', '-o', 'json');
+    expect(r.code, r.stderr).toBe(0);
+    return (JSON.parse(r.stdout) as ProbeStats[]).find((p) => p.probe === name)!;
+  };
+  /** Events the process probe delivers per second, measured over `ms`. */
+  const rate = async (ms = 2500): Promise<number> => {
+    const a = (await probe('process')).events;
+    await new Promise((r) => setTimeout(r, ms));
+    return ((await probe('process')).events - a) / (ms / 1000);
+  };
+
+  beforeAll(async () => {
+    collector = await startCollector();
+    agent = new NodeAgent({
+      ...DEFAULT_AGENT_OPTIONS,
+      nodeName: node,
+      brokers: BROKERS,
+      lingerMs: 50,
+      log: createLogger('test', 'silent'),
+      families: ['process', 'tcp'],
+    });
+    agent.start();
+    api = await startControlApi(agent, port, createLogger('test', 'silent'));
+    cg = makeCgroup('tf-ctl');
+    // Steady process churn for the whole test, paced so the rate does not depend on load.
+    churn = cg.run(
+      `end=$(( $(date +%s) + 60 )); while [ ! -e ${stopFile} ] && [ $(date +%s) -lt $end ]; do /bin/true; sleep 0.005; done`,
+    );
+  }, 60_000);
+
+  afterAll(async () => {
+    writeFileSync(stopFile, '');
+    api?.close();
+    await agent?.stop(2000);
+    await collector?.stop();
+    await churn;
+    cg?.remove();
+  });
+
+  it('sampling and filters take effect without a reload, and the rate follows', async () => {
+    const start = await probe('process');
+    expect(start.enabled && start.attached).toBe(true);
+    const ids = start.programIds;
+    expect(ids.every((id) => id > 0)).toBe(true);
+    const full = await rate();
+    expect(full).toBeGreaterThan(40);
+
+    const set = await tf('probes', 'set', 'process', '--sample', '20', '-o', 'json');
+    expect(set.code, set.stderr).toBe(0);
+    const sampled = JSON.parse(set.stdout)[0] as ProbeStats;
+    expect(sampled.settings.sample_n).toBe(20);
+    expect(sampled.generation).toBeGreaterThan(start.generation);
+    const low = await rate();
+    expect(low).toBeLessThan(full / 4);
+    const rec = await collector.waitFor(
+      (e) => e.node === node && e.probe === 'process' && e.generation === sampled.generation,
+      10_000,
+    );
+    expect(rec.sample_weight).toBe(20);
+    const afterSample = await probe('process');
+    expect(afterSample.drops.sampled_out).toBeGreaterThan(0);
+
+    // Only a comm nobody runs: everything is filtered and counted as such.
+    const filt = await tf(
+      'probes',
+      'set',
+      'process',
+      '--sample',
+      '1',
+      '--comm',
+      'no-such-comm',
+      '-o',
+      'json',
+    );
+    expect(filt.code, filt.stderr).toBe(0);
+    const filtered0 = (await probe('process')).drops.filtered;
+    expect(await rate()).toBeLessThan(full / 10);
+    expect((await probe('process')).drops.filtered).toBeGreaterThan(filtered0);
+
+    // Only this workload's cgroup: its events flow at full rate again.
+    const focus = await tf(
+      'probes',
+      'set',
+      'process',
+      '--clear-filters',
+      '--cgroup',
+      cg.path,
+      '-o',
+      'json',
+    );
+    expect(focus.code, focus.stderr).toBe(0);
+    const focused = JSON.parse(focus.stdout)[0] as ProbeStats;
+    expect(focused.settings.filters.cgroup.allow).toEqual([cg.path]);
+    expect(await rate()).toBeGreaterThan(full / 2);
+    const mine = await collector.waitFor(
+      (e) => e.node === node && e.generation === focused.generation && e.type === 'process.exec',
+      10_000,
+    );
+    expect(mine.attributes['cgroup.path']).toBe(cg.path);
+    expect(mine.sample_weight).toBe(1);
+
+    const end = await probe('process');
+    expect(end.programIds).toEqual(ids);
+    expect(end.generation).toBe(focused.generation);
+    expect(end.generation).toBeGreaterThanOrEqual(start.generation + 3);
+
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(metrics).toMatch(/tracefeed_events_total\{probe="process"\} \d+/);
+    expect(metrics).toMatch(
+      /tracefeed_events_dropped_total\{probe="process",reason="sampled_out"\} [1-9]/,
+    );
+    expect(metrics).toMatch(/tracefeed_probe_generation\{probe="process"\} \d+/);
+  }, 90_000);
+
+  it('refuses bad settings with a message naming what is wrong', async () => {
+    const zero = await tf('probes', 'set', 'process', '--sample', '0');
+    expect(zero.code).toBe(1);
+    expect(zero.stderr).toMatch(/--sample must be a positive number/);
+    const long = await tf('probes', 'set', 'process', '--comm', 'a-name-longer-than-fifteen');
+    expect(long.code).toBe(1);
+    expect(long.stderr).toMatch(/filters\.comm\.allow\.0: a comm is at most 15 bytes/);
+    const unknown = await tf('probes', 'set', 'nope', '--enable');
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/unknown probe "nope"/);
+    const cgroup = await tf('probes', 'set', 'process', '--cgroup', '/no/such/cgroup');
+    expect(cgroup.code).toBe(1);
+    expect(cgroup.stderr).toMatch(/cgroup \/no\/such\/cgroup does not exist/);
+    const none = await run(process.execPath, [cli, 'probes', 'list', '--api-port', '1']).catch(
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect((none as { code: number }).code).toBe(1);
+    expect((none as { stderr: string }).stderr).toMatch(
+      /no tracefeed agent answers on 127\.0\.0\.1:1/,
+    );
+  }, 60_000);
+});
