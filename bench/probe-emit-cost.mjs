@@ -14,7 +14,6 @@
 // process (the addon's ring drain + JS) on CPU 0. Figures are medians.
 
 import {
-  JSON_OUT,
   QUICK,
   argNum,
   benchBpf,
@@ -43,16 +42,43 @@ const WAKEUP_BYTES = 64 * 1024; // the agent's default wakeupBytes
 const VARIANTS = [
   { name: 'none', prog: null, what: 'nothing attached' },
   { name: 'count_only', prog: 'count_only', what: 'filter + per-CPU counter' },
-  { name: 'gather_count', prog: 'gather_count', what: '+ record fields, filters, sampling; no ring' },
-  { name: 'emit_batched', prog: 'emit_batched', what: 'tracefeed path: 64 B record, tf_submit (NO_WAKEUP + threshold)' },
-  { name: 'emit_wakeup', prog: 'emit_wakeup', what: 'same record, submit flags 0 (wake when reader caught up)' },
+  {
+    name: 'gather_count',
+    prog: 'gather_count',
+    what: '+ record fields, filters, sampling; no ring',
+  },
+  {
+    name: 'emit_batched',
+    prog: 'emit_batched',
+    what: 'tracefeed path: 64 B record, tf_submit (NO_WAKEUP + threshold)',
+  },
+  {
+    name: 'emit_wakeup',
+    prog: 'emit_wakeup',
+    what: 'same record, submit flags 0 (wake when reader caught up)',
+  },
   { name: 'emit_force', prog: 'emit_force', what: 'same record, BPF_RB_FORCE_WAKEUP every event' },
   // Breakdown: count_only plus one step each.
   { name: 'step_ktime', prog: 'step_ktime', what: 'count_only + bpf_ktime_get_ns()', step: true },
-  { name: 'step_cgroup', prog: 'step_cgroup', what: 'count_only + bpf_get_current_cgroup_id()', step: true },
+  {
+    name: 'step_cgroup',
+    prog: 'step_cgroup',
+    what: 'count_only + bpf_get_current_cgroup_id()',
+    step: true,
+  },
   { name: 'step_comm', prog: 'step_comm', what: 'count_only + bpf_get_current_comm()', step: true },
-  { name: 'step_ring', prog: 'step_ring', what: 'count_only + reserve/tf_submit 64 B (op+size only)', step: true },
-  { name: 'step_ring_nowake', prog: 'step_ring_nowake', what: 'as step_ring, 32 MiB ring, always NO_WAKEUP (no threshold wake-ups)', step: true },
+  {
+    name: 'step_ring',
+    prog: 'step_ring',
+    what: 'count_only + reserve/tf_submit 64 B (op+size only)',
+    step: true,
+  },
+  {
+    name: 'step_ring_nowake',
+    prog: 'step_ring_nowake',
+    what: 'as step_ring, 32 MiB ring, always NO_WAKEUP (no threshold wake-ups)',
+    step: true,
+  },
 ];
 
 async function main() {
@@ -71,7 +97,6 @@ async function main() {
   obj.mapUpdate('tf_config', u32(0), enabledConfig());
 
   let received = 0;
-  let batches = 0;
   const onBatch = (batch, n) => {
     // Touch every record as the agent does (walk by the size field).
     let off = 0;
@@ -81,7 +106,6 @@ async function main() {
       k++;
     }
     received += k;
-    batches++;
     if (k !== n) throw new Error(`batch says ${n} events, walked ${k}`);
   };
   const ringOpts = { batchBytes: 256 * 1024, flushMs: 100, maxPendingBatches: 16 }; // the agent's
@@ -94,11 +118,15 @@ async function main() {
   obj2.mapUpdate('tf_config', u32(0), enabledConfig());
   obj2.startRing('rb_nowake', ringOpts, onBatch);
   const objOf = (v) => (v.name === 'step_ring_nowake' ? obj2 : obj);
-  const idOf = (v) => objOf(v).programs().find((p) => p.name === v.prog).id;
+  const idOf = (v) =>
+    objOf(v)
+      .programs()
+      .find((p) => p.name === v.prog).id;
 
   enableBpfStats();
   const samples = new Map(VARIANTS.map((v) => [v.name, []]));
-  const drops = () => Number(obj.sumPercpuCounters('tf_drops')[0] + obj2.sumPercpuCounters('tf_drops')[0]);
+  const drops = () =>
+    Number(obj.sumPercpuCounters('tf_drops')[0] + obj2.sumPercpuCounters('tf_drops')[0]);
 
   const window = async (v, calls) => {
     // Snapshots taken with nothing attached: bpftool's own syscalls stay out.
@@ -133,7 +161,15 @@ async function main() {
   for (let r = 0; r < ROUNDS; r++) {
     const order = VARIANTS.map((_, i) => VARIANTS[(i + r) % VARIANTS.length]);
     for (const v of order) samples.get(v.name).push(await window(v, CALLS));
-    log(`round ${r + 1}/${ROUNDS}: ` + order.map((v) => `${v.name}=${samples.get(v.name).at(-1).nsPerCall.toFixed(1)}ns`).join(' '));
+    const none = samples.get('none').at(-1).nsPerCall;
+    for (const v of VARIANTS)
+      samples.get(v.name).at(-1).wallOverheadNs = samples.get(v.name).at(-1).nsPerCall - none;
+    log(
+      `round ${r + 1}/${ROUNDS}: ` +
+        order
+          .map((v) => `${v.name}=${samples.get(v.name).at(-1).nsPerCall.toFixed(1)}ns`)
+          .join(' '),
+    );
   }
 
   obj.stopRing();
@@ -145,7 +181,6 @@ async function main() {
   await loop.close();
 
   const med = (name, key) => median(samples.get(name).map((s) => s[key]));
-  const base = med('none', 'nsPerCall');
   const all = VARIANTS.map((v) => {
     const s = samples.get(v.name);
     const ns = med(v.name, 'nsPerCall');
@@ -153,7 +188,7 @@ async function main() {
       variant: v.name,
       what: v.what,
       nsPerCall: ns,
-      wallOverheadNs: v.prog ? median(s.map((x) => x.nsPerCall - base)) : 0,
+      wallOverheadNs: v.prog ? median(s.map((x) => x.wallOverheadNs)) : 0,
       bpfNsPerRun: v.prog ? med(v.name, 'bpfNsPerRun') : null,
       bpfNsPerEvent: v.prog ? med(v.name, 'bpfNsPerEvent') : null,
       runsPerCall: v.prog ? med(v.name, 'runsPerCall') : null,
@@ -166,7 +201,9 @@ async function main() {
   const row = (n) => all.find((x) => x.variant === n);
   const rows = all.filter((r) => !VARIANTS.find((v) => v.name === r.variant).step);
   const steps = all.filter((r) => VARIANTS.find((v) => v.name === r.variant).step);
-  const ratio = (a, b, key) => row(a)[key] / row(b)[key];
+  // Median of per-round ratios: each pair was measured minutes apart at most.
+  const ratio = (a, b, key) =>
+    median(samples.get(a).map((x, i) => x[key] / samples.get(b)[i][key]));
   const ratios = {
     emitVsCount_bpf: ratio('emit_batched', 'count_only', 'bpfNsPerEvent'),
     emitVsCount_wallOverhead: ratio('emit_batched', 'count_only', 'wallOverheadNs'),
@@ -181,7 +218,15 @@ async function main() {
   const result = {
     bench: 'probe-emit-cost',
     machine: machine(),
-    params: { rounds: ROUNDS, callsPerWindow: CALLS, ringBytes: RING_BYTES, wakeupBytes: WAKEUP_BYTES, loopCpu, consumerCpu: ncpu > 1 ? 0 : 'any', recordBytes: 64 },
+    params: {
+      rounds: ROUNDS,
+      callsPerWindow: CALLS,
+      ringBytes: RING_BYTES,
+      wakeupBytes: WAKEUP_BYTES,
+      loopCpu,
+      consumerCpu: ncpu > 1 ? 0 : 'any',
+      recordBytes: 64,
+    },
     variants: rows,
     breakdown: steps,
     ratios,
@@ -196,9 +241,31 @@ async function main() {
     tables: [
       {
         title: `Per-event cost on getppid() (medians of ${ROUNDS} interleaved rounds x ${CALLS.toLocaleString()} calls)`,
-        head: ['variant', 'ns/call', 'wall +ns/event', 'bpf ns/run', 'bpf ns/event', 'runs/call', 'JS events', 'drops', 'drain CPU %', 'drain us/event'],
+        head: [
+          'variant',
+          'ns/call',
+          'wall +ns/event',
+          'bpf ns/run',
+          'bpf ns/event',
+          'runs/call',
+          'JS events',
+          'drops',
+          'drain CPU %',
+          'drain us/event',
+        ],
         digits: 1,
-        rows: rows.map((r) => [r.variant, r.nsPerCall, r.wallOverheadNs, r.bpfNsPerRun ?? '-', r.bpfNsPerEvent ?? '-', r.runsPerCall === null ? '-' : r.runsPerCall.toFixed(3), String(r.eventsReceived), String(r.drops), r.consumerCpuPct, r.consumerUsPerEvent === 0 ? '-' : r.consumerUsPerEvent.toFixed(3)]),
+        rows: rows.map((r) => [
+          r.variant,
+          r.nsPerCall,
+          r.wallOverheadNs,
+          r.bpfNsPerRun ?? '-',
+          r.bpfNsPerEvent ?? '-',
+          r.runsPerCall === null ? '-' : r.runsPerCall.toFixed(3),
+          String(r.eventsReceived),
+          String(r.drops),
+          r.consumerCpuPct,
+          r.consumerUsPerEvent === 0 ? '-' : r.consumerUsPerEvent.toFixed(3),
+        ]),
         notes: [
           'wall +ns/event: loop ns/call minus the "none" ns/call of the same round (includes enabling the sys_enter hook)',
           'bpf ns/event: kernel.bpf_stats run_time_ns over the window / getppid calls (the program runs for every syscall, filtered in-program)',
@@ -210,7 +277,13 @@ async function main() {
         title: 'Where the emit path goes: count_only plus one step (same rounds)',
         head: ['step', 'bpf ns/event', 'over count_only', 'wall +ns/event', 'over count_only'],
         digits: 1,
-        rows: steps.map((r) => [r.variant, r.bpfNsPerEvent, r.bpfNsPerEvent - row('count_only').bpfNsPerEvent, r.wallOverheadNs, r.wallOverheadNs - row('count_only').wallOverheadNs]),
+        rows: steps.map((r) => [
+          r.variant,
+          r.bpfNsPerEvent,
+          r.bpfNsPerEvent - row('count_only').bpfNsPerEvent,
+          r.wallOverheadNs,
+          r.wallOverheadNs - row('count_only').wallOverheadNs,
+        ]),
         notes: VARIANTS.filter((v) => v.step).map((v) => `${v.name}: ${v.what}`),
       },
       {
@@ -219,11 +292,26 @@ async function main() {
         digits: 2,
         rows: [
           ['emit_batched / count_only', ratios.emitVsCount_bpf, ratios.emitVsCount_wallOverhead],
-          ['emit_batched / gather_count', ratios.emitVsGather_bpf, row('emit_batched').wallOverheadNs / row('gather_count').wallOverheadNs],
-          ['emit_wakeup (flags 0) / emit_batched', ratios.wakeupVsBatched_bpf, ratios.wakeupVsBatched_wallOverhead],
-          ['emit_force / emit_batched', ratios.forceVsBatched_bpf, ratios.forceVsBatched_wallOverhead],
+          [
+            'emit_batched / gather_count',
+            ratios.emitVsGather_bpf,
+            ratio('emit_batched', 'gather_count', 'wallOverheadNs'),
+          ],
+          [
+            'emit_wakeup (flags 0) / emit_batched',
+            ratios.wakeupVsBatched_bpf,
+            ratios.wakeupVsBatched_wallOverhead,
+          ],
+          [
+            'emit_force / emit_batched',
+            ratios.forceVsBatched_bpf,
+            ratios.forceVsBatched_wallOverhead,
+          ],
         ],
-        notes: [`whole syscall (ns/call) emit_batched / count_only: ${ratios.emitVsCount_syscall.toFixed(3)}`],
+        notes: [
+          'medians of per-round ratios',
+          `whole syscall (ns/call) emit_batched / count_only: ${ratios.emitVsCount_syscall.toFixed(3)}`,
+        ],
       },
     ],
   };

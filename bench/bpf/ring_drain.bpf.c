@@ -29,9 +29,13 @@ _Static_assert(sizeof(struct small_event) == 32, "small_event is 32 bytes");
 
 __u64 next_seq = 0;
 
+struct loop_ctx {
+	struct tf_probe_config *c;
+};
+
 static long emit_one(__u64 i, void *ctx)
 {
-	struct tf_probe_config *c = ctx;
+	struct tf_probe_config *c = ((struct loop_ctx *)ctx)->c;
 	struct small_event *e;
 	__u64 seq = __sync_fetch_and_add(&next_seq, 1);
 
@@ -48,12 +52,14 @@ SEC("tp_btf/sys_enter")
 int BPF_PROG(burst_emit, struct pt_regs *regs, long id)
 {
 	struct tf_probe_config *c;
+	struct loop_ctx lc;
 
 	if (id != target_nr || (bpf_get_current_pid_tgid() >> 32) != target_tgid)
 		return 0;
 	c = tf_config_get();
 	if (!c || !c->enabled)
 		return 0;
-	bpf_loop(burst, emit_one, c, 0);
+	lc.c = c;
+	bpf_loop(burst, emit_one, &lc, 0);
 	return 0;
 }

@@ -4,7 +4,8 @@
  * connect + accept + close on both sides (a normal FIN close, no payload), so
  * the tcp probe sees one connect, one accept and two close records.
  *
- *   tcp_churn <connections/s> <seconds>   -> "conns <n> <elapsed_ns>"
+ *   tcp_churn <connections/s> <seconds>
+ *     -> "conns <n> <elapsed_ns> <failed> <cpu_ns>" (cpu: this process, user+sys)
  *
  * Destination addresses rotate over 127.0.0.1..127.0.0.254 so TIME_WAIT
  * sockets never exhaust the ephemeral ports.
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -81,7 +83,14 @@ int main(int argc, char **argv)
 			close(s);
 	}
 	t1 = now_ns();
-	printf("conns %lld %lld %lld\n", total - failed, t1 - t0, failed);
+	{
+		struct rusage ru;
+
+		getrusage(RUSAGE_SELF, &ru);
+		printf("conns %lld %lld %lld %lld\n", total - failed, t1 - t0, failed,
+		       (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000LL +
+			       (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000LL);
+	}
 	close(lfd);
 	return 0;
 }

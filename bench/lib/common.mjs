@@ -8,6 +8,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -35,7 +36,8 @@ function newer(src, out) {
 
 /** Builds what the benches need: product objects, bench objects, C helpers, dist/ when missing. */
 export function ensureBuilt() {
-  const run = (cmd, argv) => execFileSync(cmd, argv, { cwd: repoRoot, stdio: ['ignore', 'ignore', 'inherit'] });
+  const run = (cmd, argv) =>
+    execFileSync(cmd, argv, { cwd: repoRoot, stdio: ['ignore', 'ignore', 'inherit'] });
   run('make', ['-s', '-C', 'bpf']);
   run('make', ['-s', '-C', 'bench/bpf']);
   mkdirSync(benchBuild, { recursive: true });
@@ -44,7 +46,8 @@ export function ensureBuilt() {
     const out = join(benchBuild, name);
     if (newer(src, out)) run('gcc', ['-O2', '-Wall', '-o', out, src]);
   }
-  if (!existsSync(join(repoRoot, 'native', 'build', 'tracefeed.node'))) run('node', ['native/build.mjs']);
+  if (!existsSync(join(repoRoot, 'native', 'build', 'tracefeed.node')))
+    run('node', ['native/build.mjs']);
   if (!existsSync(join(repoRoot, 'dist', 'ingest', 'index.js')))
     run('npx', ['tsc', '-p', 'tsconfig.build.json']);
   writeFileSync(join(benchBuild, '.gitignore'), '*\n');
@@ -77,7 +80,8 @@ export function restoreBpfStats() {
 export function bpfProgStats() {
   const out = execFileSync('bpftool', ['prog', 'show', '-j'], { maxBuffer: 64 << 20 }).toString();
   const m = new Map();
-  for (const p of JSON.parse(out)) m.set(p.id, { runTimeNs: p.run_time_ns ?? 0, runCnt: p.run_cnt ?? 0 });
+  for (const p of JSON.parse(out))
+    m.set(p.id, { runTimeNs: p.run_time_ns ?? 0, runCnt: p.run_cnt ?? 0 });
   return m;
 }
 
@@ -174,7 +178,7 @@ export async function startSyscallLoop(cpu) {
   };
 }
 
-export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms) => delay(ms);
 
 /** struct tf_probe_config for key 0 of tf_config: enabled, generation 1, keep all, no filters. */
 export function enabledConfig() {
@@ -204,14 +208,21 @@ export function fmt(x, digits = 1) {
   if (typeof x === 'string') return x;
   if (x === null || x === undefined || Number.isNaN(x)) return '-';
   if (typeof x === 'boolean') return x ? 'yes' : 'no';
-  return x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  return x.toLocaleString('en-US', {
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
+  });
 }
 
 /** A plain-text table: { title, head: string[], rows: (string|number)[][], notes?: string[] }. */
 export function renderTable(t) {
-  const cells = [t.head, ...t.rows.map((r) => r.map((c) => (typeof c === 'string' ? c : fmt(c, t.digits ?? 1))))];
+  const cells = [
+    t.head,
+    ...t.rows.map((r) => r.map((c) => (typeof c === 'string' ? c : fmt(c, t.digits ?? 1)))),
+  ];
   const w = t.head.map((_, i) => Math.max(...cells.map((r) => String(r[i] ?? '').length)));
-  const line = (r) => r.map((c, i) => (i === 0 ? String(c).padEnd(w[i]) : String(c).padStart(w[i]))).join('  ');
+  const line = (r) =>
+    r.map((c, i) => (i === 0 ? String(c).padEnd(w[i]) : String(c).padStart(w[i]))).join('  ');
   const out = [`## ${t.title}`, line(t.head), w.map((n) => '-'.repeat(n)).join('  ')];
   for (const r of cells.slice(1)) out.push(line(r));
   for (const n of t.notes ?? []) out.push(`  ${n}`);
@@ -225,7 +236,8 @@ export function report(result) {
 }
 
 export function machine() {
-  const cpu = readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? 'unknown';
+  const cpu =
+    readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? 'unknown';
   return {
     date: new Date().toISOString(),
     kernel: execFileSync('uname', ['-r']).toString().trim(),

@@ -18,6 +18,7 @@ import {
   ToolMessage,
   type BaseMessage,
 } from '@langchain/core/messages';
+import { TracefeedError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import type { Anomaly } from '../features/anomaly.js';
 import { anomalyRef } from './anomaly-store.js';
@@ -32,22 +33,23 @@ import { answerDeterministically } from './deterministic.js';
 import { AgentError } from './errors.js';
 import { AgentMetrics, NO_USAGE, addUsage, type Usage } from './metrics.js';
 import { ANALYSIS_INSTRUCTION, ANALYSIS_PROPOSE_INSTRUCTION, SYSTEM_PROMPT } from './prompt.js';
-import { ALL_TOOLS, ToolError, langchainTools, type AgentDeps, type AgentTool, type Citation, type ToolResult } from './tools.js';
+import {
+  ALL_TOOLS,
+  ToolError,
+  langchainTools,
+  type AgentDeps,
+  type AgentTool,
+  type Citation,
+  type ToolCallRecord,
+  type ToolResult,
+} from './tools.js';
 import { fenceToolData } from './untrusted.js';
 import type { GatewayResult } from './gateway.js';
 import type { FeedbackRequest } from '../feedback/request.js';
 
 export type AgentMode = 'llm' | 'deterministic';
 
-export interface ToolCallRecord {
-  round: number;
-  id: string;
-  name: string;
-  /** Parsed arguments, or the raw text when it was not JSON. */
-  args: unknown;
-  outcome: 'ok' | 'invalid' | 'unknown_tool' | 'error';
-  error?: string;
-}
+export type { ToolCallRecord };
 
 export type Proposal = GatewayResult & { request: FeedbackRequest };
 
@@ -111,7 +113,13 @@ function textOf(content: unknown): string {
   if (typeof content === 'string') return content;
   if (Array.isArray(content))
     return content
-      .map((c: unknown) => (typeof c === 'string' ? c : (c as { type?: string; text?: string }).type === 'text' ? ((c as { text?: string }).text ?? '') : ''))
+      .map((c: unknown) =>
+        typeof c === 'string'
+          ? c
+          : (c as { type?: string; text?: string }).type === 'text'
+            ? ((c as { text?: string }).text ?? '')
+            : '',
+      )
       .join('');
   return '';
 }
@@ -124,6 +132,23 @@ function dedupeCitations(cs: Citation[]): Citation[] {
     seen.add(k);
     return true;
   });
+}
+
+/**
+ * An assistant message carrying raw tool calls. Sent back verbatim (the
+ * converter uses `additional_kwargs.tool_calls` when `tool_calls` is empty),
+ * so a malformed call keeps its id and its text and every ToolMessage answers
+ * a call the endpoint knows. Set after construction: the constructor would
+ * re-parse them (and warn).
+ */
+function assistantWithCalls(content: string, calls: Call[]): AIMessage {
+  const m = new AIMessage({ content, tool_calls: [], invalid_tool_calls: [] });
+  m.additional_kwargs.tool_calls = calls.map((c) => ({
+    id: c.id,
+    type: 'function' as const,
+    function: { name: c.name, arguments: c.raw },
+  }));
+  return m;
 }
 
 export class TracefeedAgent {
@@ -152,7 +177,8 @@ export class TracefeedAgent {
         maxRetries: this.config.max_retries,
         streamUsage: true,
         useResponsesApi: false,
-        configuration: this.endpoint.baseUrl !== undefined ? { baseURL: this.endpoint.baseUrl } : {},
+        configuration:
+          this.endpoint.baseUrl !== undefined ? { baseURL: this.endpoint.baseUrl } : {},
       });
     }
   }
@@ -196,7 +222,10 @@ export class TracefeedAgent {
           notice: NO_MODEL_NOTICE,
         };
         opts.onToken?.(result.answer);
-        this.log.info({ conversation_id, mode: 'deterministic', tool_calls: r.tool_calls.length }, 'question answered');
+        this.log.info(
+          { conversation_id, mode: 'deterministic', tool_calls: r.tool_calls.length },
+          'question answered',
+        );
         return result;
       } catch (err) {
         this.metrics.questions.inc({ mode: 'deterministic', outcome: 'error' });
@@ -218,7 +247,15 @@ export class TracefeedAgent {
     this.metrics.account('question', loop.usage, cost_usd);
     this.remember(conversation_id, [human, new AIMessage(loop.text)]);
     this.log.info(
-      { conversation_id, mode: 'llm', model: this.endpoint?.model, rounds: loop.rounds, tool_calls: loop.tool_calls.length, usage: loop.usage, cost_usd },
+      {
+        conversation_id,
+        mode: 'llm',
+        model: this.endpoint?.model,
+        rounds: loop.rounds,
+        tool_calls: loop.tool_calls.length,
+        usage: loop.usage,
+        cost_usd,
+      },
       'question answered',
     );
     return {
@@ -256,24 +293,51 @@ export class TracefeedAgent {
    * zod schema, runs it. Never throws: failures become a clear error text for
    * the model (and the record says which kind).
    */
-  async runTool(call: { id: string; name: string; args: unknown; jsonError?: string; raw?: string }, round: number, tools: AgentTool[] = this.tools): Promise<{ content: string; record: ToolCallRecord; result?: ToolResult }> {
+  async runTool(
+    call: { id: string; name: string; args: unknown; jsonError?: string; raw?: string },
+    round: number,
+    tools: AgentTool[] = this.tools,
+  ): Promise<{ content: string; record: ToolCallRecord; result?: ToolResult }> {
     const names = tools.map((t) => t.name).join(', ');
     const fail = (outcome: ToolCallRecord['outcome'], error: string) => {
-      this.metrics.toolCalls.inc({ tool: tools.some((t) => t.name === call.name) ? call.name : 'unknown', outcome });
+      this.metrics.toolCalls.inc({
+        tool: tools.some((t) => t.name === call.name) ? call.name : 'unknown',
+        outcome,
+      });
       this.log.warn({ tool: call.name, outcome, error }, 'tool call failed');
-      return { content: `Error: ${error}`, record: { round, id: call.id, name: call.name, args: call.args ?? call.raw, outcome, error } };
+      return {
+        content: `Error: ${error}`,
+        record: {
+          round,
+          id: call.id,
+          name: call.name,
+          args: call.args ?? call.raw,
+          outcome,
+          error,
+        },
+      };
     };
     const t = tools.find((x) => x.name === call.name);
-    if (!t) return fail('unknown_tool', `unknown tool ${JSON.stringify(call.name)}. Available tools: ${names}. Call one of them with JSON arguments matching its schema.`);
+    if (!t)
+      return fail(
+        'unknown_tool',
+        `unknown tool ${JSON.stringify(call.name)}. Available tools: ${names}. Call one of them with JSON arguments matching its schema.`,
+      );
     if (call.jsonError !== undefined)
-      return fail('invalid', `the arguments of ${t.name} are not valid JSON (${call.jsonError}). Send one JSON object matching the ${t.name} schema.`);
+      return fail(
+        'invalid',
+        `the arguments of ${t.name} are not valid JSON (${call.jsonError}). Send one JSON object matching the ${t.name} schema.`,
+      );
     const parsed = t.schema.safeParse(call.args ?? {});
     if (!parsed.success) {
       const issues = parsed.error.issues
         .slice(0, 6)
         .map((i) => `${i.path.join('.') || '(arguments)'}: ${i.message}`)
         .join('; ');
-      return fail('invalid', `invalid arguments for ${t.name}: ${issues}. Fix these fields and call ${t.name} again.`);
+      return fail(
+        'invalid',
+        `invalid arguments for ${t.name}: ${issues}. Fix these fields and call ${t.name} again.`,
+      );
     }
     try {
       const result = await t.run(parsed.data, this.deps);
@@ -286,14 +350,25 @@ export class TracefeedAgent {
       };
     } catch (err) {
       if (err instanceof ToolError) return fail('error', `${t.name}: ${err.message}`);
+      // An unreachable source (features API, node agent): say so, with the fix.
+      if (err instanceof TracefeedError)
+        return fail(
+          'error',
+          `${t.name} failed: ${err.message}${err.hint ? ` (fix: ${err.hint})` : ''}`,
+        );
       this.log.error({ err, tool: t.name }, 'tool failed');
       return fail('error', `${t.name} failed: ${(err as Error).message}`);
     }
   }
 
-  private async callModel(model: ReturnType<ChatOpenAI['bindTools']> | ChatOpenAI, messages: BaseMessage[], opts: AskOptions): Promise<AIMessage> {
+  private async callModel(
+    model: ReturnType<ChatOpenAI['bindTools']> | ChatOpenAI,
+    messages: BaseMessage[],
+    opts: AskOptions,
+  ): Promise<AIMessage> {
     try {
-      if (!opts.onToken) return (await model.invoke(messages, { signal: opts.signal })) as AIMessage;
+      if (!opts.onToken)
+        return (await model.invoke(messages, { signal: opts.signal })) as AIMessage;
       let full: AIMessageChunk | undefined;
       for await (const chunk of await model.stream(messages, { signal: opts.signal })) {
         const t = textOf(chunk.content);
@@ -301,20 +376,34 @@ export class TracefeedAgent {
         full = full ? full.concat(chunk) : chunk;
       }
       if (!full) throw new AgentError('the model sent an empty stream', 'model');
-      return new AIMessage({
+      const msg = new AIMessage({
         content: full.content,
         tool_calls: full.tool_calls ?? [],
         invalid_tool_calls: full.invalid_tool_calls ?? [],
         ...(full.usage_metadata ? { usage_metadata: full.usage_metadata } : {}),
         response_metadata: full.response_metadata,
       });
+      // Tool call order as streamed (ids only; the calls themselves come from tool_call_chunks).
+      msg.additional_kwargs.tool_calls = (full.tool_call_chunks ?? [])
+        .slice()
+        .sort((a, b) => (a.index ?? 0) - (b.index ?? 0))
+        .map((c) => ({
+          id: c.id ?? '',
+          type: 'function' as const,
+          function: { name: c.name ?? '', arguments: c.args ?? '' },
+        }));
+      return msg;
     } catch (err) {
       if (err instanceof AgentError) throw err;
-      throw new AgentError(`the model endpoint ${this.endpoint?.baseUrl ?? 'api.openai.com'} (model ${this.endpoint?.model}) failed: ${(err as Error).message}`, 'model', {
-        cause: err,
-        retriable: true,
-        hint: 'check OPENAI_BASE_URL / --base-url, the model name and the key; or run without a model (--no-model)',
-      });
+      throw new AgentError(
+        `the model endpoint ${this.endpoint?.baseUrl ?? 'api.openai.com'} (model ${this.endpoint?.model}) failed: ${(err as Error).message}`,
+        'model',
+        {
+          cause: err,
+          retriable: true,
+          hint: 'check OPENAI_BASE_URL / --base-url, the model name and the key; or run without a model (--no-model)',
+        },
+      );
     }
   }
 
@@ -323,7 +412,12 @@ export class TracefeedAgent {
     const out: Call[] = [];
     let i = 0;
     for (const c of ai.tool_calls ?? []) {
-      out.push({ id: c.id || `call_${round}_${i}`, name: c.name, args: c.args, raw: JSON.stringify(c.args ?? {}) });
+      out.push({
+        id: c.id || `call_${round}_${i}`,
+        name: c.name,
+        args: c.args,
+        raw: JSON.stringify(c.args ?? {}),
+      });
       i++;
     }
     for (const c of ai.invalid_tool_calls ?? []) {
@@ -335,24 +429,39 @@ export class TracefeedAgent {
       } catch (err) {
         jsonError = (err as Error).message;
       }
-      out.push({ id: c.id || `call_${round}_${i}`, name: c.name ?? '', args, raw, ...(jsonError !== undefined ? { jsonError } : { jsonError: c.error ?? 'unparseable' }) });
+      out.push({
+        id: c.id || `call_${round}_${i}`,
+        name: c.name ?? '',
+        args,
+        raw,
+        ...(jsonError !== undefined ? { jsonError } : { jsonError: c.error ?? 'unparseable' }),
+      });
       i++;
     }
-    return out;
+    // In the order the model sent them (LangChain lists valid and malformed calls apart).
+    const rawOrder = ((ai.additional_kwargs?.tool_calls ?? []) as Array<{ id?: string }>).map(
+      (c) => c.id,
+    );
+    const pos = (c: Call): number => {
+      const k = rawOrder.indexOf(c.id);
+      return k < 0 ? Number.MAX_SAFE_INTEGER : k;
+    };
+    return out
+      .map((c, k) => ({ c, k }))
+      .sort((x, y) => pos(x.c) - pos(y.c) || x.k - y.k)
+      .map((x) => x.c);
   }
 
   /** The assistant turn as sent back: every call (malformed ones with their raw text) keeps its id. */
   private historyMessage(ai: AIMessage, calls: Call[]): AIMessage {
-    return new AIMessage({
-      content: textOf(ai.content),
-      tool_calls: [],
-      additional_kwargs: {
-        tool_calls: calls.map((c) => ({ id: c.id, type: 'function' as const, function: { name: c.name, arguments: c.raw } })),
-      },
-    });
+    return assistantWithCalls(textOf(ai.content), calls);
   }
 
-  private async runLoop(messages: BaseMessage[], tools: AgentTool[], opts: AskOptions): Promise<LoopResult> {
+  private async runLoop(
+    messages: BaseMessage[],
+    tools: AgentTool[],
+    opts: AskOptions,
+  ): Promise<LoopResult> {
     const bound = this.model!.bindTools(langchainTools(tools));
     let usage: Usage = { ...NO_USAGE };
     const citations: Citation[] = [];
@@ -360,13 +469,26 @@ export class TracefeedAgent {
     const proposals: Proposal[] = [];
     const account = (ai: AIMessage): void => {
       const u = ai.usage_metadata;
-      if (u) usage = addUsage(usage, { prompt_tokens: u.input_tokens, completion_tokens: u.output_tokens, total_tokens: u.total_tokens });
+      if (u)
+        usage = addUsage(usage, {
+          prompt_tokens: u.input_tokens,
+          completion_tokens: u.output_tokens,
+          total_tokens: u.total_tokens,
+        });
     };
     for (let round = 1; round <= this.config.max_tool_rounds; round++) {
       const ai = await this.callModel(bound, messages, opts);
       account(ai);
       const calls = this.callsOf(ai, round);
-      if (calls.length === 0) return { text: textOf(ai.content).trim(), rounds: round, usage, citations, tool_calls, proposals };
+      if (calls.length === 0)
+        return {
+          text: textOf(ai.content).trim(),
+          rounds: round,
+          usage,
+          citations,
+          tool_calls,
+          proposals,
+        };
       messages.push(this.historyMessage(ai, calls));
       for (const c of calls) {
         const r = await this.runTool(c, round, tools);
@@ -379,10 +501,21 @@ export class TracefeedAgent {
       }
     }
     // Out of rounds: one last call without tools for an answer from what is known.
-    messages.push(new HumanMessage(`You have used the ${this.config.max_tool_rounds} tool rounds allowed. Answer now from the tool results above, and say what is missing.`));
+    messages.push(
+      new HumanMessage(
+        `You have used the ${this.config.max_tool_rounds} tool rounds allowed. Answer now from the tool results above, and say what is missing.`,
+      ),
+    );
     const last = await this.callModel(this.model!, messages, opts);
     account(last);
-    return { text: textOf(last.content).trim(), rounds: this.config.max_tool_rounds + 1, usage, citations, tool_calls, proposals };
+    return {
+      text: textOf(last.content).trim(),
+      rounds: this.config.max_tool_rounds + 1,
+      usage,
+      citations,
+      tool_calls,
+      proposals,
+    };
   }
 
   /**
@@ -394,12 +527,19 @@ export class TracefeedAgent {
     if (!this.model) throw new AgentError('no model is configured', 'analysis');
     const ref = anomalyRef(a.id);
     const tools = propose ? this.tools : this.tools.filter((t) => !t.writes);
-    const call: Call = { id: `call_explain_${ref}`, name: 'explain_anomaly', args: { anomaly: ref }, raw: JSON.stringify({ anomaly: ref }) };
+    const call: Call = {
+      id: `call_explain_${ref}`,
+      name: 'explain_anomaly',
+      args: { anomaly: ref },
+      raw: JSON.stringify({ anomaly: ref }),
+    };
     const pre = await this.runTool(call, 0, tools);
     const messages: BaseMessage[] = [
       new SystemMessage(SYSTEM_PROMPT),
-      new HumanMessage(`A new incident was detected (anomaly ${ref}). ${ANALYSIS_INSTRUCTION}${propose ? ANALYSIS_PROPOSE_INSTRUCTION : ''}`),
-      new AIMessage({ content: '', tool_calls: [], additional_kwargs: { tool_calls: [{ id: call.id, type: 'function', function: { name: call.name, arguments: call.raw } }] } }),
+      new HumanMessage(
+        `A new incident was detected (anomaly ${ref}). ${ANALYSIS_INSTRUCTION}${propose ? ANALYSIS_PROPOSE_INSTRUCTION : ''}`,
+      ),
+      assistantWithCalls('', [call]),
       new ToolMessage({ content: pre.content, tool_call_id: call.id, name: call.name }),
     ];
     const loop = await this.runLoop(messages, tools, {});

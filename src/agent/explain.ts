@@ -169,7 +169,12 @@ export async function explainAnomaly(a: Anomaly, deps: ExplainDeps): Promise<Exp
   const workloadQ = JSON.stringify(a.workload);
 
   // The workload over the windows before and including the anomaly's.
-  const hist = await deps.features.query({ sinceMs: ws - HISTORY_WINDOWS * w, untilMs: we, node: a.node, workload: a.workload });
+  const hist = await deps.features.query({
+    sinceMs: ws - HISTORY_WINDOWS * w,
+    untilMs: we,
+    node: a.node,
+    workload: a.workload,
+  });
   const series = perWindow(hist, a.metric);
   const series_history = [...series.entries()]
     .sort(([x], [y]) => x.localeCompare(y))
@@ -189,31 +194,53 @@ export async function explainAnomaly(a: Anomaly, deps: ExplainDeps): Promise<Exp
       : before.reduce((x, y) => x + y, 0) / prevWindows;
     const change = now - beforeAvg;
     if (Math.abs(change) > Math.max(1, 0.5 * Math.abs(beforeAvg)))
-      correlated.push({ metric: m, before_avg: round(beforeAvg), now: round(now), change: round(change) });
+      correlated.push({
+        metric: m,
+        before_avg: round(beforeAvg),
+        now: round(now),
+        change: round(change),
+      });
   }
-  correlated.sort((x, y) => Math.abs(y.change) / Math.max(1, Math.abs(y.before_avg)) - Math.abs(x.change) / Math.max(1, Math.abs(x.before_avg)));
+  correlated.sort(
+    (x, y) =>
+      Math.abs(y.change) / Math.max(1, Math.abs(y.before_avg)) -
+      Math.abs(x.change) / Math.max(1, Math.abs(x.before_avg)),
+  );
   const up = new Set(correlated.filter((c) => c.change > 0).map((c) => c.metric));
 
   // The same metric on the node's other workloads, same window.
   const probe = metricProbe(a.metric);
-  const nodeRows = await deps.features.query({ sinceMs: ws, untilMs: ws + 1, node: a.node, ...(probe ? { probe } : {}) });
+  const nodeRows = await deps.features.query({
+    sinceMs: ws,
+    untilMs: ws + 1,
+    node: a.node,
+    ...(probe ? { probe } : {}),
+  });
   const byWorkload = new Map<string, number>();
   for (const r of nodeRows) {
     if (r.workload === a.workload) continue;
     const v = metricValue(r, a.metric);
     if (v === null || v === 0) continue;
     const k = String(r.workload);
-    byWorkload.set(k, isQuantile(a.metric) ? Math.max(byWorkload.get(k) ?? 0, v) : (byWorkload.get(k) ?? 0) + v);
+    byWorkload.set(
+      k,
+      isQuantile(a.metric) ? Math.max(byWorkload.get(k) ?? 0, v) : (byWorkload.get(k) ?? 0) + v,
+    );
   }
   const same_metric_elsewhere = [...byWorkload.entries()]
     .sort((x, y) => y[1] - x[1])
     .slice(0, 5)
     .map(([workload, value]) => ({ workload, value: round(value) }));
 
-  const others = (deps.anomalies?.list({ node: a.node, sinceMs: we - 1, untilMs: we, limit: 100 }) ?? []).filter(
-    (o) => o.id !== a.id && o.window_start === a.window_start,
-  );
-  const other_anomalies = others.slice(0, 10).map((o) => ({ ref: anomalyRef(o.id), workload: o.workload, metric: o.metric, score: round(o.score) }));
+  const others = (
+    deps.anomalies?.list({ node: a.node, sinceMs: we - 1, untilMs: we, limit: 100 }) ?? []
+  ).filter((o) => o.id !== a.id && o.window_start === a.window_start);
+  const other_anomalies = others.slice(0, 10).map((o) => ({
+    ref: anomalyRef(o.id),
+    workload: o.workload,
+    metric: o.metric,
+    score: round(o.score),
+  }));
   const sameMetricAnomalous = others.filter((o) => o.metric === a.metric).length;
 
   const processes = deps.processes?.lookup(a.node, a.workload, a.cgroup_id) ?? [];
@@ -245,7 +272,8 @@ export async function explainAnomaly(a: Anomaly, deps: ExplainDeps): Promise<Exp
       }`;
   let likely_cause = likelyCause(a, up);
   if (nodeWide)
-    likely_cause += '; several workloads at once point at the node or its network rather than one workload';
+    likely_cause +=
+      '; several workloads at once point at the node or its network rather than one workload';
   if (processes.length > 0)
     likely_cause += `; programs started in the workload recently: ${processes
       .slice(0, 3)
@@ -300,7 +328,10 @@ export async function explainAnomaly(a: Anomaly, deps: ExplainDeps): Promise<Exp
       note: `programs started: ${processes.map((p) => JSON.stringify(p.name)).join(', ')}`,
     });
   for (const f of recent_feedback.slice(0, 2))
-    evidence.push({ kind: 'feedback', note: `${f.request_id}: ${f.action} ${f.probe} (${Object.values(f.states).join(', ')})` });
+    evidence.push({
+      kind: 'feedback',
+      note: `${f.request_id}: ${f.action} ${f.probe} (${Object.values(f.states).join(', ')})`,
+    });
 
   return {
     anomaly: {

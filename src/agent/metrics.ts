@@ -16,7 +16,12 @@ export const NO_USAGE: Usage = { prompt_tokens: 0, completion_tokens: 0, total_t
 export function addUsage(a: Usage, b: Partial<Usage>): Usage {
   const p = a.prompt_tokens + (b.prompt_tokens ?? 0);
   const c = a.completion_tokens + (b.completion_tokens ?? 0);
-  return { prompt_tokens: p, completion_tokens: c, total_tokens: a.total_tokens + (b.total_tokens ?? (b.prompt_tokens ?? 0) + (b.completion_tokens ?? 0)) };
+  return {
+    prompt_tokens: p,
+    completion_tokens: c,
+    total_tokens:
+      a.total_tokens + (b.total_tokens ?? (b.prompt_tokens ?? 0) + (b.completion_tokens ?? 0)),
+  };
 }
 
 export class AgentMetrics {
@@ -61,7 +66,8 @@ export class AgentMetrics {
   /** Counts one model's usage and cost. */
   account(purpose: 'question' | 'analysis', u: Usage, costUsd: number): void {
     if (u.prompt_tokens > 0) this.tokens.inc({ kind: 'prompt', purpose }, u.prompt_tokens);
-    if (u.completion_tokens > 0) this.tokens.inc({ kind: 'completion', purpose }, u.completion_tokens);
+    if (u.completion_tokens > 0)
+      this.tokens.inc({ kind: 'completion', purpose }, u.completion_tokens);
     if (costUsd > 0) this.cost.inc({ purpose }, costUsd);
     else this.cost.inc({ purpose }, 0);
   }

@@ -46,6 +46,25 @@ export interface Citation {
   ref?: string;
 }
 
+/** One tool call as it happened. */
+export interface ToolCallRecord {
+  round: number;
+  id: string;
+  name: string;
+  /** Parsed arguments, or the raw text when it was not JSON. */
+  args: unknown;
+  outcome: 'ok' | 'invalid' | 'unknown_tool' | 'error';
+  error?: string;
+}
+
+/** Runs tool calls through validation (the agent). */
+export interface ToolRunner {
+  runTool(
+    call: { id: string; name: string; args: unknown },
+    round: number,
+  ): Promise<{ content: string; record: ToolCallRecord; result?: ToolResult }>;
+}
+
 export interface ToolResult {
   data: unknown;
   citations: Citation[];
@@ -97,8 +116,14 @@ function resolveRange(
   defaultMinutes: number,
 ): { sinceMs: number; untilMs: number } {
   const untilMs = a.until !== undefined ? Date.parse(a.until) : now;
-  const sinceMs = a.since !== undefined ? Date.parse(a.since) : untilMs - (a.since_minutes ?? defaultMinutes) * 60_000;
-  if (sinceMs >= untilMs) throw new ToolError(`the range is empty: since ${new Date(sinceMs).toISOString()} is not before until ${new Date(untilMs).toISOString()}`);
+  const sinceMs =
+    a.since !== undefined
+      ? Date.parse(a.since)
+      : untilMs - (a.since_minutes ?? defaultMinutes) * 60_000;
+  if (sinceMs >= untilMs)
+    throw new ToolError(
+      `the range is empty: since ${new Date(sinceMs).toISOString()} is not before until ${new Date(untilMs).toISOString()}`,
+    );
   return { sinceMs, untilMs };
 }
 
@@ -110,7 +135,12 @@ export const queryFeaturesSchema = z.strictObject({
   metric: z.enum(METRICS).describe('feature column; tcp_resets = sent + received'),
   ...range,
   node: z.string().min(1).max(253).optional().describe('only this node'),
-  workload: z.string().min(1).max(4096).optional().describe('only this workload (cgroup path, or cgroup:<id>)'),
+  workload: z
+    .string()
+    .min(1)
+    .max(4096)
+    .optional()
+    .describe('only this workload (cgroup path, or cgroup:<id>)'),
   probe: probeEnum.optional().describe('only rows of this probe'),
   group_by: z
     .enum(['workload', 'node', 'probe', 'window', 'node_workload', 'series'])
@@ -119,8 +149,16 @@ export const queryFeaturesSchema = z.strictObject({
   aggregation: z
     .enum(['sum', 'max', 'avg'])
     .optional()
-    .describe('over the windows of a group: sum (default for counts), max (default for *_ns quantiles), avg (default for events_per_second)'),
-  top_k: z.number().int().min(1).max(50).default(10).describe('largest groups returned; default 10'),
+    .describe(
+      'over the windows of a group: sum (default for counts), max (default for *_ns quantiles), avg (default for events_per_second)',
+    ),
+  top_k: z
+    .number()
+    .int()
+    .min(1)
+    .max(50)
+    .default(10)
+    .describe('largest groups returned; default 10'),
   include_zero: z.boolean().default(false).describe('keep groups whose value is 0; default false'),
   compare_previous: z
     .boolean()
@@ -144,21 +182,46 @@ export const queryFeatures: AgentTool<typeof queryFeaturesSchema> = {
     };
     const rows = await deps.features.query({ sinceMs, untilMs, ...filters });
     const aggregation: Aggregation = a.aggregation ?? defaultAggregation(a.metric);
-    const groups = aggregate(rows, { metric: a.metric, group_by: a.group_by as GroupBy, aggregation, include_zero: a.include_zero });
+    const groups = aggregate(rows, {
+      metric: a.metric,
+      group_by: a.group_by as GroupBy,
+      aggregation,
+      include_zero: a.include_zero,
+    });
     const windows = windowSpan(metricRows(rows, a.metric));
     let previous: Map<string, number> | undefined;
     if (a.compare_previous) {
       const len = untilMs - sinceMs;
-      const prevRows = await deps.features.query({ sinceMs: sinceMs - len, untilMs: sinceMs, ...filters });
+      const prevRows = await deps.features.query({
+        sinceMs: sinceMs - len,
+        untilMs: sinceMs,
+        ...filters,
+      });
       previous = new Map(
-        aggregate(prevRows, { metric: a.metric, group_by: a.group_by as GroupBy, aggregation, include_zero: true }).map((g) => [JSON.stringify(g.key), g.value]),
+        aggregate(prevRows, {
+          metric: a.metric,
+          group_by: a.group_by as GroupBy,
+          aggregation,
+          include_zero: true,
+        }).map((g) => [JSON.stringify(g.key), g.value]),
       );
       // Groups that went to zero are a change too.
       for (const [k, v] of previous) {
         if (v !== 0 && !groups.some((g) => JSON.stringify(g.key) === k))
-          groups.push({ key: JSON.parse(k) as Record<string, string>, value: 0, windows: 0, peak: { window_start: '', window_end: '', value: 0 }, series: [], cgroup_ids: [] });
+          groups.push({
+            key: JSON.parse(k) as Record<string, string>,
+            value: 0,
+            windows: 0,
+            peak: { window_start: '', window_end: '', value: 0 },
+            series: [],
+            cgroup_ids: [],
+          });
       }
-      groups.sort((x, y) => Math.abs(y.value - (previous!.get(JSON.stringify(y.key)) ?? 0)) - Math.abs(x.value - (previous!.get(JSON.stringify(x.key)) ?? 0)));
+      groups.sort(
+        (x, y) =>
+          Math.abs(y.value - (previous!.get(JSON.stringify(y.key)) ?? 0)) -
+          Math.abs(x.value - (previous!.get(JSON.stringify(x.key)) ?? 0)),
+      );
     }
     const top = groups.slice(0, a.top_k);
     const data = {
@@ -176,7 +239,9 @@ export const queryFeatures: AgentTool<typeof queryFeaturesSchema> = {
           ...g.key,
           value: g.value,
           windows: g.windows,
-          ...(g.windows > 0 ? { peak_window_start: g.peak.window_start, peak_value: g.peak.value } : {}),
+          ...(g.windows > 0
+            ? { peak_window_start: g.peak.window_start, peak_value: g.peak.value }
+            : {}),
           ...(previous ? { previous: prev ?? 0, change: round(g.value - (prev ?? 0)) } : {}),
           series: g.series,
         };
@@ -192,7 +257,14 @@ export const queryFeatures: AgentTool<typeof queryFeaturesSchema> = {
       aggregation,
     }));
     if (top.length === 0)
-      citations.push({ tool: 'query_features', metric: a.metric, window_start: iso(sinceMs), window_end: iso(untilMs), value: 0, aggregation });
+      citations.push({
+        tool: 'query_features',
+        metric: a.metric,
+        window_start: iso(sinceMs),
+        window_end: iso(untilMs),
+        value: 0,
+        aggregation,
+      });
     return { data, citations };
   },
 };
@@ -268,7 +340,11 @@ export const listAnomalies: AgentTool<typeof listAnomaliesSchema> = {
 };
 
 export const explainAnomalySchema = z.strictObject({
-  anomaly: z.string().min(1).max(4096).describe('the ref (an-...) from list_anomalies, or the anomaly id'),
+  anomaly: z
+    .string()
+    .min(1)
+    .max(4096)
+    .describe('the ref (an-...) from list_anomalies, or the anomaly id'),
 });
 
 export const explainAnomalyTool: AgentTool<typeof explainAnomalySchema> = {
@@ -280,7 +356,9 @@ export const explainAnomalyTool: AgentTool<typeof explainAnomalySchema> = {
   async run(a, deps) {
     const found = deps.anomalies.get(a.anomaly);
     if (!found)
-      throw new ToolError(`no anomaly "${a.anomaly}" is known (${deps.anomalies.size} known); call list_anomalies for refs`);
+      throw new ToolError(
+        `no anomaly "${a.anomaly}" is known (${deps.anomalies.size} known); call list_anomalies for refs`,
+      );
     const e = await explainAnomaly(found, deps);
     return {
       data: e,
@@ -303,15 +381,26 @@ export const explainAnomalyTool: AgentTool<typeof explainAnomalySchema> = {
 
 export const describeProbesSchema = z.strictObject({
   node: z.string().min(1).max(253).optional().describe('only this node'),
-  recent_feedback: z.number().int().min(0).max(50).default(10).describe('recent feedback requests listed; default 10'),
+  recent_feedback: z
+    .number()
+    .int()
+    .min(0)
+    .max(50)
+    .default(10)
+    .describe('recent feedback requests listed; default 10'),
 });
 
-function activeFilters(s: ProbeView['settings']): Record<string, { allow?: unknown[]; deny?: unknown[] }> {
+function activeFilters(
+  s: ProbeView['settings'],
+): Record<string, { allow?: unknown[]; deny?: unknown[] }> {
   const out: Record<string, { allow?: unknown[]; deny?: unknown[] }> = {};
   for (const [dim, set] of Object.entries(s.filters)) {
     const f = set as { allow: unknown[]; deny: unknown[] };
     if (f.allow.length > 0 || f.deny.length > 0)
-      out[dim] = { ...(f.allow.length ? { allow: f.allow } : {}), ...(f.deny.length ? { deny: f.deny } : {}) };
+      out[dim] = {
+        ...(f.allow.length ? { allow: f.allow } : {}),
+        ...(f.deny.length ? { deny: f.deny } : {}),
+      };
   }
   return out;
 }
@@ -322,12 +411,26 @@ function why(p: ProbeView, floors: string[], recent: RecentFeedback[]): string {
   const fb = recent.find(
     (f) =>
       f.probe === p.probe &&
-      Object.entries(f.states).some(([n, s]) => (n === p.node || n === '*') && ['accepted', 'clamped', 'delivered', 'applied', 'accept', 'clamp'].includes(s)),
+      Object.entries(f.states).some(
+        ([n, s]) =>
+          (n === p.node || n === '*') &&
+          ['accepted', 'clamped', 'delivered', 'applied', 'accept', 'clamp'].includes(s),
+      ),
   );
-  if (fb) parts.push(`changed by feedback ${fb.request_id} (${fb.origin} ${fb.action}: ${fb.reason.slice(0, 200)})`);
+  if (fb)
+    parts.push(
+      `changed by feedback ${fb.request_id} (${fb.origin} ${fb.action}: ${fb.reason.slice(0, 200)})`,
+    );
   else if (spec && p.enabled === spec.defaultEnabled)
-    parts.push(p.enabled ? 'enabled by default' : 'off by default (feedback or an operator can enable it)');
-  else parts.push(p.enabled ? 'enabled by an operator or earlier feedback (off by default)' : 'disabled by an operator or earlier feedback (on by default)');
+    parts.push(
+      p.enabled ? 'enabled by default' : 'off by default (feedback or an operator can enable it)',
+    );
+  else
+    parts.push(
+      p.enabled
+        ? 'enabled by an operator or earlier feedback (off by default)'
+        : 'disabled by an operator or earlier feedback (on by default)',
+    );
   if (p.settings.sample_n > 1) parts.push(`sampled 1 in ${p.settings.sample_n}`);
   if (floors.includes(p.probe)) parts.push('a floor: feedback never disables nor narrows it');
   return parts.join('; ');
@@ -340,7 +443,9 @@ export const describeProbes: AgentTool<typeof describeProbesSchema> = {
   schema: describeProbesSchema,
   writes: false,
   async run(a, deps) {
-    const recent = deps.gateway ? await deps.gateway.recent(Math.max(a.recent_feedback, 20)).catch(() => []) : [];
+    const recent = deps.gateway
+      ? await deps.gateway.recent(Math.max(a.recent_feedback, 20)).catch(() => [])
+      : [];
     const policy: PolicySummary | undefined = await deps.gateway?.policy?.().catch(() => undefined);
     const floors = policy?.floors ?? ['process'];
     const views: ProbeView[] = [];
@@ -373,7 +478,9 @@ export const describeProbes: AgentTool<typeof describeProbesSchema> = {
     const data = {
       nodes: nodes.map((node) => ({
         node,
-        events_per_second: round(shown.filter((v) => v.node === node).reduce((s, v) => s + v.events_per_second, 0)),
+        events_per_second: round(
+          shown.filter((v) => v.node === node).reduce((s, v) => s + v.events_per_second, 0),
+        ),
         probes: shown
           .filter((v) => v.node === node)
           .map((p) => ({
@@ -400,7 +507,12 @@ export const describeProbes: AgentTool<typeof describeProbesSchema> = {
       metric: 'events_per_second',
       value: round(p.events_per_second),
     }));
-    for (const f of recent.slice(0, a.recent_feedback)) citations.push({ tool: 'describe_probes', ref: f.request_id, value: Object.values(f.states).join(',') });
+    for (const f of recent.slice(0, a.recent_feedback))
+      citations.push({
+        tool: 'describe_probes',
+        ref: f.request_id,
+        value: Object.values(f.states).join(','),
+      });
     return { data, citations };
   },
 };
@@ -409,19 +521,39 @@ export const describeProbes: AgentTool<typeof describeProbesSchema> = {
 
 export const proposeFeedbackSchema = z.strictObject({
   probe: probeEnum,
-  action: z.enum(FEEDBACK_ACTIONS).describe('enable, disable, tighten (collect more), loosen (collect less), set'),
-  node: z.string().min(1).max(253).optional().describe("target node; default: the anomaly's node, else every node"),
+  action: z
+    .enum(FEEDBACK_ACTIONS)
+    .describe('enable, disable, tighten (collect more), loosen (collect less), set'),
+  node: z
+    .string()
+    .min(1)
+    .max(253)
+    .optional()
+    .describe("target node; default: the anomaly's node, else every node"),
   workload: z
     .string()
     .startsWith('/')
     .max(4096)
     .optional()
-    .describe('focus on this workload (cgroup path): tighten/enable/set then filter the probe to it'),
-  anomaly: z.string().min(1).max(4096).optional().describe('the anomaly ref (an-...) this is about'),
+    .describe(
+      'focus on this workload (cgroup path): tighten/enable/set then filter the probe to it',
+    ),
+  anomaly: z
+    .string()
+    .min(1)
+    .max(4096)
+    .optional()
+    .describe('the anomaly ref (an-...) this is about'),
   sample_n: z.number().int().min(1).max(1_000_000).optional(),
   slow_ms: z.number().min(0).max(3_600_000).optional(),
   min_duration_ms: z.number().min(0).max(3_600_000).optional(),
-  ttl_seconds: z.number().int().min(1).max(7 * 24 * 3600).optional().describe('how long the change holds; default: the policy default'),
+  ttl_seconds: z
+    .number()
+    .int()
+    .min(1)
+    .max(7 * 24 * 3600)
+    .optional()
+    .describe('how long the change holds; default: the policy default'),
   reason: z.string().min(1).max(1000).describe('why, citing the numbers'),
 });
 
@@ -432,23 +564,34 @@ export const proposeFeedback: AgentTool<typeof proposeFeedbackSchema> = {
   schema: proposeFeedbackSchema,
   writes: true,
   async run(a, deps) {
-    if (!deps.gateway) throw new ToolError('no policy engine is connected: feedback cannot be proposed here');
+    if (!deps.gateway)
+      throw new ToolError('no policy engine is connected: feedback cannot be proposed here');
     const now = deps.now?.() ?? Date.now();
     const anomaly = a.anomaly !== undefined ? deps.anomalies.get(a.anomaly) : undefined;
-    if (a.anomaly !== undefined && !anomaly) throw new ToolError(`no anomaly "${a.anomaly}" is known; call list_anomalies for refs`);
+    if (a.anomaly !== undefined && !anomaly)
+      throw new ToolError(`no anomaly "${a.anomaly}" is known; call list_anomalies for refs`);
     const node = a.node ?? anomaly?.node;
     const params: FeedbackParams = {};
     if (a.action !== 'disable') {
       if (a.sample_n !== undefined) params.sample_n = a.sample_n;
       if (a.slow_ms !== undefined) params.slow_ms = a.slow_ms;
       if (a.min_duration_ms !== undefined) params.min_duration_ms = a.min_duration_ms;
-      if (a.workload !== undefined && a.action !== 'loosen') params.filters = { cgroup: { allow: [a.workload] } };
+      if (a.workload !== undefined && a.action !== 'loosen')
+        params.filters = { cgroup: { allow: [a.workload] } };
     }
     const target = node !== undefined ? { nodes: [node] } : { all: true as const };
     const minute = Math.floor(now / 60_000);
     const input = {
       schema_version: 1,
-      id: deriveRequestId('agent', a.probe, a.action, JSON.stringify(target), a.workload ?? '*', JSON.stringify(params), anomaly?.id ?? minute),
+      id: deriveRequestId(
+        'agent',
+        a.probe,
+        a.action,
+        JSON.stringify(target),
+        a.workload ?? '*',
+        JSON.stringify(params),
+        anomaly?.id ?? minute,
+      ),
       target,
       probe: a.probe,
       action: a.action,
@@ -456,7 +599,9 @@ export const proposeFeedback: AgentTool<typeof proposeFeedbackSchema> = {
       ...(a.ttl_seconds !== undefined ? { ttl_seconds: a.ttl_seconds } : {}),
       reason: `agent: ${a.reason}`,
       origin: 'agent' as const,
-      ...(anomaly ? { evidence: { anomaly_id: anomaly.id } } : { evidence: { text: a.reason.slice(0, 4096) } }),
+      ...(anomaly
+        ? { evidence: { anomaly_id: anomaly.id } }
+        : { evidence: { text: a.reason.slice(0, 4096) } }),
       workload: a.workload ?? '*',
       created_at: new Date(now).toISOString(),
     };

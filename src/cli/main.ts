@@ -14,6 +14,7 @@ import { redisUrlFrom } from '../feedback/index.js';
 import { runTail } from './events-tail.js';
 import { listProbes, setProbe } from './probes.js';
 import { registerFeedbackCommands } from './feedback.js';
+import { registerAgentCommands } from './agent.js';
 import { DEFAULT_API_PORT } from '../ingest/control-api.js';
 import type { ProbePatch } from '../ingest/probe-settings.js';
 
@@ -103,6 +104,16 @@ program
   .option('--no-features', 'do not run the feature stage in this process')
   .option('--no-feedback', 'do not run the feedback controller and worker in this process')
   .option(
+    '--no-agent',
+    'do not run the agent (questions, automatic anomaly analysis) in this process',
+  )
+  .option(
+    '--agent-port <port>',
+    'agent HTTP API port (POST /v1/ask); 0 turns it off',
+    nonNegativeNumber('--agent-port'),
+    9466,
+  )
+  .option(
     '--thresholds <file>',
     'thresholds file (YAML, hot-reloaded)',
     join(repoRoot, 'config', 'thresholds.yaml'),
@@ -118,6 +129,8 @@ program
   .addOption(outputOption())
   .action(
     async (opts: {
+      agent: boolean;
+      agentPort: number;
       feedback: boolean;
       thresholds: string;
       redis?: string;
@@ -143,6 +156,8 @@ program
         windowSeconds: opts.windowSeconds,
         featuresPort: opts.featuresPort,
         feedback: opts.feedback,
+        agent: opts.agent,
+        agentPort: opts.agentPort,
         thresholdsPath: opts.thresholds,
         redisUrl: redisUrlFrom(opts.redis),
         format: resolveFormat(opts.output),
@@ -328,6 +343,9 @@ events
 
 // feedback and thresholds command groups (src/cli/feedback.ts)
 registerFeedbackCommands(program);
+
+// ask and agent command groups (src/cli/agent.ts)
+registerAgentCommands(program);
 
 try {
   await program.parseAsync(process.argv);

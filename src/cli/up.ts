@@ -6,6 +6,16 @@ import { infraUp } from '../infra/index.js';
 import { startControlApi } from '../ingest/control-api.js';
 import { FeatureStage, type FeatureStageStats } from '../features/index.js';
 import {
+  AnalysisWorker,
+  AnomalyStore,
+  FeedbackServiceGateway,
+  ProcessIndex,
+  TracefeedAgent,
+  agentProbeSource,
+  stageFeatureSource,
+  startAgentApi,
+} from '../agent/index.js';
+import {
   AuditTrail,
   FeedbackController,
   NodeFeedbackWorker,
@@ -32,6 +42,10 @@ export interface UpOptions {
   /** Thresholds file (hot-reloaded). */
   thresholdsPath: string;
   redisUrl: string;
+  /** Run the agent (questions on HTTP, automatic anomaly analysis); needs the feature stage. */
+  agent: boolean;
+  /** Port of the agent's HTTP API (POST /v1/ask); 0 turns it off. */
+  agentPort: number;
   format: OutputFormat;
   log: Logger;
 }
@@ -54,7 +68,13 @@ export async function runUp(o: UpOptions): Promise<number> {
   let audit: AuditTrail | undefined;
   let worker: NodeFeedbackWorker | undefined;
   let controller: FeedbackController | undefined;
+  let analysis: AnalysisWorker | undefined;
+  let processes: ProcessIndex | undefined;
+  let agentApi: Awaited<ReturnType<typeof startAgentApi>> | undefined;
   const stopFeedback = async (): Promise<void> => {
+    agentApi?.close();
+    await analysis?.stop();
+    await processes?.stop();
     await controller?.stop();
     await worker?.stop();
     await audit?.close();
@@ -83,6 +103,28 @@ export async function runUp(o: UpOptions): Promise<number> {
         audit,
         log: o.log,
       }).start();
+    }
+    if (o.agent && stage) {
+      processes = await new ProcessIndex().start({ brokers: o.brokers, log: o.log });
+      const ai = new TracefeedAgent({
+        deps: {
+          features: stageFeatureSource(stage),
+          anomalies: new AnomalyStore(),
+          probes: [agentProbeSource(agent, o.node)],
+          processes,
+          ...(controller?.service
+            ? {
+                gateway: new FeedbackServiceGateway(
+                  controller.service,
+                  () => controller!.thresholds,
+                ),
+              }
+            : {}),
+        },
+        log: o.log,
+      });
+      analysis = await new AnalysisWorker({ agent: ai, brokers: o.brokers, log: o.log }).start();
+      if (o.agentPort > 0) agentApi = await startAgentApi(ai, o.agentPort, { log: o.log });
     }
   } catch (err) {
     api?.close();

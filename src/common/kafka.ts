@@ -9,6 +9,7 @@ export const Topics = {
   anomalies: 'tracefeed.anomalies.v1',
   feedback: 'tracefeed.feedback.v1',
   eventsDlq: 'tracefeed.events.dlq.v1',
+  analyses: 'tracefeed.analyses.v1',
 } as const;
 
 /** Routes kafkajs's own log lines to the project logger (debug level: the callers log state changes). */

@@ -20,12 +20,12 @@ import {
   type Data,
   type DataType,
 } from 'apache-arrow';
-import { histogramQuantile } from '../ingest/histogram.js';
 import { parseCgroupPath } from '../ingest/cgroup-resolver.js';
 import { PROBE_IDS, type ClosedWindow } from './aggregator.js';
 import {
   FEATURE_SCHEMA_VERSION,
   H,
+  HISTOGRAMS,
   HIST_SLOTS,
   NHIST,
   NSUM,
@@ -98,6 +98,23 @@ function f64(data: Float64Array, nullBitmap?: Uint8Array, nullCount = 0): Data<F
   return makeData({ type: new Float64(), length: data.length, data, nullBitmap, nullCount });
 }
 
+const POW2 = Float64Array.from({ length: HIST_SLOTS + 1 }, (_, i) => 2 ** i);
+
+/** histogramQuantile over hists[base .. base + 32), with the total known. */
+function quantileAt(hists: Float64Array, base: number, total: number, q: number): number {
+  const rank = q * total;
+  let seen = 0;
+  for (let i = 0; i < HIST_SLOTS; i++) {
+    const c = hists[base + i] as number;
+    if (c > 0 && seen + c >= rank) {
+      const lo = i === 0 ? 0 : (POW2[i] as number);
+      return Math.round(lo + ((rank - seen) / c) * ((POW2[i + 1] as number) - lo));
+    }
+    seen += c;
+  }
+  return 2 ** HIST_SLOTS;
+}
+
 /** The workload name of a row: the cgroup path, or `cgroup:<id>` when the node did not name it. */
 export function workloadName(names: Map<number, string>, cgroupId: number): string {
   return names.get(cgroupId) ?? `cgroup:${cgroupId}`;
@@ -105,8 +122,8 @@ export function workloadName(names: Map<number, string>, cgroupId: number): stri
 
 export interface FeatureRows {
   batch: RecordBatch;
-  /** Row-oriented view of the same values (for anomaly evidence and tests). */
-  rows: Array<Record<string, string | number | null>>;
+  /** Row-oriented view of the same values (for anomaly evidence and tests); built on first call. */
+  rows: () => Array<Record<string, string | number | null>>;
 }
 
 /** Builds one RecordBatch for a closed window of one node. */
@@ -121,6 +138,7 @@ export function buildWindowBatch(
   const ends = new BigInt64Array(n).fill(BigInt(w.windowEndMs) * 1_000_000n);
   const workloads: string[] = [];
   const containers: Array<string | null> = [];
+  const containerOf = new Map<string, string | null>();
   const probes: string[] = [];
   const cgroups = new BigUint64Array(n);
   const eps = new Float64Array(n);
@@ -128,7 +146,12 @@ export function buildWindowBatch(
     const id = w.cgroupIds[r] as number;
     const wl = workloadName(names, id);
     workloads.push(wl);
-    containers.push(parseCgroupPath(wl).containerId ?? null);
+    let c = containerOf.get(wl);
+    if (c === undefined) {
+      c = parseCgroupPath(wl).containerId ?? null;
+      containerOf.set(wl, c);
+    }
+    containers.push(c);
     probes.push(PROBE_IDS[w.probeIds[r] as number] ?? 'unknown');
     cgroups[r] = BigInt(id);
     eps[r] = (w.sums[r * NSUM] as number) / seconds;
@@ -150,48 +173,60 @@ export function buildWindowBatch(
     sumCols.push(col);
     children.push(f64(col));
   }
-  const quantCols: Array<Array<number | null>> = [];
-  for (const q of QUANTILE_COLUMNS) {
-    const col = new Float64Array(n);
-    const bitmap = new Uint8Array((n + 7) >> 3);
-    const view: Array<number | null> = [];
-    let nulls = 0;
+  // Quantiles: one pass over each row's histogram answers all of its quantiles.
+  const quantCols = QUANTILE_COLUMNS.map(() => ({
+    col: new Float64Array(n),
+    bitmap: new Uint8Array((n + 7) >> 3),
+    nulls: 0,
+  }));
+  for (const hist of HISTOGRAMS) {
+    const targets = QUANTILE_COLUMNS.map((q, i) => ({ q: q.q, i, hist: q.hist })).filter(
+      (t) => t.hist === hist,
+    );
     for (let r = 0; r < n; r++) {
-      const base = r * NHIST + H[q.hist];
-      const hist = w.hists.subarray(base, base + HIST_SLOTS);
+      const base = r * NHIST + H[hist];
       let total = 0;
-      for (let i = 0; i < HIST_SLOTS; i++) total += hist[i] as number;
+      for (let k = 0; k < HIST_SLOTS; k++) total += w.hists[base + k] as number;
       if (total === 0) {
-        nulls++;
-        view.push(null);
-      } else {
-        col[r] = histogramQuantile(hist, q.q);
-        bitmap[r >> 3]! |= 1 << (r & 7);
-        view.push(col[r] as number);
+        for (const t of targets) quantCols[t.i]!.nulls++;
+        continue;
+      }
+      for (const t of targets) {
+        const qc = quantCols[t.i]!;
+        qc.col[r] = quantileAt(w.hists, base, total, t.q);
+        qc.bitmap[r >> 3]! |= 1 << (r & 7);
       }
     }
-    quantCols.push(view);
-    children.push(f64(col, nulls > 0 ? bitmap : undefined, nulls));
   }
+  for (const qc of quantCols)
+    children.push(f64(qc.col, qc.nulls > 0 ? qc.bitmap : undefined, qc.nulls));
   const batch = new RecordBatch(
     schema,
     makeData({ type: new Struct(schema.fields), length: n, children, nullCount: 0 }),
   );
-  const rows: FeatureRows['rows'] = [];
-  for (let r = 0; r < n; r++) {
-    const row: Record<string, string | number | null> = {
-      window_start: new Date(w.windowStartMs).toISOString(),
-      window_end: new Date(w.windowEndMs).toISOString(),
-      node: w.node,
-      workload: workloads[r] as string,
-      container_id: containers[r] ?? null,
-      cgroup_id: String(w.cgroupIds[r]),
-      probe: probes[r] as string,
-      events_per_second: eps[r] as number,
-    };
-    SUM_COLUMNS.forEach((c, i) => (row[c] = sumCols[i]![r] as number));
-    QUANTILE_COLUMNS.forEach((q, i) => (row[q.name] = quantCols[i]![r] ?? null));
-    rows.push(row);
-  }
+  let cached: ReturnType<FeatureRows['rows']> | undefined;
+  const rows = (): ReturnType<FeatureRows['rows']> => (cached ??= rowView());
+  const rowView = (): ReturnType<FeatureRows['rows']> => {
+    const out: ReturnType<FeatureRows['rows']> = [];
+    for (let r = 0; r < n; r++) {
+      const row: Record<string, string | number | null> = {
+        window_start: new Date(w.windowStartMs).toISOString(),
+        window_end: new Date(w.windowEndMs).toISOString(),
+        node: w.node,
+        workload: workloads[r] as string,
+        container_id: containers[r] ?? null,
+        cgroup_id: String(w.cgroupIds[r]),
+        probe: probes[r] as string,
+        events_per_second: eps[r] as number,
+      };
+      SUM_COLUMNS.forEach((c, i) => (row[c] = sumCols[i]![r] as number));
+      QUANTILE_COLUMNS.forEach((q, i) => {
+        const { col, bitmap } = quantCols[i]!;
+        row[q.name] = ((bitmap[r >> 3] as number) >> (r & 7)) & 1 ? (col[r] as number) : null;
+      });
+      out.push(row);
+    }
+    return out;
+  };
   return { batch, rows };
 }

@@ -275,7 +275,9 @@ export class FeatureStage {
     }> = [];
     for (const w of closed) {
       if (w.rows === 0) continue;
-      const { batch, rows } = buildWindowBatch(w, this.aggregator.cgroupNames(w.node), this.schema);
+      const built_ = buildWindowBatch(w, this.aggregator.cgroupNames(w.node), this.schema);
+      const batch = built_.batch;
+      const rows = built_.rows();
       batches.push(batch);
       const windowStart = new Date(w.windowStartMs).toISOString();
       records.push({

@@ -5,7 +5,7 @@
  * run time through `setProbe` (map writes, never a reload).
  */
 import { hostname } from 'node:os';
-import { ConfigError, TracefeedError } from '../common/errors.js';
+import { ConfigError, TracefeedError, isRetriable } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { Topics } from '../common/kafka.js';
 import { bpfObjectPath } from '../common/paths.js';
@@ -148,16 +148,7 @@ export class NodeAgent {
     );
     try {
       for (const spec of wanted) {
-        const obj = openObject(bpfObjectPath(spec.name), {
-          ringbufBytes: { rb: this.opts.ringBytes },
-          consts: { wakeup_bytes: BigInt(this.opts.wakeupBytes) },
-        });
-        try {
-          obj.load();
-        } catch (err) {
-          obj.close();
-          throw err;
-        }
+        const obj = this.loadFamily(spec);
         const initial = applyPatch(
           defaultSettings(spec.defaultEnabled),
           probePatchSchema.parse(this.opts.probes[spec.name] ?? {}),
@@ -184,6 +175,33 @@ export class NodeAgent {
     this.timers.push(setInterval(() => this.flush(), this.opts.lingerMs));
     this.timers.push(setInterval(() => this.flushSummaries(), this.opts.summaryIntervalMs));
     this.timers.push(setInterval(() => this.updateRates(), 1000));
+  }
+
+  /**
+   * Opens and loads one family's object. The kernel sometimes answers a load
+   * with EAGAIN (verifier or map allocation under memory pressure): that is
+   * retried a few times before it is an error.
+   */
+  private loadFamily(spec: FamilySpec): NativeBpfObject {
+    for (let attempt = 1; ; attempt++) {
+      const obj = openObject(bpfObjectPath(spec.name), {
+        ringbufBytes: { rb: this.opts.ringBytes },
+        consts: { wakeup_bytes: BigInt(this.opts.wakeupBytes) },
+      });
+      try {
+        obj.load();
+        return obj;
+      } catch (err) {
+        obj.close();
+        const e = toBpfError(err);
+        if (!isRetriable(e) || attempt >= 4) throw e;
+        this.opts.log.warn(
+          { probe: spec.name, attempt, err: (e as Error).message },
+          'probe load failed; retrying',
+        );
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100 * attempt);
+      }
+    }
   }
 
   /** Changes a probe's settings live and returns its new state. */

@@ -74,7 +74,9 @@ describe('window aggregator', () => {
       ['n1', 1000, 1],
     ]);
     const first = closed[0]!;
-    const { batch, rows } = buildWindowBatch(first, agg.cgroupNames('n1'), featureSchema(WINDOW));
+    const built = buildWindowBatch(first, agg.cgroupNames('n1'), featureSchema(WINDOW));
+    const { batch } = built;
+    const rows = built.rows();
     const proc = rows.find((r) => r.probe === 'process')!;
     expect(proc.workload).toBe('/svc/a');
     expect(proc.exec_count).toBe(11);

@@ -1,0 +1,161 @@
+/**
+ * The agent's HTTP API, on loopback by default:
+ *
+ *   POST /v1/ask      {"question": "...", "conversation_id"?: "...", "stream"?: true}
+ *                     -> AskResult as JSON; with "stream": true (or Accept:
+ *                     text/event-stream) server-sent events: `token` {text}
+ *                     pieces, then one `result` (the AskResult) or `error`.
+ *   GET  /v1/status   mode, model, anomalies known
+ *   GET  /metrics     Prometheus text format (tokens, cost, questions, ...)
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { z } from 'zod';
+import { TracefeedError } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import type { TracefeedAgent } from './agent.js';
+
+export const DEFAULT_AGENT_API_PORT = 9466;
+const MAX_BODY_BYTES = 64 * 1024;
+
+export const askRequestSchema = z.strictObject({
+  question: z.string().min(1).max(8000),
+  /** Continue a conversation; default: a new one (its id is in the answer). */
+  conversation_id: z
+    .string()
+    .min(1)
+    .max(128)
+    .regex(/^[A-Za-z0-9._:-]+$/, 'letters, digits, ".", "_", ":", "-"')
+    .optional(),
+  stream: z.boolean().default(false),
+});
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > MAX_BODY_BYTES)
+      throw new HttpError(413, `request body over ${MAX_BODY_BYTES} bytes`);
+    chunks.push(c as Buffer);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
+  } catch (err) {
+    throw new HttpError(400, `request body is not JSON: ${(err as Error).message}`);
+  }
+}
+
+export async function startAgentApi(
+  agent: TracefeedAgent,
+  port: number = DEFAULT_AGENT_API_PORT,
+  opts: { host?: string; log?: Logger } = {},
+): Promise<Server> {
+  const host = opts.host ?? '127.0.0.1';
+  const server = createServer((req, res) => {
+    void (async () => {
+      const url = new URL(req.url ?? '/', `http://${host}`);
+      let streaming = false;
+      try {
+        if (req.method === 'POST' && url.pathname === '/v1/ask') {
+          const parsed = askRequestSchema.safeParse(await readJson(req));
+          if (!parsed.success)
+            throw new HttpError(
+              400,
+              `invalid request: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ')}`,
+            );
+          const body = parsed.data;
+          streaming = body.stream || (req.headers.accept ?? '').includes('text/event-stream');
+          const ac = new AbortController();
+          res.on('close', () => {
+            if (!res.writableFinished) ac.abort();
+          });
+          if (!streaming) {
+            send(
+              res,
+              200,
+              await agent.ask(body.question, {
+                ...(body.conversation_id ? { conversationId: body.conversation_id } : {}),
+                signal: ac.signal,
+              }),
+            );
+            return;
+          }
+          res.writeHead(200, {
+            'content-type': 'text/event-stream',
+            'cache-control': 'no-cache',
+            connection: 'keep-alive',
+          });
+          const event = (name: string, data: unknown): void => {
+            res.write(`event: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
+          };
+          const result = await agent.ask(body.question, {
+            ...(body.conversation_id ? { conversationId: body.conversation_id } : {}),
+            signal: ac.signal,
+            onToken: (text) => event('token', { text }),
+          });
+          event('result', result);
+          res.end();
+        } else if (req.method === 'GET' && url.pathname === '/v1/status') {
+          send(res, 200, {
+            mode: agent.mode,
+            model: agent.endpoint?.model ?? null,
+            base_url: agent.endpoint?.baseUrl ?? null,
+            anomalies_known: agent.deps.anomalies.size,
+          });
+        } else if (req.method === 'GET' && url.pathname === '/metrics') {
+          res.writeHead(200, { 'content-type': agent.metrics.registry.contentType });
+          res.end(await agent.metrics.registry.metrics());
+        } else {
+          send(res, 404, { error: `no route for ${req.method} ${url.pathname}` });
+        }
+      } catch (err) {
+        const status =
+          err instanceof HttpError
+            ? err.status
+            : err instanceof TracefeedError && !err.retriable
+              ? 400
+              : 502;
+        if (status >= 500) opts.log?.error({ err }, 'agent API request failed');
+        const body = {
+          error: err instanceof Error ? err.message : String(err),
+          ...(err instanceof TracefeedError && err.hint ? { hint: err.hint } : {}),
+        };
+        if (streaming && res.headersSent) {
+          res.write(`event: error\ndata: ${JSON.stringify(body)}\n\n`);
+          res.end();
+        } else send(res, status, body);
+      }
+    })();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(
+        err.code === 'EADDRINUSE'
+          ? new TracefeedError(
+              `port ${port} on ${host} is in use, so the agent API cannot listen`,
+              {
+                cause: err,
+                hint: 'stop the other process or pass --port',
+              },
+            )
+          : err,
+      ),
+    );
+    server.listen(port, host, () => resolve());
+  });
+  return server;
+}

@@ -1,0 +1,489 @@
+/**
+ * Answers without a model: a small parser maps the common questions (top
+ * workloads by a metric, anomalies now, what probes are active and why, what
+ * changed in the last N minutes) onto the same tools the model uses, and
+ * formats their results. Untrusted strings are printed JSON-quoted.
+ */
+import { AgentError } from './errors.js';
+import { formatMetricValue as fmt, type Explanation } from './explain.js';
+import { round } from './feature-math.js';
+import type { Citation, ToolCallRecord, ToolResult, ToolRunner } from './tools.js';
+import { quote } from './untrusted.js';
+
+export type Intent = 'top' | 'anomalies' | 'probes' | 'changed' | 'help';
+
+export interface ParsedQuestion {
+  intent: Intent;
+  metric?: string;
+  /** Look-back, minutes. */
+  minutes: number;
+  /** The question named a range (else a default was used). */
+  explicitRange: boolean;
+  node?: string;
+  workload?: string;
+  group_by: 'workload' | 'node' | 'node_workload';
+  top_k: number;
+  aggregation?: 'sum' | 'max' | 'avg';
+}
+
+const NUMBER_WORDS: Record<string, number> = {
+  a: 1,
+  an: 1,
+  one: 1,
+  two: 2,
+  three: 3,
+  four: 4,
+  five: 5,
+  six: 6,
+  seven: 7,
+  eight: 8,
+  nine: 9,
+  ten: 10,
+  eleven: 11,
+  twelve: 12,
+  fifteen: 15,
+  twenty: 20,
+  thirty: 30,
+  forty: 40,
+  'forty-five': 45,
+  fifty: 50,
+  sixty: 60,
+  ninety: 90,
+};
+
+/** Metric keywords, most specific first. */
+const METRIC_PATTERNS: Array<[RegExp, string]> = [
+  [/retransmi/, 'tcp_retransmits'],
+  [/\bresets?\b|\brst\b/, 'tcp_resets'],
+  [
+    /connect\w*\s+(fail|error|refus|timeout)|(fail|refus)\w*\s+(tcp\s+)?connect|connection failures?/,
+    'tcp_connect_failures',
+  ],
+  [
+    /(bytes?|traffic|throughput)\s+(receiv|download)|receiv\w*\s+(the\s+most\s+)?(bytes|traffic)|\binbound\b|\bbytes_received\b/,
+    'tcp_bytes_received',
+  ],
+  [/\bbytes?\b|traffic|throughput|\bsent\b|\bsend/, 'tcp_bytes_sent'],
+  [/\baccept/, 'tcp_accepts'],
+  [/\bconnect/, 'tcp_connects'],
+  [
+    /(fail|crash|error)\w*\s+(exit|process)|exit\w*\s+(with\s+)?(an?\s+)?(error|fail|non-?zero)|crash|failed_exits/,
+    'failed_exits',
+  ],
+  [
+    /\bexec|spawn|process(es)?\s+(start|launch|creat)|start\w*\s+(the\s+most\s+)?(new\s+)?process|new process|\bfork|churn|exec_count/,
+    'exec_count',
+  ],
+  [/\bexit/, 'exit_count'],
+  [/run.?queue|\brunq|schedul|cpu\s+(wait|contention|latency|starv|pressure)/, 'runq_p99_ns'],
+  [/syscall\w*\s+(error|fail)|(error|fail)\w*\s+syscall|errno/, 'syscall_errors'],
+  [/slow\s+syscall|syscall\w*\s+(latency|slow|p99|p95|duration|time)/, 'syscall_p99_ns'],
+  [/syscall/, 'syscall_count'],
+  [/file\w*\s+(open\s+)?(error|fail)|(fail|error)\w*\s+(file|open)/, 'file_open_errors'],
+  [/\bfiles?\b|\bopens?\b/, 'file_opens'],
+  [/events?\b|noisy|noisiest|busiest|event rate|most active|\bload\b/, 'events_per_second'],
+];
+
+function parseMinutes(q: string): number | undefined {
+  const m = q.match(
+    /\b(?:last|past|previous|recent)\s+(?:(\d+(?:\.\d+)?|[a-z]+(?:-[a-z]+)?)\s+)?(seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|d)\b/,
+  );
+  if (m) {
+    const n = m[1] === undefined ? 1 : /^\d/.test(m[1]) ? Number(m[1]) : NUMBER_WORDS[m[1]];
+    if (n !== undefined && Number.isFinite(n) && n > 0) {
+      const unit = m[2]!;
+      if (/^s/.test(unit)) return n / 60;
+      if (/^h/.test(unit)) return n * 60;
+      if (/^d/.test(unit)) return n * 1440;
+      return n;
+    }
+  }
+  const ago = q.match(/\b(\d+)\s*(s|sec|seconds?|m|min|minutes?|h|hours?)\b/);
+  if (ago) {
+    const n = Number(ago[1]);
+    const unit = ago[2]!;
+    return /^s/.test(unit) ? n / 60 : /^h/.test(unit) ? n * 60 : n;
+  }
+  if (/\bhour\b/.test(q)) return 60;
+  if (/\btoday\b/.test(q)) return 1440;
+  return undefined;
+}
+
+export function parseQuestion(question: string): ParsedQuestion {
+  const q = question.toLowerCase().replace(/\s+/g, ' ');
+  const minutes = parseMinutes(q);
+  let metric: string | undefined;
+  for (const [re, m] of METRIC_PATTERNS)
+    if (re.test(q)) {
+      metric = m;
+      break;
+    }
+  const node = question.match(/\b(?:on|for|of|in)\s+node\s+([A-Za-z0-9][\w.-]*)/i)?.[1];
+  const workload = question.match(/\b(?:workload|cgroup)\s+(\/\S*[^\s?.,;])/i)?.[1];
+  const topK = q.match(/\btop\s+(\d{1,2})\b/);
+  const base = {
+    explicitRange: minutes !== undefined,
+    ...(node !== undefined ? { node } : {}),
+    ...(workload !== undefined ? { workload } : {}),
+    group_by: (/\bwhich nodes?\b|\bper node\b|\bby node\b|\bnodes? (had|have|with)\b/.test(q)
+      ? 'node'
+      : 'workload') as ParsedQuestion['group_by'],
+    top_k: topK ? Math.min(50, Math.max(1, Number(topK[1]))) : 10,
+    ...(/\b(peak|max(imum)?|worst)\b/.test(q)
+      ? { aggregation: 'max' as const }
+      : /\b(average|avg|mean)\b/.test(q)
+        ? { aggregation: 'avg' as const }
+        : {}),
+  };
+  if (/\bchang|\bdifferen|\bcompared?\b|\bsince before\b|\bdelta\b/.test(q))
+    return { intent: 'changed', minutes: minutes ?? 10, ...base };
+  if (/anomal|incident|alert|\bwrong\b|unusual|\bodd\b|outlier/.test(q))
+    return { intent: 'anomalies', minutes: minutes ?? 15, ...base };
+  if (
+    /\bprobes?\b|collect(ing|ed|ion)?\b|tracing|instrument|sampl|\bfilters?\b|budget|feedback/.test(
+      q,
+    ) &&
+    !/\bwhich workloads?\b/.test(q)
+  )
+    return { intent: 'probes', minutes: minutes ?? 15, ...base };
+  if (metric !== undefined) return { intent: 'top', metric, minutes: minutes ?? 5, ...base };
+  return { intent: 'help', minutes: minutes ?? 5, ...base };
+}
+
+export interface DeterministicAnswer {
+  answer: string;
+  citations: Citation[];
+  tool_calls: ToolCallRecord[];
+  parsed: ParsedQuestion;
+}
+
+function hm(iso: string | null | undefined): string {
+  return iso ? iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '?';
+}
+
+function rangeText(minutes: number): string {
+  if (minutes < 1) return `${round(minutes * 60)} seconds`;
+  if (minutes >= 120 && minutes % 60 === 0) return `${minutes / 60} hours`;
+  return minutes === 1 ? '1 minute' : `${round(minutes)} minutes`;
+}
+
+interface Ctx {
+  agent: ToolRunner;
+  calls: ToolCallRecord[];
+  citations: Citation[];
+  n: number;
+}
+
+async function call<T>(c: Ctx, name: string, args: Record<string, unknown>): Promise<T> {
+  const r = await c.agent.runTool({ id: `det_${++c.n}`, name, args }, 0);
+  c.calls.push(r.record);
+  if (!r.result) throw new AgentError(r.record.error ?? `${name} failed`, 'tool');
+  c.citations.push(...(r.result as ToolResult).citations);
+  return r.result.data as T;
+}
+
+interface FeaturesData {
+  metric: string;
+  aggregation: string;
+  range: { since: string; until: string };
+  windows: {
+    count: number;
+    first_start: string | null;
+    last_end: string | null;
+    window_seconds: number | null;
+  };
+  rows_read: number;
+  total_groups: number;
+  groups: Array<{
+    node?: string;
+    workload?: string;
+    value: number;
+    windows: number;
+    peak_window_start?: string;
+    peak_value?: number;
+    previous?: number;
+    change?: number;
+    series: string[];
+  }>;
+}
+
+interface AnomaliesData {
+  count: number;
+  known_anomalies: number;
+  anomalies: Array<{
+    ref: string;
+    node: string;
+    workload: string;
+    metric: string;
+    severity: string;
+    window_start: string;
+    observed: number;
+    baseline: number;
+    score: number;
+  }>;
+}
+
+interface ProbesData {
+  nodes: Array<{
+    node: string;
+    events_per_second: number;
+    probes: Array<{
+      probe: string;
+      enabled: boolean;
+      attached: boolean;
+      sample_n: number;
+      filters: Record<string, unknown>;
+      events_per_second: number;
+      why: string;
+      drops: Record<string, number>;
+    }>;
+  }>;
+  policy: {
+    floors: string[];
+    budget: { events_per_second: number; bytes_per_second: number };
+    approval: { actions: string[]; origins: string[] };
+    cooldown_seconds: number;
+    max_ttl_seconds: number;
+  } | null;
+  recent_feedback: Array<{
+    request_id: string;
+    created_at: string;
+    origin: string;
+    action: string;
+    probe: string;
+    reason: string;
+    states: Record<string, string>;
+  }>;
+  unavailable?: string[];
+}
+
+function where(g: { node?: string; workload?: string }): string {
+  if (g.workload !== undefined)
+    return `${quote(g.workload)}${g.node !== undefined ? ` on node ${g.node}` : ''}`;
+  return `node ${g.node ?? '?'}`;
+}
+
+function windowsLine(d: FeaturesData): string {
+  const w = d.windows;
+  if (w.count === 0)
+    return `no feature windows in ${hm(d.range.since)} to ${hm(d.range.until)} (${d.rows_read} rows read)`;
+  return `${w.count} window(s) of ${w.window_seconds ?? '?'} s from ${hm(w.first_start)} to ${hm(w.last_end)}, ${d.rows_read} rows read`;
+}
+
+async function top(c: Ctx, p: ParsedQuestion): Promise<string> {
+  const d = await call<FeaturesData>(c, 'query_features', {
+    metric: p.metric,
+    since_minutes: p.minutes,
+    group_by: p.group_by === 'node' ? 'node' : 'node_workload',
+    top_k: p.top_k,
+    ...(p.aggregation ? { aggregation: p.aggregation } : {}),
+    ...(p.node ? { node: p.node } : {}),
+    ...(p.workload ? { workload: p.workload } : {}),
+  });
+  const what = p.group_by === 'node' ? 'nodes' : 'workloads';
+  const head = `${d.metric} (${d.aggregation} over windows) in the last ${rangeText(p.minutes)}; ${windowsLine(d)}.`;
+  if (d.groups.length === 0)
+    return `No ${what} had any ${d.metric} in the last ${rangeText(p.minutes)}.\n${head}`;
+  const lines = d.groups.map(
+    (g, i) =>
+      `${i + 1}. ${where(g)}: ${fmt(d.metric, g.value)}${g.windows > 1 ? ` in ${g.windows} windows` : ''}${
+        g.peak_value !== undefined && g.windows > 1
+          ? `, peak ${fmt(d.metric, g.peak_value)} in the window starting ${hm(g.peak_window_start)}`
+          : g.peak_window_start
+            ? ` (window starting ${hm(g.peak_window_start)})`
+            : ''
+      }`,
+  );
+  return `${d.total_groups} ${what} had ${d.metric}${d.total_groups > d.groups.length ? ` (top ${d.groups.length} shown)` : ''}:\n${lines.join('\n')}\n${head}\nSeries: ${d.groups.flatMap((g) => g.series.slice(0, 1).map(quote)).join(', ')}`;
+}
+
+async function anomalies(c: Ctx, p: ParsedQuestion): Promise<string> {
+  const d = await call<AnomaliesData>(c, 'list_anomalies', {
+    since_minutes: p.minutes,
+    limit: Math.max(p.top_k, 10),
+    ...(p.node ? { node: p.node } : {}),
+    ...(p.workload ? { workload: p.workload } : {}),
+  });
+  if (d.count === 0)
+    return `No anomalies in the last ${rangeText(p.minutes)} (${d.known_anomalies} known to the agent, from tracefeed.anomalies.v1).`;
+  const lines = d.anomalies.map(
+    (a) =>
+      `- ${a.severity}: ${a.metric} on ${quote(a.workload)} (node ${a.node}), window ${hm(a.window_start)}: ${fmt(a.metric, a.observed)} vs baseline ${fmt(a.metric, a.baseline)}, score ${a.score} [${a.ref}]`,
+  );
+  const worst = [...d.anomalies].sort(
+    (x, y) =>
+      (y.severity === 'critical' ? 1 : 0) - (x.severity === 'critical' ? 1 : 0) ||
+      y.score - x.score,
+  )[0]!;
+  const list = `${d.count} anomal${d.count === 1 ? 'y' : 'ies'} in the last ${rangeText(p.minutes)}:\n${lines.join('\n')}`;
+  try {
+    const e = await call<Explanation>(c, 'explain_anomaly', { anomaly: worst.ref });
+    return `${list}\n\nThe strongest, ${worst.ref}:\nWhat changed: ${e.what_changed}.\nWhere: ${e.where}.\nLikely cause: ${e.likely_cause}.`;
+  } catch (err) {
+    return `${list}\n\n(No explanation: ${(err as Error).message})`;
+  }
+}
+
+async function probes(c: Ctx, p: ParsedQuestion): Promise<string> {
+  const d = await call<ProbesData>(c, 'describe_probes', {
+    ...(p.node ? { node: p.node } : {}),
+    recent_feedback: 5,
+  });
+  const out: string[] = [];
+  if (d.nodes.length === 0)
+    out.push(
+      'No probe state is available (no node agent API answered and no node has reported to the feedback loop).',
+    );
+  for (const n of d.nodes) {
+    out.push(`Node ${n.node} (${fmt('events_per_second', n.events_per_second)} events/s in all):`);
+    for (const pr of n.probes) {
+      const filters =
+        Object.keys(pr.filters).length > 0 ? `, filters ${JSON.stringify(pr.filters)}` : '';
+      const drops = Object.entries(pr.drops).filter(([, v]) => v > 0);
+      out.push(
+        `- ${pr.probe}: ${pr.enabled ? (pr.attached ? 'active' : 'enabled, not attached') : 'off'}${pr.enabled ? `, ${pr.sample_n === 1 ? 'every event' : `1 in ${pr.sample_n} events`}, ${fmt('events_per_second', pr.events_per_second)} events/s` : ''}${filters}${drops.length > 0 ? `, drops ${drops.map(([k, v]) => `${k} ${v}`).join(' ')}` : ''}. Why: ${pr.why}.`,
+      );
+    }
+  }
+  if (d.policy) {
+    const agentNeedsApproval = d.policy.approval.origins.includes('agent');
+    out.push(
+      `Policy: floors ${d.policy.floors.join(', ') || '(none)'}; budget ${d.policy.budget.events_per_second} events/s per node; cooldown ${d.policy.cooldown_seconds} s; changes last at most ${d.policy.max_ttl_seconds} s; ${d.policy.approval.actions.length > 0 ? `${d.policy.approval.actions.join(', ')} needs operator approval` : 'no action needs approval'}${agentNeedsApproval ? '; agent proposals need operator approval' : ''}.`,
+    );
+  }
+  if (d.recent_feedback.length > 0) {
+    out.push('Recent feedback:');
+    for (const f of d.recent_feedback)
+      out.push(
+        `- ${f.request_id} ${hm(f.created_at)} ${f.origin} ${f.action} ${f.probe}: ${
+          Object.entries(f.states)
+            .map(([n, s]) => `${n} ${s}`)
+            .join(', ') || 'no decision'
+        } (${quote(f.reason.slice(0, 160))})`,
+      );
+  }
+  if (d.unavailable) out.push(`Unavailable: ${d.unavailable.join('; ')}`);
+  return out.join('\n');
+}
+
+const CHANGE_METRICS = [
+  'events_per_second',
+  'exec_count',
+  'failed_exits',
+  'tcp_connects',
+  'tcp_connect_failures',
+  'tcp_retransmits',
+  'tcp_resets',
+  'tcp_bytes_sent',
+  'syscall_p99_ns',
+  'runq_p99_ns',
+];
+
+function significant(metric: string, prev: number, now: number): boolean {
+  const d = Math.abs(now - prev);
+  const floor = metric.endsWith('_ns')
+    ? 1e6
+    : metric === 'tcp_bytes_sent'
+      ? 64 * 1024
+      : metric === 'events_per_second'
+        ? 5
+        : 3;
+  return d >= floor && d > 0.5 * Math.abs(prev);
+}
+
+async function changed(c: Ctx, p: ParsedQuestion): Promise<string> {
+  const changes: Array<{ metric: string; g: FeaturesData['groups'][number]; score: number }> = [];
+  let windows: FeaturesData | undefined;
+  for (const metric of CHANGE_METRICS) {
+    const d = await call<FeaturesData>(c, 'query_features', {
+      metric,
+      since_minutes: p.minutes,
+      group_by: 'node_workload',
+      compare_previous: true,
+      top_k: 5,
+      ...(p.node ? { node: p.node } : {}),
+      ...(p.workload ? { workload: p.workload } : {}),
+    });
+    if (!windows || d.windows.count > windows.windows.count) windows = d;
+    for (const g of d.groups) {
+      const prev = g.previous ?? 0;
+      if (!significant(metric, prev, g.value)) continue;
+      changes.push({ metric, g, score: Math.abs(g.value - prev) / Math.max(1, Math.abs(prev)) });
+    }
+  }
+  changes.sort((x, y) => y.score - x.score);
+  const out: string[] = [];
+  const span = `the last ${rangeText(p.minutes)} against the ${rangeText(p.minutes)} before`;
+  if (changes.length === 0)
+    out.push(
+      `Nothing changed by more than half in ${span} (metrics: ${CHANGE_METRICS.join(', ')}).`,
+    );
+  else {
+    out.push(`Changes in ${span}:`);
+    for (const ch of changes.slice(0, 12)) {
+      const prev = ch.g.previous ?? 0;
+      const tag =
+        prev === 0
+          ? ' (new)'
+          : ch.g.value === 0
+            ? ' (stopped)'
+            : ` (${ch.g.value > prev ? '+' : ''}${round(((ch.g.value - prev) / Math.abs(prev)) * 100)}%)`;
+      out.push(
+        `- ${ch.metric} on ${where(ch.g)}: ${fmt(ch.metric, prev)} -> ${fmt(ch.metric, ch.g.value)}${tag}`,
+      );
+    }
+  }
+  const a = await call<AnomaliesData>(c, 'list_anomalies', {
+    since_minutes: p.minutes,
+    limit: 5,
+    ...(p.node ? { node: p.node } : {}),
+  });
+  out.push(
+    a.count === 0
+      ? 'No anomalies in that time.'
+      : `Anomalies in that time: ${a.anomalies.map((x) => `${x.metric} on ${quote(x.workload)} (${x.severity}, ${x.ref})`).join('; ')}.`,
+  );
+  const pr = await call<ProbesData>(c, 'describe_probes', { recent_feedback: 20 });
+  const since = Date.now() - p.minutes * 60_000;
+  const fb = pr.recent_feedback.filter((f) => Date.parse(f.created_at) >= since);
+  if (fb.length > 0)
+    out.push(
+      `Feedback in that time: ${fb.map((f) => `${f.request_id} ${f.origin} ${f.action} ${f.probe} (${Object.values(f.states).join(', ') || 'pending'})`).join('; ')}.`,
+    );
+  if (windows) out.push(`Read: ${windowsLine(windows)}.`);
+  return out.join('\n');
+}
+
+const HELP = `Without a model I answer these kinds of questions:
+- top workloads by a metric: "which workloads had TCP retransmits in the last five minutes?", "top 5 workloads by exec count in the last hour", "which nodes sent the most bytes?"
+- anomalies: "anomalies now", "any anomalies in the last 30 minutes?"
+- probes: "what probes are active and why?"
+- changes: "what changed in the last 10 minutes?"
+Metrics: retransmits, resets, connect failures, connects, accepts, bytes sent/received, execs, exits, failed exits, syscalls, syscall errors, syscall latency, run-queue latency, file opens, file open errors, events/s.`;
+
+export async function answerDeterministically(
+  question: string,
+  agent: ToolRunner,
+): Promise<DeterministicAnswer> {
+  const parsed = parseQuestion(question);
+  const c: Ctx = { agent, calls: [], citations: [], n: 0 };
+  let answer: string;
+  switch (parsed.intent) {
+    case 'top':
+      answer = await top(c, parsed);
+      break;
+    case 'anomalies':
+      answer = await anomalies(c, parsed);
+      break;
+    case 'probes':
+      answer = await probes(c, parsed);
+      break;
+    case 'changed':
+      answer = await changed(c, parsed);
+      break;
+    case 'help':
+      answer = `I could not match this question to one I can answer without a model.\n${HELP}`;
+      break;
+  }
+  return { answer, citations: c.citations, tool_calls: c.calls, parsed };
+}
