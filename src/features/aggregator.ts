@@ -3,9 +3,10 @@
  * from the frame bytes into typed-array slabs: no JavaScript object per event.
  *
  * A window of a node closes when that node's watermark (latest event time
- * minus the allowed lateness) passes its end, or when the wall clock is past
- * its end plus lateness plus `idleCloseMs` (a quiet node still gets its
- * windows). Events for a closed window are counted as late and not added.
+ * minus the allowed lateness) passes its end, or, once the node has sent no
+ * frame for `idleCloseMs` of wall-clock time, when the wall clock is past its
+ * end plus lateness (a quiet node still gets its windows). Events for a closed
+ * window are counted as late and not added.
  */
 import { decodeFrame } from '../ingest/frame.js';
 import { CGROUP_OFFSET_BY_OP, Op } from '../ingest/layout.js';
@@ -42,7 +43,7 @@ export interface AggregatorOptions {
   windowMs: number;
   /** How long after a window's end its events are still accepted (event time), ms. Default 5000. */
   allowedLatenessMs: number;
-  /** Close a window this long (wall clock) after end + lateness even without newer events, ms. Default 5000. */
+  /** A node that sent no frame for this long (wall clock) is quiet: its windows close by the wall clock, ms. Default 5000. */
   idleCloseMs: number;
   /** Events further than this from the wall clock are out of range and counted, ms. Default 1 day. */
   maxClockSkewMs: number;
@@ -99,6 +100,8 @@ interface NodeState {
   closedUpToMs: number;
   /** closedUpToMs as restored from a previous run: events below it are replays. */
   restoredUpToMs: number;
+  /** Wall clock of the node's last frame. */
+  lastFrameWallMs: number;
 }
 
 export class WindowAggregator {
@@ -167,7 +170,7 @@ export class WindowAggregator {
   private nodeState(node: string): NodeState {
     let st = this.nodes.get(node);
     if (!st) {
-      st = { windows: new Map(), maxEventMs: 0, closedUpToMs: 0, restoredUpToMs: 0 };
+      st = { windows: new Map(), maxEventMs: 0, closedUpToMs: 0, restoredUpToMs: 0, lastFrameWallMs: 0 };
       this.nodes.set(node, st);
     }
     return st;
@@ -355,6 +358,7 @@ export class WindowAggregator {
       off += size;
     }
     st.maxEventMs = maxEvent;
+    st.lastFrameWallMs = nowMs;
     this.counters.frames++;
     this.counters.events += n;
     return n;
@@ -369,7 +373,11 @@ export class WindowAggregator {
       const indices = [...st.windows.keys()].sort((a, b) => a - b);
       for (const idx of indices) {
         const end = (idx + 1) * windowMs;
-        const due = force || end <= watermark || end + allowedLatenessMs + idleCloseMs <= nowMs;
+        // By event time (the watermark), or, for a node gone quiet, by the wall clock. A node
+        // whose frames keep coming (a live stream, or a backlog being read) is left to its
+        // watermark, so catching up does not close windows early.
+        const quiet = nowMs - st.lastFrameWallMs >= idleCloseMs;
+        const due = force || end <= watermark || (quiet && end + allowedLatenessMs <= nowMs);
         if (!due) break; // windows close in order per node
         const w = st.windows.get(idx) as OpenWindow;
         st.windows.delete(idx);

@@ -13,7 +13,7 @@ export const featureStageConfigSchema = z.strictObject({
   window_seconds: z.number().int().min(1).max(3600).default(10),
   /** Events up to this late (event time) still count. Default 5 s. */
   allowed_lateness_seconds: z.number().min(0).max(3600).default(5),
-  /** A window closes this long (wall clock) after end + lateness even with no newer events. Default 5 s. */
+  /** A node that sent nothing for this long (wall clock) has its windows closed by the clock. Default 5 s. */
   idle_close_seconds: z.number().min(0).max(3600).default(5),
   /** Where .arrows files and the stage state live. Default `<TRACEFEED_HOME>/features`. */
   data_dir: z.string().min(1).default(join(stateDir(), 'features')),
