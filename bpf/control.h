@@ -206,12 +206,23 @@ static __always_inline void tf_hdr_fill(struct tf_event_header *h, __u8 op, __u3
 	h->sample_weight = weight;
 }
 
-/* Submit with batched wake-ups: force one only when enough data waits. */
+/*
+ * Submit with batched wake-ups: no wake-up per record; one forced wake-up
+ * each time the unread data crosses a multiple of wakeup_bytes. Not one per
+ * record above the threshold: while the reader is away (busy, or letting a
+ * batch gather) every record would pay for an irq_work. With producers on
+ * several CPUs a crossing can be missed; the next multiple catches it, the
+ * ring's poll is level-triggered and the reader polls with a timeout anyway.
+ */
 static __always_inline void tf_submit(void *event)
 {
+	__u64 size = ((struct tf_event_header *)event)->size;
+	__u64 avail = bpf_ringbuf_query(&rb, BPF_RB_AVAIL_DATA);
 	__u64 flags = BPF_RB_NO_WAKEUP;
 
-	if (bpf_ringbuf_query(&rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+	/* avail counts this reserved record (plus the ring's 8-byte record header). */
+	if (wakeup_bytes && avail >= wakeup_bytes &&
+	    (avail - size - 8) / wakeup_bytes != avail / wakeup_bytes)
 		flags = BPF_RB_FORCE_WAKEUP;
 	bpf_ringbuf_submit(event, flags);
 	tf_count(&tf_emitted, TF_THIS_PROBE);

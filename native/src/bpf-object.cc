@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "bpf-object.h"
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
@@ -261,7 +264,15 @@ Napi::Value BpfObject::Load(const Napi::CallbackInfo& info) {
 	RequireOpen(env, "load");
 	if (loaded_)
 		return env.Undefined();  // loading twice is a no-op, like attach
+	// The verifier gives up with EAGAIN when a signal is pending on the loading
+	// thread, and Node's main thread gets them often (SIGCHLD from every child,
+	// SIGPROF under a profiler): a long verification can lose every retry
+	// libbpf makes. Hold signals for the load; they are delivered right after.
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
 	int err = bpf_object__load(obj_);
+	pthread_sigmask(SIG_SETMASK, &old, nullptr);
 	if (err)
 		ThrowBpfError(env, Ctx("load"), err);
 	loaded_ = true;

@@ -82,6 +82,14 @@ private:
 	// Batch being filled; touched by the ring thread only.
 	uint8_t* cur_ = nullptr;
 	size_t cur_len_ = 0;
+	// Bytes appended since the last loop turn, for pacing.
+	size_t drained_bytes_ = 0;
+	// A loop turn that drained less than this waits up to kPaceMaxMs (or a kernel
+	// wake-up) before draining again.
+	static constexpr size_t kPaceBytes = 16 * 1024;
+	static constexpr int64_t kPaceMaxMs = 10;
+	// Edge-triggered epoll on the ring map: wakes on the kernel's wake-ups only.
+	int pace_fd_ = -1;
 	size_t cur_cap_ = 0;
 	uint32_t cur_events_ = 0;
 	int64_t cur_deadline_ms_ = 0;  // flush time of the batch's first sample

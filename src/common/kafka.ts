@@ -1,5 +1,8 @@
 import { Kafka, logLevel, type logCreator } from 'kafkajs';
 import { TransportError } from './errors.js';
+import { patchKafkajs } from './kafkajs-patch.js';
+
+patchKafkajs();
 import type { Logger } from './logger.js';
 
 /** The v1 topics (docs/topics.md). */
