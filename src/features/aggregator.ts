@@ -170,7 +170,13 @@ export class WindowAggregator {
   private nodeState(node: string): NodeState {
     let st = this.nodes.get(node);
     if (!st) {
-      st = { windows: new Map(), maxEventMs: 0, closedUpToMs: 0, restoredUpToMs: 0, lastFrameWallMs: 0 };
+      st = {
+        windows: new Map(),
+        maxEventMs: 0,
+        closedUpToMs: 0,
+        restoredUpToMs: 0,
+        lastFrameWallMs: 0,
+      };
       this.nodes.set(node, st);
     }
     return st;
