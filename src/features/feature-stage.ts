@@ -28,6 +28,7 @@ import {
 } from './config.js';
 import { readArrowsFile, selectRows, toIpcStream, type FeatureQuery } from './feature-query.js';
 import { ArrowFileSink } from './file-sink.js';
+import { featureMetrics } from './metrics.js';
 
 export interface FeatureStageStats extends AggregatorCounters {
   /** Records sent to the dead-letter topic, by reason. */
@@ -377,10 +378,16 @@ export class FeatureStage {
   }
 
   private async startHttp(port: number): Promise<Server> {
+    const registry = featureMetrics(() => this.stats());
     const server = createServer((req, res) => {
       const url = new URL(req.url ?? '/', 'http://127.0.0.1');
       try {
-        if (req.method === 'GET' && url.pathname === '/v1/features') {
+        if (req.method === 'GET' && url.pathname === '/metrics') {
+          void registry.metrics().then((text) => {
+            res.writeHead(200, { 'content-type': registry.contentType });
+            res.end(text);
+          });
+        } else if (req.method === 'GET' && url.pathname === '/v1/features') {
           const time = (name: string): number | undefined => {
             const v = url.searchParams.get(name);
             if (v === null) return undefined;

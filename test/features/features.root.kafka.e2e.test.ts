@@ -161,6 +161,9 @@ describe('features of a real workload', () => {
       /since must be an ISO 8601 time/,
     );
 
+    const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+    expect(metrics).toMatch(/tracefeed_features_windows_total [1-9]/);
+    expect(metrics).toMatch(/tracefeed_features_late_events_total 0/);
     const s = stage.stats();
     expect(s.windowsClosed).toBeGreaterThan(0);
     expect(s.late).toBe(0);

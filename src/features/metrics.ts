@@ -1,0 +1,65 @@
+/** Prometheus metrics of the feature stage, read from its counters at scrape time. */
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { FeatureStageStats } from './feature-stage.js';
+
+export function featureMetrics(stats: () => FeatureStageStats): Registry {
+  const registry = new Registry();
+  const counters: Array<[string, string, (s: FeatureStageStats) => number]> = [
+    ['tracefeed_features_frames_total', 'Frames decoded.', (s) => s.frames],
+    ['tracefeed_features_events_total', 'Records aggregated into windows.', (s) => s.events],
+    [
+      'tracefeed_features_late_events_total',
+      'Events for a window already written (not added).',
+      (s) => s.late,
+    ],
+    [
+      'tracefeed_features_out_of_range_events_total',
+      'Events too far from the wall clock (not added).',
+      (s) => s.outOfRange,
+    ],
+    [
+      'tracefeed_features_replayed_events_total',
+      'Events of windows written before a restart (skipped).',
+      (s) => s.alreadyEmitted,
+    ],
+    ['tracefeed_features_windows_total', 'Windows written.', (s) => s.windowsClosed],
+    ['tracefeed_features_rows_total', 'Feature rows written.', (s) => s.rowsEmitted],
+    ['tracefeed_anomalies_total', 'Anomalies published.', (s) => s.anomaliesPublished],
+  ];
+  for (const [name, help, read] of counters) {
+    let last = 0;
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        const v = read(stats());
+        if (v > last) this.inc(v - last);
+        last = v;
+      },
+    });
+  }
+  const lastDead = new Map<string, number>();
+  new Counter({
+    name: 'tracefeed_features_dead_lettered_total',
+    help: 'Records sent to tracefeed.events.dlq.v1, by reason.',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      for (const [reason, v] of Object.entries(stats().deadLettered)) {
+        const d = v - (lastDead.get(reason) ?? 0);
+        if (d > 0) this.inc({ reason }, d);
+        lastDead.set(reason, v);
+      }
+    },
+  });
+  new Gauge({
+    name: 'tracefeed_features_open_windows',
+    help: 'Windows still open.',
+    registers: [registry],
+    collect() {
+      this.set(stats().openWindows);
+    },
+  });
+  return registry;
+}
