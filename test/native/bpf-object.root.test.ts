@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cString, ensureTracefs, waitFor } from '../helpers/native-test.js';
 
 import type * as Native from '../../native/index.js';
 
@@ -59,12 +60,6 @@ interface ExitRecord {
 }
 
 type EventRecord = ExecRecord | ExitRecord;
-
-function cString(buf: Buffer, start: number, len: number): string {
-  const bytes = buf.subarray(start, start + len);
-  const nul = bytes.indexOf(0);
-  return bytes.subarray(0, nul < 0 ? len : nul).toString('utf8');
-}
 
 function decodeBatch(batch: Buffer): EventRecord[] {
   const out: EventRecord[] = [];
@@ -146,22 +141,6 @@ function run(file: string): Promise<{ pid: number; code: number | null }> {
     child.on('error', reject);
     child.on('exit', (code) => resolve({ pid: child.pid ?? -1, code }));
   });
-}
-
-async function waitFor(pred: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
-}
-
-// tracepoint attach reads ids from tracefs; a fresh container may not mount it.
-function ensureTracefs(): void {
-  if (existsSync('/sys/kernel/tracing/events') || existsSync('/sys/kernel/debug/tracing/events'))
-    return;
-  try {
-    execFileSync('mount', ['-t', 'tracefs', 'tracefs', '/sys/kernel/tracing'], { stdio: 'ignore' });
-  } catch {
-    throw new Error('tracefs is not mounted: run `mount -t tracefs tracefs /sys/kernel/tracing`');
-  }
 }
 
 describe.skipIf(!isRoot)('native BpfObject (root)', () => {

@@ -2,20 +2,21 @@
 //
 // End-to-end test of bpf/file.bpf.c with real opens run in a fresh cgroup
 // v2: needs root, `make -C bpf` and `node native/build.mjs`.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmdirSync,
-  rmSync,
-  statSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  cString,
+  cgroup2Mount,
+  cgroupId,
+  ensureTracefs,
+  removeCgroup,
+  u64Key,
+  waitFor,
+} from '../helpers/native-test.js';
 
 import type * as Native from '../../native/index.js';
 
@@ -53,12 +54,6 @@ interface OpenRecord {
   comm: string;
   path: string;
   pathTailZero: boolean;
-}
-
-function cString(buf: Buffer, start: number, len: number): string {
-  const bytes = buf.subarray(start, start + len);
-  const nul = bytes.indexOf(0);
-  return bytes.subarray(0, nul < 0 ? len : nul).toString('utf8');
 }
 
 function decodeBatch(batch: Buffer): OpenRecord[] {
@@ -105,12 +100,6 @@ function configBuf(enabled: number, generation: number, sampleN: number, mask: n
   return b;
 }
 
-function u64Key(v: bigint): Buffer {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64LE(v);
-  return b;
-}
-
 // struct tf_path_key: prefixlen in bits, then TF_PATH_PREFIX_LEN path bytes.
 function pathKey(prefix: string): Buffer {
   const bytes = Buffer.from(prefix);
@@ -119,19 +108,6 @@ function pathKey(prefix: string): Buffer {
   b.writeUInt32LE(bytes.length * 8, 0);
   bytes.copy(b, 4);
   return b;
-}
-
-function cgroup2Mount(): string {
-  for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
-    const f = line.split(' ');
-    if (f[2] === 'cgroup2') return f[1]!;
-  }
-  throw new Error('no cgroup2 mount in /proc/mounts');
-}
-
-// cgroup v2 id == inode number of the cgroup's directory.
-function cgroupId(dir: string): bigint {
-  return statSync(dir, { bigint: true }).ino;
 }
 
 // Runs the shell `script` inside the cgroup `dir`.
@@ -143,31 +119,6 @@ function runIn(dir: string, script: string): Promise<{ pid: number; code: number
     child.on('error', reject);
     child.on('exit', (code) => resolve({ pid: child.pid ?? -1, code }));
   });
-}
-
-async function removeCgroup(dir: string): Promise<void> {
-  // An exited task can leave the cgroup busy for a moment.
-  for (let i = 0; i < 50; i++) {
-    try {
-      rmdirSync(dir);
-      return;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-  rmdirSync(dir);
-}
-
-async function waitFor(pred: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
-}
-
-function ensureTracefs(): void {
-  if (existsSync('/sys/kernel/tracing/events') || existsSync('/sys/kernel/debug/tracing/events'))
-    return;
-  execFileSync('mount', ['-t', 'tracefs', 'tracefs', '/sys/kernel/tracing'], { stdio: 'ignore' });
 }
 
 describe.skipIf(!isRoot)('file probe (root)', () => {

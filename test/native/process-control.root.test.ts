@@ -11,7 +11,6 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
-  readFileSync,
   rmdirSync,
   rmSync,
   statSync,
@@ -21,6 +20,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cString, cgroup2Mount, ensureTracefs, waitFor } from '../helpers/native-test.js';
 
 import type * as Native from '../../native/index.js';
 
@@ -52,12 +52,6 @@ interface ProcRecord {
   filename: string; // exec only
 }
 
-function cString(buf: Buffer, start: number, len: number): string {
-  const bytes = buf.subarray(start, start + len);
-  const nul = bytes.indexOf(0);
-  return bytes.subarray(0, nul < 0 ? len : nul).toString('utf8');
-}
-
 function decodeBatch(batch: Buffer): ProcRecord[] {
   const out: ProcRecord[] = [];
   const dv = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
@@ -83,28 +77,7 @@ function decodeBatch(batch: Buffer): ProcRecord[] {
   return out;
 }
 
-async function waitFor(pred: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (!pred() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
-  return pred();
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function ensureTracefs(): void {
-  if (existsSync('/sys/kernel/tracing/events') || existsSync('/sys/kernel/debug/tracing/events'))
-    return;
-  execFileSync('mount', ['-t', 'tracefs', 'tracefs', '/sys/kernel/tracing'], { stdio: 'ignore' });
-}
-
-// The cgroup2 mount: /sys/fs/cgroup on unified hosts, .../unified on hybrid ones.
-function cgroup2Mount(): string {
-  for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
-    const f = line.split(' ');
-    if (f[2] === 'cgroup2') return f[1]!;
-  }
-  throw new Error('no cgroup2 mount in /proc/mounts');
-}
 
 function run(file: string, args: string[] = []): Promise<{ pid: number; code: number | null }> {
   return new Promise((resolve, reject) => {

@@ -5,11 +5,18 @@
 // `make -C bpf` and `node native/build.mjs`.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  cgroup2Mount,
+  cgroupId,
+  ownCgroupId,
+  removeCgroup,
+  u64Key,
+} from '../helpers/native-test.js';
 
 import type * as Native from '../../native/index.js';
 
@@ -55,33 +62,6 @@ function configBuf(enabled: number, mask: number): Buffer {
   return b;
 }
 
-function u64Key(v: bigint): Buffer {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64LE(v);
-  return b;
-}
-
-function cgroup2Mount(): string {
-  for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
-    const f = line.split(' ');
-    if (f[2] === 'cgroup2') return f[1]!;
-  }
-  throw new Error('no cgroup2 mount in /proc/mounts');
-}
-
-// cgroup v2 id == inode number of the cgroup's directory.
-function cgroupId(dir: string): bigint {
-  return statSync(dir, { bigint: true }).ino;
-}
-
-function ownCgroupId(mount: string): bigint {
-  const line = readFileSync('/proc/self/cgroup', 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith('0::'));
-  if (!line) throw new Error('no cgroup v2 line in /proc/self/cgroup');
-  return cgroupId(path.join(mount, line.slice(3)));
-}
-
 function runIn(dir: string, cmd: string): Promise<number | null> {
   return new Promise((resolve, reject) => {
     const child = spawn('sh', ['-c', `echo $$ > ${dir}/cgroup.procs && exec ${cmd}`], {
@@ -90,20 +70,6 @@ function runIn(dir: string, cmd: string): Promise<number | null> {
     child.on('error', reject);
     child.on('exit', (code) => resolve(code));
   });
-}
-
-async function removeCgroup(dir: string): Promise<void> {
-  // An exited task can leave the cgroup busy for a moment.
-  for (let i = 0; i < 50; i++) {
-    try {
-      rmdirSync(dir);
-      return;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-  rmdirSync(dir);
 }
 
 describe.skipIf(!isRoot)('sched probe (root)', () => {

@@ -2,12 +2,22 @@
 //
 // End-to-end test of bpf/syscalls.bpf.c with real workloads run in a fresh
 // cgroup v2: needs root, `make -C bpf` and `node native/build.mjs`.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  cString,
+  cgroup2Mount,
+  cgroupId,
+  ensureTracefs,
+  ownCgroupId,
+  removeCgroup,
+  u64Key,
+  waitFor,
+} from '../helpers/native-test.js';
 
 import type * as Native from '../../native/index.js';
 
@@ -44,12 +54,6 @@ interface SlowRecord {
   ret: bigint;
   durationNs: bigint;
   comm: string;
-}
-
-function cString(buf: Buffer, start: number, len: number): string {
-  const bytes = buf.subarray(start, start + len);
-  const nul = bytes.indexOf(0);
-  return bytes.subarray(0, nul < 0 ? len : nul).toString('utf8');
 }
 
 function decodeSlow(batch: Buffer): SlowRecord[] {
@@ -104,12 +108,6 @@ function configBuf(c: ConfigFields): Buffer {
   return b;
 }
 
-function u64Key(v: bigint): Buffer {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64LE(v);
-  return b;
-}
-
 function syscallKey(cgroupId: bigint, nr: number): Buffer {
   const b = Buffer.alloc(16);
   b.writeBigUInt64LE(cgroupId, 0);
@@ -144,27 +142,6 @@ function decodeHist(b: Buffer): Hist {
   };
 }
 
-function cgroup2Mount(): string {
-  for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
-    const f = line.split(' ');
-    if (f[2] === 'cgroup2') return f[1]!;
-  }
-  throw new Error('no cgroup2 mount in /proc/mounts');
-}
-
-// cgroup v2 id == inode number of the cgroup's directory.
-function cgroupId(dir: string): bigint {
-  return statSync(dir, { bigint: true }).ino;
-}
-
-function ownCgroupId(mount: string): bigint {
-  const line = readFileSync('/proc/self/cgroup', 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith('0::'));
-  if (!line) throw new Error('no cgroup v2 line in /proc/self/cgroup');
-  return cgroupId(path.join(mount, line.slice(3)));
-}
-
 // Runs `cmd` (a shell command line) inside the cgroup `dir`.
 function runIn(dir: string, cmd: string): Promise<{ pid: number; code: number | null }> {
   return new Promise((resolve, reject) => {
@@ -174,31 +151,6 @@ function runIn(dir: string, cmd: string): Promise<{ pid: number; code: number | 
     child.on('error', reject);
     child.on('exit', (code) => resolve({ pid: child.pid ?? -1, code }));
   });
-}
-
-async function removeCgroup(dir: string): Promise<void> {
-  // An exited task can leave the cgroup busy for a moment.
-  for (let i = 0; i < 50; i++) {
-    try {
-      rmdirSync(dir);
-      return;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-  rmdirSync(dir);
-}
-
-async function waitFor(pred: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
-}
-
-function ensureTracefs(): void {
-  if (existsSync('/sys/kernel/tracing/events') || existsSync('/sys/kernel/debug/tracing/events'))
-    return;
-  execFileSync('mount', ['-t', 'tracefs', 'tracefs', '/sys/kernel/tracing'], { stdio: 'ignore' });
 }
 
 describe.skipIf(!isRoot)('syscalls probe (root)', () => {

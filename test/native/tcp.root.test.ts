@@ -11,6 +11,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureTracefs, waitFor } from '../helpers/native-test.js';
 
 import type * as Native from '../../native/index.js';
 
@@ -110,18 +111,6 @@ const V6_LOOPBACK = Buffer.concat([Buffer.alloc(15), Buffer.from([1])]);
 
 function v4(a: string): Buffer {
   return Buffer.concat([Buffer.from(a.split('.').map(Number)), Buffer.alloc(12)]);
-}
-
-async function waitFor(pred: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (!pred() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
-  return pred();
-}
-
-function ensureTracefs(): void {
-  if (existsSync('/sys/kernel/tracing/events') || existsSync('/sys/kernel/debug/tracing/events'))
-    return;
-  execFileSync('mount', ['-t', 'tracefs', 'tracefs', '/sys/kernel/tracing'], { stdio: 'ignore' });
 }
 
 interface Exchange {
