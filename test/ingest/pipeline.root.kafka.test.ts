@@ -51,6 +51,28 @@ describe('process events reach Kafka', () => {
     const node = `test-node-${randomBytes(3).toString('hex')}`;
     const up = startUp(['--no-infra', '--duration', '12', '--node', node, '-o', 'json']);
     await up.ready;
+    // `events tail` as a user runs it, piped: JSON lines of this node's exec events.
+    const tail = spawn(
+      process.execPath,
+      [
+        cli,
+        'events',
+        'tail',
+        '--node',
+        node,
+        '--probe',
+        'process',
+        '--limit',
+        '2',
+        '--timeout',
+        '30',
+      ],
+      { env: { ...process.env, TRACEFEED_LOG_LEVEL: 'silent' }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let tailOut = '';
+    tail.stdout.on('data', (d: Buffer) => (tailOut += d.toString()));
+    const tailDone = new Promise<number>((r) => tail.on('exit', (c) => r(c ?? -1)));
+    await new Promise((r) => setTimeout(r, 3000)); // let it join its group
     const prog = uniqueProgram('tf-skel');
     const { pid, code } = await prog.run(7);
     expect(code).toBe(7);
@@ -80,6 +102,16 @@ describe('process events reach Kafka', () => {
     expect(record?.headers.ce_type).toBe('io.tracefeed.events.v1');
     expect(record?.headers['content-type']).toBe('application/vnd.tracefeed.frame.v1');
     expect(Number(record?.headers.tracefeed_event_count)).toBe(record?.events.length);
+
+    expect(await tailDone).toBe(0);
+    const tailed = tailOut
+      .trim()
+      .split('\n')
+      .map(
+        (l) => JSON.parse(l) as { node: string; type: string; attributes: Record<string, unknown> },
+      );
+    expect(tailed).toHaveLength(2);
+    expect(tailed.every((e) => e.node === node && e.type.startsWith('process.'))).toBe(true);
 
     expect(await up.exit).toBe(0);
     const summary = JSON.parse(up.stdout()) as {
