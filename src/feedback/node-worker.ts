@@ -18,7 +18,7 @@ import type { Logger } from '../common/logger.js';
 import type { ProbeName } from '../ingest/layout.js';
 import type { ProbeStats } from '../ingest/node-agent.js';
 import type { ProbeState } from '../ingest/probe-controller.js';
-import type { ProbePatch, ProbeSettings } from '../ingest/probe-settings.js';
+import { applyPatch, type ProbePatch, type ProbeSettings } from '../ingest/probe-settings.js';
 import type { AuditTrail } from './audit.js';
 import {
   JOB_OPTIONS,
@@ -126,8 +126,59 @@ export function revertPatch(
   return { patch, restored, kept };
 }
 
+/**
+ * Feedback on one probe, as layers: the settings in force before any active
+ * request (the baseline), then each active request's patch in the order they
+ * were applied. Reverting a request removes its layer and recomputes the
+ * rest, so overlapping requests never leave one another's settings behind.
+ * Changes made meanwhile by anyone else (an operator's `probes set`) are
+ * folded into the baseline and kept.
+ */
+interface ProbeLayers {
+  baseline: ProbeSettings;
+  active: Array<{ id: string; patch: ProbePatch }>;
+  /** What this worker last set: fields that differ from it now were changed by someone else. */
+  last: ProbeSettings;
+}
+
+/** Folds changes made outside the feedback loop into the baseline. */
+function rebase(layers: ProbeLayers, current: ProbeSettings): void {
+  for (const f of SCALARS) {
+    if (current[f] !== layers.last[f]) (layers.baseline as Record<string, unknown>)[f] = current[f];
+  }
+  for (const d of DIMS) {
+    if (!isDeepStrictEqual(current.filters[d], layers.last.filters[d])) {
+      (layers.baseline.filters as Record<string, unknown>)[d] = structuredClone(current.filters[d]);
+    }
+  }
+}
+
+/** The patch that takes `current` to `target`, and the fields it changes. */
+function diffPatch(
+  current: ProbeSettings,
+  target: ProbeSettings,
+): { patch: ProbePatch; changed: string[] } {
+  const patch: ProbePatch = {};
+  const changed: string[] = [];
+  for (const f of SCALARS) {
+    if (current[f] !== target[f]) {
+      (patch as Record<string, unknown>)[f] = target[f];
+      changed.push(f);
+    }
+  }
+  for (const d of DIMS) {
+    if (!isDeepStrictEqual(current.filters[d], target.filters[d])) {
+      patch.filters ??= {};
+      (patch.filters as Record<string, unknown>)[d] = structuredClone(target.filters[d]);
+      changed.push(`filters.${d}`);
+    }
+  }
+  return { patch, changed };
+}
+
 export class NodeFeedbackWorker {
   private worker: Worker | undefined;
+  private readonly layers = new Map<string, ProbeLayers>();
   private queue: Queue | undefined;
   private redis: Redis | undefined;
   private store: FeedbackStore | undefined;
@@ -321,6 +372,18 @@ export class NodeFeedbackWorker {
       this.fail(req.id, `${(err as Error).message}; not applied`, 'failed');
     }
     this.counts.applied++;
+    const layer = this.layers.get(req.probe);
+    if (layer) {
+      rebase(layer, previous);
+      layer.active.push({ id: req.id, patch: job.patch });
+      layer.last = structuredClone(state.settings);
+    } else {
+      this.layers.set(req.probe, {
+        baseline: structuredClone(previous),
+        active: [{ id: req.id, patch: job.patch }],
+        last: structuredClone(state.settings),
+      });
+    }
     const record: AppliedRecord = {
       request_id: req.id,
       node,
@@ -352,16 +415,21 @@ export class NodeFeedbackWorker {
       );
       await this.queue!.add('revert', revert, { jobId: revertJobId(req.id), delay });
     }
-    await store.setStatus(req.id, node, {
-      state: 'applied',
-      at: record.applied_at,
-      reason: job.reason,
-      result: record,
-    });
+    // Audited as applied now, when the kernel changed; the rate after is measured below.
+    await this.recordApplied(record);
     await new Promise((r) => setTimeout(r, this.opts.rateSettleMs ?? 2000));
     record.events_per_second_after =
       this.agent.probes().find((p) => p.probe === req.probe)?.eventsPerSecond ?? 0;
-    await this.recordApplied(record);
+    await store.putApplied(record);
+    // A revert may have come in while the rate settled: never write `applied` over it.
+    if (!(await store.reverted(node, req.id))) {
+      await store.setStatus(req.id, node, {
+        state: 'applied',
+        at: record.applied_at,
+        reason: job.reason,
+        result: record,
+      });
+    }
     const result = this.resultOf(record);
     this.ledger.set(req.id, result);
     return result;
@@ -373,16 +441,22 @@ export class NodeFeedbackWorker {
       state: 'applied',
       actor: this.actor,
       node: record.node,
-      reason: `generation ${record.generation}; events/s ${record.events_per_second_before} before, ${record.events_per_second_after ?? 'unknown'} after`,
+      reason:
+        `generation ${record.generation}; events/s ${record.events_per_second_before} before` +
+        (record.events_per_second_after === undefined
+          ? ''
+          : `, ${record.events_per_second_after} after`),
       data: { applied: record },
     });
     record.audited = true;
     await this.store!.putApplied(record);
-    await this.store!.setStatus(record.request_id, record.node, {
-      state: 'applied',
-      at: record.applied_at,
-      result: record,
-    });
+    if (!(await this.store!.reverted(record.node, record.request_id))) {
+      await this.store!.setStatus(record.request_id, record.node, {
+        state: 'applied',
+        at: record.applied_at,
+        result: record,
+      });
+    }
   }
 
   private resultOf(r: AppliedRecord): ApplyResult {
@@ -422,15 +496,33 @@ export class NodeFeedbackWorker {
         `revert: probe ${applied.probe} is not loaded on ${node}`,
         'failed',
       );
-    const { patch, restored, kept } = revertPatch(
-      applied.previous,
-      applied.applied,
-      current.settings,
-    );
+    const layer = this.layers.get(applied.probe);
+    let patch: ProbePatch;
+    let restored: string[];
+    let kept: string[];
+    if (layer && layer.active.some((a) => a.id === job.request_id)) {
+      // Remove this request's layer and recompute the others over the baseline.
+      rebase(layer, current.settings);
+      layer.active = layer.active.filter((a) => a.id !== job.request_id);
+      const target = layer.active.reduce((st, a) => applyPatch(st, a.patch), layer.baseline);
+      ({ patch, changed: restored } = diffPatch(current.settings, target));
+      kept = [];
+      if (layer.active.length === 0) this.layers.delete(applied.probe);
+    } else {
+      // Applied before this worker started: undo what it changed, where nothing replaced it.
+      ({ patch, restored, kept } = revertPatch(
+        applied.previous,
+        applied.applied,
+        current.settings,
+      ));
+    }
     let generation: number | undefined;
     if (restored.length > 0) {
       try {
-        generation = this.agent.setProbe(applied.probe, patch).generation;
+        const after = this.agent.setProbe(applied.probe, patch);
+        generation = after.generation;
+        const still = this.layers.get(applied.probe);
+        if (still) still.last = structuredClone(after.settings);
       } catch (err) {
         this.fail(job.request_id, `revert failed: ${(err as Error).message}`, 'failed');
       }

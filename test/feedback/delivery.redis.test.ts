@@ -123,9 +123,12 @@ describe('feedback delivery over BullMQ (real Redis)', () => {
       generation: expect.any(Number),
       applied: { sample_n: 7 },
     });
-    const job = await service.queue(node).getJob(req.id);
-    expect(await job?.getState()).toBe('completed');
-    expect(job?.returnvalue).toMatchObject({
+    // Applied (and audited) when the kernel changed; the job completes once the rate after is measured.
+    const job = await until('completed', async () => {
+      const j = await service.queue(node).getJob(req.id);
+      return j && (await j.getState()) === 'completed' ? j : undefined;
+    });
+    expect(job.returnvalue).toMatchObject({
       state: 'applied',
       request_id: req.id,
       events_per_second_before: 0,
@@ -150,15 +153,17 @@ describe('feedback delivery over BullMQ (real Redis)', () => {
         await q.add('apply', data, { jobId: id, attempts: 3 });
       }
       for (const id of ['bad-1', 'bad-2', 'bad-3']) {
+        // The state can read `failed` a moment before the job's fields do: wait for both.
         const job = await until(`${id} failed`, async () => {
           const j = await q.getJob(id);
-          return j && (await j.getState()) === 'failed' ? j : undefined;
+          return j && (await j.getState()) === 'failed' && j.failedReason ? j : undefined;
         });
         expect(job.failedReason).toMatch(new RegExp(`malformed feedback job ${id}`));
         expect(job.attemptsMade).toBe(1); // unrecoverable: not retried
-        expect(readAudit(auditPath, id).find((r) => r.state === 'failed')?.reason).toMatch(
-          /not applied/,
+        const audited = await until(`${id} audited`, async () =>
+          readAudit(auditPath, id).find((r) => r.state === 'failed'),
         );
+        expect(audited.reason).toMatch(/not applied/);
       }
       expect((await q.getJob('bad-1'))?.failedReason).toMatch(/request\.target/);
     } finally {
@@ -262,6 +267,44 @@ describe('feedback delivery over BullMQ (real Redis)', () => {
     expect(target.settings('tcp').sample_n).toBe(7);
     await expect(service.revert(req.id, 'operator/test')).rejects.toThrow(/applied on no node/);
     expect(auditOf(req.id, 'reverted')).toBe(1);
+  });
+
+  it('overlapping requests revert in any order without leaving each other behind', async () => {
+    const before = structuredClone(target.settings('tcp'));
+    const focus = (cgroup: number) =>
+      request({
+        target: { nodes: [node] },
+        probe: 'tcp',
+        action: 'tighten',
+        params: { filters: { cgroup: { allow: [cgroup] } } },
+        ttl_seconds: 600,
+        origin: 'operator',
+      });
+    const a = focus(101);
+    const b = focus(202);
+    for (const r of [a, b]) {
+      await service.submit(r);
+      await until(
+        'applied',
+        async () => (await service.get(r.id))?.status[node]?.state === 'applied',
+      );
+    }
+    expect(target.settings('tcp').filters.cgroup.allow).toEqual([202]);
+    // The first request goes first: the second one's focus stays.
+    await service.revert(a.id, 'operator/test');
+    await until(
+      'a reverted',
+      async () => (await service.get(a.id))?.status[node]?.state === 'reverted',
+    );
+    expect(target.settings('tcp').filters.cgroup.allow).toEqual([202]);
+    expect(target.settings('tcp').sample_n).toBe(1);
+    // Then the second: everything is as it was before either.
+    await service.revert(b.id, 'operator/test');
+    await until(
+      'b reverted',
+      async () => (await service.get(b.id))?.status[node]?.state === 'reverted',
+    );
+    expect(target.settings('tcp')).toEqual(before);
   });
 
   it('Redis restarted while requests are in flight: none lost, none applied twice', async () => {
