@@ -140,6 +140,26 @@ static __always_inline int tf_filter_task(const struct tf_probe_config *c, __u64
 	return 0;
 }
 
+/*
+ * Task filters for the current task, with its cgroup id already read. Reads
+ * comm only when a comm set is active. Counts the drop; returns 1 when filtered.
+ */
+static __always_inline int tf_filter_current(const struct tf_probe_config *c, __u64 cgroup_id)
+{
+	char comm[TF_COMM_LEN];
+	const char *commp = NULL;
+
+	if (c->filter_mask & (TF_FILTER_ALLOW_COMM | TF_FILTER_DENY_COMM)) {
+		bpf_get_current_comm(comm, sizeof(comm));
+		commp = comm;
+	}
+	if (tf_filter_task(c, cgroup_id, bpf_get_current_pid_tgid() >> 32, commp)) {
+		tf_count_drop(TF_DROP_FILTERED);
+		return 1;
+	}
+	return 0;
+}
+
 /* Port filter: either port in the allow set admits; either in the deny set rejects. */
 static __always_inline int tf_filter_ports(const struct tf_probe_config *c, __u16 a, __u16 b)
 {

@@ -133,22 +133,14 @@ int BPF_PROG(handle_sys_enter, struct pt_regs *regs, long id)
 {
 	struct tf_probe_config *c = tf_config_get();
 	struct syscall_start *s;
-	char comm[TF_COMM_LEN];
-	const char *commp = NULL;
 	__u64 cgroup_id;
 
 	if (!c || !c->enabled)
 		return 0;
 	/* Filter at entry: rejected tasks then cost no storage and no exit work. */
 	cgroup_id = bpf_get_current_cgroup_id();
-	if (c->filter_mask & (TF_FILTER_ALLOW_COMM | TF_FILTER_DENY_COMM)) {
-		bpf_get_current_comm(comm, sizeof(comm));
-		commp = comm;
-	}
-	if (tf_filter_task(c, cgroup_id, bpf_get_current_pid_tgid() >> 32, commp)) {
-		tf_count_drop(TF_DROP_FILTERED);
+	if (tf_filter_current(c, cgroup_id))
 		return 0;
-	}
 	s = bpf_task_storage_get(&syscall_start, bpf_get_current_task_btf(), NULL,
 				 BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!s)
