@@ -11,6 +11,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { TracefeedError } from '../common/errors.js';
+import { listen } from '../common/http.js';
 import type { Logger } from '../common/logger.js';
 import type { TracefeedAgent } from './agent.js';
 
@@ -141,21 +142,6 @@ export async function startAgentApi(
       }
     })();
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) =>
-      reject(
-        err.code === 'EADDRINUSE'
-          ? new TracefeedError(
-              `port ${port} on ${host} is in use, so the agent API cannot listen`,
-              {
-                cause: err,
-                hint: 'stop the other process or pass --port',
-              },
-            )
-          : err,
-      ),
-    );
-    server.listen(port, host, () => resolve());
-  });
+  await listen(server, port, host, 'agent API', 'pass --port');
   return server;
 }

@@ -9,34 +9,14 @@
  * window are counted as late and not added.
  */
 import { decodeFrame } from '../ingest/frame.js';
-import { CGROUP_OFFSET_BY_OP, Op } from '../ingest/layout.js';
+import { Op, OpTable } from '../ingest/layout.js';
 import { H, HIST_SLOTS, NHIST, NSUM, S } from './columns.js';
 
 const TWO32 = 4294967296;
 const textDecoder = new TextDecoder();
 
-/** Probe id of each op (index = op). */
-const PROBE_BY_OP = new Uint8Array(256).fill(255);
-for (const op of [Op.EXEC, Op.EXIT]) PROBE_BY_OP[op] = 0;
-for (const op of [
-  Op.TCP_CONNECT,
-  Op.TCP_ACCEPT,
-  Op.TCP_CLOSE,
-  Op.TCP_CONNECT_FAIL,
-  Op.TCP_RETRANSMIT,
-  Op.TCP_RESET_SENT,
-  Op.TCP_RESET_RECV,
-])
-  PROBE_BY_OP[op] = 1;
-for (const op of [Op.SYSCALL_SUMMARY, Op.SYSCALL_SLOW, Op.SYSCALL_ERRNO]) PROBE_BY_OP[op] = 2;
-PROBE_BY_OP[Op.FILE_OPEN] = 3;
-PROBE_BY_OP[Op.RUNQ_SUMMARY] = 4;
-
-/** Offset of the cgroup id in each op's record. */
-const CGROUP_OFFSET = new Uint8Array(256);
-for (const [op, at] of CGROUP_OFFSET_BY_OP) CGROUP_OFFSET[op] = at;
-
-export const PROBE_IDS = ['process', 'tcp', 'syscalls', 'file', 'sched'] as const;
+const PROBE_BY_OP = OpTable.probeIndex;
+const CGROUP_OFFSET = OpTable.cgroupOffset;
 
 export interface AggregatorOptions {
   /** Window length, ms. Default 10000. */

@@ -21,7 +21,9 @@ import {
   type DataType,
 } from 'apache-arrow';
 import { parseCgroupPath } from '../ingest/cgroup-resolver.js';
-import { PROBE_IDS, type ClosedWindow } from './aggregator.js';
+import { quantileAt } from '../ingest/histogram.js';
+import { PROBE_NAMES } from '../ingest/layout.js';
+import type { ClosedWindow } from './aggregator.js';
 import {
   FEATURE_SCHEMA_VERSION,
   H,
@@ -98,23 +100,6 @@ function f64(data: Float64Array, nullBitmap?: Uint8Array, nullCount = 0): Data<F
   return makeData({ type: new Float64(), length: data.length, data, nullBitmap, nullCount });
 }
 
-const POW2 = Float64Array.from({ length: HIST_SLOTS + 1 }, (_, i) => 2 ** i);
-
-/** histogramQuantile over hists[base .. base + 32), with the total known. */
-function quantileAt(hists: Float64Array, base: number, total: number, q: number): number {
-  const rank = q * total;
-  let seen = 0;
-  for (let i = 0; i < HIST_SLOTS; i++) {
-    const c = hists[base + i] as number;
-    if (c > 0 && seen + c >= rank) {
-      const lo = i === 0 ? 0 : (POW2[i] as number);
-      return Math.round(lo + ((rank - seen) / c) * ((POW2[i + 1] as number) - lo));
-    }
-    seen += c;
-  }
-  return 2 ** HIST_SLOTS;
-}
-
 /** The workload name of a row: the cgroup path, or `cgroup:<id>` when the node did not name it. */
 export function workloadName(names: Map<number, string>, cgroupId: number): string {
   return names.get(cgroupId) ?? `cgroup:${cgroupId}`;
@@ -152,7 +137,7 @@ export function buildWindowBatch(
       containerOf.set(wl, c);
     }
     containers.push(c);
-    probes.push(PROBE_IDS[w.probeIds[r] as number] ?? 'unknown');
+    probes.push(PROBE_NAMES[w.probeIds[r] as number] ?? 'unknown');
     cgroups[r] = BigInt(id);
     eps[r] = (w.sums[r * NSUM] as number) / seconds;
   }
@@ -193,7 +178,7 @@ export function buildWindowBatch(
       }
       for (const t of targets) {
         const qc = quantCols[t.i]!;
-        qc.col[r] = quantileAt(w.hists, base, total, t.q);
+        qc.col[r] = quantileAt(w.hists, base, HIST_SLOTS, total, t.q);
         qc.bitmap[r >> 3]! |= 1 << (r & 7);
       }
     }

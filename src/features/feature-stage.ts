@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { Kafka, logLevel, type Consumer, type IHeaders, type Producer } from 'kafkajs';
 import { type RecordBatch, type Schema } from 'apache-arrow';
 import { DecodeError, TracefeedError } from '../common/errors.js';
+import { listen } from '../common/http.js';
 import { Topics, kafkaLogCreator } from '../common/kafka.js';
 import type { Logger } from '../common/logger.js';
 import { WindowAggregator, type AggregatorCounters, type ClosedWindow } from './aggregator.js';
@@ -417,22 +418,7 @@ export class FeatureStage {
         res.end(JSON.stringify({ error: (err as Error).message }));
       }
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', (err: NodeJS.ErrnoException) =>
-        reject(
-          err.code === 'EADDRINUSE'
-            ? new TracefeedError(
-                `port ${port} on 127.0.0.1 is in use, so the features API cannot listen`,
-                {
-                  cause: err,
-                  hint: 'stop the other process or set http_port',
-                },
-              )
-            : err,
-        ),
-      );
-      server.listen(port, '127.0.0.1', () => resolve());
-    });
+    await listen(server, port, '127.0.0.1', 'features API', 'set http_port');
     return server;
   }
 

@@ -1,5 +1,6 @@
 /** Prometheus metrics of the feature stage, read from its counters at scrape time. */
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Gauge, Registry } from 'prom-client';
+import { mirrorCounter } from '../common/metrics.js';
 import type { FeatureStageStats } from './feature-stage.js';
 
 export function featureMetrics(stats: () => FeatureStageStats): Registry {
@@ -26,33 +27,15 @@ export function featureMetrics(stats: () => FeatureStageStats): Registry {
     ['tracefeed_features_rows_total', 'Feature rows written.', (s) => s.rowsEmitted],
     ['tracefeed_anomalies_total', 'Anomalies published.', (s) => s.anomaliesPublished],
   ];
-  for (const [name, help, read] of counters) {
-    let last = 0;
-    new Counter({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        const v = read(stats());
-        if (v > last) this.inc(v - last);
-        last = v;
-      },
-    });
-  }
-  const lastDead = new Map<string, number>();
-  new Counter({
-    name: 'tracefeed_features_dead_lettered_total',
-    help: 'Records sent to tracefeed.events.dlq.v1, by reason.',
-    labelNames: ['reason'],
-    registers: [registry],
-    collect() {
-      for (const [reason, v] of Object.entries(stats().deadLettered)) {
-        const d = v - (lastDead.get(reason) ?? 0);
-        if (d > 0) this.inc({ reason }, d);
-        lastDead.set(reason, v);
-      }
-    },
-  });
+  for (const [name, help, read] of counters)
+    mirrorCounter(registry, name, help, [], () => [[{}, read(stats())]]);
+  mirrorCounter(
+    registry,
+    'tracefeed_features_dead_lettered_total',
+    'Records sent to tracefeed.events.dlq.v1, by reason.',
+    ['reason'],
+    () => Object.entries(stats().deadLettered).map(([reason, v]) => [{ reason }, v]),
+  );
   new Gauge({
     name: 'tracefeed_features_open_windows',
     help: 'Windows still open.',

@@ -8,7 +8,8 @@
  *   PATCH /v1/probes/:name       change settings (JSON body, ProbePatch)
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { ConfigError, TracefeedError } from '../common/errors.js';
+import { ConfigError } from '../common/errors.js';
+import { listen } from '../common/http.js';
 import type { Logger } from '../common/logger.js';
 import { agentMetrics } from './metrics.js';
 import type { NodeAgent } from './node-agent.js';
@@ -74,22 +75,7 @@ export async function startControlApi(
       }
     })();
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => {
-      reject(
-        err.code === 'EADDRINUSE'
-          ? new TracefeedError(
-              `port ${port} on ${host} is in use, so the agent API cannot listen`,
-              {
-                cause: err,
-                hint: `stop the other process (ss -ltnp 'sport = :${port}') or pass --api-port`,
-              },
-            )
-          : err,
-      );
-    });
-    server.listen(port, host, () => resolve());
-  });
+  await listen(server, port, host, 'agent API', 'pass --api-port');
   log.info({ port, host }, 'agent API listening');
   return server;
 }

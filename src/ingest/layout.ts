@@ -384,3 +384,14 @@ export const CGROUP_OFFSET_BY_OP: ReadonlyMap<number, number> = new Map([
   [Op.RUNQ_SUMMARY, 24],
   [Op.CGROUP_INFO, 24],
 ]);
+
+/** Hot-path forms of the maps above, indexed by op (0..255). */
+export const OpTable = {
+  /** Offset of the cgroup id; 0 when the op carries none. */
+  cgroupOffset: Uint8Array.from({ length: 256 }, (_, op) => CGROUP_OFFSET_BY_OP.get(op) ?? 0),
+  /** Index into PROBE_NAMES of the op's probe; 255 when the op belongs to none. */
+  probeIndex: Uint8Array.from({ length: 256 }, (_, op) => {
+    const probe = PROBE_OF_OP.get(op);
+    return probe === undefined ? 255 : PROBE_NAMES.indexOf(probe);
+  }),
+} as const;

@@ -2,33 +2,9 @@
  * Prometheus metrics of the node agent, read from its stats at scrape time.
  * Names follow tracefeed_<what>_<unit>, counters end in _total.
  */
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { mirrorCounter } from '../common/metrics.js';
 import type { NodeAgent } from './node-agent.js';
-
-/** A counter whose value is owned elsewhere: each scrape adds the growth since the last one. */
-function mirrorCounter(
-  registry: Registry,
-  name: string,
-  help: string,
-  labelNames: string[],
-  read: () => Array<[Record<string, string>, number]>,
-): void {
-  const last = new Map<string, number>();
-  new Counter({
-    name,
-    help,
-    labelNames,
-    registers: [registry],
-    collect() {
-      for (const [labels, value] of read()) {
-        const key = JSON.stringify(labels);
-        const delta = value - (last.get(key) ?? 0);
-        if (delta > 0) this.inc(labels, delta);
-        last.set(key, value);
-      }
-    },
-  });
-}
 
 export function agentMetrics(agent: NodeAgent): Registry {
   const registry = new Registry();

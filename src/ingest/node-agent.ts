@@ -12,18 +12,7 @@ import { bpfObjectPath } from '../common/paths.js';
 import { CgroupResolver } from './cgroup-resolver.js';
 import { FAMILIES, type FamilySpec } from './families.js';
 import { encodeFrame } from './frame.js';
-import {
-  CGROUP_OFFSET_BY_OP,
-  EVENT_HEADER_SIZE,
-  Op,
-  OP_TYPE,
-  PROBE_OF_OP,
-  type ProbeName,
-} from './layout.js';
-
-/** Offset of the cgroup id by op; 0: none. */
-const CGROUP_AT = new Uint8Array(256);
-for (const [op, at] of CGROUP_OFFSET_BY_OP) CGROUP_AT[op] = at;
+import { EVENT_HEADER_SIZE, Op, OP_TYPE, OpTable, PROBE_OF_OP, type ProbeName } from './layout.js';
 import { loadNative, openObject, toBpfError, type NativeBpfObject } from './native.js';
 import { preflight } from './preflight.js';
 import { ProbeController, type ProbeState } from './probe-controller.js';
@@ -296,7 +285,7 @@ export class NodeAgent {
       const size = dv.getUint32(off + 4, true);
       if (size < EVENT_HEADER_SIZE || size % 8 !== 0 || off + size > len) break;
       byOp[op]!++;
-      const at = CGROUP_AT[op]!;
+      const at = OpTable.cgroupOffset[op]!;
       if (at !== 0)
         cgroups.add(dv.getUint32(off + at, true) + dv.getUint32(off + at + 4, true) * 4294967296);
       counted++;
