@@ -8,13 +8,12 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/common/logger.js';
 import { Topics } from '../../src/common/kafka.js';
 import { DEFAULT_AGENT_OPTIONS, NodeAgent } from '../../src/ingest/index.js';
 import { FeatureStage, anomalySchema, type Anomaly } from '../../src/features/index.js';
-import { BROKERS } from '../helpers/kafka.js';
+import { BROKERS, subscribe } from '../helpers/kafka.js';
 import { makeCgroup, type TestCgroup } from '../helpers/cgroup.js';
 
 describe('anomalies from a real workload change', () => {
@@ -30,28 +29,10 @@ describe('anomalies from a real workload change', () => {
   let stop: () => Promise<void>;
 
   beforeAll(async () => {
-    const kafka = new Kafka({
-      clientId: 'tf-test-anom',
-      brokers: BROKERS,
-      logLevel: logLevel.NOTHING,
+    stop = await subscribe(Topics.anomalies, (message) => {
+      const a = anomalySchema.parse(JSON.parse(message.value!.toString()));
+      if (a.node === node) anomalies.push(a);
     });
-    const consumer = kafka.consumer({
-      groupId: `tf-test-anom-${randomUUID()}`,
-      maxWaitTimeInMs: 200,
-    });
-    await consumer.connect();
-    await consumer.subscribe({ topic: Topics.anomalies, fromBeginning: false });
-    let joined!: () => void;
-    const ready = new Promise<void>((r) => (joined = r));
-    consumer.on(consumer.events.GROUP_JOIN, () => joined());
-    await consumer.run({
-      eachMessage: async ({ message }) => {
-        const a = anomalySchema.parse(JSON.parse(message.value!.toString()));
-        if (a.node === node) anomalies.push(a);
-      },
-    });
-    await ready;
-    stop = () => consumer.disconnect();
     stage = new FeatureStage(
       {
         brokers: BROKERS,

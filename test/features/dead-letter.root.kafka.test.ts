@@ -13,7 +13,7 @@ import { createLogger } from '../../src/common/logger.js';
 import { Topics } from '../../src/common/kafka.js';
 import { DEFAULT_AGENT_OPTIONS, NodeAgent, encodeFrame, layout } from '../../src/ingest/index.js';
 import { FeatureStage } from '../../src/features/index.js';
-import { BROKERS } from '../helpers/kafka.js';
+import { BROKERS, subscribe } from '../helpers/kafka.js';
 import { makeCgroup, type TestCgroup } from '../helpers/cgroup.js';
 
 function frameWith(records: Buffer[]): Buffer {
@@ -49,26 +49,16 @@ describe('dead letters', () => {
   let stopDlq: () => Promise<void>;
 
   beforeAll(async () => {
-    const consumer = kafka.consumer({ groupId: `tf-test-dlq-${tag}`, maxWaitTimeInMs: 200 });
-    await consumer.connect();
-    await consumer.subscribe({ topic: Topics.eventsDlq, fromBeginning: false });
-    let joined!: () => void;
-    const ready = new Promise<void>((r) => (joined = r));
-    consumer.on(consumer.events.GROUP_JOIN, () => joined());
-    await consumer.run({
-      eachMessage: async ({ message }) => {
-        const h = message.headers ?? {};
-        if (String(h.test_tag) !== tag) return;
-        dlq.push({
-          reason: String(h.tracefeed_dlq_reason),
-          error: String(h.tracefeed_dlq_error),
-          tag: String(h.test_tag),
-          value: message.value,
-        });
-      },
+    stopDlq = await subscribe(Topics.eventsDlq, (message) => {
+      const h = message.headers ?? {};
+      if (String(h.test_tag) !== tag) return;
+      dlq.push({
+        reason: String(h.tracefeed_dlq_reason),
+        error: String(h.tracefeed_dlq_error),
+        tag: String(h.test_tag),
+        value: message.value,
+      });
     });
-    await ready;
-    stopDlq = () => consumer.disconnect();
     stage = new FeatureStage(
       {
         brokers: BROKERS,

@@ -8,14 +8,13 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Kafka, logLevel } from 'kafkajs';
 import { tableFromIPC } from 'apache-arrow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/common/logger.js';
 import { Topics } from '../../src/common/kafka.js';
 import { DEFAULT_AGENT_OPTIONS, NodeAgent } from '../../src/ingest/index.js';
 import { FeatureStage, readArrowsFile } from '../../src/features/index.js';
-import { BROKERS } from '../helpers/kafka.js';
+import { BROKERS, subscribe } from '../helpers/kafka.js';
 import { makeCgroup, type TestCgroup } from '../helpers/cgroup.js';
 
 type Row = Record<string, unknown>;
@@ -38,25 +37,10 @@ describe('features of a real workload', () => {
 
   beforeAll(async () => {
     // An independent consumer of the features topic, started first.
-    const kafka = new Kafka({
-      clientId: 'tf-test-features',
-      brokers: BROKERS,
-      logLevel: logLevel.NOTHING,
+    stopKafka = await subscribe(Topics.features, (message) => {
+      if (message.key?.toString() !== node || !message.value) return;
+      for (const r of tableFromIPC(message.value).toArray()) kafkaRows.push(r.toJSON() as Row);
     });
-    const consumer = kafka.consumer({ groupId: `tf-test-${randomUUID()}`, maxWaitTimeInMs: 200 });
-    await consumer.connect();
-    await consumer.subscribe({ topic: Topics.features, fromBeginning: false });
-    let joined!: () => void;
-    const ready = new Promise<void>((r) => (joined = r));
-    consumer.on(consumer.events.GROUP_JOIN, () => joined());
-    await consumer.run({
-      eachMessage: async ({ message }) => {
-        if (message.key?.toString() !== node || !message.value) return;
-        for (const r of tableFromIPC(message.value).toArray()) kafkaRows.push(r.toJSON() as Row);
-      },
-    });
-    await ready;
-    stopKafka = () => consumer.disconnect();
 
     stage = new FeatureStage(
       {

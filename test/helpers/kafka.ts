@@ -1,6 +1,6 @@
 /** An independent Kafka consumer for tests: reads the events topic and decodes frames. */
 import { randomUUID } from 'node:crypto';
-import { Kafka, logLevel, type Consumer } from 'kafkajs';
+import { Kafka, logLevel, type Consumer, type KafkaMessage } from 'kafkajs';
 import { Topics } from '../../src/common/kafka.js';
 import { decodeFrameEvents, type TracefeedEvent } from '../../src/ingest/index.js';
 
@@ -12,13 +12,15 @@ export interface CollectedRecord {
   events: TracefeedEvent[];
 }
 
-/** Starts a consumer at the end of the topic and collects every decoded record. */
-export async function startCollector(topic: string = Topics.events): Promise<{
-  records: CollectedRecord[];
-  events: () => TracefeedEvent[];
-  waitFor: (pred: (e: TracefeedEvent) => boolean, timeoutMs: number) => Promise<TracefeedEvent>;
-  stop: () => Promise<void>;
-}> {
+/**
+ * An independent consumer in a group of its own, reading `topic` from its end.
+ * Resolves once the group is joined, so every record published afterwards is
+ * seen. Returns the function that stops it.
+ */
+export async function subscribe(
+  topic: string,
+  onMessage: (message: KafkaMessage) => void,
+): Promise<() => Promise<void>> {
   const kafka = new Kafka({
     clientId: 'tracefeed-test',
     brokers: BROKERS,
@@ -28,24 +30,33 @@ export async function startCollector(topic: string = Topics.events): Promise<{
     groupId: `tracefeed-test-${randomUUID()}`,
     maxWaitTimeInMs: 200,
   });
-  const records: CollectedRecord[] = [];
   await consumer.connect();
   await consumer.subscribe({ topic, fromBeginning: false });
   let joined!: () => void;
   const ready = new Promise<void>((r) => (joined = r));
   consumer.on(consumer.events.GROUP_JOIN, () => joined());
-  await consumer.run({
-    eachMessage: async ({ message }) => {
-      const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
-      records.push({
-        key: message.key?.toString(),
-        headers,
-        events: message.value ? decodeFrameEvents(message.value) : [],
-      });
-    },
-  });
+  await consumer.run({ eachMessage: async ({ message }) => onMessage(message) });
   await ready;
+  return () => consumer.disconnect();
+}
+
+/** Starts a consumer at the end of the topic and collects every decoded record. */
+export async function startCollector(topic: string = Topics.events): Promise<{
+  records: CollectedRecord[];
+  events: () => TracefeedEvent[];
+  waitFor: (pred: (e: TracefeedEvent) => boolean, timeoutMs: number) => Promise<TracefeedEvent>;
+  stop: () => Promise<void>;
+}> {
+  const records: CollectedRecord[] = [];
+  const stop = await subscribe(topic, (message) => {
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
+    records.push({
+      key: message.key?.toString(),
+      headers,
+      events: message.value ? decodeFrameEvents(message.value) : [],
+    });
+  });
   const events = (): TracefeedEvent[] => records.flatMap((r) => r.events);
   return {
     records,
@@ -59,8 +70,6 @@ export async function startCollector(topic: string = Topics.events): Promise<{
       }
       throw new Error(`no matching event within ${timeoutMs} ms (${events().length} events seen)`);
     },
-    async stop() {
-      await consumer.disconnect();
-    },
+    stop,
   };
 }
