@@ -21,27 +21,13 @@ import { connectRedis, redisOptions, redisUrlFrom } from '../../src/feedback/red
 import { FeedbackService } from '../../src/feedback/service.js';
 import { parseThresholds } from '../../src/feedback/thresholds.js';
 import { RecordingTarget } from './probe-target.js';
-import { request } from './helpers.js';
+import { enqueueApply, failedJob, request, until } from './helpers.js';
 
 const log = createLogger('test', process.env.TRACEFEED_LOG_LEVEL ?? 'silent');
 const url = redisUrlFrom(undefined);
 const thresholds = parseThresholds(
   'version: 1\nprobes: { tcp: { max_sample_n: 100000 } }\ncooldown_seconds: 0\n',
 );
-
-async function until<T>(
-  what: string,
-  f: () => Promise<T | undefined> | T | undefined,
-  ms = 20_000,
-): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('feedback delivery over BullMQ (real Redis)', () => {
   const node = `test-${randomBytes(4).toString('hex')}`;
@@ -153,11 +139,7 @@ describe('feedback delivery over BullMQ (real Redis)', () => {
         await q.add('apply', data, { jobId: id, attempts: 3 });
       }
       for (const id of ['bad-1', 'bad-2', 'bad-3']) {
-        // The state can read `failed` a moment before the job's fields do: wait for both.
-        const job = await until(`${id} failed`, async () => {
-          const j = await q.getJob(id);
-          return j && (await j.getState()) === 'failed' && j.failedReason ? j : undefined;
-        });
+        const job = await failedJob(q, id);
         expect(job.failedReason).toMatch(new RegExp(`malformed feedback job ${id}`));
         expect(job.attemptsMade).toBe(1); // unrecoverable: not retried
         const audited = await until(`${id} audited`, async () =>
@@ -194,22 +176,8 @@ describe('feedback delivery over BullMQ (real Redis)', () => {
 
     // An apply job for a probe this node does not load, straight into the queue.
     const req = request({ target: { nodes: [node] }, probe: 'sched', action: 'enable' });
-    await service.queue(node).add(
-      'apply',
-      {
-        kind: 'apply',
-        request: req,
-        patch: { enabled: true },
-        ttl_seconds: 60,
-        outcome: 'accept',
-        reason: 'x',
-      },
-      { jobId: req.id },
-    );
-    const job = await until('rejected', async () => {
-      const j = await service.queue(node).getJob(req.id);
-      return j && (await j.getState()) === 'failed' ? j : undefined;
-    });
+    await enqueueApply(service.queue(node), req, { enabled: true }, 'x');
+    const job = await failedJob(service.queue(node), req.id);
     expect(job.failedReason).toMatch(/probe sched is not loaded on node/);
     expect(auditOf(req.id, 'rejected')).toBe(1);
   });

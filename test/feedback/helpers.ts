@@ -1,5 +1,6 @@
 /** Builders shared by the feedback suites. */
 import { randomBytes } from 'node:crypto';
+import type { Job, Queue } from 'bullmq';
 import { defaultSettings, type ProbeSettings } from '../../src/ingest/probe-settings.js';
 import type { NodeReport } from '../../src/feedback/node-report.js';
 import type { FeedbackRequest } from '../../src/feedback/request.js';
@@ -38,4 +39,41 @@ export function report(
     events_per_second: probes.reduce((s, p) => s + p.eps, 0),
     bytes_per_second: 0,
   };
+}
+
+/** Polls `f` until it returns a value (or times out naming `what`). */
+export async function until<T>(
+  what: string,
+  f: () => Promise<T | undefined> | T | undefined,
+  ms = 20_000,
+): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** An apply job put straight into a node's queue, as a buggy or hostile producer would. */
+export async function enqueueApply(
+  queue: Queue,
+  req: FeedbackRequest,
+  patch: Record<string, unknown>,
+  reason: string,
+): Promise<void> {
+  await queue.add(
+    'apply',
+    { kind: 'apply', request: req, patch, ttl_seconds: 60, outcome: 'accept', reason },
+    { jobId: req.id },
+  );
+}
+
+/** The job once it has failed; its state can read `failed` a moment before its reason does. */
+export function failedJob(queue: Queue, id: string): Promise<Job> {
+  return until(`${id} failed`, async () => {
+    const j = await queue.getJob(id);
+    return j && (await j.getState()) === 'failed' && j.failedReason ? j : undefined;
+  });
 }

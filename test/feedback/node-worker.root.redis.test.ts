@@ -22,7 +22,7 @@ import { parseThresholds } from '../../src/feedback/thresholds.js';
 import { FilterBit, type ProbeName } from '../../src/ingest/layout.js';
 import { NodeAgent, DEFAULT_AGENT_OPTIONS } from '../../src/ingest/node-agent.js';
 import { BROKERS } from '../helpers/kafka.js';
-import { request } from './helpers.js';
+import { enqueueApply, failedJob, request, until } from './helpers.js';
 
 const isRoot = process.getuid?.() === 0;
 const log = createLogger('test', process.env.TRACEFEED_LOG_LEVEL ?? 'silent');
@@ -42,20 +42,6 @@ function kernelConfig(agent: NodeAgent, probe: ProbeName) {
     filter_mask: b.readUInt32LE(12),
     slow_ns: b.readBigUInt64LE(24),
   };
-}
-
-async function until<T>(
-  what: string,
-  f: () => Promise<T | undefined> | T | undefined,
-  ms = 20_000,
-): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 describe.skipIf(!isRoot || !available.includes('process') || !available.includes('tcp'))(
@@ -195,22 +181,8 @@ describe.skipIf(!isRoot || !available.includes('process') || !available.includes
         action: 'disable',
         origin: 'operator',
       });
-      await service.queue(node).add(
-        'apply',
-        {
-          kind: 'apply',
-          request: bypass,
-          patch: { enabled: false },
-          ttl_seconds: 60,
-          outcome: 'accept',
-          reason: 'bypass',
-        },
-        { jobId: bypass.id },
-      );
-      const job = await until('failed', async () => {
-        const j = await service.queue(node).getJob(bypass.id);
-        return j && (await j.getState()) === 'failed' ? j : undefined;
-      });
+      await enqueueApply(service.queue(node), bypass, { enabled: false }, 'bypass');
+      const job = await failedJob(service.queue(node), bypass.id);
       expect(job.failedReason).toMatch(/floor/);
       const k = kernelConfig(agent, 'process');
       expect(k.enabled).toBe(1);
