@@ -23,7 +23,7 @@ import {
   type ProbePatch,
 } from './probe-settings.js';
 import { FramePublisher, type PublisherStats } from './publisher.js';
-import { flushSummaryMap } from './summaries.js';
+import { flushSummaryMap, writeRecordHeader } from './summaries.js';
 
 export interface NodeAgentOptions {
   /** Node name put in every frame and used as the Kafka key. Default: os.hostname(). */
@@ -358,10 +358,7 @@ export class NodeAgent {
       const path = Buffer.from(info.path, 'utf8').subarray(0, 4096);
       const size = 40 + ((path.length + 7) & ~7);
       const b = Buffer.alloc(size);
-      b.writeUInt8(Op.CGROUP_INFO, 0);
-      b.writeUInt32LE(size, 4);
-      b.writeBigUInt64LE(process.hrtime.bigint(), 8);
-      b.writeUInt32LE(1, 20);
+      writeRecordHeader(b, 0, Op.CGROUP_INFO, size, process.hrtime.bigint(), 0);
       b.writeBigUInt64LE(BigInt(id), 24);
       b.writeUInt16LE(path.length, 32);
       path.copy(b, 40);

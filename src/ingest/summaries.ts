@@ -19,7 +19,11 @@ export interface SummaryBatch {
 
 const HIST_VALUE_SIZE = 24 + HIST_SLOTS * 8;
 
-function header(
+/**
+ * Writes the common event header of a record user space builds (summary and
+ * cgroup-info records): the same header the kernel writes, pads zeroed by alloc.
+ */
+export function writeRecordHeader(
   b: Buffer,
   off: number,
   op: number,
@@ -57,7 +61,7 @@ export function flushSummaryMap(
     for (let i = 0; i < dump.count; i++) {
       const k = i * keySize;
       const o = i * size;
-      header(out, o, Op.SYSCALL_ERRNO, size, ktime, generation);
+      writeRecordHeader(out, o, Op.SYSCALL_ERRNO, size, ktime, generation);
       out.writeBigUInt64LE(dump.keys.readBigUInt64LE(k), o + 24); // cgroup_id
       out.writeUInt32LE(dump.keys.readUInt32LE(k + 8), o + 32); // syscall_nr
       out.writeUInt32LE(dump.keys.readUInt32LE(k + 12), o + 36); // errno
@@ -75,7 +79,7 @@ export function flushSummaryMap(
     const k = i * keySize;
     const v = i * valueSize;
     const o = i * size;
-    header(out, o, layout.op, size, ktime, generation);
+    writeRecordHeader(out, o, layout.op, size, ktime, generation);
     const cgroup = dump.keys.readBigUInt64LE(k);
     const count = dump.values.readBigUInt64LE(v);
     const errors = dump.values.readBigUInt64LE(v + 8);
