@@ -26,7 +26,8 @@ const args = new Set(process.argv.slice(2));
 const force = args.has('--force');
 const debug = args.has('--debug');
 const CXX = process.env.CXX || 'g++';
-const HINT = 'run scripts/bootstrap.sh (or: apt-get install g++ libbpf-dev libelf-dev zlib1g-dev)';
+const HINT =
+  'run scripts/bootstrap.sh (or: apt-get install g++ libbpf-dev librdkafka-dev libelf-dev zlib1g-dev)';
 
 function fail(msg) {
   console.error(`native/build.mjs: error: ${msg}`);
@@ -48,6 +49,10 @@ if (spawnSync(CXX, ['--version'], { stdio: 'ignore' }).status !== 0) {
 const libbpfHeader = '/usr/include/bpf/libbpf.h';
 if (!existsSync(libbpfHeader)) {
   fail(`libbpf headers not found (${libbpfHeader}): libbpf-dev is missing; ${HINT}`);
+}
+const rdkafkaHeader = '/usr/include/librdkafka/rdkafka.h';
+if (!existsSync(rdkafkaHeader)) {
+  fail(`librdkafka headers not found (${rdkafkaHeader}): librdkafka-dev is missing; ${HINT}`);
 }
 let addonInclude;
 let napiInclude;
@@ -78,7 +83,7 @@ const cxxflags = [
   `-I${srcDir}`,
 ];
 const ldflags = ['-shared', '-pthread'];
-const libs = ['-lbpf', '-lelf', '-lz', '-lpthread'];
+const libs = ['-lbpf', '-lrdkafka', '-lelf', '-lz', '-lpthread'];
 
 const sources = readdirSync(srcDir)
   .filter((f) => f.endsWith('.cc'))

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 //
-// Module entry: exports BpfObject, setLogger and libbpfVersion.
+// Module entry: exports BpfObject, FrameSink, setLogger and libbpfVersion.
 #include <napi.h>
 
 #include <bpf/libbpf.h>
@@ -8,6 +8,7 @@
 #include <string>
 
 #include "bpf-object.h"
+#include "frame-sink.h"
 #include "libbpf-logger.h"
 
 namespace tracefeed {
@@ -22,6 +23,7 @@ static Napi::Value LibbpfVersion(const Napi::CallbackInfo& info) {
 static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
 	tracefeed::InitLibbpfLogger(env);
 	exports.Set("BpfObject", tracefeed::BpfObject::Init(env));
+	exports.Set("FrameSink", tracefeed::FrameSink::Init(env));
 	exports.Set("setLogger", Napi::Function::New(env, tracefeed::SetLogger, "setLogger"));
 	exports.Set("libbpfVersion", Napi::Function::New(env, tracefeed::LibbpfVersion, "libbpfVersion"));
 	return exports;

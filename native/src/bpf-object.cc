@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "bpf-object.h"
+#include "frame-sink.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -502,14 +503,15 @@ Napi::Value BpfObject::SumPercpuCounters(const Napi::CallbackInfo& info) {
 	return out;
 }
 
+// startRing(map, [opts,] onBatch | sink): batches go to a JS callback, or
+// straight into a FrameSink on the ring thread.
 Napi::Value BpfObject::StartRing(const Napi::CallbackInfo& info) {
 	Napi::Env env = info.Env();
 	std::string name = ArgString(info, 0, "map");
 	RingOptions opts;
-	Napi::Function on_batch;
-	size_t cb_index = 2;
-	if (info.Length() == 2 && info[1].IsFunction()) {
-		cb_index = 1;  // startRing(map, onBatch): all defaults
+	size_t target_index = 2;
+	if (info.Length() == 2 && (info[1].IsFunction() || FrameSink::IsSink(env, info[1]))) {
+		target_index = 1;  // startRing(map, target): all defaults
 	} else if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsNull()) {
 		if (!info[1].IsObject())
 			throw Napi::TypeError::New(env, "ring options must be an object");
@@ -518,9 +520,9 @@ Napi::Value BpfObject::StartRing(const Napi::CallbackInfo& info) {
 		opts.flush_ms = int(OptNumber(o, "flushMs", opts.flush_ms, 1));
 		opts.max_pending = size_t(OptNumber(o, "maxPendingBatches", double(opts.max_pending), 1));
 	}
-	if (info.Length() <= cb_index || !info[cb_index].IsFunction())
-		throw Napi::TypeError::New(env, "onBatch must be a function");
-	on_batch = info[cb_index].As<Napi::Function>();
+	const bool to_sink = info.Length() > target_index && FrameSink::IsSink(env, info[target_index]);
+	if (!to_sink && (info.Length() <= target_index || !info[target_index].IsFunction()))
+		throw Napi::TypeError::New(env, "startRing needs an onBatch function or a FrameSink");
 
 	struct bpf_map* map = FindLoadedMap(env, "ring", name);
 	if (bpf_map__type(map) != BPF_MAP_TYPE_RINGBUF)
@@ -528,7 +530,10 @@ Napi::Value BpfObject::StartRing(const Napi::CallbackInfo& info) {
 	if (ring_)
 		ThrowBpfError(env, Ctx("ring", "", name), EBUSY, "a ring is already running");
 
-	int err = RingConsumer::Start(env, bpf_map__fd(map), opts, on_batch, ring_stats_, &ring_);
+	int err = to_sink ? RingConsumer::StartToSink(bpf_map__fd(map), opts,
+	                                              FrameSink::CoreOf(info[target_index]), ring_stats_, &ring_)
+	                  : RingConsumer::Start(env, bpf_map__fd(map), opts, info[target_index].As<Napi::Function>(),
+	                                        ring_stats_, &ring_);
 	if (err)
 		ThrowBpfError(env, Ctx("ring", "", name), err);
 	return env.Undefined();

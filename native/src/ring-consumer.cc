@@ -16,6 +16,7 @@
 #include <system_error>
 
 #include "events.h"
+#include "frame-sink.h"
 
 namespace tracefeed {
 
@@ -91,8 +92,8 @@ static void DeliverOne(Napi::Env env, Napi::Function fn, const std::shared_ptr<R
 	}
 }
 
-int RingConsumer::Start(Napi::Env env, int map_fd, const RingOptions& opts, Napi::Function on_batch,
-                        std::shared_ptr<RingStats> stats, std::unique_ptr<RingConsumer>* out) {
+int RingConsumer::Create(int map_fd, const RingOptions& opts, std::shared_ptr<RingStats> stats,
+                         std::unique_ptr<RingConsumer>* out) {
 	std::unique_ptr<RingConsumer> rc(new RingConsumer());
 	rc->opts_ = opts;
 	rc->stats_ = std::move(stats);
@@ -115,6 +116,16 @@ int RingConsumer::Start(Napi::Env env, int map_fd, const RingOptions& opts, Napi
 			rc->pace_fd_ = -1;
 		}
 	}
+	*out = std::move(rc);
+	return 0;
+}
+
+int RingConsumer::Start(Napi::Env env, int map_fd, const RingOptions& opts, Napi::Function on_batch,
+                        std::shared_ptr<RingStats> stats, std::unique_ptr<RingConsumer>* out) {
+	std::unique_ptr<RingConsumer> rc;
+	int err = Create(map_fd, opts, std::move(stats), &rc);
+	if (err)
+		return err;
 
 	// Unbounded here: the pending queue above is the bound (one wake per batch).
 	rc->tsfn_ = Napi::ThreadSafeFunction::New(env, on_batch, "tracefeed.ring", 0, 1);
@@ -125,6 +136,22 @@ int RingConsumer::Start(Napi::Env env, int map_fd, const RingOptions& opts, Napi
 		rc->thread_ = std::thread(&RingConsumer::Run, rc.get());
 	} catch (const std::system_error& e) {
 		// rc's destructor frees the ring and releases the TSFN.
+		return -(e.code().value() ? e.code().value() : EAGAIN);
+	}
+	*out = std::move(rc);
+	return 0;
+}
+
+int RingConsumer::StartToSink(int map_fd, const RingOptions& opts, std::shared_ptr<FrameSinkCore> sink,
+                              std::shared_ptr<RingStats> stats, std::unique_ptr<RingConsumer>* out) {
+	std::unique_ptr<RingConsumer> rc;
+	int err = Create(map_fd, opts, std::move(stats), &rc);
+	if (err)
+		return err;
+	rc->sink_ = std::move(sink);
+	try {
+		rc->thread_ = std::thread(&RingConsumer::Run, rc.get());
+	} catch (const std::system_error& e) {
 		return -(e.code().value() ? e.code().value() : EAGAIN);
 	}
 	*out = std::move(rc);
@@ -203,6 +230,16 @@ void RingConsumer::Append(const void* data, size_t len) {
 	drained_bytes_ += len;
 	if (cur_len_ > 0 && cur_len_ + len > cur_cap_)
 		Flush();
+	if (cur_ != nullptr && len > cur_cap_) {
+		// Sink mode keeps its buffer between batches: grow it for an outsized sample.
+		uint8_t* grown = static_cast<uint8_t*>(realloc(cur_, len));
+		if (grown == nullptr) {
+			stats_->poll_errors.fetch_add(1, std::memory_order_relaxed);
+			return;
+		}
+		cur_ = grown;
+		cur_cap_ = len;
+	}
 	if (cur_ == nullptr) {
 		size_t cap = opts_.batch_bytes > len ? opts_.batch_bytes : len;
 		cur_ = static_cast<uint8_t*>(malloc(cap));
@@ -225,6 +262,14 @@ void RingConsumer::Append(const void* data, size_t len) {
 }
 
 void RingConsumer::Flush() {
+	if (sink_) {
+		// The sink copies the records into its frame: the batch buffer is reused.
+		sink_->Append(cur_, cur_len_, cur_events_);
+		cur_len_ = 0;
+		cur_events_ = 0;
+		stats_->batches.fetch_add(1, std::memory_order_relaxed);
+		return;
+	}
 	Batch b{cur_, cur_len_, cur_events_};
 	cur_ = nullptr;
 	cur_len_ = cur_cap_ = 0;

@@ -42,6 +42,7 @@ struct RingStats {
 };
 
 struct RingShared;  // queue shared with the JS-side wake callbacks
+class FrameSinkCore;
 
 class RingConsumer {
 public:
@@ -49,6 +50,11 @@ public:
 	// Returns 0 or -errno (nothing is left running on failure).
 	static int Start(Napi::Env env, int map_fd, const RingOptions& opts, Napi::Function on_batch,
 	                 std::shared_ptr<RingStats> stats, std::unique_ptr<RingConsumer>* out);
+
+	// Sink mode: batches go straight into a FrameSink on the ring thread; JS
+	// is not involved (and no batch is queued for it).
+	static int StartToSink(int map_fd, const RingOptions& opts, std::shared_ptr<FrameSinkCore> sink,
+	                       std::shared_ptr<RingStats> stats, std::unique_ptr<RingConsumer>* out);
 
 	// Stops and joins the thread. With `deliver`, still-queued batches and
 	// the last partial batch are passed to on_batch before returning (JS
@@ -64,6 +70,8 @@ public:
 private:
 	RingConsumer() = default;
 
+	static int Create(int map_fd, const RingOptions& opts, std::shared_ptr<RingStats> stats,
+	                  std::unique_ptr<RingConsumer>* out);
 	static int OnSample(void* ctx, void* data, size_t len);
 	void Run();
 	void Append(const void* data, size_t len);
@@ -77,6 +85,7 @@ private:
 	Napi::ThreadSafeFunction tsfn_;
 	bool has_tsfn_ = false;
 	Napi::FunctionReference on_batch_;  // for the synchronous final delivery
+	std::shared_ptr<FrameSinkCore> sink_;  // sink mode when set
 	bool stopped_ = false;
 
 	// Batch being filled; touched by the ring thread only.

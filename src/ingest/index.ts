@@ -24,7 +24,7 @@ export {
   type AgentStats,
   type ProbeStats,
 } from './node-agent.js';
-export type { PublisherStats } from './publisher.js';
+export type { PublisherStats } from './node-agent.js';
 export { preflight, type PreflightReport } from './preflight.js';
 export { FAMILIES, familySpec, type FamilySpec } from './families.js';
 export type { ProbeState } from './probe-controller.js';

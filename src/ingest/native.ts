@@ -56,11 +56,68 @@ export interface NativeBpfObject {
     map: string,
     opts?: { delete?: boolean; max?: number },
   ): { keys: Buffer; values: Buffer; count: number };
-  startRing(map: string, opts: RingOptions, onBatch: (batch: Buffer, events: number) => void): void;
+  /** Drains the ring on a native thread into a JS callback, or straight into a FrameSink. */
+  startRing(
+    map: string,
+    opts: RingOptions,
+    target: ((batch: Buffer, events: number) => void) | NativeFrameSink,
+  ): void;
   ringStats(): RingStats;
   stopRing(): void;
   close(): void;
 }
+
+export interface FrameSinkOptions {
+  node: string;
+  topic: string;
+  /** Comma-separated bootstrap brokers. */
+  brokers: string;
+  clientId?: string;
+  /** Wall-clock ns at ktime 0 (frame header). */
+  bootTimeNs: bigint;
+  /** For CloudEvents ids: `<node>:<startedAtMs>:<sequence>`. */
+  startedAtMs: number;
+  frameMaxBytes: number;
+  lingerMs: number;
+  bufferMaxBytes: number;
+  /** Offset of the cgroup id in each op's record (0: none), OpTable.cgroupOffset. */
+  cgroupOffsets: Uint8Array;
+  /** Extra librdkafka properties. */
+  kafka?: Record<string, string>;
+}
+
+export interface FrameSinkStats {
+  connected: boolean;
+  framesBuilt: number;
+  framesSent: number;
+  eventsSent: number;
+  bytesSent: number;
+  framesDropped: number;
+  eventsDropped: number;
+  bufferedFrames: number;
+  bufferedEvents: number;
+  bufferedBytes: number;
+  sendErrors: number;
+  malformed: number;
+  lagMs: number;
+  lastError: string | undefined;
+}
+
+/** Native framing and Kafka producer (librdkafka): see native/src/frame-sink.h. */
+export interface NativeFrameSink {
+  /** Appends whole records; false when the region was malformed (counted) or the sink is stopped. */
+  append(records: Uint8Array, count?: number): boolean;
+  stats(): FrameSinkStats;
+  /** Records appended per op since start (index = op). */
+  opCounts(): Float64Array;
+  /** cgroup ids frames could not name yet (each reported once). */
+  takeWantedCgroups(): bigint[];
+  setCgroupName(id: bigint, path: string): void;
+  /** Closes the open frame and waits up to timeoutMs for the broker; the rest is counted as dropped. */
+  stop(timeoutMs: number): Promise<void>;
+}
+
+export type FrameSinkEvent = (kind: 'cgroups' | 'log', level?: string, message?: string) => void;
 
 export interface OpenOptions {
   ringbufBytes?: Record<string, number>;
@@ -69,6 +126,7 @@ export interface OpenOptions {
 
 interface NativeModule {
   BpfObject: new (path: string, opts?: OpenOptions) => NativeBpfObject;
+  FrameSink: new (opts: FrameSinkOptions, onEvent: FrameSinkEvent) => NativeFrameSink;
   setLogger(fn: (level: 'warn' | 'info' | 'debug', message: string) => void): void;
   libbpfVersion(): string;
 }

@@ -1,8 +1,10 @@
 /**
- * The node agent: loads the probe families, drains their ring buffers in
- * batches, flushes kernel aggregations into summary records, frames many
- * events into one Kafka record and publishes them. Probe settings change at
- * run time through `setProbe` (map writes, never a reload).
+ * The node agent: loads the probe families and drains their ring buffers into
+ * a native frame sink, which frames many events into one Kafka record and
+ * produces it (librdkafka) without the records ever touching the JS heap.
+ * JS keeps the control plane: probe settings change at run time through
+ * `setProbe` (map writes, never a reload), kernel aggregations are flushed
+ * into summary records, cgroup ids are named for the sink, and stats are kept.
  */
 import { hostname } from 'node:os';
 import { ConfigError, TracefeedError, isRetriable } from '../common/errors.js';
@@ -11,9 +13,15 @@ import { Topics } from '../common/kafka.js';
 import { bpfObjectPath } from '../common/paths.js';
 import { CgroupResolver } from './cgroup-resolver.js';
 import { FAMILIES, type FamilySpec } from './families.js';
-import { encodeFrame } from './frame.js';
-import { EVENT_HEADER_SIZE, Op, OP_TYPE, OpTable, PROBE_OF_OP, type ProbeName } from './layout.js';
-import { loadNative, openObject, toBpfError, type NativeBpfObject } from './native.js';
+import { OP_TYPE, OpTable, PROBE_NAMES, type ProbeName } from './layout.js';
+import {
+  loadNative,
+  openObject,
+  toBpfError,
+  type FrameSinkStats,
+  type NativeBpfObject,
+  type NativeFrameSink,
+} from './native.js';
 import { preflight } from './preflight.js';
 import { ProbeController, type ProbeState } from './probe-controller.js';
 import {
@@ -22,8 +30,10 @@ import {
   probePatchSchema,
   type ProbePatch,
 } from './probe-settings.js';
-import { FramePublisher, type PublisherStats } from './publisher.js';
-import { flushSummaryMap, writeRecordHeader } from './summaries.js';
+import { flushSummaryMap } from './summaries.js';
+
+/** The Kafka side of the sink's stats. */
+export type PublisherStats = Omit<FrameSinkStats, 'framesBuilt' | 'malformed'>;
 
 export interface NodeAgentOptions {
   /** Node name put in every frame and used as the Kafka key. Default: os.hostname(). */
@@ -79,7 +89,7 @@ export interface AgentStats {
   probes: ProbeStats[];
   eventsByType: Record<string, number>;
   framesBuilt: number;
-  /** Records rejected before framing (malformed batches). */
+  /** Records rejected before framing (malformed regions). */
   malformed: number;
   /** cgroup ids seen that could not be resolved to a path. */
   cgroupMisses: number;
@@ -94,39 +104,20 @@ interface LoadedFamily {
 
 export class NodeAgent {
   private readonly families = new Map<ProbeName, LoadedFamily>();
-  private readonly publisher: FramePublisher;
+  private sink: NativeFrameSink | undefined;
   private readonly bootTimeNs: bigint;
   private readonly startedAt = Date.now();
   readonly cgroups: CgroupResolver;
-  private sequence = 0n;
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
-  private pendingEvents = 0;
-  /** cgroup ids (exact below 2^53) the pending records carry. */
-  private pendingCgroups = new Set<number>();
-  private readonly unresolvedTries = new Map<number, number>();
-  private readonly opCounts = new Float64Array(256);
-  private readonly batchCgroups = new Set<number>();
+  /** cgroup ids the sink asked for that the resolver could not name yet, with tries. */
+  private readonly unresolved = new Map<bigint, number>();
+  private retryTimer: NodeJS.Timeout | undefined;
   private timers: NodeJS.Timeout[] = [];
-  private framesBuilt = 0;
-  private malformed = 0;
   private lastSummaryAt = process.hrtime.bigint();
-  private readonly eventsByOp = new Map<number, number>();
-  private readonly eventsByProbe = new Map<string, number>();
   private readonly rates = new Map<string, number>();
   private prevCounts = new Map<string, number>();
   private stopped = false;
 
   constructor(private readonly opts: NodeAgentOptions) {
-    this.publisher = new FramePublisher({
-      brokers: opts.brokers,
-      clientId: `tracefeed-agent-${opts.nodeName}`,
-      topic: opts.topic,
-      bufferMaxBytes: opts.bufferMaxBytes,
-      sendMaxBytes: 4 * 1024 * 1024,
-      retryInitialMs: 200,
-      log: opts.log,
-    });
     // CLOCK_MONOTONIC (bpf_ktime_get_ns) to wall clock: Node's hrtime is the same clock.
     this.bootTimeNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
     this.cgroups = new CgroupResolver();
@@ -145,7 +136,7 @@ export class NodeAgent {
       if (!FAMILIES.some((f) => f.name === name))
         throw new ConfigError(`unknown probe "${name}"`, `probes.${name}`);
     }
-    this.publisher.start();
+    const sink = this.startSink(native.FrameSink);
     const wanted = FAMILIES.filter(
       (f) => !this.opts.families || this.opts.families.includes(f.name),
     );
@@ -160,24 +151,74 @@ export class NodeAgent {
         this.families.set(spec.name, { spec, obj, control });
         obj.startRing(
           'rb',
-          {
-            batchBytes: Math.min(256 * 1024, this.opts.frameMaxBytes),
-            flushMs: 100,
-            maxPendingBatches: 16,
-          },
-          (batch, n) => this.onBatch(batch, n),
+          { batchBytes: Math.min(256 * 1024, this.opts.frameMaxBytes), flushMs: 100 },
+          sink,
         );
         control.apply(initial);
         this.opts.log.info({ probe: spec.name, enabled: initial.enabled }, 'probe loaded');
       }
     } catch (err) {
       this.closeFamilies();
-      void this.publisher.stop(0);
+      void sink.stop(0);
+      this.sink = undefined;
       throw toBpfError(err);
     }
-    this.timers.push(setInterval(() => this.flush(), this.opts.lingerMs));
     this.timers.push(setInterval(() => this.flushSummaries(), this.opts.summaryIntervalMs));
     this.timers.push(setInterval(() => this.updateRates(), 1000));
+  }
+
+  private startSink(FrameSink: ReturnType<typeof loadNative>['FrameSink']): NativeFrameSink {
+    const log = this.opts.log;
+    const sink = new FrameSink(
+      {
+        node: this.opts.nodeName,
+        topic: this.opts.topic,
+        brokers: this.opts.brokers.join(','),
+        clientId: `tracefeed-agent-${this.opts.nodeName}`,
+        bootTimeNs: this.bootTimeNs,
+        startedAtMs: this.startedAt,
+        frameMaxBytes: this.opts.frameMaxBytes,
+        lingerMs: this.opts.lingerMs,
+        bufferMaxBytes: this.opts.bufferMaxBytes,
+        cgroupOffsets: OpTable.cgroupOffset,
+      },
+      (kind, level, message) => {
+        if (kind === 'cgroups') this.nameCgroups();
+        else if (level === 'error') log.error({ kafka: true }, message);
+        else if (level === 'warn') log.warn({ kafka: true }, message);
+        else log.info({ kafka: true }, message);
+      },
+    );
+    this.sink = sink;
+    return sink;
+  }
+
+  /**
+   * Names the cgroups the sink asked about. One the resolver cannot name yet
+   * (created since its last walk) is tried again shortly, up to 20 times.
+   */
+  private nameCgroups(): void {
+    const sink = this.sink;
+    if (!sink || this.stopped) return;
+    for (const id of sink.takeWantedCgroups())
+      if (!this.unresolved.has(id)) this.unresolved.set(id, 0);
+    for (const [id, tries] of this.unresolved) {
+      const info = this.cgroups.resolve(id);
+      if (info) {
+        sink.setCgroupName(id, info.path);
+        this.unresolved.delete(id);
+      } else if (tries + 1 >= 20) {
+        this.unresolved.delete(id);
+      } else {
+        this.unresolved.set(id, tries + 1);
+      }
+    }
+    if (this.unresolved.size > 0 && !this.retryTimer) {
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = undefined;
+        this.nameCgroups();
+      }, this.opts.lingerMs);
+    }
   }
 
   /**
@@ -235,11 +276,12 @@ export class NodeAgent {
   }
 
   probes(): ProbeStats[] {
+    const events = this.eventsByProbe();
     return [...this.families.values()].map((f) => {
       const s = f.control.state();
       return {
         ...s,
-        events: this.eventsByProbe.get(f.spec.name) ?? 0,
+        events: events.get(f.spec.name) ?? 0,
         eventsPerSecond: this.rates.get(f.spec.name) ?? 0,
         kernelDrops: s.drops,
       };
@@ -253,65 +295,24 @@ export class NodeAgent {
     return fam.obj;
   }
 
+  /** Records received per probe (summary records included), from the sink's per-op counts. */
+  private eventsByProbe(): Map<string, number> {
+    const out = new Map<string, number>();
+    const counts = this.sink?.opCounts();
+    if (!counts) return out;
+    for (let op = 0; op < 256; op++) {
+      const n = counts[op]!;
+      if (n === 0) continue;
+      const probe = PROBE_NAMES[OpTable.probeIndex[op]!] ?? 'unknown';
+      out.set(probe, (out.get(probe) ?? 0) + n);
+    }
+    return out;
+  }
+
   private updateRates(): void {
-    const next = new Map<string, number>();
-    for (const [probe, n] of this.eventsByProbe) {
-      next.set(probe, n);
-      this.rates.set(probe, n - (this.prevCounts.get(probe) ?? 0));
-    }
+    const next = this.eventsByProbe();
+    for (const [probe, n] of next) this.rates.set(probe, n - (this.prevCounts.get(probe) ?? 0));
     this.prevCounts = next;
-  }
-
-  private onBatch(batch: Buffer, n: number): void {
-    if (this.stopped) return;
-    this.addRecords(batch, n);
-  }
-
-  /**
-   * Counts and queues a region of whole records. The hot path of the agent: one
-   * pass, typed-array counters, no allocation per record.
-   */
-  private addRecords(records: Buffer, n: number): void {
-    const len = records.byteLength;
-    const dv = new DataView(records.buffer, records.byteOffset, len);
-    const byOp = this.opCounts;
-    const cgroups = this.batchCgroups;
-    cgroups.clear();
-    let counted = 0;
-    let off = 0;
-    while (off < len) {
-      if (len - off < EVENT_HEADER_SIZE) break;
-      const op = dv.getUint8(off);
-      const size = dv.getUint32(off + 4, true);
-      if (size < EVENT_HEADER_SIZE || size % 8 !== 0 || off + size > len) break;
-      byOp[op]!++;
-      const at = OpTable.cgroupOffset[op]!;
-      if (at !== 0)
-        cgroups.add(dv.getUint32(off + at, true) + dv.getUint32(off + at + 4, true) * 4294967296);
-      counted++;
-      off += size;
-    }
-    if (off !== len) {
-      // The addon validates every sample, so this is a bug; count and drop the batch.
-      this.malformed += n;
-      this.opts.log.error({ at: off, bytes: len }, 'malformed batch dropped');
-      for (let i = 0; i < byOp.length; i++) byOp[i] = 0;
-      return;
-    }
-    for (let op = 0; op < byOp.length; op++) {
-      const c = byOp[op]!;
-      if (c === 0) continue;
-      byOp[op] = 0;
-      this.eventsByOp.set(op, (this.eventsByOp.get(op) ?? 0) + c);
-      const probe = PROBE_OF_OP.get(op) ?? 'unknown';
-      this.eventsByProbe.set(probe, (this.eventsByProbe.get(probe) ?? 0) + c);
-    }
-    if (this.pendingBytes + len > this.opts.frameMaxBytes) this.flush();
-    for (const id of cgroups) this.pendingCgroups.add(id);
-    this.pending.push(records);
-    this.pendingBytes += len;
-    this.pendingEvents += counted;
-    if (this.pendingBytes >= this.opts.frameMaxBytes) this.flush();
   }
 
   private flushSummaries(only?: LoadedFamily): void {
@@ -329,7 +330,7 @@ export class NodeAgent {
             interval,
             fam.control.currentGeneration,
           );
-          if (batch.count > 0) this.addRecords(batch.records, batch.count);
+          if (batch.count > 0) this.sink?.append(batch.records, batch.count);
         } catch (err) {
           this.opts.log.warn(
             { err: (err as Error).message, probe: fam.spec.name, map: s.map },
@@ -340,82 +341,23 @@ export class NodeAgent {
     }
   }
 
-  /** One TF_OP_CGROUP_INFO record per cgroup the pending records name, so consumers anywhere can name workloads. */
-  private cgroupInfoRecords(): { records: Buffer; count: number } {
-    const parts: Buffer[] = [];
-    const unresolved = new Set<number>();
-    for (const id of this.pendingCgroups) {
-      const info = this.cgroups.resolve(BigInt(id));
-      if (!info) {
-        // A cgroup created since the last walk: name it in a later frame.
-        if ((this.unresolvedTries.get(id) ?? 0) < 20) {
-          this.unresolvedTries.set(id, (this.unresolvedTries.get(id) ?? 0) + 1);
-          unresolved.add(id);
-        }
-        continue;
-      }
-      this.unresolvedTries.delete(id);
-      const path = Buffer.from(info.path, 'utf8').subarray(0, 4096);
-      const size = 40 + ((path.length + 7) & ~7);
-      const b = Buffer.alloc(size);
-      writeRecordHeader(b, 0, Op.CGROUP_INFO, size, process.hrtime.bigint(), 0);
-      b.writeBigUInt64LE(BigInt(id), 24);
-      b.writeUInt16LE(path.length, 32);
-      path.copy(b, 40);
-      parts.push(b);
-    }
-    this.pendingCgroups = unresolved;
-    return { records: Buffer.concat(parts), count: parts.length };
-  }
-
-  private flush(): void {
-    if (this.pending.length === 0) return;
-    const info = this.cgroupInfoRecords();
-    const events = this.pendingEvents;
-    if (info.count > 0) this.pending.push(info.records);
-    const seq = this.sequence++;
-    const value = encodeFrame({
-      node: this.opts.nodeName,
-      bootTimeNs: this.bootTimeNs,
-      sequence: seq,
-      chunks: this.pending,
-      eventCount: events + info.count,
-    });
-    const now = Date.now();
-    this.publisher.enqueue({
-      key: this.opts.nodeName,
-      value,
-      events,
-      queuedAt: now,
-      headers: {
-        ce_specversion: '1.0',
-        ce_id: `${this.opts.nodeName}:${this.startedAt}:${seq}`,
-        ce_source: `/node/${this.opts.nodeName}`,
-        ce_type: 'io.tracefeed.events.v1',
-        ce_time: new Date(now).toISOString(),
-        'content-type': 'application/vnd.tracefeed.frame.v1',
-        tracefeed_event_count: String(events + info.count),
-      },
-    });
-    this.framesBuilt++;
-    this.pending = [];
-    this.pendingBytes = 0;
-    this.pendingEvents = 0;
-  }
-
   stats(): AgentStats {
     const eventsByType: Record<string, number> = {};
-    for (const [op, n] of this.eventsByOp) eventsByType[OP_TYPE.get(op) ?? `op.${op}`] = n;
+    const counts = this.sink?.opCounts();
+    if (counts)
+      for (let op = 0; op < 256; op++)
+        if (counts[op]! > 0) eventsByType[OP_TYPE.get(op) ?? `op.${op}`] = counts[op]!;
+    const { framesBuilt = 0, malformed = 0, ...publisher } = this.sink?.stats() ?? EMPTY_SINK_STATS;
     return {
       node: this.opts.nodeName,
       startedAt: new Date(this.startedAt).toISOString(),
       uptimeMs: Date.now() - this.startedAt,
       probes: this.stopped ? [] : this.probes(),
       eventsByType,
-      framesBuilt: this.framesBuilt,
-      malformed: this.malformed,
+      framesBuilt,
+      malformed,
       cgroupMisses: this.cgroups.misses,
-      publisher: this.publisher.stats(),
+      publisher,
     };
   }
 
@@ -423,9 +365,11 @@ export class NodeAgent {
   async stop(flushTimeoutMs = 5000): Promise<AgentStats> {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
     for (const f of this.families.values()) {
       try {
-        f.obj.stopRing();
+        f.obj.stopRing(); // the ring's last batch goes into the sink
       } catch (err) {
         this.opts.log.warn(
           { err: (err as Error).message, probe: f.spec.name },
@@ -434,12 +378,11 @@ export class NodeAgent {
       }
     }
     this.flushSummaries();
-    this.flush();
-    const final = this.stats();
+    const probes = this.probes();
     this.stopped = true;
     this.closeFamilies();
-    await this.publisher.stop(flushTimeoutMs);
-    return { ...final, publisher: this.publisher.stats() };
+    await this.sink?.stop(flushTimeoutMs);
+    return { ...this.stats(), probes };
   }
 
   private closeFamilies(): void {
@@ -456,3 +399,20 @@ export class NodeAgent {
     this.families.clear();
   }
 }
+
+const EMPTY_SINK_STATS: FrameSinkStats = {
+  connected: false,
+  framesBuilt: 0,
+  framesSent: 0,
+  eventsSent: 0,
+  bytesSent: 0,
+  framesDropped: 0,
+  eventsDropped: 0,
+  bufferedFrames: 0,
+  bufferedEvents: 0,
+  bufferedBytes: 0,
+  sendErrors: 0,
+  malformed: 0,
+  lagMs: 0,
+  lastError: undefined,
+};

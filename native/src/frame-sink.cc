@@ -1,0 +1,801 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "frame-sink.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <librdkafka/rdkafka.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <system_error>
+
+#include "events.h"
+
+namespace tracefeed {
+
+namespace {
+
+// Frame v1 header (docs/frame-format.md).
+constexpr uint32_t kFrameMagic = 0x56454654;  // "TFEV"
+constexpr uint16_t kFrameVersion = 1;
+constexpr size_t kFrameFixedHeader = 40;
+// TF_OP_CGROUP_INFO: header, u64 cgroup id, u16 path length, pad, path.
+constexpr size_t kCgroupInfoFixed = 40;
+constexpr size_t kMaxCgroupPath = 4096;
+
+const napi_type_tag kSinkTag = {0x7466'7369'6e6b'0001ULL, 0x9c1d'42a7'5be3'0f11ULL};
+
+int64_t NowMs() {
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t MonoNs() {
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return uint64_t(ts.tv_sec) * 1000000000ULL + uint64_t(ts.tv_nsec);
+}
+
+size_t Align8(size_t n) {
+	return (n + 7) & ~size_t(7);
+}
+
+void Put16(uint8_t* p, uint16_t v) {
+	memcpy(p, &v, 2);  // little-endian hosts only (x86-64, arm64)
+}
+void Put32(uint8_t* p, uint32_t v) {
+	memcpy(p, &v, 4);
+}
+void Put64(uint8_t* p, uint64_t v) {
+	memcpy(p, &v, 8);
+}
+
+// RFC 3339 UTC with milliseconds, as JS's Date.toISOString().
+std::string IsoNow() {
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	gmtime_r(&ts.tv_sec, &tm);
+	char out[40];
+	size_t n = strftime(out, sizeof(out), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + n, sizeof(out) - n, ".%03ldZ", ts.tv_nsec / 1000000);
+	return out;
+}
+
+// Per-message state, the librdkafka opaque of each frame.
+struct FrameMeta {
+	uint64_t sequence;
+	uint64_t events;
+	uint64_t bytes;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// FrameSinkCore
+
+FrameSinkCore::FrameSinkCore(const SinkOptions& opts) : opts_(opts) {
+	header_len_ = Align8(kFrameFixedHeader + opts_.node.size());
+	for (auto& c : op_counts_)
+		c.store(0, std::memory_order_relaxed);
+}
+
+std::shared_ptr<FrameSinkCore> FrameSinkCore::Create(const SinkOptions& opts, Napi::ThreadSafeFunction events,
+                                                     std::string* error) {
+	if (opts.node.empty() || opts.node.size() > 255) {
+		*error = "node name must be 1..255 bytes, got " + std::to_string(opts.node.size());
+		return nullptr;
+	}
+	std::shared_ptr<FrameSinkCore> s(new FrameSinkCore(opts));
+	s->events_ = events;
+	s->has_events_ = true;
+
+	char err[512];
+	rd_kafka_conf_t* conf = rd_kafka_conf_new();
+	const size_t max_message = opts.frame_max_bytes + 1024 * 1024;  // frame + cgroup names + headers
+	// The buffer bound is ours (exact, in frame bytes); librdkafka's is set above it.
+	const size_t queue_kb = opts.buffer_max_bytes / 1024 + max_message / 1024 + 1024;
+	const std::vector<std::pair<std::string, std::string>> base = {
+	    {"bootstrap.servers", opts.brokers},
+	    {"client.id", opts.client_id},
+	    {"enable.idempotence", "true"},  // implies acks=all, ordered retries
+	    {"linger.ms", "5"},              // frames already linger in the sink
+	    {"message.timeout.ms", "0"},     // hold frames while the broker is away (bounded by us)
+	    {"message.max.bytes", std::to_string(max_message + 4096)},
+	    {"queue.buffering.max.kbytes", std::to_string(queue_kb)},
+	    {"queue.buffering.max.messages", "1000000"},
+	    {"reconnect.backoff.ms", "200"},
+	    {"reconnect.backoff.max.ms", "2000"},
+	    {"socket.connection.setup.timeout.ms", "3000"},
+	    {"log.connection.close", "false"},
+	    {"log_level", "4"},
+	};
+	for (const auto* list : {&base, &opts.kafka_config}) {
+		for (const auto& kv : *list) {
+			if (rd_kafka_conf_set(conf, kv.first.c_str(), kv.second.c_str(), err, sizeof(err)) !=
+			    RD_KAFKA_CONF_OK) {
+				rd_kafka_conf_destroy(conf);
+				*error = "kafka setting " + kv.first + "=" + kv.second + ": " + err;
+				return nullptr;
+			}
+		}
+	}
+	rd_kafka_conf_set_opaque(conf, s.get());
+	rd_kafka_conf_set_dr_msg_cb(conf, OnDelivery);
+	rd_kafka_conf_set_error_cb(conf, OnError);
+	rd_kafka_conf_set_log_cb(conf, OnLog);
+
+	s->rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+	if (s->rk_ == nullptr) {
+		rd_kafka_conf_destroy(conf);
+		*error = std::string("cannot create the Kafka producer: ") + err;
+		s->has_events_ = false;  // the caller still owns the TSFN
+		return nullptr;
+	}
+
+	s->wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->wake_fd_ < 0 || pipe2(s->dr_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
+		*error = std::string("cannot create the sink's wake-up descriptors: ") + strerror(errno);
+		s->has_events_ = false;
+		return nullptr;  // the destructor destroys the producer
+	}
+	// Delivery reports and errors land on the main queue: it pokes the pipe.
+	rd_kafka_queue_t* main_q = rd_kafka_queue_get_main(s->rk_);
+	rd_kafka_queue_io_event_enable(main_q, s->dr_pipe_[1], "1", 1);
+	rd_kafka_queue_destroy(main_q);
+
+	try {
+		s->thread_ = std::thread(&FrameSinkCore::Run, s.get());
+	} catch (const std::system_error& e) {
+		*error = std::string("cannot start the sink thread: ") + e.what();
+		s->has_events_ = false;
+		return nullptr;
+	}
+	return s;
+}
+
+FrameSinkCore::~FrameSinkCore() {
+	Stop(0);
+	if (rk_ != nullptr)
+		rd_kafka_destroy(rk_);
+	if (wake_fd_ >= 0)
+		close(wake_fd_);
+	for (int fd : dr_pipe_)
+		if (fd >= 0)
+			close(fd);
+	free(buf_);
+}
+
+void FrameSinkCore::Wake() {
+	uint64_t one = 1;
+	ssize_t r = write(wake_fd_, &one, sizeof(one));
+	(void)r;  // EAGAIN means a wake-up is already pending
+}
+
+bool FrameSinkCore::Append(const uint8_t* data, size_t len, uint32_t n) {
+	if (len == 0)
+		return true;
+	// One pass: validate boundaries, count ops, note cgroups.
+	uint32_t counts[256] = {};
+	uint64_t cgroups[64];
+	size_t ncg = 0;
+	uint64_t last_cg = 0;
+	bool overflow = false;
+	size_t off = 0;
+	uint32_t seen = 0;
+	while (off < len) {
+		if (len - off < sizeof(struct tf_event_header))
+			break;
+		const uint8_t op = data[off];
+		uint32_t size;
+		memcpy(&size, data + off + 4, 4);
+		if (size < sizeof(struct tf_event_header) || size % 8 != 0 || off + size > len)
+			break;
+		counts[op]++;
+		const uint8_t at = opts_.cgroup_offset[op];
+		if (at != 0 && at + 8u <= size) {
+			uint64_t id;
+			memcpy(&id, data + off + at, 8);
+			if (id != last_cg) {
+				last_cg = id;
+				if (ncg < 64)
+					cgroups[ncg++] = id;
+				else
+					overflow = true;
+			}
+		}
+		off += size;
+		seen++;
+	}
+
+	std::unique_lock<std::mutex> lock(mu_);
+	if (stopping_.load(std::memory_order_relaxed)) {
+		// After stop nothing is framed: count it, as every drop is.
+		stats_.events_dropped += seen;
+		return false;
+	}
+	if (off != len || (n != 0 && seen != n)) {
+		stats_.malformed += n ? n : 1;
+		lock.unlock();
+		Log("error", "malformed record region dropped: walk stopped at byte " + std::to_string(off) + " of " +
+		                 std::to_string(len) + " (" + std::to_string(seen) + " of " + std::to_string(n) +
+		                 " records)");
+		return false;
+	}
+	if (rec_len_ > 0 && rec_len_ + len > opts_.frame_max_bytes)
+		CloseFrameLocked();
+	const bool opened = rec_len_ == 0;
+	const size_t need = header_len_ + rec_len_ + len;
+	if (need > cap_) {
+		size_t cap = header_len_ + (opts_.frame_max_bytes > len ? opts_.frame_max_bytes : len);
+		if (cap < need)
+			cap = need;
+		uint8_t* grown = static_cast<uint8_t*>(realloc(buf_, cap));
+		if (grown == nullptr) {
+			stats_.frames_dropped++;
+			stats_.events_dropped += seen;
+			return false;
+		}
+		buf_ = grown;
+		cap_ = cap;
+	}
+	memcpy(buf_ + header_len_ + rec_len_, data, len);
+	rec_len_ += len;
+	events_in_frame_ += seen;
+	for (size_t i = 0; i < ncg; i++)
+		frame_cgroups_.insert(cgroups[i]);
+	if (overflow) {
+		// More than 64 cgroup changes in one region: take the slow path for the rest.
+		for (size_t o = 0; o < len;) {
+			uint32_t size;
+			memcpy(&size, data + o + 4, 4);
+			const uint8_t at = opts_.cgroup_offset[data[o]];
+			if (at != 0 && at + 8u <= size) {
+				uint64_t id;
+				memcpy(&id, data + o + at, 8);
+				frame_cgroups_.insert(id);
+			}
+			o += size;
+		}
+	}
+	if (opened)
+		deadline_ms_ = NowMs() + opts_.linger_ms;
+	if (rec_len_ >= opts_.frame_max_bytes)
+		CloseFrameLocked();
+	lock.unlock();
+
+	for (int op = 0; op < 256; op++)
+		if (counts[op] != 0)
+			op_counts_[op].fetch_add(counts[op], std::memory_order_relaxed);
+	if (opened)
+		Wake();  // the sink thread now has a deadline to keep
+	return true;
+}
+
+void FrameSinkCore::CloseFrameLocked() {
+	if (rec_len_ == 0)
+		return;
+	// Name the frame's cgroups: known ones get an info record now, the rest
+	// are carried to the next frames and asked of JS once.
+	std::unordered_set<uint64_t> carry;
+	size_t info_bytes = 0;
+	uint32_t info_count = 0;
+	for (uint64_t id : frame_cgroups_) {
+		auto it = cgroup_names_.find(id);
+		if (it != cgroup_names_.end()) {
+			const size_t plen = it->second.size() < kMaxCgroupPath ? it->second.size() : kMaxCgroupPath;
+			info_bytes += kCgroupInfoFixed + Align8(plen);
+			continue;
+		}
+		int& tries = cgroup_tries_[id];
+		if (tries == 0) {
+			wanted_.push_back(id);
+		}
+		if (++tries < kMaxCgroupTries) {
+			carry.insert(id);
+		} else {
+			cgroup_tries_.erase(id);  // gone for good: stop asking
+		}
+	}
+	const size_t total = header_len_ + rec_len_ + info_bytes;
+	if (total > cap_) {
+		uint8_t* grown = static_cast<uint8_t*>(realloc(buf_, total));
+		if (grown == nullptr) {
+			info_bytes = 0;  // send the frame unnamed rather than not at all
+		} else {
+			buf_ = grown;
+			cap_ = total;
+		}
+	}
+	size_t off = header_len_ + rec_len_;
+	if (info_bytes > 0) {
+		const uint64_t now = MonoNs();
+		for (uint64_t id : frame_cgroups_) {
+			auto it = cgroup_names_.find(id);
+			if (it == cgroup_names_.end())
+				continue;
+			const size_t plen = it->second.size() < kMaxCgroupPath ? it->second.size() : kMaxCgroupPath;
+			const size_t size = kCgroupInfoFixed + Align8(plen);
+			uint8_t* r = buf_ + off;
+			memset(r, 0, size);
+			r[0] = TF_OP_CGROUP_INFO;
+			Put32(r + 4, uint32_t(size));
+			Put64(r + 8, now);
+			Put32(r + 16, 0);  // generation: user-space record
+			Put32(r + 20, 1);  // sample weight
+			Put64(r + 24, id);
+			Put16(r + 32, uint16_t(plen));
+			memcpy(r + kCgroupInfoFixed, it->second.data(), plen);
+			off += size;
+			info_count++;
+			cgroup_tries_.erase(id);
+		}
+	}
+	frame_cgroups_.swap(carry);
+
+	const uint64_t seq = sequence_++;
+	const size_t records_len = off - header_len_;
+	const uint64_t events = events_in_frame_;
+	uint8_t* h = buf_;
+	memset(h, 0, header_len_);
+	Put32(h + 0, kFrameMagic);
+	Put16(h + 4, kFrameVersion);
+	Put16(h + 6, uint16_t(header_len_));
+	Put32(h + 8, uint32_t(events + info_count));
+	Put32(h + 12, uint32_t(records_len));
+	Put64(h + 16, opts_.boot_time_ns);
+	Put64(h + 24, seq);
+	Put16(h + 32, uint16_t(opts_.node.size()));
+	memcpy(h + kFrameFixedHeader, opts_.node.data(), opts_.node.size());
+
+	uint8_t* frame = buf_;
+	const size_t frame_len = off;
+	buf_ = nullptr;
+	cap_ = 0;
+	rec_len_ = 0;
+	events_in_frame_ = 0;
+	stats_.frames_built++;
+
+	const bool signal_wanted = !wanted_.empty() && !wanted_signalled_;
+	if (signal_wanted)
+		wanted_signalled_ = true;
+
+	if (stats_.buffered_bytes + frame_len > opts_.buffer_max_bytes) {
+		free(frame);
+		stats_.frames_dropped++;
+		stats_.events_dropped += events;
+	} else {
+		rd_kafka_headers_t* hdrs = rd_kafka_headers_new(8);
+		const std::string count = std::to_string(events + info_count);
+		const std::string id =
+		    opts_.node + ":" + std::to_string(opts_.started_at_ms) + ":" + std::to_string(seq);
+		const std::string source = "/node/" + opts_.node;
+		const std::string time = IsoNow();
+		rd_kafka_header_add(hdrs, "ce_specversion", -1, "1.0", 3);
+		rd_kafka_header_add(hdrs, "ce_id", -1, id.data(), ssize_t(id.size()));
+		rd_kafka_header_add(hdrs, "ce_source", -1, source.data(), ssize_t(source.size()));
+		rd_kafka_header_add(hdrs, "ce_type", -1, "io.tracefeed.events.v1", -1);
+		rd_kafka_header_add(hdrs, "ce_time", -1, time.data(), ssize_t(time.size()));
+		rd_kafka_header_add(hdrs, "content-type", -1, "application/vnd.tracefeed.frame.v1", -1);
+		rd_kafka_header_add(hdrs, "tracefeed_event_count", -1, count.data(), ssize_t(count.size()));
+		auto* meta = new FrameMeta{seq, events, frame_len};
+		rd_kafka_resp_err_t err = rd_kafka_producev(
+		    rk_, RD_KAFKA_V_TOPIC(opts_.topic.c_str()), RD_KAFKA_V_KEY(opts_.node.data(), opts_.node.size()),
+		    RD_KAFKA_V_VALUE(frame, frame_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
+		    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(meta), RD_KAFKA_V_END);
+		if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+			// Not enqueued: we still own the frame and the headers.
+			rd_kafka_headers_destroy(hdrs);
+			free(frame);
+			delete meta;
+			stats_.frames_dropped++;
+			stats_.events_dropped += events;
+			stats_.send_errors++;
+			stats_.last_error = rd_kafka_err2str(err);
+		} else {
+			stats_.buffered_frames++;
+			stats_.buffered_events += events;
+			stats_.buffered_bytes += frame_len;
+			outstanding_.emplace(seq, NowMs());
+		}
+	}
+	if (signal_wanted)
+		Emit(new SinkEvent{SinkEvent::kCgroups, "", ""});
+}
+
+void FrameSinkCore::Run() {
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, nullptr);
+
+	while (!stopping_.load(std::memory_order_acquire)) {
+		int timeout = -1;
+		{
+			std::lock_guard<std::mutex> lock(mu_);
+			if (rec_len_ > 0) {
+				const int64_t left = deadline_ms_ - NowMs();
+				timeout = left < 0 ? 0 : int(left);
+			}
+		}
+		struct pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {dr_pipe_[0], POLLIN, 0}};
+		poll(fds, 2, timeout);
+		if (fds[0].revents & POLLIN) {
+			uint64_t v;
+			ssize_t r = read(wake_fd_, &v, sizeof(v));
+			(void)r;
+		}
+		if (fds[1].revents & POLLIN) {
+			char drain[64];
+			while (read(dr_pipe_[0], drain, sizeof(drain)) > 0) {
+			}
+		}
+		rd_kafka_poll(rk_, 0);  // delivery reports and errors
+		std::lock_guard<std::mutex> lock(mu_);
+		if (rec_len_ > 0 && NowMs() >= deadline_ms_)
+			CloseFrameLocked();
+	}
+}
+
+void FrameSinkCore::Stop(int timeout_ms) {
+	std::lock_guard<std::mutex> stop_lock(stop_mu_);
+	if (stopped_ || rk_ == nullptr)
+		return;
+	stopped_ = true;
+	{
+		// One step under the lock: no append can open a frame after this close.
+		std::lock_guard<std::mutex> lock(mu_);
+		stopping_.store(true, std::memory_order_release);
+		CloseFrameLocked();
+	}
+	if (wake_fd_ >= 0)
+		Wake();
+	if (thread_.joinable())
+		thread_.join();
+	// Delivery reports are served here now (this thread polls).
+	rd_kafka_flush(rk_, timeout_ms < 0 ? 0 : timeout_ms);
+	// What the broker has not acknowledged by now is lost: purge it so its
+	// delivery reports count it as dropped.
+	rd_kafka_purge(rk_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+	rd_kafka_poll(rk_, 0);
+	std::lock_guard<std::mutex> lock(ev_mu_);
+	if (has_events_) {
+		events_.Release();
+		has_events_ = false;
+	}
+}
+
+void FrameSinkCore::OnDelivery(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque) {
+	auto* self = static_cast<FrameSinkCore*>(opaque);
+	auto* meta = static_cast<FrameMeta*>(msg->_private);
+	if (meta == nullptr)
+		return;
+	bool reconnected = false;
+	std::string failure;
+	{
+		std::lock_guard<std::mutex> lock(self->mu_);
+		SinkStats& s = self->stats_;
+		s.buffered_frames--;
+		s.buffered_events -= meta->events;
+		s.buffered_bytes -= meta->bytes;
+		self->outstanding_.erase(meta->sequence);
+		if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			s.frames_sent++;
+			s.events_sent += meta->events;
+			s.bytes_sent += meta->bytes;
+			reconnected = !s.connected;
+			s.connected = true;
+			self->last_logged_error_.clear();
+		} else {
+			s.frames_dropped++;
+			s.events_dropped += meta->events;
+			s.send_errors++;
+			s.last_error = rd_kafka_err2str(msg->err);
+			failure = s.last_error;
+		}
+	}
+	delete meta;
+	if (reconnected)
+		self->Log("info", "kafka reachable, publishing");
+	if (!failure.empty())
+		self->Log("warn", "frame not delivered and dropped: " + failure);
+}
+
+void FrameSinkCore::OnError(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
+	auto* self = static_cast<FrameSinkCore*>(opaque);
+	const auto code = static_cast<rd_kafka_resp_err_t>(err);
+	std::string log;
+	{
+		std::lock_guard<std::mutex> lock(self->mu_);
+		SinkStats& s = self->stats_;
+		s.send_errors++;
+		s.last_error = reason;
+		if (code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || code == RD_KAFKA_RESP_ERR__TRANSPORT ||
+		    code == RD_KAFKA_RESP_ERR__RESOLVE || code == RD_KAFKA_RESP_ERR__FATAL)
+			s.connected = false;
+		// Once per distinct error while it lasts, not once per reconnect attempt.
+		if (self->last_logged_error_ != reason) {
+			self->last_logged_error_ = reason;
+			log = std::string("kafka send failed; buffering and retrying: ") + reason + " (" +
+			      std::to_string(s.buffered_frames) + " frames, " + std::to_string(s.buffered_bytes) +
+			      " bytes buffered)";
+		}
+	}
+	if (code == RD_KAFKA_RESP_ERR__FATAL) {
+		char why[512];
+		rd_kafka_fatal_error(rk, why, sizeof(why));
+		self->Log("error", std::string("kafka producer failed for good: ") + why);
+	} else if (!log.empty()) {
+		self->Log("warn", log);
+	}
+}
+
+void FrameSinkCore::OnLog(const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
+	auto* self = static_cast<FrameSinkCore*>(rd_kafka_opaque(rk));
+	if (self == nullptr)
+		return;
+	// Errors reach OnError too; these lines are librdkafka's own warnings.
+	self->Log(level <= 3 ? "warn" : "info", std::string("librdkafka ") + fac + ": " + buf);
+}
+
+void FrameSinkCore::Log(const char* level, std::string message) {
+	Emit(new SinkEvent{SinkEvent::kLog, level, std::move(message)});
+}
+
+void FrameSinkCore::Emit(SinkEvent* ev) {
+	auto call = [](Napi::Env env, Napi::Function fn, SinkEvent* e) {
+		if (env != nullptr && fn != nullptr) {
+			try {
+				if (e->kind == SinkEvent::kCgroups)
+					fn.Call({Napi::String::New(env, "cgroups")});
+				else
+					fn.Call({Napi::String::New(env, "log"), Napi::String::New(env, e->level),
+					         Napi::String::New(env, e->message)});
+			} catch (const Napi::Error& err) {
+				napi_fatal_exception(env, err.Value());
+			}
+		}
+		delete e;
+	};
+	// librdkafka threads may log while Stop releases the function.
+	std::lock_guard<std::mutex> lock(ev_mu_);
+	if (!has_events_ || events_.NonBlockingCall(ev, call) != napi_ok)
+		delete ev;  // closing: nobody is listening
+}
+
+SinkStats FrameSinkCore::Stats() {
+	std::lock_guard<std::mutex> lock(mu_);
+	SinkStats s = stats_;
+	s.lag_ms = outstanding_.empty() ? 0 : NowMs() - outstanding_.begin()->second;
+	return s;
+}
+
+void FrameSinkCore::OpCounts(double out[256]) {
+	for (int i = 0; i < 256; i++)
+		out[i] = double(op_counts_[i].load(std::memory_order_relaxed));
+}
+
+std::vector<uint64_t> FrameSinkCore::TakeWantedCgroups() {
+	std::lock_guard<std::mutex> lock(mu_);
+	std::vector<uint64_t> out;
+	out.swap(wanted_);
+	wanted_signalled_ = false;
+	return out;
+}
+
+void FrameSinkCore::SetCgroupName(uint64_t id, std::string path) {
+	std::lock_guard<std::mutex> lock(mu_);
+	if (cgroup_names_.size() >= kMaxCgroupNames)
+		cgroup_names_.clear();  // asked again on the next miss
+	cgroup_names_[id] = std::move(path);
+}
+
+// ---------------------------------------------------------------------------
+// FrameSink (JS)
+
+namespace {
+
+std::string OptString(Napi::Object o, const char* key, bool required, const std::string& def = "") {
+	Napi::Value v = o.Get(key);
+	if (v.IsUndefined()) {
+		if (required)
+			throw Napi::TypeError::New(o.Env(), std::string("FrameSink option ") + key + " is required");
+		return def;
+	}
+	if (!v.IsString())
+		throw Napi::TypeError::New(o.Env(), std::string("FrameSink option ") + key + " must be a string");
+	return v.As<Napi::String>().Utf8Value();
+}
+
+double OptInt(Napi::Object o, const char* key, double def, double min) {
+	Napi::Value v = o.Get(key);
+	if (v.IsUndefined())
+		return def;
+	if (!v.IsNumber())
+		throw Napi::TypeError::New(o.Env(), std::string("FrameSink option ") + key + " must be a number");
+	double d = v.As<Napi::Number>().DoubleValue();
+	if (!(d >= min) || std::floor(d) != d || d > 9007199254740991.0)
+		throw Napi::RangeError::New(o.Env(), std::string("FrameSink option ") + key + " must be an integer >= " +
+		                                         std::to_string(int64_t(min)));
+	return d;
+}
+
+class StopWorker : public Napi::AsyncWorker {
+public:
+	StopWorker(Napi::Env env, std::shared_ptr<FrameSinkCore> core, int timeout_ms)
+	    : Napi::AsyncWorker(env, "tracefeed.sinkStop"),
+	      deferred_(Napi::Promise::Deferred::New(env)),
+	      core_(std::move(core)),
+	      timeout_ms_(timeout_ms) {}
+	Napi::Promise Promise() const { return deferred_.Promise(); }
+	void Execute() override { core_->Stop(timeout_ms_); }
+	void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+	void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+private:
+	Napi::Promise::Deferred deferred_;
+	std::shared_ptr<FrameSinkCore> core_;
+	int timeout_ms_;
+};
+
+}  // namespace
+
+Napi::Function FrameSink::Init(Napi::Env env) {
+	return DefineClass(env, "FrameSink",
+	                   {
+	                       InstanceMethod<&FrameSink::Append>("append"),
+	                       InstanceMethod<&FrameSink::Stats>("stats"),
+	                       InstanceMethod<&FrameSink::OpCounts>("opCounts"),
+	                       InstanceMethod<&FrameSink::TakeWantedCgroups>("takeWantedCgroups"),
+	                       InstanceMethod<&FrameSink::SetCgroupName>("setCgroupName"),
+	                       InstanceMethod<&FrameSink::Stop>("stop"),
+	                   });
+}
+
+// new FrameSink(options, onEvent(kind, level?, message?))
+FrameSink::FrameSink(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FrameSink>(info) {
+	Napi::Env env = info.Env();
+	if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsFunction())
+		throw Napi::TypeError::New(env, "FrameSink(options, onEvent) expects an object and a function");
+	Napi::Object o = info[0].As<Napi::Object>();
+	SinkOptions opts;
+	opts.node = OptString(o, "node", true);
+	opts.topic = OptString(o, "topic", true);
+	opts.brokers = OptString(o, "brokers", true);
+	opts.client_id = OptString(o, "clientId", false, "tracefeed-agent");
+	opts.frame_max_bytes = size_t(OptInt(o, "frameMaxBytes", double(opts.frame_max_bytes), 64));
+	opts.linger_ms = int(OptInt(o, "lingerMs", opts.linger_ms, 1));
+	opts.buffer_max_bytes = size_t(OptInt(o, "bufferMaxBytes", double(opts.buffer_max_bytes), 1024));
+	opts.started_at_ms = int64_t(OptInt(o, "startedAtMs", 0, 0));
+	Napi::Value boot = o.Get("bootTimeNs");
+	if (!boot.IsBigInt())
+		throw Napi::TypeError::New(env, "FrameSink option bootTimeNs must be a bigint");
+	bool lossless = false;
+	opts.boot_time_ns = boot.As<Napi::BigInt>().Uint64Value(&lossless);
+	if (!lossless)
+		throw Napi::RangeError::New(env, "FrameSink option bootTimeNs must fit in 64 bits");
+	Napi::Value offsets = o.Get("cgroupOffsets");
+	if (!offsets.IsTypedArray() || offsets.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+	    offsets.As<Napi::Uint8Array>().ElementLength() != 256)
+		throw Napi::TypeError::New(env, "FrameSink option cgroupOffsets must be a Uint8Array of 256");
+	memcpy(opts.cgroup_offset, offsets.As<Napi::Uint8Array>().Data(), 256);
+	Napi::Value extra = o.Get("kafka");
+	if (!extra.IsUndefined()) {
+		if (!extra.IsObject())
+			throw Napi::TypeError::New(env, "FrameSink option kafka must be an object of strings");
+		Napi::Object k = extra.As<Napi::Object>();
+		Napi::Array names = k.GetPropertyNames();
+		for (uint32_t i = 0; i < names.Length(); i++) {
+			std::string name = names.Get(i).As<Napi::String>().Utf8Value();
+			Napi::Value v = k.Get(name);
+			if (!v.IsString())
+				throw Napi::TypeError::New(env, "kafka setting " + name + " must be a string");
+			opts.kafka_config.emplace_back(name, v.As<Napi::String>().Utf8Value());
+		}
+	}
+
+	Napi::ThreadSafeFunction tsfn =
+	    Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "tracefeed.frameSink", 0, 1);
+	tsfn.Unref(env);  // the sink alone never keeps the process alive
+	std::string error;
+	core_ = FrameSinkCore::Create(opts, tsfn, &error);
+	if (!core_) {
+		tsfn.Release();
+		throw Napi::Error::New(env, "FrameSink: " + error);
+	}
+	napi_type_tag_object(env, info.This(), &kSinkTag);
+}
+
+FrameSink::~FrameSink() {
+	// Rings may still hold the core; the last holder stops it.
+}
+
+bool FrameSink::IsSink(Napi::Env env, Napi::Value v) {
+	if (!v.IsObject())
+		return false;
+	bool tagged = false;
+	return napi_check_object_type_tag(env, v, &kSinkTag, &tagged) == napi_ok && tagged;
+}
+
+std::shared_ptr<FrameSinkCore> FrameSink::CoreOf(Napi::Value v) {
+	return Unwrap(v.As<Napi::Object>())->core_;
+}
+
+Napi::Value FrameSink::Append(const Napi::CallbackInfo& info) {
+	Napi::Env env = info.Env();
+	if (info.Length() < 1 || !info[0].IsTypedArray())
+		throw Napi::TypeError::New(env, "append(records, count?) expects a Buffer or Uint8Array");
+	Napi::Uint8Array a = info[0].As<Napi::Uint8Array>();
+	uint32_t n = 0;
+	if (info.Length() > 1 && info[1].IsNumber())
+		n = info[1].As<Napi::Number>().Uint32Value();
+	return Napi::Boolean::New(env, core_->Append(a.Data(), a.ByteLength(), n));
+}
+
+Napi::Value FrameSink::Stats(const Napi::CallbackInfo& info) {
+	Napi::Env env = info.Env();
+	SinkStats s = core_->Stats();
+	Napi::Object o = Napi::Object::New(env);
+	o.Set("connected", Napi::Boolean::New(env, s.connected));
+	o.Set("framesBuilt", Napi::Number::New(env, double(s.frames_built)));
+	o.Set("framesSent", Napi::Number::New(env, double(s.frames_sent)));
+	o.Set("eventsSent", Napi::Number::New(env, double(s.events_sent)));
+	o.Set("bytesSent", Napi::Number::New(env, double(s.bytes_sent)));
+	o.Set("framesDropped", Napi::Number::New(env, double(s.frames_dropped)));
+	o.Set("eventsDropped", Napi::Number::New(env, double(s.events_dropped)));
+	o.Set("bufferedFrames", Napi::Number::New(env, double(s.buffered_frames)));
+	o.Set("bufferedEvents", Napi::Number::New(env, double(s.buffered_events)));
+	o.Set("bufferedBytes", Napi::Number::New(env, double(s.buffered_bytes)));
+	o.Set("sendErrors", Napi::Number::New(env, double(s.send_errors)));
+	o.Set("malformed", Napi::Number::New(env, double(s.malformed)));
+	o.Set("lagMs", Napi::Number::New(env, double(s.lag_ms)));
+	o.Set("lastError", s.last_error.empty() ? env.Undefined() : Napi::String::New(env, s.last_error));
+	return o;
+}
+
+Napi::Value FrameSink::OpCounts(const Napi::CallbackInfo& info) {
+	Napi::Float64Array out = Napi::Float64Array::New(info.Env(), 256);
+	core_->OpCounts(out.Data());
+	return out;
+}
+
+Napi::Value FrameSink::TakeWantedCgroups(const Napi::CallbackInfo& info) {
+	Napi::Env env = info.Env();
+	std::vector<uint64_t> ids = core_->TakeWantedCgroups();
+	Napi::Array out = Napi::Array::New(env, ids.size());
+	for (size_t i = 0; i < ids.size(); i++)
+		out.Set(uint32_t(i), Napi::BigInt::New(env, ids[i]));
+	return out;
+}
+
+Napi::Value FrameSink::SetCgroupName(const Napi::CallbackInfo& info) {
+	Napi::Env env = info.Env();
+	if (info.Length() < 2 || !info[0].IsBigInt() || !info[1].IsString())
+		throw Napi::TypeError::New(env, "setCgroupName(id: bigint, path: string)");
+	bool lossless = false;
+	uint64_t id = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
+	if (!lossless)
+		throw Napi::RangeError::New(env, "cgroup id must fit in 64 bits");
+	core_->SetCgroupName(id, info[1].As<Napi::String>().Utf8Value());
+	return env.Undefined();
+}
+
+// stop(timeoutMs): Promise<void>, off the JS thread (it waits for the broker).
+Napi::Value FrameSink::Stop(const Napi::CallbackInfo& info) {
+	Napi::Env env = info.Env();
+	int timeout = 5000;
+	if (info.Length() > 0 && info[0].IsNumber())
+		timeout = info[0].As<Napi::Number>().Int32Value();
+	auto* w = new StopWorker(env, core_, timeout);
+	Napi::Promise p = w->Promise();
+	w->Queue();
+	return p;
+}
+
+}  // namespace tracefeed
