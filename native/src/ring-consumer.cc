@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,9 +29,9 @@ struct Batch {
 	uint32_t events;
 };
 
-// Longest single poll: bounds how long stop() waits and how stale
-// BPF_RB_NO_WAKEUP samples can get, whatever flush_ms is.
-constexpr int kMaxPollMs = 100;
+// Longest wait of the fallback ring_buffer__poll loop: it bounds how long
+// stop() takes when the thread cannot wait on its own epoll set.
+constexpr int kFallbackPollMs = 100;
 
 int64_t NowMs() {
 	struct timespec ts;
@@ -104,16 +105,23 @@ int RingConsumer::Create(int map_fd, const RingOptions& opts, std::shared_ptr<Ri
 	if (rc->rb_ == nullptr)
 		return -(errno ? errno : EINVAL);
 
-	// Edge-triggered watch on the ring: it fires only on the kernel's wake-ups
-	// (the forced ones at wakeup_bytes), not while records merely wait, so the
-	// drain thread can let a batch gather and still come back early for a burst.
-	rc->pace_fd_ = epoll_create1(EPOLL_CLOEXEC);
-	if (rc->pace_fd_ >= 0) {
+	// The thread waits on its own epoll set: the ring map, edge-triggered (it
+	// fires on the kernel's wake-ups, i.e. the forced ones at wakeup_bytes, not
+	// while records merely wait, so a batch can gather without the thread
+	// spinning), and an eventfd that stop() writes.
+	rc->stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	rc->wait_fd_ = epoll_create1(EPOLL_CLOEXEC);
+	if (rc->wait_fd_ >= 0 && rc->stop_fd_ >= 0) {
 		struct epoll_event ev = {};
 		ev.events = EPOLLIN | EPOLLET;
-		if (epoll_ctl(rc->pace_fd_, EPOLL_CTL_ADD, map_fd, &ev) != 0) {
-			close(rc->pace_fd_);
-			rc->pace_fd_ = -1;
+		ev.data.fd = map_fd;
+		struct epoll_event stop = {};
+		stop.events = EPOLLIN;
+		stop.data.fd = rc->stop_fd_;
+		if (epoll_ctl(rc->wait_fd_, EPOLL_CTL_ADD, map_fd, &ev) != 0 ||
+		    epoll_ctl(rc->wait_fd_, EPOLL_CTL_ADD, rc->stop_fd_, &stop) != 0) {
+			close(rc->wait_fd_);
+			rc->wait_fd_ = -1;  // fall back to ring_buffer__poll with a timeout
 		}
 	}
 	*out = std::move(rc);
@@ -164,47 +172,41 @@ void RingConsumer::Run() {
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, nullptr);
 
+	// Records submitted with BPF_RB_NO_WAKEUP signal nothing, so the ring is
+	// also drained on a timer: every flush_ms while records come, backing off
+	// to kIdlePollMaxMs while none do (an idle ring costs a few wake-ups/s).
+	const int base_ms = opts_.flush_ms < kIdlePollMaxMs ? opts_.flush_ms : kIdlePollMaxMs;
+	int idle_ms = base_ms;
 	while (!shared_->stopping.load(std::memory_order_acquire)) {
-		int timeout = opts_.flush_ms < kMaxPollMs ? opts_.flush_ms : kMaxPollMs;
+		int timeout = idle_ms;
 		if (cur_len_ > 0) {
 			int64_t left = cur_deadline_ms_ - NowMs();
 			timeout = left < 0 ? 0 : (left < timeout ? int(left) : timeout);
 		}
-		int err = ring_buffer__poll(rb_, timeout);
-		if (err < 0 && err != -EINTR && err != -ECANCELED)
-			stats_->poll_errors.fetch_add(1, std::memory_order_relaxed);
+		if (wait_fd_ >= 0) {
+			struct epoll_event evs[2];
+			epoll_wait(wait_fd_, evs, 2, timeout);
+		} else {
+			int err = ring_buffer__poll(rb_, timeout < kFallbackPollMs ? timeout : kFallbackPollMs);
+			if (err < 0 && err != -EINTR)
+				stats_->poll_errors.fetch_add(1, std::memory_order_relaxed);
+		}
 		if (shared_->stopping.load(std::memory_order_acquire))
 			break;
-		// BPF_RB_NO_WAKEUP samples never wake epoll: always drain explicitly.
-		err = ring_buffer__consume(rb_);
+		drained_bytes_ = 0;
+		int err = ring_buffer__consume(rb_);
 		if (err < 0 && err != -EINTR && err != -ECANCELED)
 			stats_->poll_errors.fetch_add(1, std::memory_order_relaxed);
-		if (cur_len_ > 0 && NowMs() >= cur_deadline_ms_)
+		idle_ms = drained_bytes_ > 0 ? base_ms : (idle_ms * 2 < kIdlePollMaxMs ? idle_ms * 2 : kIdlePollMaxMs);
+		// A sink frames (and lingers) itself: hand it what was drained at once.
+		if (cur_len_ > 0 && (sink_ || NowMs() >= cur_deadline_ms_))
 			Flush();
-		// The ring's epoll is level-triggered: while producers trickle, poll returns at
-		// once and this thread would spin, one syscall per few records, bouncing the
-		// ring's cache lines with the producers. Drained little? Let records gather
-		// (up to kPaceMaxMs, never past the batch deadline), waking early on a burst.
-		size_t drained = drained_bytes_;
-		drained_bytes_ = 0;
-		if (drained > 0 && drained < kPaceBytes && !shared_->stopping.load(std::memory_order_acquire)) {
-			int64_t wait = kPaceMaxMs;
-			if (cur_len_ > 0) {
-				int64_t left = cur_deadline_ms_ - NowMs();
-				wait = left < wait ? left : wait;
-			}
-			if (wait > 0) {
-				if (pace_fd_ >= 0) {
-					struct epoll_event ev;
-					epoll_wait(pace_fd_, &ev, 1, int(wait));
-				} else {
-					struct timespec ts = {0, 1000000L};
-					nanosleep(&ts, nullptr);
-				}
-			}
-		}
 	}
-	// The last partial batch goes out too; Stop() delivers or frees it.
+	// What the kernel has written so far goes out too (one bounded pass over
+	// the ring), with the last partial batch; Stop() delivers or frees it.
+	final_drain_ = true;
+	if (ring_buffer__consume(rb_) < 0)
+		stats_->poll_errors.fetch_add(1, std::memory_order_relaxed);
 	if (cur_len_ > 0)
 		Flush();
 }
@@ -223,7 +225,7 @@ int RingConsumer::OnSample(void* ctx, void* data, size_t len) {
 			self->Append(data, len);
 	}
 	// A negative return ends ring_buffer__consume(): stop promptly under load.
-	return self->shared_->stopping.load(std::memory_order_relaxed) ? -ECANCELED : 0;
+	return self->shared_->stopping.load(std::memory_order_relaxed) && !self->final_drain_ ? -ECANCELED : 0;
 }
 
 void RingConsumer::Append(const void* data, size_t len) {
@@ -308,6 +310,11 @@ void RingConsumer::Stop(bool deliver) {
 		shared_->stopping.store(true, std::memory_order_release);
 		shared_->space.notify_all();
 	}
+	if (stop_fd_ >= 0) {
+		uint64_t one = 1;
+		ssize_t r = write(stop_fd_, &one, sizeof(one));
+		(void)r;
+	}
 	if (thread_.joinable())
 		thread_.join();
 	if (rb_ != nullptr)
@@ -353,8 +360,10 @@ void RingConsumer::Stop(bool deliver) {
 
 RingConsumer::~RingConsumer() {
 	Stop(false);
-	if (pace_fd_ >= 0)
-		close(pace_fd_);
+	if (wait_fd_ >= 0)
+		close(wait_fd_);
+	if (stop_fd_ >= 0)
+		close(stop_fd_);
 	free(cur_);
 }
 

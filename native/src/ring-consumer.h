@@ -91,14 +91,15 @@ private:
 	// Batch being filled; touched by the ring thread only.
 	uint8_t* cur_ = nullptr;
 	size_t cur_len_ = 0;
-	// Bytes appended since the last loop turn, for pacing.
+	// Bytes appended by the last consume, for the idle back-off.
 	size_t drained_bytes_ = 0;
-	// A loop turn that drained less than this waits up to kPaceMaxMs (or a kernel
-	// wake-up) before draining again.
-	static constexpr size_t kPaceBytes = 16 * 1024;
-	static constexpr int64_t kPaceMaxMs = 10;
-	// Edge-triggered epoll on the ring map: wakes on the kernel's wake-ups only.
-	int pace_fd_ = -1;
+	// Longest wait between drains of a ring that has been empty: the latency
+	// of the first record after a quiet spell (records do not wake the thread
+	// until wakeup_bytes of them wait).
+	static constexpr int kIdlePollMaxMs = 400;
+	int wait_fd_ = -1;  // epoll: the ring map (edge-triggered) and stop_fd_
+	int stop_fd_ = -1;  // eventfd written by Stop()
+	bool final_drain_ = false;  // the pass after stop: drain, do not cancel
 	size_t cur_cap_ = 0;
 	uint32_t cur_events_ = 0;
 	int64_t cur_deadline_ms_ = 0;  // flush time of the batch's first sample
