@@ -147,7 +147,8 @@ async function readAllEvents() {
   if ([...remaining.values()].every((h) => h === 0n)) done();
   await consumer.run({
     eachMessage: async ({ partition, message }) => {
-      if (message.value) {
+      // This agent's frames only (keyed by node): the topic holds every suite's.
+      if (message.value && message.key?.toString() === 'outage-node') {
         try {
           events.push(...decodeFrameEvents(message.value));
         } catch {
