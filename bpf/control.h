@@ -213,17 +213,28 @@ static __always_inline int tf_sampled_out(const struct tf_probe_config *c, __u32
 	return bpf_get_prandom_u32() % n != 0;
 }
 
-/* Fills the common header. Padding is zeroed here, not left to the caller. */
-static __always_inline void tf_hdr_fill(struct tf_event_header *h, __u8 op, __u32 size,
-					const struct tf_probe_config *c, __u32 weight)
+/*
+ * Fills the common header with a time the caller already read (the instant
+ * the event describes). Padding is zeroed here, not left to the caller.
+ */
+static __always_inline void tf_hdr_fill_at(struct tf_event_header *h, __u8 op, __u32 size,
+					   const struct tf_probe_config *c, __u32 weight,
+					   __u64 ktime_ns)
 {
 	h->op = op;
 	h->flags = 0;
 	h->pad = 0;
 	h->size = size;
-	h->ktime_ns = bpf_ktime_get_ns();
+	h->ktime_ns = ktime_ns;
 	h->generation = c->generation;
 	h->sample_weight = weight;
+}
+
+/* Fills the common header, stamped now. */
+static __always_inline void tf_hdr_fill(struct tf_event_header *h, __u8 op, __u32 size,
+					const struct tf_probe_config *c, __u32 weight)
+{
+	tf_hdr_fill_at(h, op, size, c, weight, bpf_ktime_get_ns());
 }
 
 /*

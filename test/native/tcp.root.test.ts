@@ -38,6 +38,9 @@ const TCP_ESTABLISHED = 1;
 const TCP_SYN_SENT = 2;
 const TCP_SYN_RECV = 3;
 const TCP_CLOSE = 7;
+const BPF_MAP_TYPE_ARRAY = 2;
+// tcp.bpf.c's socket table: sets of TF_SK_WAYS u64 keys (0: free), then the ways' info.
+const TF_SK_WAYS = 8;
 const AF_INET = 2;
 const AF_INET6 = 10;
 const HDR_SIZE = 24;
@@ -202,13 +205,24 @@ describe.skipIf(!isRoot)('tcp probe (root)', () => {
     obj?.close();
   });
 
-  it('attaches its four tracepoints', () => {
+  // Sockets the table holds now: non-zero keys over every set.
+  function tableOccupancy(): number {
+    const info = obj.maps().find((m) => m.name === 'tf_tcp_socks')!;
+    const { values, count } = obj.mapDump('tf_tcp_socks');
+    let used = 0;
+    for (let i = 0; i < count; i++)
+      for (let w = 0; w < TF_SK_WAYS; w++)
+        if (values.readBigUInt64LE(i * info.valueSize + w * 8) !== 0n) used++;
+    return used;
+  }
+
+  it('attaches its four BTF tracepoints', () => {
     const progs = obj.programs();
     expect(progs.map((p) => p.section).sort()).toEqual([
-      'tracepoint/sock/inet_sock_set_state',
-      'tracepoint/tcp/tcp_receive_reset',
-      'tracepoint/tcp/tcp_retransmit_skb',
-      'tracepoint/tcp/tcp_send_reset',
+      'tp_btf/inet_sock_set_state',
+      'tp_btf/tcp_receive_reset',
+      'tp_btf/tcp_retransmit_skb',
+      'tp_btf/tcp_send_reset',
     ]);
     for (const p of progs) expect(p.attached).toBe(true);
   });
@@ -290,59 +304,161 @@ describe.skipIf(!isRoot)('tcp probe (root)', () => {
       expect(server.cgroupId).toBe(client.cgroupId);
       expect(mine.filter((r) => r.op === OP.CONNECT_FAIL)).toHaveLength(0);
 
-      // Entries are removed on close: nothing about these sockets lingers.
-      // (Other TCP activity on the host may hold entries of its own.)
-      const dump = obj.mapDump('tf_tcp_socks');
-      expect(dump.keys.length).toBe(dump.count * 8);
+      // Each close is reported once, also after the sockets are gone.
+      await new Promise((r) => setTimeout(r, 200));
+      expect(ours().filter((r) => r.op === OP.CLOSE)).toHaveLength(2);
     });
   }
 
-  it('reports a refused connect and the loopback reset', async () => {
-    const port = await closedPort('127.0.0.1');
-    let clientPort = 0;
-    const err = await new Promise<NodeJS.ErrnoException>((resolve) => {
-      const c = net.connect(port, '127.0.0.1');
-      c.on('connect', () => resolve(new Error('connected?') as NodeJS.ErrnoException));
-      c.on('error', (e: NodeJS.ErrnoException) => resolve(e));
-      c.on('lookup', () => {});
-      // localPort is known once the SYN is out.
-      setImmediate(() => (clientPort = c.localPort ?? 0));
-    });
-    expect(err.code).toBe('ECONNREFUSED');
-    const ours = () => records.filter((r) => r.sport === port || r.dport === port);
-    await waitFor(
-      () =>
-        ours().some((r) => r.op === OP.CONNECT_FAIL) &&
-        ours().some((r) => r.op === OP.RESET_SENT || r.op === OP.RESET_RECV),
-      5000,
-    );
-    const fail = ours().find((r) => r.op === OP.CONNECT_FAIL);
-    expect(fail, 'connect_fail record').toBeDefined();
-    expect(fail).toMatchObject({
-      family: AF_INET,
-      dport: port,
-      oldstate: TCP_SYN_SENT,
-      newstate: TCP_CLOSE,
-      pid: process.pid,
-    });
-    if (clientPort) expect(fail!.sport).toBe(clientPort);
-    expect(fail!.saddr.equals(V4_LOOPBACK)).toBe(true);
-    expect(fail!.daddr.equals(V4_LOOPBACK)).toBe(true);
-
-    const sent = ours().find((r) => r.op === OP.RESET_SENT);
-    const recv = ours().find((r) => r.op === OP.RESET_RECV);
-    expect(sent ?? recv, 'a reset record').toBeDefined();
-    if (sent) {
-      // No listener: the reset is sent without a socket, from the closed port.
-      expect(sent).toMatchObject({ family: AF_INET, sport: port, dport: fail!.sport, pid: 0 });
-      expect(sent.comm).toBe('');
-      expect(sent.saddr.equals(V4_LOOPBACK)).toBe(true);
-    }
-    if (recv) {
-      expect(recv).toMatchObject({ sport: fail!.sport, dport: port, pid: process.pid });
-      expect(recv.oldstate).toBe(TCP_SYN_SENT);
-    }
+  it('frees the table way of every socket at its close', async () => {
+    // The socket table is a preallocated array of sets (no allocation per
+    // socket). A way is claimed at the SYN and freed at the close, so churn
+    // leaves the table as it found it. (Other TCP activity on the host holds
+    // ways of its own and may come and go meanwhile: allow a little slack.)
+    const info = obj.maps().find((m) => m.name === 'tf_tcp_socks')!;
+    expect(info.type).toBe(BPF_MAP_TYPE_ARRAY);
+    expect(info.valueSize).toBe(TF_SK_WAYS * 8 + TF_SK_WAYS * 40);
+    const before = tableOccupancy();
+    const ports: Exchange[] = [];
+    for (let i = 0; i < 50; i++) ports.push(await exchange('127.0.0.1', 10, 10));
+    const closes = () =>
+      records.filter(
+        (r) => r.op === OP.CLOSE && ports.some((p) => between(r, p.serverPort, p.clientPort)),
+      ).length;
+    expect(await waitFor(() => closes() >= 100, 5000), '100 close records').toBe(true);
+    expect(closes()).toBe(100);
+    // 50 connections claimed 100 ways; all of them are free again.
+    expect(tableOccupancy() - before).toBeLessThan(10);
   });
+
+  for (const [family, host, addr] of [
+    [AF_INET, '127.0.0.1', V4_LOOPBACK],
+    [AF_INET6, '::1', V6_LOOPBACK],
+  ] as const) {
+    it(`reports a refused connect and the loopback reset (${host})`, async () => {
+      const port = await closedPort(host);
+      let clientPort = 0;
+      const err = await new Promise<NodeJS.ErrnoException>((resolve) => {
+        const c = net.connect(port, host);
+        c.on('connect', () => resolve(new Error('connected?') as NodeJS.ErrnoException));
+        c.on('error', (e: NodeJS.ErrnoException) => resolve(e));
+        c.on('lookup', () => {});
+        // localPort is known once the SYN is out.
+        setImmediate(() => (clientPort = c.localPort ?? 0));
+      });
+      expect(err.code).toBe('ECONNREFUSED');
+      const ours = () => records.filter((r) => r.sport === port || r.dport === port);
+      await waitFor(
+        () =>
+          ours().some((r) => r.op === OP.CONNECT_FAIL) &&
+          ours().some((r) => r.op === OP.RESET_SENT) &&
+          ours().some((r) => r.op === OP.RESET_RECV),
+        5000,
+      );
+      const fail = ours().find((r) => r.op === OP.CONNECT_FAIL);
+      expect(fail, 'connect_fail record').toBeDefined();
+      expect(fail).toMatchObject({
+        family,
+        dport: port,
+        oldstate: TCP_SYN_SENT,
+        newstate: TCP_CLOSE,
+        pid: process.pid,
+      });
+      if (clientPort) expect(fail!.sport).toBe(clientPort);
+      expect(fail!.saddr.equals(addr)).toBe(true);
+      expect(fail!.daddr.equals(addr)).toBe(true);
+
+      const sent = ours().find((r) => r.op === OP.RESET_SENT);
+      const recv = ours().find((r) => r.op === OP.RESET_RECV);
+      // No listener: the reset is sent without a socket, from the closed port,
+      // with the tuple of the SYN it answers (reversed) and state 0 (unknown).
+      expect(sent, 'reset_sent record').toBeDefined();
+      expect(sent).toMatchObject({
+        family,
+        sport: port,
+        dport: fail!.sport,
+        pid: 0,
+        oldstate: 0,
+        newstate: 0,
+        cgroupId: 0n,
+      });
+      expect(sent!.comm).toBe('');
+      expect(sent!.saddr.equals(addr)).toBe(true);
+      expect(sent!.daddr.equals(addr)).toBe(true);
+      expect(recv, 'reset_received record').toBeDefined();
+      expect(recv).toMatchObject({ family, sport: fail!.sport, dport: port, pid: process.pid });
+      expect(recv!.oldstate).toBe(TCP_SYN_SENT);
+      expect(recv!.saddr.equals(addr)).toBe(true);
+    });
+  }
+
+  for (const [family, host, addr] of [
+    [AF_INET, '127.0.0.1', V4_LOOPBACK],
+    [AF_INET6, '::1', V6_LOOPBACK],
+  ] as const) {
+    it(`reports the reset of an abortive close from the socket itself (${host})`, async () => {
+      // SO_LINGER 0 then close(): tcp_disconnect() moves the socket to CLOSE
+      // (a close record) and then sends a reset with the socket, not a segment.
+      let accepted: net.Socket | undefined;
+      const server = net.createServer((s) => {
+        accepted = s;
+        s.on('error', () => {});
+      });
+      await new Promise<void>((r) => server.listen(0, host, r));
+      const serverPort = (server.address() as net.AddressInfo).port;
+      const client = await new Promise<net.Socket>((resolve, reject) => {
+        const c = net.connect(serverPort, host, () => resolve(c));
+        c.on('error', reject);
+      });
+      const clientPort = client.localPort!;
+      expect(await waitFor(() => accepted !== undefined, 2000)).toBe(true);
+      client.resetAndDestroy();
+      const ours = () => records.filter((r) => between(r, serverPort, clientPort));
+      await waitFor(
+        () =>
+          ours().some((r) => r.op === OP.RESET_SENT) &&
+          ours().some((r) => r.op === OP.RESET_RECV) &&
+          ours().filter((r) => r.op === OP.CLOSE).length >= 2,
+        5000,
+      );
+      accepted?.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+
+      const connect = ours().find((r) => r.op === OP.CONNECT)!;
+      const sent = ours().find((r) => r.op === OP.RESET_SENT);
+      expect(sent, 'reset_sent record').toBeDefined();
+      expect(sent).toMatchObject({
+        family,
+        sport: clientPort,
+        dport: serverPort,
+        oldstate: TCP_CLOSE,
+        newstate: TCP_CLOSE,
+        cgroupId: connect.cgroupId,
+      });
+      expect(sent!.saddr.equals(addr)).toBe(true);
+      expect(sent!.daddr.equals(addr)).toBe(true);
+      // The close freed the socket's table way just before: the owner is not
+      // known any more (pid 0 and no comm), as with the LRU table before.
+      expect([0, process.pid]).toContain(sent!.pid);
+      if (sent!.pid === 0) expect(sent!.comm).toBe('');
+
+      const recv = ours().find((r) => r.op === OP.RESET_RECV);
+      expect(recv, 'reset_received record').toBeDefined();
+      expect(recv).toMatchObject({
+        family,
+        sport: serverPort,
+        dport: clientPort,
+        oldstate: TCP_ESTABLISHED,
+      });
+      // Both ends report their close once; the client's comes from the abort.
+      const closes = ours().filter((r) => r.op === OP.CLOSE);
+      expect(closes).toHaveLength(2);
+      expect(closes.find((r) => r.sport === clientPort)).toMatchObject({
+        oldstate: TCP_ESTABLISHED,
+        pid: process.pid,
+      });
+    });
+  }
 
   it('port allow-set admits one connection and counts the other as filtered', async () => {
     // Reserve two server ports first so the allow set is known before traffic.
