@@ -5,6 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { release } from 'node:os';
 import { EnvironmentError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 
@@ -42,6 +43,27 @@ function mount(type: string, dir: string): void {
   }
 }
 
+/**
+ * The oldest kernel the probes load on: the tcp probe reads sockets through
+ * the bpf_rdonly_cast kfunc (6.2); the rest needs less.
+ */
+export const MIN_KERNEL = { major: 6, minor: 2 } as const;
+
+/** Throws EnvironmentError when a kernel release string is older than MIN_KERNEL. */
+export function checkKernelRelease(rel: string): void {
+  const m = /^(\d+)\.(\d+)/.exec(rel);
+  if (!m) throw new EnvironmentError(`cannot read the kernel version from "${rel}"`, 'kernel');
+  const major = Number(m[1]);
+  const minor = Number(m[2]);
+  if (major < MIN_KERNEL.major || (major === MIN_KERNEL.major && minor < MIN_KERNEL.minor)) {
+    throw new EnvironmentError(
+      `kernel ${rel} is older than ${MIN_KERNEL.major}.${MIN_KERNEL.minor}, which the tcp probe needs (it reads sockets through the bpf_rdonly_cast kfunc)`,
+      'kernel',
+      { hint: `run on Linux ${MIN_KERNEL.major}.${MIN_KERNEL.minor} or later` },
+    );
+  }
+}
+
 export function preflight(log?: Logger): PreflightReport {
   const mounted: string[] = [];
   const uid = process.getuid?.() ?? -1;
@@ -52,6 +74,7 @@ export function preflight(log?: Logger): PreflightReport {
       { hint: 'run as root, e.g. sudo npx tracefeed up' },
     );
   }
+  checkKernelRelease(release());
   if (!existsSync('/sys/kernel/btf/vmlinux')) {
     throw new EnvironmentError(
       'kernel BTF is missing: /sys/kernel/btf/vmlinux does not exist',

@@ -81,3 +81,15 @@ describe('addresses', () => {
     expect(formatAddress(v6b, 0, 10)).toBe('2001:db8::2a');
   });
 });
+
+describe('kernel release check', () => {
+  it('accepts 6.2 and later, refuses older kernels naming the version and the reason', async () => {
+    const { checkKernelRelease } = await import('../../src/ingest/preflight.js');
+    for (const ok of ['6.2.0', '6.18.44', '6.10.0-rc1', '7.0.1-arch1']) checkKernelRelease(ok);
+    expect(() => checkKernelRelease('6.1.0-27-amd64')).toThrow(
+      /kernel 6\.1\.0-27-amd64 is older than 6\.2.*bpf_rdonly_cast/,
+    );
+    expect(() => checkKernelRelease('5.15.0')).toThrow(/older than 6\.2/);
+    expect(() => checkKernelRelease('garbage')).toThrow(/cannot read the kernel version/);
+  });
+});
