@@ -36,8 +36,8 @@ import {
 
 const ROUNDS = argNum('rounds', QUICK ? 3 : 7);
 const CALLS = argNum('calls', QUICK ? 300_000 : 1_000_000);
-const RING_BYTES = 1 << 20; // the agent's default ringBytes
-const WAKEUP_BYTES = 64 * 1024; // the agent's default wakeupBytes
+const RING_BYTES = argNum('ring-bytes', 4 << 20); // the agent's default ringBytes
+const WAKEUP_BYTES = argNum('wakeup-bytes', 256 * 1024); // the agent's default wakeupBytes
 
 const VARIANTS = [
   { name: 'none', prog: null, what: 'nothing attached' },

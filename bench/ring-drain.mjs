@@ -10,8 +10,8 @@
 // number) through the product's tf_reserve()/tf_submit() for every getppid()
 // of the loop process, which runs on the last CPU at a paced call rate. This
 // process (the addon's drain thread and the JS thread) is pinned to CPU 0:
-// "one core". The addon runs with the agent's ring options (1 MiB ring,
-// wakeup_bytes 64 KiB, batchBytes 256 KiB, flushMs 100, 16 pending batches);
+// "one core". The addon runs with the agent's ring options (4 MiB ring,
+// wakeup_bytes 256 KiB, batchBytes 256 KiB, flushMs 100, 16 pending batches);
 // the JS callback walks every record and checks the sequence numbers.
 // Offered rates climb a ladder; each rung is repeated `reps` times (ladders
 // interleaved) and reported as medians; "max" is the loop flat out.
@@ -36,7 +36,7 @@ import {
 const REPS = argNum('reps', QUICK ? 1 : 3);
 const SECONDS = argNum('seconds', QUICK ? 1 : 2);
 const BURST = argNum('burst', 64);
-const RING_BYTES = argNum('ring-bytes', 1 << 20);
+const RING_BYTES = argNum('ring-bytes', 4 << 20);
 const LADDER = [250_000, 500_000, 1_000_000, 1_500_000, 2_000_000, 3_000_000, 4_000_000, 'max'];
 const TARGET = 1_000_000;
 
@@ -49,7 +49,7 @@ async function main() {
 
   const obj = new BpfObject(`${benchBpf}/ring_drain.bpf.o`, {
     ringbufBytes: { rb: RING_BYTES },
-    consts: { target_tgid: loop.pid, burst: BURST, wakeup_bytes: 64n * 1024n },
+    consts: { target_tgid: loop.pid, burst: BURST, wakeup_bytes: 256n * 1024n },
   });
   obj.load();
   obj.mapUpdate('tf_config', u32(0), enabledConfig());

@@ -20,7 +20,7 @@
 #endif
 
 /* Wake the reader only once this many bytes wait; it polls with a timeout anyway. */
-const volatile __u64 wakeup_bytes = 65536;
+const volatile __u64 wakeup_bytes = 262144;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

@@ -48,9 +48,9 @@ export interface NodeAgentOptions {
   lingerMs: number;
   /** Bytes of frames buffered while Kafka is unreachable; past it frames are dropped and counted. Default 64 MiB. */
   bufferMaxBytes: number;
-  /** Ring buffer size per probe family, bytes (power of two). Default 1 MiB. */
+  /** Ring buffer size per probe family, bytes (power of two). Default 4 MiB. */
   ringBytes: number;
-  /** Kernel wakes the drain thread only once this many bytes wait. Default 64 KiB. */
+  /** Kernel wakes the drain thread once per this many bytes written (1/16 of the ring by default). Default 256 KiB. */
   wakeupBytes: number;
   /** How often kernel aggregations (syscall, run-queue histograms) are flushed, ms. Default 5000. */
   summaryIntervalMs: number;
@@ -67,8 +67,8 @@ export const DEFAULT_AGENT_OPTIONS = {
   frameMaxBytes: 512 * 1024,
   lingerMs: 200,
   bufferMaxBytes: 64 * 1024 * 1024,
-  ringBytes: 1024 * 1024,
-  wakeupBytes: 64 * 1024,
+  ringBytes: 4 * 1024 * 1024,
+  wakeupBytes: 256 * 1024,
   summaryIntervalMs: 5000,
   probes: {},
 } as const;
