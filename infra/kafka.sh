@@ -214,6 +214,13 @@ transaction.state.log.num.partitions=1
 # session expires; shorter than the 9 s default so fault tests restart quickly.
 broker.heartbeat.interval.ms=1000
 broker.session.timeout.ms=4000
+# A local broker must not grow without bound, and after an unclean stop it rescans only
+# the segments past its recovery point: 64 MiB segments keep that scan (and so a restart)
+# short; 1 GiB or 24 h per partition is plenty of history for one host.
+log.segment.bytes=67108864
+log.retention.bytes=1073741824
+log.retention.hours=24
+log.retention.check.interval.ms=60000
 EOF
   mv "$CONF.tmp" "$CONF"
 }
