@@ -250,7 +250,8 @@ bool FrameSinkCore::Append(const uint8_t* data, size_t len, uint32_t n) {
 	rec_len_ += len;
 	events_in_frame_ += seen;
 	for (size_t i = 0; i < ncg; i++)
-		frame_cgroups_.insert(cgroups[i]);
+		if (frame_cgroups_.insert(cgroups[i]).second)
+			AskNameLocked(cgroups[i]);
 	if (overflow) {
 		// More than 64 cgroup changes in one region: take the slow path for the rest.
 		for (size_t o = 0; o < len;) {
@@ -260,13 +261,15 @@ bool FrameSinkCore::Append(const uint8_t* data, size_t len, uint32_t n) {
 			if (at != 0 && at + 8u <= size) {
 				uint64_t id;
 				memcpy(&id, data + o + at, 8);
-				frame_cgroups_.insert(id);
+				if (frame_cgroups_.insert(id).second)
+					AskNameLocked(id);
 			}
 			o += size;
 		}
 	}
 	if (opened)
 		deadline_ms_ = NowMs() + opts_.linger_ms;
+	SignalWantedLocked();
 	if (rec_len_ >= opts_.frame_max_bytes)
 		CloseFrameLocked();
 	lock.unlock();
@@ -279,8 +282,25 @@ bool FrameSinkCore::Append(const uint8_t* data, size_t len, uint32_t n) {
 	return true;
 }
 
+// Asks JS for a cgroup's name the first time the sink meets it unnamed, so
+// the answer usually arrives while the frame that carries it still lingers.
+void FrameSinkCore::AskNameLocked(uint64_t id) {
+	if (cgroup_names_.count(id) != 0)
+		return;
+	if (cgroup_tries_.emplace(id, 0).second)
+		wanted_.push_back(id);
+}
+
+void FrameSinkCore::SignalWantedLocked() {
+	if (wanted_.empty() || wanted_signalled_)
+		return;
+	wanted_signalled_ = true;
+	Emit(new SinkEvent{SinkEvent::kCgroups, "", ""});
+}
+
 void FrameSinkCore::CloseFrameLocked() {
-	if (rec_len_ == 0)
+	names_pending_ = false;
+	if (rec_len_ == 0 && frame_cgroups_.empty())
 		return;
 	// Name the frame's cgroups: known ones get an info record now, the rest
 	// are carried to the next frames and asked of JS once.
@@ -295,14 +315,16 @@ void FrameSinkCore::CloseFrameLocked() {
 			continue;
 		}
 		int& tries = cgroup_tries_[id];
-		if (tries == 0) {
-			wanted_.push_back(id);
-		}
 		if (++tries < kMaxCgroupTries) {
 			carry.insert(id);
 		} else {
 			cgroup_tries_.erase(id);  // gone for good: stop asking
 		}
+	}
+	if (rec_len_ == 0 && info_bytes == 0) {
+		// Nothing to send yet: the carried names are still unknown.
+		frame_cgroups_.swap(carry);
+		return;
 	}
 	const size_t total = header_len_ + rec_len_ + info_bytes;
 	if (total > cap_) {
@@ -363,10 +385,6 @@ void FrameSinkCore::CloseFrameLocked() {
 	events_in_frame_ = 0;
 	stats_.frames_built++;
 
-	const bool signal_wanted = !wanted_.empty() && !wanted_signalled_;
-	if (signal_wanted)
-		wanted_signalled_ = true;
-
 	if (stats_.buffered_bytes + frame_len > opts_.buffer_max_bytes) {
 		free(frame);
 		stats_.frames_dropped++;
@@ -406,8 +424,6 @@ void FrameSinkCore::CloseFrameLocked() {
 			outstanding_.emplace(seq, NowMs());
 		}
 	}
-	if (signal_wanted)
-		Emit(new SinkEvent{SinkEvent::kCgroups, "", ""});
 }
 
 void FrameSinkCore::Run() {
@@ -419,7 +435,7 @@ void FrameSinkCore::Run() {
 		int timeout = -1;
 		{
 			std::lock_guard<std::mutex> lock(mu_);
-			if (rec_len_ > 0) {
+			if (rec_len_ > 0 || names_pending_) {
 				const int64_t left = deadline_ms_ - NowMs();
 				timeout = left < 0 ? 0 : int(left);
 			}
@@ -438,7 +454,7 @@ void FrameSinkCore::Run() {
 		}
 		rd_kafka_poll(rk_, 0);  // delivery reports and errors
 		std::lock_guard<std::mutex> lock(mu_);
-		if (rec_len_ > 0 && NowMs() >= deadline_ms_)
+		if ((rec_len_ > 0 || names_pending_) && NowMs() >= deadline_ms_)
 			CloseFrameLocked();
 	}
 }
@@ -594,6 +610,13 @@ void FrameSinkCore::SetCgroupName(uint64_t id, std::string path) {
 	if (cgroup_names_.size() >= kMaxCgroupNames)
 		cgroup_names_.clear();  // asked again on the next miss
 	cgroup_names_[id] = std::move(path);
+	// Records of this cgroup already left in an unnamed frame: send the name
+	// now (in a frame of its own if none is open) rather than wait for more records.
+	if (rec_len_ == 0 && frame_cgroups_.count(id) != 0 && !names_pending_ && !stopping_.load()) {
+		names_pending_ = true;
+		deadline_ms_ = NowMs();
+		Wake();
+	}
 }
 
 // ---------------------------------------------------------------------------

@@ -115,6 +115,8 @@ private:
 
 	void Run();
 	void CloseFrameLocked();
+	void AskNameLocked(uint64_t id);
+	void SignalWantedLocked();
 	void Emit(SinkEvent* ev);
 	void Log(const char* level, std::string message);
 	void Wake();
@@ -148,6 +150,7 @@ private:
 	std::unordered_map<uint64_t, std::string> cgroup_names_;
 	std::vector<uint64_t> wanted_;
 	bool wanted_signalled_ = false;
+	bool names_pending_ = false;  // a frame of names only is due at deadline_ms_
 	std::map<uint64_t, int64_t> outstanding_;  // sequence -> queued at (ms), for lag
 	SinkStats stats_;
 	std::string last_logged_error_;

@@ -14,12 +14,14 @@ export interface CollectedRecord {
 
 /**
  * An independent consumer in a group of its own, reading `topic` from its end.
- * Resolves once the group is joined, so every record published afterwards is
- * seen. Returns the function that stops it.
+ * Resolves once the group is joined. From the end, a record published just
+ * after that may be missed (the start offset is resolved at the first fetch);
+ * a topic of the test's own is read with `fromBeginning`. Returns the function that stops it.
  */
 export async function subscribe(
   topic: string,
   onMessage: (message: KafkaMessage) => void,
+  fromBeginning = false,
 ): Promise<() => Promise<void>> {
   const kafka = new Kafka({
     clientId: 'tracefeed-test',
@@ -31,7 +33,7 @@ export async function subscribe(
     maxWaitTimeInMs: 200,
   });
   await consumer.connect();
-  await consumer.subscribe({ topic, fromBeginning: false });
+  await consumer.subscribe({ topic, fromBeginning });
   let joined!: () => void;
   const ready = new Promise<void>((r) => (joined = r));
   consumer.on(consumer.events.GROUP_JOIN, () => joined());

@@ -79,7 +79,8 @@ describe('native frame sink', () => {
     await admin.connect();
     await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
     await admin.disconnect();
-    stopConsumer = await subscribe(topic, (m) => void messages.push(m));
+    // The topic is this file's own: read it from the start, so no early frame is missed.
+    stopConsumer = await subscribe(topic, (m) => void messages.push(m), true);
   });
 
   afterAll(async () => {
@@ -162,6 +163,25 @@ describe('native frame sink', () => {
     });
     expect(sink.opCounts()[Op.RUNQ_SUMMARY]).toBe(501);
   }, 60_000);
+
+  it('sends a late name in a frame of its own when the records already left unnamed', async () => {
+    const cg = 987_654_321n;
+    const sink = makeSink(); // nobody answers the question at once
+    const start = messages.length;
+    expect(sink.append(records(3, [cg]), 3)).toBe(true);
+    await until(() => sink.stats().eventsSent === 3, 15_000, 'the unnamed frame');
+    expect(sink.takeWantedCgroups()).toEqual([cg]);
+    sink.setCgroupName(cg, '/late.slice');
+    await until(() => sink.stats().framesSent === 2, 15_000, 'the names-only frame');
+    await until(() => messages.length - start >= 2, 15_000, 'both frames consumed');
+    await sink.stop(1000);
+    const [first, second] = messages.slice(start).map((m) => decodeFrameEvents(m.value!));
+    expect(first!.map((e) => e.type)).toEqual(Array(3).fill('sched.runq_summary'));
+    expect(second!.map((e) => [e.type, e.attributes['cgroup.id'], e.attributes['cgroup.path']])).toEqual([
+      ['cgroup.info', cg.toString(), '/late.slice'],
+    ]);
+    expect(sink.stats()).toMatchObject({ eventsSent: 3, framesSent: 2, eventsDropped: 0 });
+  }, 30_000);
 
   it('drops a malformed region whole, counts it and says where the walk stopped', async () => {
     const logs: string[] = [];
