@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -106,7 +107,7 @@ std::shared_ptr<FrameSinkCore> FrameSinkCore::Create(const SinkOptions& opts, Na
 	    {"bootstrap.servers", opts.brokers},
 	    {"client.id", opts.client_id},
 	    {"enable.idempotence", "true"},  // implies acks=all, ordered retries
-	    {"linger.ms", "5"},              // frames already linger in the sink
+	    {"linger.ms", "0"},              // frames already linger in the sink
 	    {"message.timeout.ms", "0"},     // hold frames while the broker is away (bounded by us)
 	    {"message.max.bytes", std::to_string(max_message + 4096)},
 	    {"queue.buffering.max.kbytes", std::to_string(queue_kb)},
@@ -140,13 +141,16 @@ std::shared_ptr<FrameSinkCore> FrameSinkCore::Create(const SinkOptions& opts, Na
 		return nullptr;
 	}
 
+	// The sink thread sleeps until a frame's deadline (a timerfd the appender
+	// arms: no wake-up of its own), a delivery report or error (librdkafka's
+	// main queue pokes a pipe, so stats are current), or stop (an eventfd).
 	s->wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (s->wake_fd_ < 0 || pipe2(s->dr_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
+	s->timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (s->wake_fd_ < 0 || s->timer_fd_ < 0 || pipe2(s->dr_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
 		*error = std::string("cannot create the sink's wake-up descriptors: ") + strerror(errno);
 		s->has_events_ = false;
 		return nullptr;  // the destructor destroys the producer
 	}
-	// Delivery reports and errors land on the main queue: it pokes the pipe.
 	rd_kafka_queue_t* main_q = rd_kafka_queue_get_main(s->rk_);
 	rd_kafka_queue_io_event_enable(main_q, s->dr_pipe_[1], "1", 1);
 	rd_kafka_queue_destroy(main_q);
@@ -167,10 +171,21 @@ FrameSinkCore::~FrameSinkCore() {
 		rd_kafka_destroy(rk_);
 	if (wake_fd_ >= 0)
 		close(wake_fd_);
+	if (timer_fd_ >= 0)
+		close(timer_fd_);
 	for (int fd : dr_pipe_)
 		if (fd >= 0)
 			close(fd);
 	free(buf_);
+}
+
+void FrameSinkCore::ArmLocked(int64_t deadline_ms) {
+	struct itimerspec at = {};
+	at.it_value.tv_sec = deadline_ms / 1000;
+	at.it_value.tv_nsec = (deadline_ms % 1000) * 1000000L;
+	if (at.it_value.tv_sec == 0 && at.it_value.tv_nsec == 0)
+		at.it_value.tv_nsec = 1;  // zero would disarm
+	timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &at, nullptr);
 }
 
 void FrameSinkCore::Wake() {
@@ -267,8 +282,10 @@ bool FrameSinkCore::Append(const uint8_t* data, size_t len, uint32_t n) {
 			o += size;
 		}
 	}
-	if (opened)
+	if (opened) {
 		deadline_ms_ = NowMs() + opts_.linger_ms;
+		ArmLocked(deadline_ms_);
+	}
 	SignalWantedLocked();
 	if (rec_len_ >= opts_.frame_max_bytes)
 		CloseFrameLocked();
@@ -277,8 +294,6 @@ bool FrameSinkCore::Append(const uint8_t* data, size_t len, uint32_t n) {
 	for (int op = 0; op < 256; op++)
 		if (counts[op] != 0)
 			op_counts_[op].fetch_add(counts[op], std::memory_order_relaxed);
-	if (opened)
-		Wake();  // the sink thread now has a deadline to keep
 	return true;
 }
 
@@ -432,30 +447,28 @@ void FrameSinkCore::Run() {
 	pthread_sigmask(SIG_BLOCK, &all, nullptr);
 
 	while (!stopping_.load(std::memory_order_acquire)) {
-		int timeout = -1;
-		{
-			std::lock_guard<std::mutex> lock(mu_);
-			if (rec_len_ > 0 || names_pending_) {
-				const int64_t left = deadline_ms_ - NowMs();
-				timeout = left < 0 ? 0 : int(left);
-			}
-		}
-		struct pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {dr_pipe_[0], POLLIN, 0}};
-		poll(fds, 2, timeout);
+		struct pollfd fds[3] = {{wake_fd_, POLLIN, 0}, {timer_fd_, POLLIN, 0}, {dr_pipe_[0], POLLIN, 0}};
+		poll(fds, 3, -1);
+		uint64_t v;
 		if (fds[0].revents & POLLIN) {
-			uint64_t v;
 			ssize_t r = read(wake_fd_, &v, sizeof(v));
 			(void)r;
 		}
 		if (fds[1].revents & POLLIN) {
+			ssize_t r = read(timer_fd_, &v, sizeof(v));
+			(void)r;
+		}
+		if (fds[2].revents & POLLIN) {
 			char drain[64];
 			while (read(dr_pipe_[0], drain, sizeof(drain)) > 0) {
 			}
 		}
+		{
+			std::lock_guard<std::mutex> lock(mu_);
+			if ((rec_len_ > 0 || names_pending_) && NowMs() >= deadline_ms_)
+				CloseFrameLocked();
+		}
 		rd_kafka_poll(rk_, 0);  // delivery reports and errors
-		std::lock_guard<std::mutex> lock(mu_);
-		if ((rec_len_ > 0 || names_pending_) && NowMs() >= deadline_ms_)
-			CloseFrameLocked();
 	}
 }
 
@@ -615,7 +628,7 @@ void FrameSinkCore::SetCgroupName(uint64_t id, std::string path) {
 	if (rec_len_ == 0 && frame_cgroups_.count(id) != 0 && !names_pending_ && !stopping_.load()) {
 		names_pending_ = true;
 		deadline_ms_ = NowMs();
-		Wake();
+		ArmLocked(deadline_ms_);
 	}
 }
 

@@ -120,6 +120,7 @@ private:
 	void Emit(SinkEvent* ev);
 	void Log(const char* level, std::string message);
 	void Wake();
+	void ArmLocked(int64_t deadline_ms);
 
 	static void OnDelivery(rd_kafka_t* rk, const rd_kafka_message_t* msg, void* opaque);
 	static void OnError(rd_kafka_t* rk, int err, const char* reason, void* opaque);
@@ -132,7 +133,8 @@ private:
 	Napi::ThreadSafeFunction events_;
 	bool has_events_ = false;
 	std::thread thread_;
-	int wake_fd_ = -1;      // eventfd: frame opened, stop
+	int wake_fd_ = -1;   // eventfd: stop
+	int timer_fd_ = -1;  // timerfd: the open frame's deadline
 	int dr_pipe_[2] = {-1, -1};  // librdkafka's main queue signals here
 	std::atomic<bool> stopping_{false};
 	bool stopped_ = false;

@@ -151,7 +151,8 @@ export class NodeAgent {
         this.families.set(spec.name, { spec, obj, control });
         obj.startRing(
           'rb',
-          { batchBytes: Math.min(256 * 1024, this.opts.frameMaxBytes), flushMs: 100 },
+          // The sink lingers lingerMs itself: draining more often than that only costs wake-ups.
+          { batchBytes: Math.min(256 * 1024, this.opts.frameMaxBytes), flushMs: this.opts.lingerMs },
           sink,
         );
         control.apply(initial);
