@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "bpf-object.h"
 #include "frame-sink.h"
+#include "napi-args.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -53,20 +54,6 @@ Napi::Buffer<uint8_t> ArgBuffer(const Napi::CallbackInfo& info, size_t i, const 
 	if (info.Length() <= i || !info[i].IsBuffer())
 		throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a Buffer");
 	return info[i].As<Napi::Buffer<uint8_t>>();
-}
-
-// Optional positive integer option; `def` when absent.
-double OptNumber(Napi::Object opts, const char* key, double def, double min) {
-	Napi::Value v = opts.Get(key);
-	if (v.IsUndefined())
-		return def;
-	if (!v.IsNumber())
-		throw Napi::TypeError::New(opts.Env(), std::string(key) + " must be a number");
-	double d = v.As<Napi::Number>().DoubleValue();
-	if (!(d >= min) || std::floor(d) != d || d > 9007199254740991.0)
-		throw Napi::RangeError::New(opts.Env(), std::string(key) + " must be an integer >= " +
-		                                            std::to_string(int64_t(min)));
-	return d;
 }
 
 ConstValue ParseConst(Napi::Env env, const std::string& name, Napi::Value v) {

@@ -13,10 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cmath>
 #include <system_error>
 
 #include "events.h"
+#include "napi-args.h"
 
 namespace tracefeed {
 
@@ -199,10 +199,8 @@ bool FrameSinkCore::Append(const uint8_t* data, size_t len, uint32_t n) {
 		return true;
 	// One pass: validate boundaries, count ops, note cgroups.
 	uint32_t counts[256] = {};
-	uint64_t cgroups[64];
-	size_t ncg = 0;
+	std::vector<uint64_t> cgroups;  // each change of cgroup along the region
 	uint64_t last_cg = 0;
-	bool overflow = false;
 	size_t off = 0;
 	uint32_t seen = 0;
 	while (off < len) {
@@ -220,10 +218,7 @@ bool FrameSinkCore::Append(const uint8_t* data, size_t len, uint32_t n) {
 			memcpy(&id, data + off + at, 8);
 			if (id != last_cg) {
 				last_cg = id;
-				if (ncg < 64)
-					cgroups[ncg++] = id;
-				else
-					overflow = true;
+				cgroups.push_back(id);
 			}
 		}
 		off += size;
@@ -264,24 +259,9 @@ bool FrameSinkCore::Append(const uint8_t* data, size_t len, uint32_t n) {
 	memcpy(buf_ + header_len_ + rec_len_, data, len);
 	rec_len_ += len;
 	events_in_frame_ += seen;
-	for (size_t i = 0; i < ncg; i++)
-		if (frame_cgroups_.insert(cgroups[i]).second)
-			AskNameLocked(cgroups[i]);
-	if (overflow) {
-		// More than 64 cgroup changes in one region: take the slow path for the rest.
-		for (size_t o = 0; o < len;) {
-			uint32_t size;
-			memcpy(&size, data + o + 4, 4);
-			const uint8_t at = opts_.cgroup_offset[data[o]];
-			if (at != 0 && at + 8u <= size) {
-				uint64_t id;
-				memcpy(&id, data + o + at, 8);
-				if (frame_cgroups_.insert(id).second)
-					AskNameLocked(id);
-			}
-			o += size;
-		}
-	}
+	for (uint64_t id : cgroups)
+		if (frame_cgroups_.insert(id).second)
+			AskNameLocked(id);
 	if (opened) {
 		deadline_ms_ = NowMs() + opts_.linger_ms;
 		ArmLocked(deadline_ms_);
@@ -637,6 +617,8 @@ void FrameSinkCore::SetCgroupName(uint64_t id, std::string path) {
 
 namespace {
 
+constexpr const char* kOption = "FrameSink option ";
+
 std::string OptString(Napi::Object o, const char* key, bool required, const std::string& def = "") {
 	Napi::Value v = o.Get(key);
 	if (v.IsUndefined()) {
@@ -647,19 +629,6 @@ std::string OptString(Napi::Object o, const char* key, bool required, const std:
 	if (!v.IsString())
 		throw Napi::TypeError::New(o.Env(), std::string("FrameSink option ") + key + " must be a string");
 	return v.As<Napi::String>().Utf8Value();
-}
-
-double OptInt(Napi::Object o, const char* key, double def, double min) {
-	Napi::Value v = o.Get(key);
-	if (v.IsUndefined())
-		return def;
-	if (!v.IsNumber())
-		throw Napi::TypeError::New(o.Env(), std::string("FrameSink option ") + key + " must be a number");
-	double d = v.As<Napi::Number>().DoubleValue();
-	if (!(d >= min) || std::floor(d) != d || d > 9007199254740991.0)
-		throw Napi::RangeError::New(o.Env(), std::string("FrameSink option ") + key + " must be an integer >= " +
-		                                         std::to_string(int64_t(min)));
-	return d;
 }
 
 class StopWorker : public Napi::AsyncWorker {
@@ -705,10 +674,10 @@ FrameSink::FrameSink(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FrameSin
 	opts.topic = OptString(o, "topic", true);
 	opts.brokers = OptString(o, "brokers", true);
 	opts.client_id = OptString(o, "clientId", false, "tracefeed-agent");
-	opts.frame_max_bytes = size_t(OptInt(o, "frameMaxBytes", double(opts.frame_max_bytes), 64));
-	opts.linger_ms = int(OptInt(o, "lingerMs", opts.linger_ms, 1));
-	opts.buffer_max_bytes = size_t(OptInt(o, "bufferMaxBytes", double(opts.buffer_max_bytes), 1024));
-	opts.started_at_ms = int64_t(OptInt(o, "startedAtMs", 0, 0));
+	opts.frame_max_bytes = size_t(OptNumber(o, "frameMaxBytes", double(opts.frame_max_bytes), 64, kOption));
+	opts.linger_ms = int(OptNumber(o, "lingerMs", opts.linger_ms, 1, kOption));
+	opts.buffer_max_bytes = size_t(OptNumber(o, "bufferMaxBytes", double(opts.buffer_max_bytes), 1024, kOption));
+	opts.started_at_ms = int64_t(OptNumber(o, "startedAtMs", 0, 0, kOption));
 	Napi::Value boot = o.Get("bootTimeNs");
 	if (!boot.IsBigInt())
 		throw Napi::TypeError::New(env, "FrameSink option bootTimeNs must be a bigint");
@@ -746,10 +715,6 @@ FrameSink::FrameSink(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FrameSin
 		throw Napi::Error::New(env, "FrameSink: " + error);
 	}
 	napi_type_tag_object(env, info.This(), &kSinkTag);
-}
-
-FrameSink::~FrameSink() {
-	// Rings may still hold the core; the last holder stops it.
 }
 
 bool FrameSink::IsSink(Napi::Env env, Napi::Value v) {

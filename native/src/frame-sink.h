@@ -164,8 +164,8 @@ private:
 class FrameSink : public Napi::ObjectWrap<FrameSink> {
 public:
 	static Napi::Function Init(Napi::Env env);
+	// Rings may still hold the core after this object is collected: the last holder stops it.
 	explicit FrameSink(const Napi::CallbackInfo& info);
-	~FrameSink() override;
 
 	// For BpfObject.startRing(map, opts, sink).
 	static bool IsSink(Napi::Env env, Napi::Value v);
