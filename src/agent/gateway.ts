@@ -5,11 +5,11 @@
  * policy engine, audit trail, BullMQ delivery). The agent never applies a
  * change itself: it reports the verdict and reason it gets back.
  */
-import { ConfigError, TransportError } from '../common/errors.js';
+import { ConfigError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { AuditTrail } from '../feedback/audit.js';
 import type { Decision, Outcome } from '../feedback/policy-engine.js';
-import { connectRedis, redisUrlFrom } from '../feedback/redis.js';
+import { connectRedisChecked, redisUrlFrom } from '../feedback/redis.js';
 import type { FeedbackRequest } from '../feedback/request.js';
 import { FeedbackService } from '../feedback/service.js';
 import type { NodeReport } from '../feedback/node-report.js';
@@ -174,21 +174,7 @@ export async function connectFeedbackGateway(opts: {
   log: Logger;
 }): Promise<{ gateway: FeedbackServiceGateway; close: () => Promise<void> }> {
   const url = redisUrlFrom(opts.redisUrl);
-  const redis = connectRedis(url, {
-    maxRetriesPerRequest: 1,
-    connectTimeout: 3000,
-    retryStrategy: (times: number) => (times > 3 ? null : 200),
-  });
-  try {
-    await redis.ping();
-  } catch (err) {
-    redis.disconnect();
-    throw new TransportError(`Redis is unreachable at ${url}`, 'redis', {
-      cause: err,
-      retriable: true,
-      hint: 'start it with `tracefeed infra up`, or pass --redis / TRACEFEED_REDIS_URL',
-    });
-  }
+  const redis = await connectRedisChecked(url);
   const audit = new AuditTrail({ brokers: opts.brokers, log: opts.log });
   const store = new FeedbackStore(redis);
   let thresholds: Thresholds = DEFAULT_THRESHOLDS;

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { Command, Option } from 'commander';
-import { ConfigError, TransportError } from '../common/errors.js';
+import { ConfigError } from '../common/errors.js';
 import { brokersFrom } from '../common/kafka.js';
 import { createLogger } from '../common/logger.js';
 import {
@@ -20,7 +20,7 @@ import {
   thresholdsJsonSchema,
   type RequestView,
 } from '../feedback/index.js';
-import { connectRedis } from '../feedback/redis.js';
+import { connectRedisChecked } from '../feedback/redis.js';
 import { FeedbackStore } from '../feedback/store.js';
 import { thresholdsSchema } from '../feedback/thresholds.js';
 import { jsonLine, resolveFormat, table, type OutputFormat } from './output.js';
@@ -50,21 +50,7 @@ function operator(): string {
 /** Runs `fn` with a service on Redis (fails fast when Redis is down) and an audit trail. */
 async function withService<T>(opts: ConnOpts, fn: (s: FeedbackService) => Promise<T>): Promise<T> {
   const url = redisUrlFrom(opts.redis);
-  const redis = connectRedis(url, {
-    maxRetriesPerRequest: 1,
-    connectTimeout: 3000,
-    retryStrategy: (times: number) => (times > 3 ? null : 200),
-  });
-  try {
-    await redis.ping();
-  } catch (err) {
-    redis.disconnect();
-    throw new TransportError(`Redis is unreachable at ${url}`, 'redis', {
-      cause: err,
-      retriable: true,
-      hint: 'start it with `tracefeed infra up`, or pass --redis / TRACEFEED_REDIS_URL',
-    });
-  }
+  const redis = await connectRedisChecked(url);
   const audit = new AuditTrail({
     brokers: opts.brokers === '' ? undefined : brokersFrom(opts.brokers),
     log,

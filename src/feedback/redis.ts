@@ -1,5 +1,6 @@
 /** Redis connection settings shared by the feedback store, queues and workers. */
 import { Redis, type RedisOptions } from 'ioredis';
+import { TransportError } from '../common/errors.js';
 
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 
@@ -31,4 +32,28 @@ export function connectRedis(url: string, overrides: RedisOptions = {}): Redis {
   const r = new Redis(redisOptions(url, overrides));
   r.on('error', () => undefined);
   return r;
+}
+
+/**
+ * A client for a short-lived caller (a CLI command, the agent's gateway): few
+ * retries, and a ping first, so a Redis that is down fails at once with a
+ * TransportError naming the URL and the fix.
+ */
+export async function connectRedisChecked(url: string): Promise<Redis> {
+  const redis = connectRedis(url, {
+    maxRetriesPerRequest: 1,
+    connectTimeout: 3000,
+    retryStrategy: (times: number) => (times > 3 ? null : 200),
+  });
+  try {
+    await redis.ping();
+  } catch (err) {
+    redis.disconnect();
+    throw new TransportError(`Redis is unreachable at ${url}`, 'redis', {
+      cause: err,
+      retriable: true,
+      hint: 'start it with `tracefeed infra up`, or pass --redis / TRACEFEED_REDIS_URL',
+    });
+  }
+  return redis;
 }
