@@ -94,7 +94,7 @@ async function main() {
     consts: { target_tgid: loop.pid, wakeup_bytes: BigInt(WAKEUP_BYTES) },
   });
   obj.load();
-  obj.mapUpdate('tf_config', u32(0), enabledConfig());
+  obj.mapUpdate('tf_config', u32(0), enabledConfig(obj));
 
   let received = 0;
   const onBatch = (batch, n) => {
@@ -115,7 +115,7 @@ async function main() {
     consts: { target_tgid: loop.pid, wakeup_bytes: BigInt(WAKEUP_BYTES) },
   });
   obj2.load();
-  obj2.mapUpdate('tf_config', u32(0), enabledConfig());
+  obj2.mapUpdate('tf_config', u32(0), enabledConfig(obj2));
   obj2.startRing('rb_nowake', ringOpts, onBatch);
   const objOf = (v) => (v.name === 'step_ring_nowake' ? obj2 : obj);
   const idOf = (v) =>

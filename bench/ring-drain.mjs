@@ -52,7 +52,7 @@ async function main() {
     consts: { target_tgid: loop.pid, burst: BURST, wakeup_bytes: 256n * 1024n },
   });
   obj.load();
-  obj.mapUpdate('tf_config', u32(0), enabledConfig());
+  obj.mapUpdate('tf_config', u32(0), enabledConfig(obj));
 
   let received = 0;
   let gaps = 0;

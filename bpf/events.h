@@ -40,6 +40,8 @@ enum tf_op {
 	TF_OP_RUNQ_SUMMARY = 13,    /* per-cgroup run-queue latency histogram, flushed by user space */
 	TF_OP_SYSCALL_ERRNO = 14,   /* per (cgroup, syscall, errno) error count, flushed by user space */
 	TF_OP_CGROUP_INFO = 15,     /* user space: the path of a cgroup id seen in the frame */
+	TF_OP_CGROUP_STATS = 16,    /* user space: a cgroup's pressure, cpu.stat and memory.events over an interval */
+	TF_OP_PROBE_STATS = 17,     /* user space: one probe's emitted and lost events and sampling over an interval */
 };
 
 /* Probe ids index the per-probe counter maps. Append-only. */
@@ -49,6 +51,7 @@ enum tf_probe {
 	TF_PROBE_SYSCALLS = 2,
 	TF_PROBE_FILE = 3,
 	TF_PROBE_SCHED = 4,
+	TF_PROBE_CGROUP = 5, /* user space only: cgroup v2 files read by the node agent (no program) */
 	TF_PROBE_MAX = 8,
 };
 
@@ -63,6 +66,7 @@ enum tf_drop_reason {
 
 /* Bits of tf_event_header.flags. */
 #define TF_FLAG_TRUNCATED 0x01 /* a string field was cut at its bound */
+#define TF_FLAG_FOCUS 0x02     /* collected under a per-cgroup focus (struct tf_focus) */
 
 /* Common header, first in every record (24 bytes). */
 struct tf_event_header {
@@ -189,6 +193,49 @@ struct tf_cgroup_info {
 	__u8 pad[6];
 };
 
+/*
+ * TF_OP_CGROUP_STATS: built by the node agent every summary interval for each
+ * cgroup that was active in it, from the cgroup v2 files. Every counter is the
+ * increase over interval_ns (the files hold totals since the cgroup was made).
+ * 144 bytes.
+ */
+struct tf_cgroup_stats {
+	struct tf_event_header hdr;
+	__u64 cgroup_id;
+	__u64 interval_ns;
+	__u64 cpu_usage_us;        /* cpu.stat usage_usec */
+	__u64 cpu_throttled_us;    /* cpu.stat throttled_usec */
+	__u64 cpu_nr_throttled;    /* cpu.stat nr_throttled */
+	__u64 cpu_some_us;         /* cpu.pressure some total */
+	__u64 cpu_full_us;         /* cpu.pressure full total */
+	__u64 io_some_us;          /* io.pressure some total */
+	__u64 io_full_us;          /* io.pressure full total */
+	__u64 memory_some_us;      /* memory.pressure some total */
+	__u64 memory_full_us;      /* memory.pressure full total */
+	__u64 memory_high;         /* memory.events high */
+	__u64 memory_max;          /* memory.events max */
+	__u64 memory_oom;          /* memory.events oom */
+	__u64 memory_oom_kill;     /* memory.events oom_kill */
+};
+
+/*
+ * TF_OP_PROBE_STATS: built by the node agent every summary interval for each
+ * loaded probe, so consumers know how complete the probe's records are.
+ * Counters are increases over interval_ns. 104 bytes.
+ */
+struct tf_probe_stats {
+	struct tf_event_header hdr;
+	__u32 probe;               /* enum tf_probe */
+	__u32 sample_n;            /* baseline 1-in-N in force at the end (overload included) */
+	__u32 overload_n;          /* factor the node applied itself under overload; 1 when none */
+	__u32 focus_count;         /* per-cgroup focuses in force at the end */
+	__u64 interval_ns;
+	__u64 emitted;             /* records the kernel wrote to the ring */
+	__u64 drops[4];            /* by enum tf_drop_reason (TF_DROP_REASON_MAX) */
+	__u64 sink_dropped;        /* records of this probe the node dropped after the ring (buffer full, stop) */
+	__u64 pad;
+};
+
 /* Kernel aggregation map values (read and deleted by user space each interval). */
 struct tf_syscall_key {
 	__u64 cgroup_id;
@@ -220,6 +267,22 @@ struct tf_probe_config {
 	__u32 filter_mask;     /* TF_FILTER_*: which sets are active */
 	__u64 min_duration_ns; /* records with a duration below this are filtered */
 	__u64 slow_ns;         /* syscalls: stream syscalls slower than this; 0 = off */
+	__u32 focus_count;     /* entries in tf_focus: 0 skips the per-cgroup lookup */
+	__u32 pad;
+};
+
+/*
+ * A per-cgroup focus: value of the tf_focus map (key: cgroup v2 id). A cgroup
+ * with a focus is collected with these settings whether or not the probe's
+ * baseline (tf_probe_config.enabled) is on; every other cgroup keeps the
+ * baseline. Focuses raise detail where it is needed without taking coverage
+ * from anyone else.
+ */
+struct tf_focus {
+	__u32 sample_n;        /* keep 1 in N for this cgroup (0 and 1: keep all) */
+	__u32 pad;
+	__u64 min_duration_ns; /* as tf_probe_config, for this cgroup */
+	__u64 slow_ns;         /* as tf_probe_config, for this cgroup */
 };
 
 /* filter_mask bits: an allow set, when active, admits only its members;

@@ -26,6 +26,9 @@ struct tf_all_layouts {
 	struct tf_probe_config probe_config;
 	struct tf_path_key path_key;
 	struct tf_cgroup_info cgroup_info;
+	struct tf_cgroup_stats cgroup_stats;
+	struct tf_probe_stats probe_stats;
+	struct tf_focus focus;
 };
 
 struct tf_all_layouts tf_all_layouts SEC(".bss.layouts");

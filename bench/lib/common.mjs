@@ -180,9 +180,15 @@ export async function startSyscallLoop(cpu) {
 
 export const sleep = (ms) => delay(ms);
 
-/** struct tf_probe_config for key 0 of tf_config: enabled, generation 1, keep all, no filters. */
-export function enabledConfig() {
-  const b = Buffer.alloc(32);
+/**
+ * struct tf_probe_config for key 0 of an object's tf_config: enabled, generation 1,
+ * keep all, no filters. Sized by the map itself; the three fields are the struct's
+ * leading u32s (enabled, generation, sample_n), checked by test/ingest/layout.test.ts.
+ */
+export function enabledConfig(obj) {
+  const map = obj.maps().find((m) => m.name === 'tf_config');
+  if (!map) throw new Error('object has no tf_config map');
+  const b = Buffer.alloc(map.valueSize);
   b.writeUInt32LE(1, 0);
   b.writeUInt32LE(1, 4);
   b.writeUInt32LE(1, 8);

@@ -25,6 +25,8 @@ export const Op = {
   RUNQ_SUMMARY: 13,
   SYSCALL_ERRNO: 14,
   CGROUP_INFO: 15,
+  CGROUP_STATS: 16,
+  PROBE_STATS: 17,
 } as const;
 
 /** Event type name of each op, as decoders and features name it. */
@@ -44,6 +46,8 @@ export const OP_TYPE: ReadonlyMap<number, string> = new Map([
   [13, 'sched.runq_summary'],
   [14, 'syscall.errno'],
   [15, 'cgroup.info'],
+  [16, 'cgroup.stats'],
+  [17, 'probe.stats'],
 ]);
 export type OpCode = (typeof Op)[keyof typeof Op];
 
@@ -54,9 +58,15 @@ export const Probe = {
   SYSCALLS: 2,
   FILE: 3,
   SCHED: 4,
+  /** User space only: the cgroup v2 files the node agent reads (no program, not a probe family). */
+  CGROUP: 5,
 } as const;
 export type ProbeName = 'process' | 'tcp' | 'syscalls' | 'file' | 'sched';
+/** The probe families (each a BPF object), indexed by probe id. */
 export const PROBE_NAMES: readonly ProbeName[] = ['process', 'tcp', 'syscalls', 'file', 'sched'];
+/** Where a feature row's records come from: the probe families, then user-space sources. Indexed by `enum tf_probe`. */
+export type SourceName = ProbeName | 'cgroup';
+export const SOURCE_NAMES: readonly SourceName[] = [...PROBE_NAMES, 'cgroup'];
 export const PROBE_MAX = 8;
 
 /** Drop reasons, `enum tf_drop_reason`. */
@@ -74,6 +84,8 @@ export const PATH_PREFIX_LEN = 64;
 /** `TF_FLAG_*` bits of the event header. */
 export const Flag = {
   TRUNCATED: 0x01,
+  /** Collected under a per-cgroup focus. */
+  FOCUS: 0x02,
 } as const;
 
 export type FieldKind = 'u8' | 'u16' | 'u32' | 's32' | 'u64' | 'char';
@@ -257,6 +269,65 @@ export const CGROUP_INFO_LAYOUT: RecordLayout = {
   ],
 };
 
+/** struct tf_cgroup_stats: a cgroup's pressure, cpu.stat and memory.events increases over an interval. */
+export const CGROUP_STATS_LAYOUT: RecordLayout = {
+  struct: 'tf_cgroup_stats',
+  op: Op.CGROUP_STATS,
+  size: 144,
+  fields: [
+    { name: 'hdr', offset: 0, size: 24, kind: 'u8' },
+    ...[
+      'cgroup_id',
+      'interval_ns',
+      'cpu_usage_us',
+      'cpu_throttled_us',
+      'cpu_nr_throttled',
+      'cpu_some_us',
+      'cpu_full_us',
+      'io_some_us',
+      'io_full_us',
+      'memory_some_us',
+      'memory_full_us',
+      'memory_high',
+      'memory_max',
+      'memory_oom',
+      'memory_oom_kill',
+    ].map((name, i) => ({ name, offset: 24 + i * 8, size: 8, kind: 'u64' as const })),
+  ],
+};
+
+/** struct tf_probe_stats: one probe's emitted and lost records and its sampling over an interval. */
+export const PROBE_STATS_LAYOUT: RecordLayout = {
+  struct: 'tf_probe_stats',
+  op: Op.PROBE_STATS,
+  size: 104,
+  fields: [
+    { name: 'hdr', offset: 0, size: 24, kind: 'u8' },
+    { name: 'probe', offset: 24, size: 4, kind: 'u32' },
+    { name: 'sample_n', offset: 28, size: 4, kind: 'u32' },
+    { name: 'overload_n', offset: 32, size: 4, kind: 'u32' },
+    { name: 'focus_count', offset: 36, size: 4, kind: 'u32' },
+    { name: 'interval_ns', offset: 40, size: 8, kind: 'u64' },
+    { name: 'emitted', offset: 48, size: 8, kind: 'u64' },
+    { name: 'drops', offset: 56, size: 32, kind: 'u64' },
+    { name: 'sink_dropped', offset: 88, size: 8, kind: 'u64' },
+    { name: 'pad', offset: 96, size: 8, kind: 'u64' },
+  ],
+};
+
+/** Kernel map value struct tf_focus: a per-cgroup focus (key: cgroup id). */
+export const FOCUS_LAYOUT: RecordLayout = {
+  struct: 'tf_focus',
+  op: 0,
+  size: 24,
+  fields: [
+    { name: 'sample_n', offset: 0, size: 4, kind: 'u32' },
+    { name: 'pad', offset: 4, size: 4, kind: 'u32' },
+    { name: 'min_duration_ns', offset: 8, size: 8, kind: 'u64' },
+    { name: 'slow_ns', offset: 16, size: 8, kind: 'u64' },
+  ],
+};
+
 /** Kernel map value struct tf_hist_value (syscall_stats, runq_stats). */
 export const HIST_VALUE_LAYOUT: RecordLayout = {
   struct: 'tf_hist_value',
@@ -274,7 +345,7 @@ export const HIST_VALUE_LAYOUT: RecordLayout = {
 export const PROBE_CONFIG_LAYOUT: RecordLayout = {
   struct: 'tf_probe_config',
   op: 0,
-  size: 32,
+  size: 40,
   fields: [
     { name: 'enabled', offset: 0, size: 4, kind: 'u32' },
     { name: 'generation', offset: 4, size: 4, kind: 'u32' },
@@ -282,6 +353,8 @@ export const PROBE_CONFIG_LAYOUT: RecordLayout = {
     { name: 'filter_mask', offset: 12, size: 4, kind: 'u32' },
     { name: 'min_duration_ns', offset: 16, size: 8, kind: 'u64' },
     { name: 'slow_ns', offset: 24, size: 8, kind: 'u64' },
+    { name: 'focus_count', offset: 32, size: 4, kind: 'u32' },
+    { name: 'pad', offset: 36, size: 4, kind: 'u32' },
   ],
 };
 
@@ -319,6 +392,9 @@ export const CHECKED_LAYOUTS: readonly RecordLayout[] = [
   HIST_VALUE_LAYOUT,
   PROBE_CONFIG_LAYOUT,
   CGROUP_INFO_LAYOUT,
+  CGROUP_STATS_LAYOUT,
+  PROBE_STATS_LAYOUT,
+  FOCUS_LAYOUT,
 ];
 
 /** Filter mask bits (TF_FILTER_*). */

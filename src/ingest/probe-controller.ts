@@ -11,7 +11,9 @@ import {
   DROP_REASON_NAMES,
   FilterBit,
   PATH_PREFIX_LEN,
+  PROBE_CONFIG_LAYOUT,
   SET_ALLOW,
+  fieldOffset,
   SET_DENY,
 } from './layout.js';
 import type { NativeBpfObject } from './native.js';
@@ -29,6 +31,36 @@ export interface ProbeState {
   emitted: number;
   /** Events the kernel did not emit, by reason. */
   drops: Record<string, number>;
+}
+
+/** struct tf_probe_config, the value of a probe's tf_config[0]. */
+export interface ProbeConfigValue {
+  enabled: boolean;
+  generation: number;
+  /** Keep 1 in N. Default 1. */
+  sample_n?: number;
+  /** TF_FILTER_* bits. Default 0. */
+  filter_mask?: number;
+  /** Default 0. */
+  min_duration_ns?: bigint;
+  /** Default 0. */
+  slow_ns?: bigint;
+  /** Entries in the tf_focus map. Default 0. */
+  focus_count?: number;
+}
+
+/** Encodes a tf_config value at the offsets of PROBE_CONFIG_LAYOUT (tests and benches write it too). */
+export function encodeProbeConfig(v: ProbeConfigValue): Buffer {
+  const L = PROBE_CONFIG_LAYOUT;
+  const b = Buffer.alloc(L.size);
+  b.writeUInt32LE(v.enabled ? 1 : 0, fieldOffset(L, 'enabled'));
+  b.writeUInt32LE(v.generation, fieldOffset(L, 'generation'));
+  b.writeUInt32LE(v.sample_n ?? 1, fieldOffset(L, 'sample_n'));
+  b.writeUInt32LE(v.filter_mask ?? 0, fieldOffset(L, 'filter_mask'));
+  b.writeBigUInt64LE(v.min_duration_ns ?? 0n, fieldOffset(L, 'min_duration_ns'));
+  b.writeBigUInt64LE(v.slow_ns ?? 0n, fieldOffset(L, 'slow_ns'));
+  b.writeUInt32LE(v.focus_count ?? 0, fieldOffset(L, 'focus_count'));
+  return b;
 }
 
 type SetName = 'tf_set_cgroup' | 'tf_set_pid' | 'tf_set_port' | 'tf_set_comm' | 'tf_set_path';
@@ -115,13 +147,14 @@ export class ProbeController {
     }
     if (!next.enabled) this.detachAll();
     this.generation++;
-    const cfg = Buffer.alloc(32);
-    cfg.writeUInt32LE(next.enabled ? 1 : 0, 0);
-    cfg.writeUInt32LE(this.generation, 4);
-    cfg.writeUInt32LE(next.sample_n, 8);
-    cfg.writeUInt32LE(mask, 12);
-    cfg.writeBigUInt64LE(BigInt(Math.round(next.min_duration_ms * 1e6)), 16);
-    cfg.writeBigUInt64LE(BigInt(Math.round(next.slow_ms * 1e6)), 24);
+    const cfg = encodeProbeConfig({
+      enabled: next.enabled,
+      generation: this.generation,
+      sample_n: next.sample_n,
+      filter_mask: mask,
+      min_duration_ns: BigInt(Math.round(next.min_duration_ms * 1e6)),
+      slow_ns: BigInt(Math.round(next.slow_ms * 1e6)),
+    });
     this.obj.mapUpdate('tf_config', u32(0), cfg);
     // Stale members last, once the config no longer relies on them.
     for (const [map, entries] of desired) {

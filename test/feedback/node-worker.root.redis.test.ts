@@ -19,7 +19,7 @@ import { NodeFeedbackWorker } from '../../src/feedback/node-worker.js';
 import { connectRedis, redisUrlFrom } from '../../src/feedback/redis.js';
 import { FeedbackService } from '../../src/feedback/service.js';
 import { parseThresholds } from '../../src/feedback/thresholds.js';
-import { FilterBit, type ProbeName } from '../../src/ingest/layout.js';
+import { FilterBit, PROBE_CONFIG_LAYOUT, fieldOffset, type ProbeName } from '../../src/ingest/layout.js';
 import { NodeAgent, DEFAULT_AGENT_OPTIONS } from '../../src/ingest/node-agent.js';
 import { BROKERS } from '../helpers/kafka.js';
 import { enqueueApply, failedJob, request, until } from './helpers.js';
@@ -35,12 +35,13 @@ const available = (['process', 'tcp', 'syscalls'] as ProbeName[]).filter((p) =>
 function kernelConfig(agent: NodeAgent, probe: ProbeName) {
   const b = agent.object(probe).mapLookup('tf_config', Buffer.alloc(4));
   if (!b) throw new Error(`no tf_config in ${probe}`);
+  const o = (n: string) => fieldOffset(PROBE_CONFIG_LAYOUT, n);
   return {
-    enabled: b.readUInt32LE(0),
-    generation: b.readUInt32LE(4),
-    sample_n: b.readUInt32LE(8),
-    filter_mask: b.readUInt32LE(12),
-    slow_ns: b.readBigUInt64LE(24),
+    enabled: b.readUInt32LE(o('enabled')),
+    generation: b.readUInt32LE(o('generation')),
+    sample_n: b.readUInt32LE(o('sample_n')),
+    filter_mask: b.readUInt32LE(o('filter_mask')),
+    slow_ns: b.readBigUInt64LE(o('slow_ns')),
   };
 }
 

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cString, ensureTracefs, waitFor } from '../helpers/native-test.js';
 
 import type * as Native from '../../native/index.js';
+import { encodeProbeConfig } from '../../src/ingest/probe-controller.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const probePath = path.join(root, 'bpf/.output/process.bpf.o');
@@ -119,11 +120,7 @@ function decodeBatch(batch: Buffer): EventRecord[] {
 
 // control.h: the probe emits nothing until tf_config[0] says enabled.
 function enable(obj: Native.BpfObject, generation = 1): void {
-  const v = Buffer.alloc(32); // struct tf_probe_config
-  v.writeUInt32LE(1, 0); // enabled
-  v.writeUInt32LE(generation, 4);
-  v.writeUInt32LE(1, 8); // sample_n
-  obj.mapUpdate('tf_config', Buffer.alloc(4), v);
+  obj.mapUpdate('tf_config', Buffer.alloc(4), encodeProbeConfig({ enabled: true, generation }));
 }
 
 // A uniquely named script: its exec filename and comm identify our child.

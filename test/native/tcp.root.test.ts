@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureTracefs, waitFor } from '../helpers/native-test.js';
 
 import type * as Native from '../../native/index.js';
+import { encodeProbeConfig } from '../../src/ingest/probe-controller.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const probePath = path.join(root, 'bpf/.output/tcp.bpf.o');
@@ -167,13 +168,13 @@ describe.skipIf(!isRoot)('tcp probe (root)', () => {
   let generation = 0;
 
   function setConfig(opts: { filterMask?: number; minDurationNs?: bigint } = {}): number {
-    const v = Buffer.alloc(32);
     generation++;
-    v.writeUInt32LE(1, 0); // enabled
-    v.writeUInt32LE(generation, 4);
-    v.writeUInt32LE(1, 8); // sample_n
-    v.writeUInt32LE(opts.filterMask ?? 0, 12);
-    v.writeBigUInt64LE(opts.minDurationNs ?? 0n, 16);
+    const v = encodeProbeConfig({
+      enabled: true,
+      generation,
+      filter_mask: opts.filterMask ?? 0,
+      min_duration_ns: opts.minDurationNs ?? 0n,
+    });
     obj.mapUpdate('tf_config', Buffer.alloc(4), v);
     return generation;
   }
