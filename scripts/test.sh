@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# Runs every test suite against real infrastructure: starts (or reuses) the
-# local Kafka and Redis, then vitest. Ends with one summary line
-# "tests: N passed, N failed, N skipped".
+# Runs every check: typecheck and lint first (so they cannot rot), then every
+# test suite against real infrastructure: starts (or reuses) the local Kafka and
+# Redis, then vitest. Ends with one summary line "tests: N passed, N failed, N skipped".
+# Arguments are passed to vitest (a file or a name filter); with arguments the
+# typecheck and lint are skipped (TRACEFEED_CHECKS=1 forces them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export TRACEFEED_LOG_LEVEL="${TRACEFEED_LOG_LEVEL:-warn}"
 mkdir -p .tracefeed
+
+if [[ $# -eq 0 || ${TRACEFEED_CHECKS:-0} == 1 ]]; then
+  echo "checks: typecheck" >&2
+  npx tsc -p tsconfig.json --noEmit
+  echo "checks: lint" >&2
+  npm run -s lint
+fi
 
 bash infra/up.sh >&2
 # The notebook suite runs the example notebook with this interpreter.
