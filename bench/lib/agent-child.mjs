@@ -7,6 +7,7 @@
 //   "stats" -> one JSON line: cpuUsage (this process), agent stats, program ids
 //   "stop"  -> stops the agent (flushes to Kafka), prints "stopped", exits.
 // argv[2]: optional JSON of NodeAgentOptions.probes overrides.
+// argv[3]: optional JSON of other NodeAgentOptions (nodeName, ringBytes, ...).
 
 import { createInterface } from 'node:readline';
 import { DEFAULT_AGENT_OPTIONS, NodeAgent } from '../../dist/ingest/index.js';
@@ -14,8 +15,10 @@ import { createLogger } from '../../dist/common/logger.js';
 
 const brokers = (process.env.TRACEFEED_BROKERS ?? '127.0.0.1:9092').split(',');
 const probes = process.argv[2] ? JSON.parse(process.argv[2]) : {};
+const extra = process.argv[3] ? JSON.parse(process.argv[3]) : {};
 const agent = new NodeAgent({
   ...DEFAULT_AGENT_OPTIONS,
+  ...extra,
   probes,
   brokers,
   log: createLogger('bench-agent', process.env.TRACEFEED_LOG_LEVEL ?? 'warn'),
@@ -36,6 +39,13 @@ createInterface({ input: process.stdin }).on('line', async (line) => {
         enabled: s.probes.filter((p) => p.enabled).map((p) => p.probe),
         attached: s.probes.filter((p) => p.attached).map((p) => p.probe),
         publisher: s.publisher,
+        probes: s.probes.map((p) => ({
+          probe: p.probe,
+          emitted: p.emitted,
+          drops: p.kernelDrops,
+          settings: p.settings,
+          overload_n: p.overload_n,
+        })),
         framesBuilt: s.framesBuilt,
       })}\n`,
     );

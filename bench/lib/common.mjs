@@ -48,8 +48,8 @@ export function ensureBuilt() {
   }
   if (!existsSync(join(repoRoot, 'native', 'build', 'tracefeed.node')))
     run('node', ['native/build.mjs']);
-  if (!existsSync(join(repoRoot, 'dist', 'ingest', 'index.js')))
-    run('npx', ['tsc', '-p', 'tsconfig.build.json']);
+  // Always: tsc is incremental enough, and a stale dist/ would measure old code.
+  run('npx', ['tsc', '-p', 'tsconfig.build.json']);
   writeFileSync(join(benchBuild, '.gitignore'), '*\n');
 }
 
