@@ -6,15 +6,19 @@
 //   node bench/features-throughput.mjs [--seconds 60] [--record-seconds 8] [--json]
 //
 // Frames are recorded first from the real node agent on this host (process and
-// tcp probes, with process churn and loopback TCP as the workload) and saved to
-// .tracefeed/bench/frames.bin; later runs reuse them (--rerecord to refresh).
+// tcp probes, with process churn and loopback TCP as the workload), as a
+// consumer of tracefeed.events.v1 receives them (Kafka must be up: bash
+// infra/up.sh), and saved to .tracefeed/bench/frames.bin; later runs reuse
+// them (--rerecord to refresh).
 // Replays shift each pass forward in event time so windows keep closing, as a
 // live stream would.
 import { spawn } from 'node:child_process';
 import { createServer, connect } from 'node:net';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { Kafka, logLevel } from 'kafkajs';
 
 const root = new URL('..', import.meta.url).pathname;
 const { values: args } = parseArgs({
@@ -30,25 +34,41 @@ const { NodeAgent, DEFAULT_AGENT_OPTIONS, decodeFrameHeader } = await dist('inge
 const { WindowAggregator, buildWindowBatch, featureSchema, toIpcStream } =
   await dist('features/index.js');
 const { createLogger } = await dist('common/logger.js');
+const { Topics } = await dist('common/kafka.js');
+const brokers = (process.env.TRACEFEED_BROKERS ?? '127.0.0.1:9092').split(',');
 
 const framesPath = join(root, '.tracefeed', 'bench', 'frames.bin');
 
-async function record(seconds) {
+/** Frames of one node as a consumer of the events topic receives them. */
+async function consumeNode(node) {
   const frames = [];
+  const kafka = new Kafka({ clientId: 'tf-bench-features', brokers, logLevel: logLevel.NOTHING });
+  const consumer = kafka.consumer({ groupId: `tf-bench-${randomUUID()}`, maxWaitTimeInMs: 100 });
+  await consumer.connect();
+  await consumer.subscribe({ topic: Topics.events, fromBeginning: false });
+  const joined = new Promise((r) => consumer.on(consumer.events.GROUP_JOIN, r));
+  await consumer.run({
+    eachMessage: async ({ message }) => {
+      if (message.key?.toString() === node && message.value)
+        frames.push(Buffer.from(message.value));
+    },
+  });
+  await joined;
+  return { frames, stop: () => consumer.disconnect() };
+}
+
+async function record(seconds) {
+  const nodeName = `bench-features-${randomUUID().slice(0, 8)}`;
+  const consumer = await consumeNode(nodeName);
+  const frames = consumer.frames;
   const agent = new NodeAgent({
     ...DEFAULT_AGENT_OPTIONS,
-    nodeName: 'bench-node',
-    brokers: ['127.0.0.1:1'], // nothing is published: frames are taken as they are built
-    bufferMaxBytes: 1,
+    nodeName,
+    brokers,
     lingerMs: 100,
     log: createLogger('bench', 'silent'),
     families: ['process', 'tcp'],
   });
-  const enqueue = agent['publisher'].enqueue.bind(agent['publisher']);
-  agent['publisher'].enqueue = (f) => {
-    frames.push(Buffer.from(f.value));
-    return enqueue(f);
-  };
   agent.start();
   const server = createServer((s) => s.on('data', () => {}).on('end', () => s.end()));
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
@@ -67,8 +87,14 @@ async function record(seconds) {
     });
   }
   await churned;
-  await agent.stop(0);
+  const { publisher } = await agent.stop(10_000);
   server.close();
+  const deadline = Date.now() + 30_000;
+  while (frames.length < publisher.framesSent && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 200));
+  await consumer.stop();
+  if (frames.length < publisher.framesSent)
+    throw new Error(`recorded ${frames.length} of the ${publisher.framesSent} frames sent`);
   return frames;
 }
 

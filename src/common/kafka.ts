@@ -5,7 +5,7 @@ import { patchKafkajs } from './kafkajs-patch.js';
 patchKafkajs();
 import type { Logger } from './logger.js';
 
-/** The v1 topics (docs/topics.md). */
+/** The v1 topics (README.md, "Kafka topics"). */
 export const Topics = {
   events: 'tracefeed.events.v1',
   features: 'tracefeed.features.v1',

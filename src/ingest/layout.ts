@@ -1,6 +1,6 @@
 /**
  * TypeScript mirror of `bpf/events.h`. Offsets and sizes here are checked
- * against the BTF of the compiled objects by test/ingest/layout.root.test.ts:
+ * against the BTF of the compiled objects by test/ingest/layout.test.ts:
  * a drift between the header and this file fails the suite.
  */
 
