@@ -36,6 +36,8 @@ const anomaly = (over: Partial<Anomaly> = {}): Anomaly => ({
   threshold: 4,
   direction: 'high',
   severity: 'warning',
+  basis: 'baseline',
+  partial: false,
   evidence: [],
   detected_at: '2025-01-01T00:00:11.000Z',
   ...over,
