@@ -19,7 +19,12 @@ import { NodeFeedbackWorker } from '../../src/feedback/node-worker.js';
 import { connectRedis, redisUrlFrom } from '../../src/feedback/redis.js';
 import { FeedbackService } from '../../src/feedback/service.js';
 import { parseThresholds } from '../../src/feedback/thresholds.js';
-import { FilterBit, PROBE_CONFIG_LAYOUT, fieldOffset, type ProbeName } from '../../src/ingest/layout.js';
+import {
+  FilterBit,
+  PROBE_CONFIG_LAYOUT,
+  fieldOffset,
+  type ProbeName,
+} from '../../src/ingest/layout.js';
 import { NodeAgent, DEFAULT_AGENT_OPTIONS } from '../../src/ingest/node-agent.js';
 import { BROKERS } from '../helpers/kafka.js';
 import { enqueueApply, failedJob, request, until } from './helpers.js';
@@ -217,7 +222,7 @@ describe.skipIf(!isRoot || !available.includes('process') || !available.includes
           const path = join(dir, 'thresholds.yaml');
           writeFileSync(
             path,
-            `version: 1\nbudget: { events_per_second: ${budget} }\nbudget_cooldown_seconds: 3\nprobes: { syscalls: { max_sample_n: 100000 }, tcp: { max_sample_n: 100000 } }\n`,
+            `version: 1\nrules: []\nbudget: { events_per_second: ${budget} }\nbudget_cooldown_seconds: 3\nprobes: { syscalls: { max_sample_n: 100000 }, tcp: { max_sample_n: 100000 } }\n`,
           );
           thresholds = parseThresholds(readFileSync(path, 'utf8'));
           controller = await new FeedbackController({
