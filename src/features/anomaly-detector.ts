@@ -185,6 +185,8 @@ export class AnomalyDetector {
   private readonly series = new Map<string, SeriesState>();
   /** Established series per (node, source, metric): the peers of a new series. */
   private readonly established = new Map<string, Set<SeriesState>>();
+  /** Median baseline and spread per peer group, computed once per observe call. */
+  private readonly peerMedians = new Map<string, { baseline: number; spread: number } | null>();
   /** Early-fired `<series>@<window_start>` -> the anomaly, until the window closes. */
   private readonly fired = new Map<string, Anomaly>();
   readonly config: AnomalyConfig;
@@ -210,6 +212,7 @@ export class AnomalyDetector {
     const fresh: Anomaly[] = [];
     const early: Anomaly[] = [];
     const c = this.config;
+    this.peerMedians.clear();
     for (const row of rows) {
       for (const rule of c.metrics) {
         if (row.probe !== rule.probe) continue;
@@ -244,6 +247,7 @@ export class AnomalyDetector {
    */
   observePartial(rows: FeatureRow[], nowIso = new Date().toISOString()): Anomaly[] {
     const out: Anomaly[] = [];
+    this.peerMedians.clear();
     for (const row of rows) {
       for (const rule of this.config.metrics) {
         if (row.probe !== rule.probe || NOT_MONOTONIC.has(rule.metric)) continue;
@@ -313,11 +317,22 @@ export class AnomalyDetector {
           learnAtMost: prior,
         };
     }
-    const peers = this.established.get(`${row.node}|${rule.probe}|${rule.metric}`);
-    if (peers && peers.size >= c.peers_min_series) {
-      const states = [...peers];
-      const m = median(states.map((p) => p.baseline));
-      const s = median(states.map((p) => p.spread));
+    const group = `${row.node}|${rule.probe}|${rule.metric}`;
+    let med = this.peerMedians.get(group);
+    if (med === undefined) {
+      const peers = this.established.get(group);
+      med =
+        peers && peers.size >= c.peers_min_series
+          ? {
+              baseline: median([...peers].map((p) => p.baseline)),
+              spread: median([...peers].map((p) => p.spread)),
+            }
+          : null;
+      this.peerMedians.set(group, med);
+    }
+    if (med) {
+      const m = med.baseline;
+      const s = med.spread;
       const scale = Math.max(s, minDelta, c.relative_floor * Math.abs(m));
       const score = (x - m) / scale;
       if (score >= c.threshold && (!best || score > best.score))
