@@ -45,7 +45,7 @@ export function budgetCheck(
       over: true,
       reason:
         atFloor.length > 0
-          ? `node ${report.node} is over budget but every loosenable probe is at its coverage floor (budget_max_sample_n): ${atFloor.join(', ')}`
+          ? `node ${report.node} is over budget but every loosenable probe is at or past its coverage floor (budget_max_sample_n): ${atFloor.join(', ')}`
           : `node ${report.node} is over budget but every non-floor probe is off or idle`,
     };
   }

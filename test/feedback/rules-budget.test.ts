@@ -256,7 +256,7 @@ describe('budget', () => {
     );
     expect(v.request).toBeUndefined();
     expect(v.reason).toMatch(
-      /every loosenable probe is at its coverage floor \(budget_max_sample_n\): syscalls at 1\/64 \(floor 1\/64\)/,
+      /every loosenable probe is at or past its coverage floor \(budget_max_sample_n\): syscalls at 1\/64 \(floor 1\/64\)/,
     );
     const idle = budgetCheck(report('n', [{ probe: 'process', eps: 5000 }]), T, 0, 0);
     expect(idle.reason).toMatch(/every non-floor probe is off or idle/);
