@@ -65,6 +65,14 @@ describe('cold start: priors', () => {
     });
   });
 
+  it('records written before basis and partial existed still parse, as baseline and closed', () => {
+    const [a] = new AnomalyDetector().observe([
+      row(0, '/new', 'tcp', { tcp_connect_failures: 30 }),
+    ]);
+    const { basis: _b, partial: _p, ...old } = a!;
+    expect(anomalySchema.parse(old)).toMatchObject({ basis: 'baseline', partial: false });
+  });
+
   it('a new series below its prior does not fire', () => {
     const d = new AnomalyDetector();
     expect(d.observe([row(0, '/new', 'tcp', { tcp_connect_failures: 19 })])).toEqual([]);
