@@ -108,6 +108,8 @@ async function main(): Promise<void> {
         threshold: 4,
         direction: 'high',
         severity: 'warning',
+        basis: 'baseline',
+        partial: false,
         evidence: [],
         detected_at: new Date().toISOString(),
       };

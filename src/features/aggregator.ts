@@ -350,6 +350,32 @@ export class WindowAggregator {
     return n;
   }
 
+  /**
+   * The open windows as they stand now, in the shape of closed ones (copies; nothing is
+   * removed or closed). For scoring partial windows: a sum can only grow until the close.
+   */
+  snapshotOpen(): ClosedWindow[] {
+    const out: ClosedWindow[] = [];
+    const { windowMs } = this.opts;
+    for (const [node, st] of this.nodes) {
+      for (const [idx, w] of st.windows) {
+        const rows = w.cgroupIds.length;
+        out.push({
+          node,
+          windowStartMs: w.start,
+          windowEndMs: (idx + 1) * windowMs,
+          rows,
+          cgroupIds: Float64Array.from(w.cgroupIds),
+          probeIds: Uint8Array.from(w.probeIds),
+          sums: w.sums.slice(0, rows * NSUM),
+          hists: w.hists.slice(0, rows * NHIST),
+          minOffsets: new Map(w.minOffsets),
+        });
+      }
+    }
+    return out.sort((a, b) => a.windowStartMs - b.windowStartMs);
+  }
+
   /** Closes every window whose time has come and returns them, oldest first. */
   closeDue(nowMs = Date.now(), force = false): ClosedWindow[] {
     const out: ClosedWindow[] = [];

@@ -38,6 +38,8 @@ export interface FeatureStageStats extends AggregatorCounters {
   /** Records re-delivered after a rebalance and skipped because this process already holds them. */
   redelivered: number;
   anomaliesPublished: number;
+  /** Of anomaliesPublished, those fired on a window still open. */
+  anomaliesEarly: number;
   openWindows: number;
   committed: Record<string, string>;
   lastWindowEnd: string | null;
@@ -49,6 +51,10 @@ interface DeadLetter {
   headers: IHeaders;
 }
 
+/**
+ * After a window's outputs are written. `anomalies`: every anomaly of the window,
+ * including those already published while it was open (`partial: true`).
+ */
 export type WindowListener = (w: {
   window: ClosedWindow;
   rows: Array<Record<string, string | number | null>>;
@@ -76,6 +82,7 @@ export class FeatureStage {
   /** Records re-delivered after a rebalance and skipped (already held). */
   private redelivered = 0;
   private anomaliesPublished = 0;
+  private anomaliesEarly = 0;
   private lastWindowEnd: number | null = null;
   private readonly listeners: WindowListener[] = [];
 
@@ -196,6 +203,7 @@ export class FeatureStage {
     this.timer = setInterval(() => {
       void this.serial(async () => {
         await this.emitDue();
+        if (c.anomaly.early_fire) await this.scoreOpen();
         await this.commit();
       }).catch((err: unknown) => this.log.error({ err }, 'feature stage tick failed'));
     }, 1000);
@@ -296,9 +304,9 @@ export class FeatureStage {
           tracefeed_rows: String(w.rows),
         },
       });
-      const found = this.detector.observe(rows);
-      anomalies.push(...found);
-      built.push({ window: w, rows, anomalies: found });
+      const found = this.detector.observeClosed(rows);
+      anomalies.push(...found.fresh);
+      built.push({ window: w, rows, anomalies: [...found.early, ...found.fresh] });
       this.lastWindowEnd = w.windowEndMs;
     }
     if (batches.length > 0) this.files.write(batches);
@@ -306,6 +314,24 @@ export class FeatureStage {
       await this.producer!.send({ topic: Topics.features, acks: -1, messages: records });
       this.featureRecordsSent += records.length;
     }
+    await this.publishAnomalies(anomalies);
+    this.saveState();
+    for (const b of built) for (const l of this.listeners) l(b);
+  }
+
+  /** Scores the windows still open: an anomaly whose partial value already crosses fires now. */
+  private async scoreOpen(): Promise<void> {
+    const found: Anomaly[] = [];
+    for (const w of this.aggregator.snapshotOpen()) {
+      if (w.rows === 0) continue;
+      const rows = buildWindowBatch(w, this.aggregator.cgroupNames(w.node), this.schema).rows();
+      found.push(...this.detector.observePartial(rows));
+    }
+    await this.publishAnomalies(found);
+    this.anomaliesEarly += found.length;
+  }
+
+  private async publishAnomalies(anomalies: Anomaly[]): Promise<void> {
     if (anomalies.length > 0) {
       await this.producer!.send({
         topic: Topics.anomalies,
@@ -328,8 +354,6 @@ export class FeatureStage {
         'anomalies',
       );
     }
-    this.saveState();
-    for (const b of built) for (const l of this.listeners) l(b);
   }
 
   /** Commits, per partition, the lowest offset an open window still needs (or all consumed). */
@@ -358,6 +382,7 @@ export class FeatureStage {
       featureRecordsSent: this.featureRecordsSent,
       redelivered: this.redelivered,
       anomaliesPublished: this.anomaliesPublished,
+      anomaliesEarly: this.anomaliesEarly,
       openWindows: this.aggregator.openWindows(),
       committed,
       lastWindowEnd:

@@ -12,7 +12,21 @@ export {
   type AggregatorOptions,
 } from './aggregator.js';
 export { buildWindowBatch, featureSchema } from './arrow-batch.js';
-export { AnomalyDetector, anomalyConfigSchema, type AnomalyConfig } from './anomaly-detector.js';
-export { anomalySchema, ANOMALY_SCHEMA_VERSION, type Anomaly } from './anomaly.js';
+export {
+  AnomalyDetector,
+  anomalyConfigSchema,
+  metricRuleSchema,
+  DEFAULT_METRICS,
+  type AnomalyConfig,
+  type AnomalyConfigInput,
+  type ClosedWindowAnomalies,
+} from './anomaly-detector.js';
+export {
+  anomalySchema,
+  ANOMALY_SCHEMA_VERSION,
+  ANOMALY_BASES,
+  type Anomaly,
+  type AnomalyBasis,
+} from './anomaly.js';
 export { selectRows, readArrowsFile, toIpcStream, type FeatureQuery } from './feature-query.js';
 export { SUM_COLUMNS, QUANTILE_COLUMNS, FEATURE_SCHEMA_VERSION } from './columns.js';

@@ -26,6 +26,11 @@ export function featureMetrics(stats: () => FeatureStageStats): Registry {
     ['tracefeed_features_windows_total', 'Windows written.', (s) => s.windowsClosed],
     ['tracefeed_features_rows_total', 'Feature rows written.', (s) => s.rowsEmitted],
     ['tracefeed_anomalies_total', 'Anomalies published.', (s) => s.anomaliesPublished],
+    [
+      'tracefeed_anomalies_early_total',
+      'Anomalies published while their window was still open.',
+      (s) => s.anomaliesEarly,
+    ],
   ];
   for (const [name, help, read] of counters)
     mirrorCounter(registry, name, help, [], () => [[{}, read(stats())]]);

@@ -6,19 +6,24 @@
 import type { Anomaly } from '../features/anomaly.js';
 import type { FeedbackParams, FeedbackRequest } from './request.js';
 import { deriveRequestId } from './request.js';
-import type { Rule, Thresholds } from './thresholds.js';
+import { ruleMetrics, ruleName, type Rule, type Thresholds } from './thresholds.js';
+
+export { ruleName };
 
 const SEVERITY_RANK = { warning: 0, critical: 1 } as const;
 
-export function ruleName(r: Rule): string {
-  return r.name ?? `${r.metric.replace(/_/g, '-')}-${r.action}-${r.probe}`;
-}
-
+/**
+ * Metric (one of the rule's), source, severity and direction match; a rule focused on
+ * the workload also needs the anomaly to name one (an unresolved `cgroup:0` anomaly must
+ * not turn into a node-wide change).
+ */
 export function ruleMatches(r: Rule, a: Anomaly): boolean {
   return (
-    r.metric === a.metric &&
+    ruleMetrics(r).includes(a.metric) &&
+    (r.source === undefined || r.source === a.probe) &&
     SEVERITY_RANK[a.severity] >= SEVERITY_RANK[r.min_severity] &&
-    (r.direction === 'any' || r.direction === a.direction)
+    (r.direction === 'any' || r.direction === a.direction) &&
+    (r.focus !== 'workload' || r.action === 'loosen' || workloadFilter(a) !== undefined)
   );
 }
 

@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { ConfigError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { probeNameSchema } from '../ingest/probe-settings.js';
-import type { ProbeName } from '../ingest/layout.js';
+import { SOURCE_NAMES, type ProbeName, type SourceName } from '../ingest/layout.js';
 import { feedbackActionSchema, feedbackOriginSchema, formatIssues } from './request.js';
 
 export const budgetSchema = z.strictObject({
@@ -41,6 +41,15 @@ export const probeBoundsSchema = z.strictObject({
     .max(1_000_000)
     .default(1000)
     .describe('largest 1-in-N (fewest events) feedback may set. Default 1000.'),
+  budget_max_sample_n: z
+    .number()
+    .int()
+    .min(1)
+    .max(1_000_000)
+    .default(64)
+    .describe(
+      'coverage floor of budget loosenings: the budget rule never samples this probe more sparsely than 1 in this (nor past max_sample_n). Default 64.',
+    ),
   cooldown_seconds: z
     .number()
     .min(0)
@@ -55,21 +64,128 @@ export const ruleSchema = z.strictObject({
     .regex(/^[a-z0-9][a-z0-9-]*$/)
     .optional()
     .describe('used in request ids and reasons. Default `<metric>-<action>-<probe>`.'),
-  metric: z.string().min(1).describe('anomaly metric, e.g. tcp_retransmits'),
-  min_severity: z.enum(['warning', 'critical']).default('warning'),
+  metric: z
+    .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
+    .describe('anomaly metric, e.g. tcp_retransmits, or a list: any of them matches'),
+  source: z
+    .enum(SOURCE_NAMES as [SourceName, ...SourceName[]])
+    .optional()
+    .describe(
+      "only anomalies of feature rows of this source (the anomaly's `probe`: a probe family or cgroup). Default: any.",
+    ),
+  min_severity: z
+    .enum(['warning', 'critical'])
+    .default('warning')
+    .describe('least anomaly severity; a rule with focus node (or a loosen) needs critical'),
   direction: z.enum(['high', 'low', 'any']).default('high'),
   action: z.enum(['enable', 'tighten', 'loosen', 'set']),
   probe: probeNameSchema.describe('the probe to change (not necessarily the anomaly probe)'),
   focus: z
     .enum(['workload', 'node'])
     .default('workload')
-    .describe('workload: filter the probe to the anomalous cgroup; node: the whole node'),
+    .describe(
+      'workload: raise detail on the anomalous cgroup only (an anomaly whose workload is not known makes no request); node: the whole node (needs min_severity critical)',
+    ),
   ttl_seconds: z.number().int().positive().optional(),
   sample_n: z.number().int().min(1).optional(),
   slow_ms: z.number().min(0).optional(),
   min_duration_ms: z.number().min(0).optional(),
 });
 export type Rule = z.infer<typeof ruleSchema>;
+export type RuleInput = z.input<typeof ruleSchema>;
+
+/** The metrics a rule matches. */
+export function ruleMetrics(r: Pick<Rule, 'metric'>): readonly string[] {
+  return typeof r.metric === 'string' ? [r.metric] : r.metric;
+}
+
+/** A rule's name: its `name`, else `<first metric>-<action>-<probe>`. */
+export function ruleName(r: Rule): string {
+  return r.name ?? `${ruleMetrics(r)[0]!.replace(/_/g, '-')}-${r.action}-${r.probe}`;
+}
+
+/**
+ * The tiered defaults. Steady state (what the node collects with no rule in force):
+ * process and tcp streams plus the cgroup pressure and cpu.stat/memory.events rows;
+ * syscalls, file and sched are off. Each rule is triggered by a steady-state signal
+ * and turns on, for the TTL and on the anomalous workload only, the family that
+ * explains the incident at full detail. None is node-wide.
+ */
+export const DEFAULT_RULES: RuleInput[] = [
+  // Packet loss: every tcp event of the workload (retransmits with their peers, closes with bytes).
+  {
+    name: 'tcp-retransmits',
+    metric: 'tcp_retransmits',
+    source: 'tcp',
+    action: 'tighten',
+    probe: 'tcp',
+    focus: 'workload',
+    ttl_seconds: 300,
+  },
+  // Connection-refused storm: every connect of the workload, with the peer that refuses.
+  {
+    name: 'tcp-connect-failures',
+    metric: 'tcp_connect_failures',
+    source: 'tcp',
+    action: 'tighten',
+    probe: 'tcp',
+    focus: 'workload',
+    ttl_seconds: 300,
+  },
+  // Reset storms: on the workload only, never node-wide (a tenant can reset cheaply).
+  {
+    name: 'tcp-resets',
+    metric: 'tcp_resets',
+    source: 'tcp',
+    action: 'tighten',
+    probe: 'tcp',
+    focus: 'workload',
+    ttl_seconds: 300,
+  },
+  // Crash loop: syscall errors by errno (ENOENT, EACCES, ECONNREFUSED...) say why starts fail.
+  {
+    name: 'crash-loop',
+    metric: 'failed_exits',
+    source: 'process',
+    action: 'enable',
+    probe: 'syscalls',
+    focus: 'workload',
+    ttl_seconds: 300,
+  },
+  // CPU hog: run-queue latency of the workload (who waits, how long) from in-kernel histograms.
+  {
+    name: 'cpu-hog',
+    metric: ['cpu_throttled_us', 'cpu_pressure_some_us', 'cpu_usage_us'],
+    source: 'cgroup',
+    action: 'enable',
+    probe: 'sched',
+    focus: 'workload',
+    ttl_seconds: 120,
+  },
+  // Synchronous-write storm: which syscalls stall (fsync, write, ...) and for how long.
+  {
+    name: 'sync-write-storm',
+    metric: 'io_pressure_some_us',
+    source: 'cgroup',
+    action: 'enable',
+    probe: 'syscalls',
+    slow_ms: 5,
+    focus: 'workload',
+    ttl_seconds: 300,
+  },
+  // Memory pressure and OOM kills: syscalls stalled in reclaim, ENOMEM by errno (the kills
+  // themselves are already in the process stream, a floor).
+  {
+    name: 'memory-pressure',
+    metric: ['memory_pressure_some_us', 'memory_oom_kills'],
+    source: 'cgroup',
+    action: 'enable',
+    probe: 'syscalls',
+    slow_ms: 10,
+    focus: 'workload',
+    ttl_seconds: 300,
+  },
+];
 
 const probeBoundsMap = z
   .partialRecord(probeNameSchema, probeBoundsSchema)
@@ -124,7 +240,12 @@ export const thresholdsSchema = z
       .describe(
         'requests needing operator approval: action in `actions` OR origin in `origins` (operator requests never do)',
       ),
-    rules: z.array(ruleSchema).default([]),
+    rules: z
+      .array(ruleSchema)
+      .default(DEFAULT_RULES.map((r) => ruleSchema.parse(r)))
+      .describe(
+        'anomaly rules. Default: the tiered rules (one per incident class, each on the workload); [] for none.',
+      ),
   })
   .superRefine((t, ctx) => {
     for (const [probe, b] of Object.entries(t.probes)) {
@@ -134,6 +255,12 @@ export const thresholdsSchema = z
           path: ['probes', probe, 'min_sample_n'],
           message: `min_sample_n (${b.min_sample_n}) is above max_sample_n (${b.max_sample_n})`,
         });
+      if (b && b.budget_max_sample_n < b.min_sample_n)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['probes', probe, 'budget_max_sample_n'],
+          message: `budget_max_sample_n (${b.budget_max_sample_n}) is below min_sample_n (${b.min_sample_n})`,
+        });
     }
     if (t.default_ttl_seconds > t.max_ttl_seconds)
       ctx.addIssue({
@@ -142,9 +269,14 @@ export const thresholdsSchema = z
         message: `default_ttl_seconds (${t.default_ttl_seconds}) is above max_ttl_seconds (${t.max_ttl_seconds})`,
       });
     t.rules.forEach((r, i) => {
-      if (r.action === 'loosen' && r.focus === 'workload' && r.sample_n === undefined) {
-        // fine: loosen ignores focus
-      }
+      // A node-wide change must not be cheap to trigger: any tenant can make warnings.
+      const nodeWide = r.focus === 'node' || r.action === 'loosen';
+      if (nodeWide && r.min_severity !== 'critical')
+        ctx.addIssue({
+          code: 'custom',
+          path: ['rules', i, 'min_severity'],
+          message: `rule ${ruleName(r)}: ${r.action === 'loosen' ? 'a loosen changes the whole node' : 'focus node changes the whole node'} and needs min_severity critical (got ${r.min_severity}); use focus: workload or min_severity: critical`,
+        });
       if (t.floors.includes(r.probe) && r.focus === 'workload' && r.action !== 'loosen')
         ctx.addIssue({
           code: 'custom',
@@ -162,6 +294,15 @@ export const DEFAULT_THRESHOLDS: Thresholds = thresholdsSchema.parse({ version: 
 /** Bounds of one probe (defaults when not listed). */
 export function boundsOf(t: Thresholds, probe: ProbeName): ProbeBounds {
   return t.probes[probe] ?? probeBoundsSchema.parse({});
+}
+
+/**
+ * The coverage floor of budget loosenings of one probe: the largest sample_n the budget
+ * rule may set (budget_max_sample_n, never past max_sample_n).
+ */
+export function budgetMaxSampleN(t: Thresholds, probe: ProbeName): number {
+  const b = boundsOf(t, probe);
+  return Math.min(b.budget_max_sample_n, b.max_sample_n);
 }
 
 /** Budget of one node: `budget` with its `node_budgets` override. */

@@ -222,7 +222,7 @@ describe.skipIf(!isRoot || !available.includes('process') || !available.includes
           const path = join(dir, 'thresholds.yaml');
           writeFileSync(
             path,
-            `version: 1\nbudget: { events_per_second: ${budget} }\nbudget_cooldown_seconds: 3\nprobes: { syscalls: { max_sample_n: 100000 }, tcp: { max_sample_n: 100000 } }\n`,
+            `version: 1\nrules: []\nbudget: { events_per_second: ${budget} }\nbudget_cooldown_seconds: 3\nprobes: { syscalls: { max_sample_n: 100000 }, tcp: { max_sample_n: 100000 } }\n`,
           );
           thresholds = parseThresholds(readFileSync(path, 'utf8'));
           controller = await new FeedbackController({

@@ -3,7 +3,10 @@ import { budgetCheck } from '../../src/feedback/budget.js';
 import { revertPatch } from '../../src/feedback/node-worker.js';
 import { requestsFromAnomaly } from '../../src/feedback/rules.js';
 import { parseFeedbackRequest } from '../../src/feedback/request.js';
-import { parseThresholds } from '../../src/feedback/thresholds.js';
+import { join } from 'node:path';
+import { repoRoot } from '../../src/common/paths.js';
+import { loadThresholds, parseThresholds } from '../../src/feedback/thresholds.js';
+import { AnomalyDetector } from '../../src/features/anomaly-detector.js';
 import type { Anomaly } from '../../src/features/anomaly.js';
 import { applyPatch, defaultSettings } from '../../src/ingest/probe-settings.js';
 import { report } from './helpers.js';
@@ -36,6 +39,8 @@ const anomaly = (over: Partial<Anomaly> = {}): Anomaly => ({
   threshold: 4,
   direction: 'high',
   severity: 'warning',
+  basis: 'baseline',
+  partial: false,
   evidence: [],
   detected_at: '2025-01-01T00:00:11.000Z',
   ...over,
@@ -76,6 +81,145 @@ describe('rules', () => {
   });
 });
 
+describe('tiered rules: every incident class', () => {
+  const shipped = loadThresholds(join(repoRoot, 'config/thresholds.yaml'));
+  const cases: Array<{
+    incident: string;
+    source: string;
+    values: Record<string, number>;
+    rule: string;
+    probe: string;
+    action: string;
+  }> = [
+    {
+      incident: 'packet loss',
+      source: 'tcp',
+      values: { tcp_retransmits: 60 },
+      rule: 'tcp-retransmits',
+      probe: 'tcp',
+      action: 'tighten',
+    },
+    {
+      incident: 'connection-refused storm',
+      source: 'tcp',
+      values: { tcp_connect_failures: 300 },
+      rule: 'tcp-connect-failures',
+      probe: 'tcp',
+      action: 'tighten',
+    },
+    {
+      incident: 'crash loop',
+      source: 'process',
+      values: { failed_exits: 12, exit_count: 12 },
+      rule: 'crash-loop',
+      probe: 'syscalls',
+      action: 'enable',
+    },
+    {
+      incident: 'CPU hog',
+      source: 'cgroup',
+      values: { cpu_throttled_us: 6_000_000 },
+      rule: 'cpu-hog',
+      probe: 'sched',
+      action: 'enable',
+    },
+    {
+      incident: 'CPU starvation',
+      source: 'cgroup',
+      values: { cpu_pressure_some_us: 7_000_000 },
+      rule: 'cpu-hog',
+      probe: 'sched',
+      action: 'enable',
+    },
+    {
+      incident: 'sync-write storm',
+      source: 'cgroup',
+      values: { io_pressure_some_us: 4_000_000 },
+      rule: 'sync-write-storm',
+      probe: 'syscalls',
+      action: 'enable',
+    },
+    {
+      incident: 'memory pressure',
+      source: 'cgroup',
+      values: { memory_pressure_some_us: 3_000_000 },
+      rule: 'memory-pressure',
+      probe: 'syscalls',
+      action: 'enable',
+    },
+    {
+      incident: 'OOM kills',
+      source: 'cgroup',
+      values: { memory_oom_kills: 2 },
+      rule: 'memory-pressure',
+      probe: 'syscalls',
+      action: 'enable',
+    },
+  ];
+
+  for (const c of cases)
+    it(`${c.incident}: a new workload's first ${c.source} window fires and rule ${c.rule} raises ${c.probe} on it`, () => {
+      const d = new AnomalyDetector();
+      const found = d.observe([
+        {
+          window_start: '2026-01-01T00:00:00.000Z',
+          window_end: '2026-01-01T00:00:10.000Z',
+          node: 'n1',
+          workload: '/victim',
+          container_id: null,
+          cgroup_id: '4242',
+          probe: c.source,
+          ...c.values,
+        },
+      ]);
+      expect(found.length).toBeGreaterThan(0);
+      const reqs = found.flatMap((a) => requestsFromAnomaly(a, shipped, 0));
+      const mine = reqs.filter((r) => r.reason.startsWith(`rule ${c.rule}:`));
+      expect(mine.length, JSON.stringify(reqs.map((r) => r.reason))).toBeGreaterThan(0);
+      for (const r of mine) {
+        expect(r).toMatchObject({
+          probe: c.probe,
+          action: c.action,
+          target: { nodes: ['n1'] },
+          workload: '/victim',
+        });
+        expect(() => parseFeedbackRequest(r)).not.toThrow();
+      }
+      // Nothing node-wide, whatever matched.
+      expect(reqs.every((r) => r.workload === '/victim')).toBe(true);
+      // The same signal in a row of another source matches no tier.
+      const other = c.source === 'cgroup' ? 'tcp' : 'cgroup';
+      expect(
+        found.flatMap((a) =>
+          requestsFromAnomaly({ ...a, probe: other as Anomaly['probe'] }, shipped),
+        ),
+      ).toEqual([]);
+    });
+
+  it('a reset storm on an unresolved workload (cgroup:0) makes no request, least of all node-wide', () => {
+    const a = anomaly({
+      metric: 'tcp_resets',
+      workload: 'cgroup:0',
+      cgroup_id: '0',
+      severity: 'critical',
+      series_id: 'n1|cgroup:0|tcp|tcp_resets',
+    });
+    expect(requestsFromAnomaly(a, shipped)).toEqual([]);
+    expect(requestsFromAnomaly({ ...a, workload: '/t', cgroup_id: '77' }, shipped)).toHaveLength(1);
+  });
+
+  it('steady-state triggers only: no shipped rule waits on a family that is off until it fires', () => {
+    const steady = new Set(
+      new AnomalyDetector().config.metrics
+        .filter((m) => ['process', 'tcp', 'cgroup'].includes(m.probe))
+        .map((m) => m.metric),
+    );
+    for (const r of shipped.rules)
+      for (const m of typeof r.metric === 'string' ? [r.metric] : r.metric)
+        expect(steady.has(m), `${r.name}: ${m}`).toBe(true);
+  });
+});
+
 describe('budget', () => {
   it('under budget: nothing', () => {
     expect(budgetCheck(report('n', [{ probe: 'tcp', eps: 10 }]), T, 0, 0)).toEqual({ over: false });
@@ -94,7 +238,7 @@ describe('budget', () => {
       action: 'loosen',
       target: { nodes: ['n'] },
     });
-    // excess 5200 >> 900: as far as the bounds allow
+    // excess 5200 >> 900: as far as the coverage floor allows
     expect(v.request?.params.sample_n).toBe(64);
     expect(budgetCheck(r, T, 0, 7).request?.id).toBe(v.request?.id);
     expect(budgetCheck(r, T, 0, 8).request?.id).not.toBe(v.request?.id);
@@ -111,7 +255,49 @@ describe('budget', () => {
       0,
     );
     expect(v.request).toBeUndefined();
-    expect(v.reason).toMatch(/every non-floor probe is off, idle or at max_sample_n/);
+    expect(v.reason).toMatch(
+      /every loosenable probe is at or past its coverage floor \(budget_max_sample_n\): syscalls at 1\/64 \(floor 1\/64\)/,
+    );
+    const idle = budgetCheck(report('n', [{ probe: 'process', eps: 5000 }]), T, 0, 0);
+    expect(idle.reason).toMatch(/every non-floor probe is off or idle/);
+  });
+
+  it('never loosens past the coverage floor, even when max_sample_n allows far more', () => {
+    const wide = parseThresholds(`
+version: 1
+budget: { events_per_second: 1000 }
+probes: { tcp: { max_sample_n: 100000, budget_max_sample_n: 50 }, syscalls: { max_sample_n: 100000 } }
+`);
+    const r = report('n', [
+      { probe: 'tcp', eps: 800, settings: { sample_n: 10 } },
+      { probe: 'syscalls', eps: 90_000 },
+    ]);
+    // syscalls is the noisiest: 1/1 -> as sparse as the default floor, 64, not 100000.
+    expect(budgetCheck(r, wide, 0, 0).request).toMatchObject({
+      probe: 'syscalls',
+      params: { sample_n: 64 },
+    });
+    // Once syscalls sits at its floor the next noisiest gives way, to its own floor.
+    const next = report('n', [
+      { probe: 'tcp', eps: 800, settings: { sample_n: 10 } },
+      { probe: 'syscalls', eps: 90_000, settings: { sample_n: 64 } },
+    ]);
+    const v = budgetCheck(next, wide, 0, 1);
+    expect(v.request).toMatchObject({ probe: 'tcp', params: { sample_n: 50 } });
+    expect(v.request?.reason).toMatch(/coverage floor 1\/50/);
+    // Both at their floors: still over budget, nothing loosened, and the verdict says why.
+    const stuck = budgetCheck(
+      report('n', [
+        { probe: 'tcp', eps: 800, settings: { sample_n: 50 } },
+        { probe: 'syscalls', eps: 90_000, settings: { sample_n: 64 } },
+      ]),
+      wide,
+      0,
+      2,
+    );
+    expect(stuck.over).toBe(true);
+    expect(stuck.request).toBeUndefined();
+    expect(stuck.reason).toMatch(/tcp at 1\/50 \(floor 1\/50\), syscalls at 1\/64 \(floor 1\/64\)/);
   });
 });
 

@@ -40,10 +40,54 @@ describe('thresholds file', () => {
     expect(t.node_budgets['small-node']?.events_per_second).toBe(5000);
   });
 
-  it('defaults: process is a floor, disable needs approval, no rules', () => {
+  it('defaults: process is a floor, disable needs approval, the tiered rules, none node-wide', () => {
     expect(DEFAULT_THRESHOLDS.floors).toEqual(['process']);
     expect(DEFAULT_THRESHOLDS.approval.actions).toEqual(['disable']);
-    expect(DEFAULT_THRESHOLDS.rules).toEqual([]);
+    expect(DEFAULT_THRESHOLDS.rules.map((r) => r.name)).toEqual([
+      'tcp-retransmits',
+      'tcp-connect-failures',
+      'tcp-resets',
+      'crash-loop',
+      'cpu-hog',
+      'sync-write-storm',
+      'memory-pressure',
+    ]);
+    expect(DEFAULT_THRESHOLDS.rules.every((r) => r.focus === 'workload')).toBe(true);
+    // The shipped file and the built-in rules are the same tiers.
+    expect(loadThresholds(join(repoRoot, 'config/thresholds.yaml')).rules).toEqual(
+      DEFAULT_THRESHOLDS.rules,
+    );
+    expect(parseThresholds('version: 1\nrules: []\n').rules).toEqual([]);
+    expect(DEFAULT_THRESHOLDS.probes.tcp).toBeUndefined();
+    expect(
+      parseThresholds('version: 1\nprobes: { tcp: {} }\n').probes.tcp?.budget_max_sample_n,
+    ).toBe(64);
+  });
+
+  it('refuses a node-wide rule below critical, naming the rule', () => {
+    expect(
+      msg(
+        'version: 1\nrules: [{ name: everything, metric: tcp_resets, action: tighten, probe: tcp, focus: node }]\n',
+      ),
+    ).toMatch(
+      /rules\.0\.min_severity: rule everything: focus node changes the whole node and needs min_severity critical \(got warning\)/,
+    );
+    expect(
+      msg('version: 1\nrules: [{ metric: tcp_resets, action: loosen, probe: tcp }]\n'),
+    ).toMatch(/rule tcp-resets-loosen-tcp: a loosen changes the whole node/);
+    expect(
+      msg(
+        'version: 1\nrules: [{ metric: runq_p99_ns, min_severity: critical, action: enable, probe: sched, focus: node }]\n',
+      ),
+    ).toBe('valid');
+    expect(
+      msg('version: 1\nprobes: { tcp: { min_sample_n: 10, budget_max_sample_n: 4 } }\n'),
+    ).toMatch(
+      /probes\.tcp\.budget_max_sample_n: budget_max_sample_n \(4\) is below min_sample_n \(10\)/,
+    );
+    expect(
+      msg('version: 1\nrules: [{ metric: x, source: kprobe, action: tighten, probe: tcp }]\n'),
+    ).toMatch(/rules\.0\.source/);
   });
 
   it('rejects unknown keys, bad values and inconsistent bounds with the path', () => {
