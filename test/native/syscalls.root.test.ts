@@ -20,6 +20,7 @@ import {
 } from '../helpers/native-test.js';
 
 import type * as Native from '../../native/index.js';
+import { encodeProbeConfig } from '../../src/ingest/probe-controller.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const probePath = path.join(root, 'bpf/.output/syscalls.bpf.o');
@@ -95,17 +96,19 @@ interface ConfigFields {
   filterMask: number;
   minDurationNs: bigint;
   slowNs: bigint;
+  focusCount?: number;
 }
 
 function configBuf(c: ConfigFields): Buffer {
-  const b = Buffer.alloc(32);
-  b.writeUInt32LE(c.enabled, 0);
-  b.writeUInt32LE(c.generation, 4);
-  b.writeUInt32LE(c.sampleN, 8);
-  b.writeUInt32LE(c.filterMask, 12);
-  b.writeBigUInt64LE(c.minDurationNs, 16);
-  b.writeBigUInt64LE(c.slowNs, 24);
-  return b;
+  return encodeProbeConfig({
+    enabled: c.enabled !== 0,
+    generation: c.generation,
+    sample_n: c.sampleN,
+    filter_mask: c.filterMask,
+    min_duration_ns: c.minDurationNs,
+    slow_ns: c.slowNs,
+    focus_count: c.focusCount ?? 0,
+  });
 }
 
 function syscallKey(cgroupId: bigint, nr: number): Buffer {
