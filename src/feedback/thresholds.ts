@@ -63,7 +63,9 @@ export const ruleSchema = z.strictObject({
   focus: z
     .enum(['workload', 'node'])
     .default('workload')
-    .describe('workload: filter the probe to the anomalous cgroup; node: the whole node'),
+    .describe(
+      "workload: a per-cgroup focus on the anomalous cgroup (the rule's sample_n, slow_ms, min_duration_ms apply to it; every other cgroup keeps the baseline); node: the probe's baseline on the whole node",
+    ),
   ttl_seconds: z.number().int().positive().optional(),
   sample_n: z.number().int().min(1).optional(),
   slow_ms: z.number().min(0).optional(),
@@ -149,7 +151,7 @@ export const thresholdsSchema = z
         ctx.addIssue({
           code: 'custom',
           path: ['rules', i, 'focus'],
-          message: `probe ${r.probe} is a floor: it cannot be narrowed to a workload (use focus: node)`,
+          message: `probe ${r.probe} is a floor that records every cgroup: a workload focus does not apply (use focus: node)`,
         });
     });
   });

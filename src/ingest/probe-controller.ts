@@ -51,7 +51,11 @@ export function overloadSampleN(sampleN: number, overloadN: number): number {
 }
 
 /** struct tf_focus, the value of a probe's tf_focus map. */
-export function encodeFocus(f: { sample_n: number; min_duration_ns: bigint; slow_ns: bigint }): Buffer {
+export function encodeFocus(f: {
+  sample_n: number;
+  min_duration_ns: bigint;
+  slow_ns: bigint;
+}): Buffer {
   const L = FOCUS_LAYOUT;
   const b = Buffer.alloc(L.size);
   b.writeUInt32LE(f.sample_n, fieldOffset(L, 'sample_n'));

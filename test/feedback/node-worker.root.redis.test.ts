@@ -19,7 +19,12 @@ import { NodeFeedbackWorker } from '../../src/feedback/node-worker.js';
 import { connectRedis, redisUrlFrom } from '../../src/feedback/redis.js';
 import { FeedbackService } from '../../src/feedback/service.js';
 import { parseThresholds } from '../../src/feedback/thresholds.js';
-import { FilterBit, PROBE_CONFIG_LAYOUT, fieldOffset, type ProbeName } from '../../src/ingest/layout.js';
+import {
+  FilterBit,
+  PROBE_CONFIG_LAYOUT,
+  fieldOffset,
+  type ProbeName,
+} from '../../src/ingest/layout.js';
 import { NodeAgent, DEFAULT_AGENT_OPTIONS } from '../../src/ingest/node-agent.js';
 import { BROKERS } from '../helpers/kafka.js';
 import { enqueueApply, failedJob, request, until } from './helpers.js';
