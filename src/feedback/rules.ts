@@ -29,7 +29,11 @@ export function workloadFocusKey(a: Anomaly): string | undefined {
   return undefined;
 }
 
-/** The requests the thresholds' rules make of one anomaly (one per matching rule). */
+/**
+ * The requests the thresholds' rules make of one anomaly (one per matching
+ * rule). A `focus: workload` rule makes none for an anomaly whose workload is
+ * no cgroup (id 0, unresolved): it focuses a workload or nothing.
+ */
 export function requestsFromAnomaly(
   a: Anomaly,
   t: Thresholds,
@@ -40,7 +44,11 @@ export function requestsFromAnomaly(
     if (!ruleMatches(r, a)) continue;
     const name = ruleName(r);
     const params: FeedbackParams = {};
-    const focus = r.focus === 'workload' && r.action !== 'loosen' ? workloadFocusKey(a) : undefined;
+    const focused = r.focus === 'workload' && r.action !== 'loosen';
+    const focus = focused ? workloadFocusKey(a) : undefined;
+    // No cgroup to focus on (cgroup 0: records with no owning socket or task, such as
+    // the reset a closed port sends): a workload rule never widens to the whole node.
+    if (focused && focus === undefined) continue;
     // Focused on a workload: the rule's settings go into that cgroup's focus and the
     // baseline (everyone else) stays as it is. Otherwise they change the baseline.
     const into: { sample_n?: number; slow_ms?: number; min_duration_ms?: number } =

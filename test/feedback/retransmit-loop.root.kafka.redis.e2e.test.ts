@@ -239,10 +239,14 @@ describe('retransmits tighten tcp collection on the workload, then the TTL rever
     expect(reverted.generation).toBeGreaterThan(tight.generation);
 
     // Every step is in the audit trail, in order.
+    // This workload's request (other workloads may have focuses of their own meanwhile).
     const requestId = await until(
       'the audited request',
       5000,
-      () => readAudit(audit.path).find((r) => r.state === 'applied' && r.node === node)?.request_id,
+      () =>
+        readAudit(audit.path).find(
+          (r) => r.state === 'submitted' && JSON.stringify(r.data).includes(anomaly.id),
+        )?.request_id,
     );
     const states = await until('the revert in the audit', 10_000, () => {
       const s = readAudit(audit.path, requestId).map((r) => r.state);
