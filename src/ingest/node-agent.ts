@@ -152,10 +152,7 @@ export class NodeAgent {
         obj.startRing(
           'rb',
           // The sink lingers lingerMs itself: draining more often than that only costs wake-ups.
-          {
-            batchBytes: Math.min(256 * 1024, this.opts.frameMaxBytes),
-            flushMs: this.opts.lingerMs,
-          },
+          { batchBytes: Math.min(256 * 1024, this.opts.frameMaxBytes), flushMs: this.opts.lingerMs },
           sink,
         );
         control.apply(initial);
