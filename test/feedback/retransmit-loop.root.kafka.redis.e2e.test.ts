@@ -184,7 +184,9 @@ describe('retransmits tighten tcp collection on the workload, then the TTL rever
     const lossAt = Date.now();
 
     const anomaly = await until('a retransmit anomaly on the workload', 30_000, () =>
-      anomalies.find((a) => a.workload === cg.path && a.metric === 'tcp_retransmits'),
+      anomalies.find(
+        (a) => a.node === node && a.workload === cg.path && a.metric === 'tcp_retransmits',
+      ),
     );
     expect(anomaly.probe).toBe('tcp');
 
