@@ -14,7 +14,12 @@ import { bpfObjectPath } from '../../src/common/paths.js';
 import { CgroupResolver } from '../../src/ingest/cgroup-resolver.js';
 import { decodeRecord, type TracefeedEvent } from '../../src/ingest/event-decoder.js';
 import { familySpec } from '../../src/ingest/families.js';
-import { fieldOffset, FOCUS_LAYOUT, FOCUS_MAX } from '../../src/ingest/layout.js';
+import {
+  fieldOffset,
+  FOCUS_LAYOUT,
+  FOCUS_MAX,
+  PROBE_CONFIG_LAYOUT,
+} from '../../src/ingest/layout.js';
 import { openObject, type NativeBpfObject } from '../../src/ingest/native.js';
 import { ProbeController } from '../../src/ingest/probe-controller.js';
 import { applyPatch, defaultSettings, type ProbePatch } from '../../src/ingest/probe-settings.js';
@@ -247,5 +252,33 @@ describe.skipIf(!isRoot || !existsSync(probePath))('tcp focus and attribution (r
     );
     for (const e of closes) expect(e.attributes['process.pid']).toBe(serverPid);
     set({ enabled: false });
+  });
+  it('the overload factor multiplies the kernel sample_n of the baseline and of every focus, not the settings', () => {
+    const [a] = cgs as [TestCgroup];
+    const key = Buffer.from(new BigUint64Array([a.id]).buffer);
+    const kernel = () => {
+      const c = obj.mapLookup('tf_config', Buffer.alloc(4))!;
+      const f = obj.mapLookup('tf_focus', key)!;
+      return {
+        baseline: c.readUInt32LE(fieldOffset(PROBE_CONFIG_LAYOUT, 'sample_n')),
+        focus: f.readUInt32LE(fieldOffset(FOCUS_LAYOUT, 'sample_n')),
+      };
+    };
+    set({ enabled: true, sample_n: 3, focus: { [a.path]: { sample_n: 2 } } });
+    expect(kernel()).toEqual({ baseline: 3, focus: 2 });
+    const st = ctrl.setOverloadFactor(5);
+    expect(kernel()).toEqual({ baseline: 15, focus: 10 });
+    expect(st.overload_n).toBe(5);
+    expect(st.effective_sample_n).toBe(15);
+    expect(st.focus[a.path]?.effective_sample_n).toBe(10);
+    expect(st.settings.sample_n).toBe(3);
+    expect(st.settings.focus[a.path]?.sample_n).toBe(2);
+    // Later changes keep the factor; the product is capped at 1e6.
+    set({ sample_n: 500_000 });
+    expect(kernel().baseline).toBe(1_000_000);
+    expect(() => ctrl.setOverloadFactor(0)).toThrow(/overload factor 0 is not an integer/);
+    ctrl.setOverloadFactor(1);
+    expect(kernel()).toEqual({ baseline: 500_000, focus: 2 });
+    set({ enabled: false, sample_n: 1, focus: { [a.path]: null } });
   });
 });
