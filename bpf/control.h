@@ -34,6 +34,14 @@ struct {
 	__type(value, struct tf_probe_config);
 } tf_config SEC(".maps");
 
+/* Per-cgroup focus: cgroup v2 id -> the settings that cgroup is collected with. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TF_FOCUS_MAX);
+	__type(key, __u64);
+	__type(value, struct tf_focus);
+} tf_focus SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, TF_DROPS_ENTRIES);
@@ -105,6 +113,51 @@ static __always_inline struct tf_probe_config *tf_config_get(void)
 	__u32 zero = 0;
 
 	return bpf_map_lookup_elem(&tf_config, &zero);
+}
+
+/* A program does work iff the baseline is on or some cgroup is focused. */
+static __always_inline bool tf_active(const struct tf_probe_config *c)
+{
+	return c && (c->enabled || c->focus_count);
+}
+
+/* The settings one event is collected with: its cgroup's focus, else the baseline. */
+struct tf_eff {
+	__u32 sample_n;
+	__u8 flags; /* TF_FLAG_FOCUS when under a focus, else 0 */
+	__u8 pad[3];
+	__u64 min_duration_ns;
+	__u64 slow_ns;
+};
+
+/*
+ * Whether events of this cgroup are collected, and with which settings.
+ * Returns 1 when they are not: the baseline is off and the cgroup has no
+ * focus. That is by design, not a drop, and is not counted. The focus
+ * lookup happens only while some focus exists (focus_count > 0), so the
+ * common path costs two loads of the config.
+ */
+static __always_inline int tf_effective(const struct tf_probe_config *c, __u64 cgroup_id,
+					struct tf_eff *e)
+{
+	if (c->focus_count) {
+		struct tf_focus *f = bpf_map_lookup_elem(&tf_focus, &cgroup_id);
+
+		if (f) {
+			e->sample_n = f->sample_n;
+			e->flags = TF_FLAG_FOCUS;
+			e->min_duration_ns = f->min_duration_ns;
+			e->slow_ns = f->slow_ns;
+			return 0;
+		}
+	}
+	if (!c->enabled)
+		return 1;
+	e->sample_n = c->sample_n;
+	e->flags = 0;
+	e->min_duration_ns = c->min_duration_ns;
+	e->slow_ns = c->slow_ns;
+	return 0;
 }
 
 /* Membership test against one set: 1 rejects, 0 passes. */
@@ -201,10 +254,8 @@ static __always_inline int tf_filter_path(const struct tf_probe_config *c, const
 }
 
 /* 1-in-N sampling. Returns 1 when the event is sampled out; *weight gets N otherwise. */
-static __always_inline int tf_sampled_out(const struct tf_probe_config *c, __u32 *weight)
+static __always_inline int tf_sampled_out(__u32 n, __u32 *weight)
 {
-	__u32 n = c->sample_n;
-
 	if (n <= 1) {
 		*weight = 1;
 		return 0;
@@ -219,10 +270,10 @@ static __always_inline int tf_sampled_out(const struct tf_probe_config *c, __u32
  */
 static __always_inline void tf_hdr_fill_at(struct tf_event_header *h, __u8 op, __u32 size,
 					   const struct tf_probe_config *c, __u32 weight,
-					   __u64 ktime_ns)
+					   __u8 flags, __u64 ktime_ns)
 {
 	h->op = op;
-	h->flags = 0;
+	h->flags = flags;
 	h->pad = 0;
 	h->size = size;
 	h->ktime_ns = ktime_ns;
@@ -232,9 +283,9 @@ static __always_inline void tf_hdr_fill_at(struct tf_event_header *h, __u8 op, _
 
 /* Fills the common header, stamped now. */
 static __always_inline void tf_hdr_fill(struct tf_event_header *h, __u8 op, __u32 size,
-					const struct tf_probe_config *c, __u32 weight)
+					const struct tf_probe_config *c, __u32 weight, __u8 flags)
 {
-	tf_hdr_fill_at(h, op, size, c, weight, bpf_ktime_get_ns());
+	tf_hdr_fill_at(h, op, size, c, weight, flags, bpf_ktime_get_ns());
 }
 
 /*

@@ -314,4 +314,7 @@ struct tf_path_key {
 /* Counter layout of the tf_emitted map: index = probe. */
 #define TF_EMITTED_ENTRIES TF_PROBE_MAX
 
+/* Entries of a probe's tf_focus map: cgroups focused at once. */
+#define TF_FOCUS_MAX 256
+
 #endif /* TRACEFEED_EVENTS_H */

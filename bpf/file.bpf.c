@@ -25,6 +25,8 @@ struct open_start {
 	__u64 cgroup_id;
 	__s32 flags;
 	__u32 pending;   /* 0: no entry seen, or already consumed */
+	__u32 sample_n;  /* at entry: the cgroup's focus or the baseline */
+	__u32 hdr_flags; /* TF_FLAG_FOCUS when under a focus */
 };
 
 struct {
@@ -46,11 +48,14 @@ static __always_inline int on_enter(const char *fname, __s32 flags)
 {
 	struct tf_probe_config *c = tf_config_get();
 	struct open_start *s;
+	struct tf_eff eff;
 	__u64 cgroup_id;
 
-	if (!c || !c->enabled)
+	if (!tf_active(c))
 		return 0;
 	cgroup_id = bpf_get_current_cgroup_id();
+	if (tf_effective(c, cgroup_id, &eff))
+		return 0;
 	if (tf_filter_current(c, cgroup_id))
 		return 0;
 	s = bpf_task_storage_get(&open_start, bpf_get_current_task_btf(), NULL,
@@ -59,6 +64,8 @@ static __always_inline int on_enter(const char *fname, __s32 flags)
 		return 0;
 	s->cgroup_id = cgroup_id;
 	s->flags = flags;
+	s->sample_n = eff.sample_n;
+	s->hdr_flags = eff.flags;
 	s->fname = (__u64)fname;
 	s->pending = 1;
 	return 0;
@@ -79,7 +86,7 @@ static __always_inline int on_exit(long ret)
 	s->pending = 0;
 	fname = s->fname;
 	c = tf_config_get();
-	if (!c || !c->enabled)
+	if (!tf_active(c))
 		return 0;
 	e = bpf_map_lookup_elem(&open_scratch, &zero);
 	if (!e)
@@ -94,14 +101,14 @@ static __always_inline int on_exit(long ret)
 		tf_count_drop(TF_DROP_FILTERED);
 		return 0;
 	}
-	if (tf_sampled_out(c, &weight)) {
+	if (tf_sampled_out(s->sample_n, &weight)) {
 		tf_count_drop(TF_DROP_SAMPLED);
 		return 0;
 	}
 	out = tf_reserve(sizeof(*out));
 	if (!out)
 		return 0;
-	tf_hdr_fill(&e->hdr, TF_OP_FILE_OPEN, sizeof(*e), c, weight);
+	tf_hdr_fill(&e->hdr, TF_OP_FILE_OPEN, sizeof(*e), c, weight, s->hdr_flags);
 	if (len >= (long)sizeof(e->path))
 		e->hdr.flags |= TF_FLAG_TRUNCATED; /* filled: may be cut */
 	e->pid = bpf_get_current_pid_tgid() >> 32;

@@ -45,7 +45,7 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 		tf_count_drop(TF_DROP_FILTERED);
 		return 0;
 	}
-	if (tf_sampled_out(c, &weight)) {
+	if (tf_sampled_out(c->sample_n, &weight)) {
 		tf_count_drop(TF_DROP_SAMPLED);
 		return 0;
 	}
@@ -56,7 +56,7 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 		return 0;
 
 	/* Ring memory is not zeroed: every byte below is written explicitly. */
-	tf_hdr_fill(&e->hdr, TF_OP_EXEC, sizeof(*e), c, weight);
+	tf_hdr_fill(&e->hdr, TF_OP_EXEC, sizeof(*e), c, weight, 0);
 	e->pid = pid;
 	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
 	e->uid = (__u32)bpf_get_current_uid_gid();
@@ -107,7 +107,7 @@ int handle_exit(void *ctx)
 		tf_count_drop(TF_DROP_FILTERED);
 		return 0;
 	}
-	if (tf_sampled_out(c, &weight)) {
+	if (tf_sampled_out(c->sample_n, &weight)) {
 		tf_count_drop(TF_DROP_SAMPLED);
 		return 0;
 	}
@@ -116,7 +116,7 @@ int handle_exit(void *ctx)
 	if (!e)
 		return 0;
 
-	tf_hdr_fill(&e->hdr, TF_OP_EXIT, sizeof(*e), c, weight);
+	tf_hdr_fill(&e->hdr, TF_OP_EXIT, sizeof(*e), c, weight, 0);
 	e->pid = pid;
 	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
 

@@ -84,7 +84,7 @@ int BPF_PROG(handle_sched_wakeup, struct task_struct *p)
 {
 	struct tf_probe_config *c = tf_config_get();
 
-	if (!c || !c->enabled)
+	if (!tf_active(c))
 		return 0;
 	enqueue(p->pid);
 	return 0;
@@ -95,7 +95,7 @@ int BPF_PROG(handle_sched_wakeup_new, struct task_struct *p)
 {
 	struct tf_probe_config *c = tf_config_get();
 
-	if (!c || !c->enabled)
+	if (!tf_active(c))
 		return 0;
 	enqueue(p->pid);
 	return 0;
@@ -108,9 +108,10 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev,
 	struct tf_probe_config *c = tf_config_get();
 	struct tf_hist_value *v;
 	__u64 *tsp, ts, now, delta, cgroup_id;
+	struct tf_eff eff;
 	__u32 pid;
 
-	if (!c || !c->enabled)
+	if (!tf_active(c))
 		return 0;
 	/* Preempted while runnable: it is back on the run queue from now. */
 	if (task_state(prev) == TASK_RUNNING)
@@ -127,7 +128,10 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev,
 		return 0;
 	delta = now - ts;
 
+	/* The cgroup of the task whose wait is measured. */
 	cgroup_id = next->cgroups->dfl_cgrp->kn->id;
+	if (tf_effective(c, cgroup_id, &eff))
+		return 0;
 	if (tf_filter_task(c, cgroup_id, next->tgid, NULL)) {
 		tf_count_drop(TF_DROP_FILTERED);
 		return 0;

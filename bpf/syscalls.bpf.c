@@ -30,6 +30,7 @@ struct syscall_start {
 	__u64 cgroup_id; /* at entry: the key the syscall is counted under */
 	__u32 nr;
 	__u32 pad;
+	struct tf_eff eff; /* at entry: the cgroup's focus or the baseline */
 };
 
 struct {
@@ -96,25 +97,25 @@ static __always_inline void errno_count(__u64 cgroup_id, __u32 nr, __u32 err)
 		__sync_fetch_and_add(cnt, 1);
 }
 
-static __always_inline void emit_slow(const struct tf_probe_config *c, __u64 cgroup_id,
-				      __u32 nr, long ret, __u64 dur)
+static __always_inline void emit_slow(const struct tf_probe_config *c, const struct tf_eff *eff,
+				      __u64 cgroup_id, __u32 nr, long ret, __u64 dur)
 {
 	struct tf_syscall_slow *e;
 	__u64 id;
 	__u32 weight;
 
-	if (dur < c->min_duration_ns) {
+	if (dur < eff->min_duration_ns) {
 		tf_count_drop(TF_DROP_FILTERED);
 		return;
 	}
-	if (tf_sampled_out(c, &weight)) {
+	if (tf_sampled_out(eff->sample_n, &weight)) {
 		tf_count_drop(TF_DROP_SAMPLED);
 		return;
 	}
 	e = tf_reserve(sizeof(*e));
 	if (!e)
 		return;
-	tf_hdr_fill(&e->hdr, TF_OP_SYSCALL_SLOW, sizeof(*e), c, weight);
+	tf_hdr_fill(&e->hdr, TF_OP_SYSCALL_SLOW, sizeof(*e), c, weight, eff->flags);
 	id = bpf_get_current_pid_tgid();
 	e->pid = id >> 32;
 	e->tid = (__u32)id;
@@ -133,12 +134,15 @@ int BPF_PROG(handle_sys_enter, struct pt_regs *regs, long id)
 {
 	struct tf_probe_config *c = tf_config_get();
 	struct syscall_start *s;
+	struct tf_eff eff;
 	__u64 cgroup_id;
 
-	if (!c || !c->enabled)
+	if (!tf_active(c))
 		return 0;
-	/* Filter at entry: rejected tasks then cost no storage and no exit work. */
+	/* Decide at entry: uncollected and rejected tasks then cost no storage and no exit work. */
 	cgroup_id = bpf_get_current_cgroup_id();
+	if (tf_effective(c, cgroup_id, &eff))
+		return 0;
 	if (tf_filter_current(c, cgroup_id))
 		return 0;
 	s = bpf_task_storage_get(&syscall_start, bpf_get_current_task_btf(), NULL,
@@ -146,6 +150,7 @@ int BPF_PROG(handle_sys_enter, struct pt_regs *regs, long id)
 	if (!s)
 		return 0;
 	s->cgroup_id = cgroup_id;
+	s->eff = eff;
 	s->nr = (__u32)id;
 	s->ts = bpf_ktime_get_ns();
 	return 0;
@@ -167,7 +172,7 @@ int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
 	ts = s->ts;
 	s->ts = 0;
 	c = tf_config_get();
-	if (!c || !c->enabled || now < ts)
+	if (!tf_active(c) || now < ts)
 		return 0;
 	dur = now - ts;
 
@@ -185,7 +190,7 @@ int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
 	if (ret < 0 && ret >= -MAX_ERRNO)
 		errno_count(key.cgroup_id, key.syscall_nr, (__u32)-ret);
 
-	if (c->slow_ns && dur >= c->slow_ns)
-		emit_slow(c, key.cgroup_id, key.syscall_nr, ret, dur);
+	if (s->eff.slow_ns && dur >= s->eff.slow_ns)
+		emit_slow(c, &s->eff, key.cgroup_id, key.syscall_nr, ret, dur);
 	return 0;
 }

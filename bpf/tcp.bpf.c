@@ -177,6 +177,46 @@ static __always_inline void tf_sk_release(struct tf_sk_ref r)
 			__sync_val_compare_and_swap(&r.set->key[i], r.key, 0);
 }
 
+/*
+ * Listeners' owners, keyed by (network namespace, local port). listen()
+ * runs in the owner's process, while a passive child is born in softirq
+ * where current is whatever task was interrupted: the child takes its
+ * listener's owner from here. Written at TCP_LISTEN, deleted at the
+ * listener's close (by the listener it names). LRU: a listener whose close
+ * went unseen (probe detached) ages out. A listener that entered TCP_LISTEN
+ * while the probe was detached is not here: its children's owner shows
+ * itself at their close, as before.
+ */
+struct tf_listen_key {
+	__u32 netns;  /* network namespace inode */
+	__u16 port;   /* local port, host byte order */
+	__u16 pad;
+};
+
+struct tf_listen_owner {
+	__u64 sk_key;    /* the listener (tf_sk_ref key): only it deletes the entry */
+	__u64 cgroup_id;
+	__u32 pid;
+	__u32 pad;
+	char comm[TF_COMM_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct tf_listen_key);
+	__type(value, struct tf_listen_owner);
+} tf_tcp_listeners SEC(".maps");
+
+static __always_inline struct tf_listen_key tf_listen_key(const struct sock *sk)
+{
+	struct tf_listen_key k = {};
+
+	k.netns = sk->__sk_common.skc_net.net->ns.inum;
+	k.port = sk->__sk_common.skc_num; /* set by bind(); inet_sport only after listen */
+	return k;
+}
+
 /* Read-only view of a kernel object as another BTF type; the verifier inlines it (no call). */
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 
@@ -187,7 +227,8 @@ extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 
 /* The states whose entry needs work; every other transition returns at once. */
 #define TF_WORK_STATES ((1u << TCP_SYN_SENT) | (1u << TCP_SYN_RECV) | (1u << TCP_ESTABLISHED) | \
-			(1u << TCP_FIN_WAIT1) | (1u << TCP_LAST_ACK) | (1u << TCP_CLOSE))
+			(1u << TCP_FIN_WAIT1) | (1u << TCP_LAST_ACK) | (1u << TCP_CLOSE) | \
+			(1u << TCP_LISTEN))
 
 /* The socket's cgroup v2 id, fixed when the socket was created (or cloned on accept). */
 static __always_inline __u64 tf_sk_cgroup(const struct sock *sk, const struct tf_sk_info *info)
@@ -217,6 +258,43 @@ static __always_inline void tf_learn_owner(struct tf_sk_info *info)
 	info->cgroup_id = t->cgroups->dfl_cgrp->kn->id;
 	comm[0] = *(const __u64 *)&t->comm[0];
 	comm[1] = *(const __u64 *)&t->comm[8];
+}
+
+/* A passive child's owner: its listener's, when the listener was seen entering TCP_LISTEN. */
+static __always_inline void tf_learn_listener_owner(struct tf_sk_info *info, const struct sock *sk)
+{
+	struct tf_listen_key k = tf_listen_key(sk);
+	struct tf_listen_owner *o = bpf_map_lookup_elem(&tf_tcp_listeners, &k);
+
+	if (!o)
+		return;
+	info->pid = o->pid;
+	info->cgroup_id = o->cgroup_id;
+	__builtin_memcpy(info->comm, o->comm, sizeof(info->comm));
+}
+
+/* listen() runs in the owner: remember it for the children (no record). */
+static __always_inline void tf_listen_start(const struct sock *sk, __u64 sk_key)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct tf_listen_key k = tf_listen_key(sk);
+	struct tf_listen_owner o = {};
+
+	o.sk_key = sk_key;
+	o.pid = t->tgid;
+	o.cgroup_id = t->cgroups->dfl_cgrp->kn->id;
+	bpf_get_current_comm(o.comm, sizeof(o.comm));
+	bpf_map_update_elem(&tf_tcp_listeners, &k, &o, BPF_ANY);
+}
+
+/* The listener closes: forget its owner unless another listener took the port since. */
+static __always_inline void tf_listen_stop(const struct sock *sk, __u64 sk_key)
+{
+	struct tf_listen_key k = tf_listen_key(sk);
+	struct tf_listen_owner *o = bpf_map_lookup_elem(&tf_tcp_listeners, &k);
+
+	if (o && o->sk_key == sk_key)
+		bpf_map_delete_elem(&tf_tcp_listeners, &k);
 }
 
 /* pid/comm of the event: the remembered owner, else pid 0 and an empty comm. */
@@ -269,15 +347,19 @@ static __always_inline void tf_tcp_emit(const struct tf_probe_config *c, struct 
 					__u8 op, bool comm_known, __u64 now)
 {
 	struct tf_tcp_event *e;
+	struct tf_eff eff;
 	__u32 weight;
 
+	/* The socket owner's focus, else the baseline; neither: not collected (no drop). */
+	if (tf_effective(c, ev->cgroup_id, &eff))
+		return;
 	if (tf_filter_task(c, ev->cgroup_id, ev->pid, comm_known ? ev->comm : NULL) ||
 	    tf_filter_ports(c, ev->sport, ev->dport) ||
-	    (op == TF_OP_TCP_CLOSE && ev->duration_ns < c->min_duration_ns)) {
+	    (op == TF_OP_TCP_CLOSE && ev->duration_ns < eff.min_duration_ns)) {
 		tf_count_drop(TF_DROP_FILTERED);
 		return;
 	}
-	if (tf_sampled_out(c, &weight)) {
+	if (tf_sampled_out(eff.sample_n, &weight)) {
 		tf_count_drop(TF_DROP_SAMPLED);
 		return;
 	}
@@ -286,7 +368,8 @@ static __always_inline void tf_tcp_emit(const struct tf_probe_config *c, struct 
 		return;
 	/* Copy the whole zeroed stack image: no ring byte is left stale. */
 	__builtin_memcpy(e, ev, sizeof(*e));
-	tf_hdr_fill_at(&e->hdr, op, sizeof(*e), c, weight, now ? now : bpf_ktime_get_ns());
+	tf_hdr_fill_at(&e->hdr, op, sizeof(*e), c, weight, eff.flags,
+		       now ? now : bpf_ktime_get_ns());
 	tf_submit(e);
 }
 
@@ -337,9 +420,14 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
 	c = tf_config_get();
-	if (!c || !c->enabled)
+	if (!tf_active(c))
 		return 0;
 	ref = tf_sk_ref(sk);
+
+	if (newstate == TCP_LISTEN) {
+		tf_listen_start(sk, ref.key);
+		return 0;
+	}
 
 	/*
 	 * close()/shutdown() enter FIN_WAIT1 or LAST_ACK in the process acting
@@ -374,10 +462,11 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 			info->active = 1;
 			tf_learn_owner(info);
 		} else {
-			/* A passive child is born in softirq: its owner shows itself at close(). */
+			/* A passive child is born in softirq: its owner is its listener's. */
 			info->active = 0;
 			info->pid = 0;
 			info->cgroup_id = 0;
+			tf_learn_listener_owner(info, sk);
 		}
 		return 0;
 	}
@@ -411,6 +500,8 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 			tf_payload_bytes(&ev, sk, info);
 		} else {
 			/* A handshake that never completed on the passive side, a listener: nothing to say. */
+			if (oldstate == TCP_LISTEN)
+				tf_listen_stop(sk, ref.key);
 			if (info)
 				tf_sk_release(ref);
 			return 0;
@@ -437,7 +528,7 @@ int BPF_PROG(handle_retransmit, const struct sock *sk, const struct sk_buff *skb
 	struct tf_sk_info *info;
 	bool known;
 
-	if (!c || !c->enabled || !sk)
+	if (!tf_active(c) || !sk)
 		return 0;
 
 	info = tf_sk_find(tf_sk_ref(sk));
@@ -458,7 +549,7 @@ int BPF_PROG(handle_receive_reset, struct sock *sk)
 	struct tf_sk_info *info;
 	bool known;
 
-	if (!c || !c->enabled || !sk)
+	if (!tf_active(c) || !sk)
 		return 0;
 
 	info = tf_sk_find(tf_sk_ref(sk));
@@ -519,7 +610,7 @@ int BPF_PROG(handle_send_reset, const struct sock *sk, const struct sk_buff *skb
 	bool known = false;
 	__u8 state = 0;
 
-	if (!c || !c->enabled)
+	if (!tf_active(c))
 		return 0;
 
 	if (sk)

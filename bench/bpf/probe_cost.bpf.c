@@ -93,11 +93,11 @@ int BPF_PROG(gather_count, struct pt_regs *regs, long id)
 		tf_count_drop(TF_DROP_FILTERED);
 		return 0;
 	}
-	if (tf_sampled_out(c, &weight)) {
+	if (tf_sampled_out(c->sample_n, &weight)) {
 		tf_count_drop(TF_DROP_SAMPLED);
 		return 0;
 	}
-	tf_hdr_fill(&ev.hdr, BENCH_OP, sizeof(ev), c, weight);
+	tf_hdr_fill(&ev.hdr, BENCH_OP, sizeof(ev), c, weight, 0);
 	/* Keep the gathered values live without a ring: fold them into the count. */
 	tf_count(&tf_emitted, TF_THIS_PROBE + ((ev.hdr.ktime_ns ^ ev.cgroup_id ^ ev.comm[0]) == 1));
 	return 0;
@@ -120,14 +120,14 @@ static __always_inline void emit(long id, int mode)
 		tf_count_drop(TF_DROP_FILTERED);
 		return;
 	}
-	if (tf_sampled_out(c, &weight)) {
+	if (tf_sampled_out(c->sample_n, &weight)) {
 		tf_count_drop(TF_DROP_SAMPLED);
 		return;
 	}
 	e = tf_reserve(sizeof(*e));
 	if (!e)
 		return;
-	tf_hdr_fill(&e->hdr, BENCH_OP, sizeof(*e), c, weight);
+	tf_hdr_fill(&e->hdr, BENCH_OP, sizeof(*e), c, weight, 0);
 	e->pid = pid_tgid >> 32;
 	e->tid = (__u32)pid_tgid;
 	e->cgroup_id = cgroup_id;

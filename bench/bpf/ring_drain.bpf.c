@@ -42,7 +42,7 @@ static long emit_one(__u64 i, void *ctx)
 	e = tf_reserve(sizeof(*e));
 	if (!e)
 		return 0; /* counted as ringbuf_full; keep going */
-	tf_hdr_fill(&e->hdr, BENCH_OP, sizeof(*e), c, 1);
+	tf_hdr_fill(&e->hdr, BENCH_OP, sizeof(*e), c, 1, 0);
 	e->seq = seq;
 	tf_submit(e);
 	return 0;

@@ -12,7 +12,7 @@ import { resolveFormat } from './output.js';
 import { runUp } from './up.js';
 import { redisUrlFrom } from '../feedback/index.js';
 import { runTail } from './events-tail.js';
-import { listProbes, setProbe } from './probes.js';
+import { listProbes, parseFocusOption, setProbe } from './probes.js';
 import { registerFeedbackCommands } from './feedback.js';
 import { registerAgentCommands } from './agent.js';
 import { DEFAULT_API_PORT } from '../ingest/control-api.js';
@@ -200,7 +200,11 @@ interface SetOpts {
   denyComm?: string[];
   denyPathPrefix?: string[];
   clearFilters?: boolean;
+  focus?: string[];
+  unfocus?: string[];
 }
+
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
 probes
   .command('set <probe>')
@@ -250,6 +254,12 @@ probes
   )
   .option('--clear-filters', 'drop every filter first')
   .option(
+    '--focus <cgroup[:settings]>',
+    'collect this cgroup (path or id) with its own settings whatever the baseline, e.g. /a/b:sample_n=1,slow_ms=5 (repeatable)',
+    collect,
+  )
+  .option('--unfocus <cgroup>', 'remove the focus on this cgroup (repeatable)', collect)
+  .option(
     '--api-port <port>',
     'the agent API port',
     nonNegativeNumber('--api-port'),
@@ -284,9 +294,18 @@ probes
     dim('comm', opts.comm, opts.denyComm);
     dim('path_prefix', opts.pathPrefix, opts.denyPathPrefix);
     if (Object.keys(filters).length > 0) patch.filters = filters;
+    if (opts.focus?.length || opts.unfocus?.length) {
+      const focus: NonNullable<ProbePatch['focus']> = {};
+      for (const spec of opts.focus ?? []) {
+        const [key, settings] = parseFocusOption(spec);
+        focus[key] = settings;
+      }
+      for (const key of opts.unfocus ?? []) focus[key] = null;
+      patch.focus = focus;
+    }
     if (Object.keys(patch).length === 0) {
       throw new ConfigError(
-        'nothing to change: give --enable, --disable, --sample, a filter, ...',
+        'nothing to change: give --enable, --disable, --sample, a filter, --focus, ...',
         'probe',
       );
     }

@@ -1,7 +1,7 @@
 /** `tracefeed probes list|set`: talk to the running agent's local API. */
 import { TransportError, ConfigError } from '../common/errors.js';
 import type { ProbeStats } from '../ingest/node-agent.js';
-import type { ProbePatch } from '../ingest/probe-settings.js';
+import { focusKeySchema, type ProbePatch } from '../ingest/probe-settings.js';
 import { jsonLine, table, type OutputFormat } from './output.js';
 
 async function call(port: number, method: string, path: string, body?: unknown): Promise<unknown> {
@@ -34,6 +34,54 @@ function filtersText(p: ProbeStats): string {
   return parts.join(' ') || '-';
 }
 
+/** The focuses of a probe, one `key(1/N,slow=Xms,min=Yms)` each. */
+function focusText(p: ProbeStats): string {
+  const parts = Object.entries(p.settings.focus ?? {}).map(([key, f]) => {
+    const bits = [f.sample_n === 1 ? 'all' : `1/${f.sample_n}`];
+    if (f.slow_ms) bits.push(`slow=${f.slow_ms}ms`);
+    if (f.min_duration_ms) bits.push(`min=${f.min_duration_ms}ms`);
+    return `${key}(${bits.join(',')})`;
+  });
+  return parts.join(' ') || '-';
+}
+
+const FOCUS_FIELDS = {
+  sample_n: 'sample_n',
+  slow_ms: 'slow_ms',
+  min_duration_ms: 'min_duration_ms',
+};
+
+/**
+ * One `--focus` value: `<cgroup path or id>[:sample_n=N,slow_ms=X,min_duration_ms=Y]`.
+ * Returns the focus key and its settings (absent ones take their defaults).
+ */
+export function parseFocusOption(spec: string): [string, Record<string, number>] {
+  const colon = spec.lastIndexOf(':');
+  const hasSettings = colon >= 0 && spec.slice(colon + 1).includes('=');
+  const key = hasSettings ? spec.slice(0, colon) : spec;
+  const parsedKey = focusKeySchema.safeParse(key);
+  if (!parsedKey.success)
+    throw new ConfigError(
+      `--focus "${spec}": a focus key is a cgroup path starting with "/" or a decimal cgroup id`,
+      'focus',
+    );
+  const settings: Record<string, number> = {};
+  if (hasSettings) {
+    for (const kv of spec.slice(colon + 1).split(',')) {
+      const [name, value] = kv.split('=').map((x) => x.trim());
+      const field = FOCUS_FIELDS[name as keyof typeof FOCUS_FIELDS];
+      const n = Number(value);
+      if (!field || value === undefined || value === '' || !Number.isFinite(n))
+        throw new ConfigError(
+          `--focus "${spec}": "${kv}" is not one of sample_n=<n>, slow_ms=<ms>, min_duration_ms=<ms>`,
+          'focus',
+        );
+      settings[field] = n;
+    }
+  }
+  return [key, settings];
+}
+
 export function printProbes(probes: ProbeStats[], format: OutputFormat): void {
   if (format === 'json') {
     process.stdout.write(`${JSON.stringify(probes, null, 2)}\n`);
@@ -51,6 +99,7 @@ export function printProbes(probes: ProbeStats[], format: OutputFormat): void {
           'sample',
           'drops (full/filtered/sampled/map)',
           'filters',
+          'focus',
           'gen',
         ],
         probes.map((p) => [
@@ -62,6 +111,7 @@ export function printProbes(probes: ProbeStats[], format: OutputFormat): void {
           p.settings.sample_n === 1 ? 'all' : `1/${p.settings.sample_n}`,
           `${p.drops.ringbuf_full ?? 0}/${p.drops.filtered ?? 0}/${p.drops.sampled_out ?? 0}/${p.drops.map_full ?? 0}`,
           filtersText(p),
+          focusText(p),
           p.generation,
         ]),
       ) + '\n',

@@ -96,6 +96,11 @@ export interface RevertResult {
 const SCALARS = ['enabled', 'sample_n', 'min_duration_ms', 'slow_ms'] as const;
 const DIMS = ['cgroup', 'pid', 'port', 'comm', 'path_prefix'] as const;
 
+/** Focus keys present in any of these settings. */
+function focusKeys(...s: ProbeSettings[]): string[] {
+  return [...new Set(s.flatMap((x) => Object.keys(x.focus ?? {})))];
+}
+
 /**
  * The patch that undoes a request: each field it changed goes back to its
  * previous value, unless a later change has replaced it since (then it stays).
@@ -123,6 +128,17 @@ export function revertPatch(
       restored.push(`filters.${d}`);
     } else kept.push(`filters.${d}`);
   }
+  // Focus: key by key, so a request only ever takes back its own workloads' focuses.
+  for (const k of focusKeys(previous, applied)) {
+    // Records stored before focuses existed have none.
+    const was = previous.focus?.[k];
+    if (isDeepStrictEqual(applied.focus?.[k], was)) continue;
+    if (isDeepStrictEqual(current.focus[k], applied.focus?.[k])) {
+      patch.focus ??= {};
+      patch.focus[k] = was ? structuredClone(was) : null;
+      restored.push(`focus.${k}`);
+    } else kept.push(`focus.${k}`);
+  }
   return { patch, restored, kept };
 }
 
@@ -132,7 +148,9 @@ export function revertPatch(
  * were applied. Reverting a request removes its layer and recomputes the
  * rest, so overlapping requests never leave one another's settings behind.
  * Changes made meanwhile by anyone else (an operator's `probes set`) are
- * folded into the baseline and kept.
+ * folded into the baseline and kept. Focuses are a dimension merged key by
+ * key: requests focusing different workloads coexist, and removing one
+ * request's layer removes only the focuses it set.
  */
 interface ProbeLayers {
   baseline: ProbeSettings;
@@ -150,6 +168,11 @@ function rebase(layers: ProbeLayers, current: ProbeSettings): void {
     if (!isDeepStrictEqual(current.filters[d], layers.last.filters[d])) {
       (layers.baseline.filters as Record<string, unknown>)[d] = structuredClone(current.filters[d]);
     }
+  }
+  for (const k of focusKeys(current, layers.last)) {
+    if (isDeepStrictEqual(current.focus[k], layers.last.focus[k])) continue;
+    if (current.focus[k]) layers.baseline.focus[k] = structuredClone(current.focus[k]);
+    else delete layers.baseline.focus[k];
   }
 }
 
@@ -172,6 +195,12 @@ function diffPatch(
       (patch.filters as Record<string, unknown>)[d] = structuredClone(target.filters[d]);
       changed.push(`filters.${d}`);
     }
+  }
+  for (const k of focusKeys(current, target)) {
+    if (isDeepStrictEqual(current.focus[k], target.focus[k])) continue;
+    patch.focus ??= {};
+    patch.focus[k] = target.focus[k] ? structuredClone(target.focus[k]) : null;
+    changed.push(`focus.${k}`);
   }
   return { patch, changed };
 }

@@ -60,12 +60,18 @@ function hasNarrowingFilters(p: ProbePatch): boolean {
   );
 }
 
+/** Focused on workloads: a per-cgroup focus added, or an allow set that narrows to some. */
 function hasFocus(p: ProbePatch): boolean {
   return (
+    addsFocus(p) ||
     (p.filters?.cgroup?.allow?.length ?? 0) > 0 ||
     (p.filters?.pid?.allow?.length ?? 0) > 0 ||
     (p.filters?.comm?.allow?.length ?? 0) > 0
   );
+}
+
+function addsFocus(p: ProbePatch): boolean {
+  return Object.values(p.focus ?? {}).some((f) => f !== null);
 }
 
 export function decide(req: FeedbackRequest, node: string, ctx: PolicyContext): Decision {
@@ -128,17 +134,25 @@ export function decide(req: FeedbackRequest, node: string, ctx: PolicyContext): 
 
   // The concrete patch.
   const bounds = boundsOf(t, req.probe);
-  const { ...params } = req.params;
+  const params = structuredClone(req.params);
   let patch: ProbePatch;
+  // A request carrying a focus changes that focus only: the baseline (enabled,
+  // sample_n: every other cgroup) stays as it is.
+  const focused = params.focus !== undefined;
   switch (req.action) {
     case 'enable':
-      patch = { ...params, enabled: true };
+      patch = focused ? { ...params } : { ...params, enabled: true };
       break;
     case 'disable':
       patch = { enabled: false };
       break;
     case 'tighten':
-      patch = { ...params, enabled: true, sample_n: params.sample_n ?? bounds.min_sample_n };
+      if (focused) {
+        const focus: NonNullable<ProbePatch['focus']> = {};
+        for (const [key, f] of Object.entries(params.focus ?? {}))
+          focus[key] = f === null ? null : { ...f, sample_n: f.sample_n ?? bounds.min_sample_n };
+        patch = { ...params, focus };
+      } else patch = { ...params, enabled: true, sample_n: params.sample_n ?? bounds.min_sample_n };
       break;
     case 'loosen': {
       if (!probeState)
@@ -168,6 +182,12 @@ export function decide(req: FeedbackRequest, node: string, ctx: PolicyContext): 
     clamped = true;
     notes.push(`probe ${req.probe} is a floor: filters dropped`);
   }
+  // A floor records every cgroup at its baseline: a focus would not change it.
+  if (floor && patch.focus !== undefined) {
+    delete patch.focus;
+    clamped = true;
+    notes.push(`probe ${req.probe} is a floor that records every cgroup: focus dropped`);
+  }
 
   // Bounds.
   if (patch.sample_n !== undefined) {
@@ -180,6 +200,17 @@ export function decide(req: FeedbackRequest, node: string, ctx: PolicyContext): 
       clamped = true;
     }
   }
+  for (const [key, f] of Object.entries(patch.focus ?? {})) {
+    if (f?.sample_n === undefined) continue;
+    if (f.sample_n < bounds.min_sample_n || f.sample_n > bounds.max_sample_n) {
+      const n = Math.min(bounds.max_sample_n, Math.max(bounds.min_sample_n, f.sample_n));
+      notes.push(
+        `focus ${key} sample_n ${f.sample_n} clamped to ${n} (bounds ${bounds.min_sample_n}..${bounds.max_sample_n})`,
+      );
+      f.sample_n = n;
+      clamped = true;
+    }
+  }
 
   // Budget: a node over budget only takes changes that collect more when they are focused.
   const budget = budgetOf(t, node);
@@ -188,6 +219,7 @@ export function decide(req: FeedbackRequest, node: string, ctx: PolicyContext): 
     (patch.sample_n !== undefined &&
       patch.sample_n < (probeState?.settings.sample_n ?? Number.POSITIVE_INFINITY)) ||
     patch.clear_filters === true ||
+    addsFocus(patch) ||
     (patch.slow_ms !== undefined && patch.slow_ms > 0);
   if (
     !operator &&

@@ -3,12 +3,15 @@
  *
  * Actions, precisely (bounds come from the thresholds file):
  * - `enable`:  attach the probe; `params` may also set sample_n, filters, durations.
+ *   With `params.focus` it adds those per-cgroup focuses only (the baseline stays).
  * - `disable`: detach the probe. Never allowed on a floor probe.
- * - `tighten`: collect more, where it matters: enabled, `sample_n` = the probe's
- *   `min_sample_n` (1 = every event), plus the focus filters given in `params.filters`
- *   (for a workload: `filters.cgroup.allow = [<workload>]`, so the probe streams that
- *   workload at full rate and filters the others for the TTL), plus `slow_ms` /
- *   `min_duration_ms` when given.
+ * - `tighten`: collect more, where it matters. With `params.focus` (a workload:
+ *   `focus: { "<cgroup id or path>": { slow_ms, min_duration_ms, sample_n } }`)
+ *   only that cgroup's focus changes: it is collected at `sample_n` = the
+ *   probe's `min_sample_n` (1 = every event) unless the focus says otherwise,
+ *   whether or not the probe's baseline is on, while every other cgroup keeps
+ *   the baseline for the TTL. Without a focus: enabled, `sample_n` =
+ *   `min_sample_n`, plus `slow_ms` / `min_duration_ms` when given, node-wide.
  * - `loosen`:  collect less: `sample_n` = min(current x `loosen_factor`, `max_sample_n`),
  *   or `params.sample_n` when given (then clamped into the bounds). Filters unchanged.
  * - `set`:     apply `params` as they are (a ProbePatch), within bounds.

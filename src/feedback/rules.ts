@@ -23,21 +23,22 @@ export function ruleMatches(r: Rule, a: Anomaly): boolean {
     (r.source === undefined || r.source === a.probe) &&
     SEVERITY_RANK[a.severity] >= SEVERITY_RANK[r.min_severity] &&
     (r.direction === 'any' || r.direction === a.direction) &&
-    (r.focus !== 'workload' || r.action === 'loosen' || workloadFilter(a) !== undefined)
+    (r.focus !== 'workload' || r.action === 'loosen' || workloadFocusKey(a) !== undefined)
   );
 }
 
-/** The cgroup filter entry of an anomaly's workload: its id when known (exact, race-free), else its path. */
-export function workloadFilter(a: Anomaly): string | number | undefined {
-  if (/^\d+$/.test(a.cgroup_id)) {
-    const n = Number(a.cgroup_id);
-    if (Number.isSafeInteger(n) && n > 0) return n;
-  }
+/** The focus key of an anomaly's workload: its cgroup id when known (exact, race-free), else its path. */
+export function workloadFocusKey(a: Anomaly): string | undefined {
+  if (/^[1-9]\d*$/.test(a.cgroup_id)) return a.cgroup_id;
   if (a.workload.startsWith('/')) return a.workload;
   return undefined;
 }
 
-/** The requests the thresholds' rules make of one anomaly (one per matching rule). */
+/**
+ * The requests the thresholds' rules make of one anomaly (one per matching
+ * rule). A `focus: workload` rule makes none for an anomaly whose workload is
+ * no cgroup (id 0, unresolved): it focuses a workload or nothing.
+ */
 export function requestsFromAnomaly(
   a: Anomaly,
   t: Thresholds,
@@ -48,13 +49,21 @@ export function requestsFromAnomaly(
     if (!ruleMatches(r, a)) continue;
     const name = ruleName(r);
     const params: FeedbackParams = {};
-    if (r.sample_n !== undefined) params.sample_n = r.sample_n;
+    const focused = r.focus === 'workload' && r.action !== 'loosen';
+    const focus = focused ? workloadFocusKey(a) : undefined;
+    // No cgroup to focus on (cgroup 0: records with no owning socket or task, such as
+    // the reset a closed port sends): a workload rule never widens to the whole node.
+    if (focused && focus === undefined) continue;
+    // Focused on a workload: the rule's settings go into that cgroup's focus and the
+    // baseline (everyone else) stays as it is. Otherwise they change the baseline.
+    const into: { sample_n?: number; slow_ms?: number; min_duration_ms?: number } =
+      focus !== undefined ? {} : params;
+    if (r.sample_n !== undefined) into.sample_n = r.sample_n;
     if (r.action !== 'loosen') {
-      if (r.slow_ms !== undefined) params.slow_ms = r.slow_ms;
-      if (r.min_duration_ms !== undefined) params.min_duration_ms = r.min_duration_ms;
+      if (r.slow_ms !== undefined) into.slow_ms = r.slow_ms;
+      if (r.min_duration_ms !== undefined) into.min_duration_ms = r.min_duration_ms;
     }
-    const focus = r.focus === 'workload' && r.action !== 'loosen' ? workloadFilter(a) : undefined;
-    if (focus !== undefined) params.filters = { cgroup: { allow: [focus] } };
+    if (focus !== undefined) params.focus = { [focus]: into };
     out.push({
       schema_version: 1,
       id: deriveRequestId('rule', name, a.series_id, a.window_start),

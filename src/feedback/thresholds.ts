@@ -84,7 +84,7 @@ export const ruleSchema = z.strictObject({
     .enum(['workload', 'node'])
     .default('workload')
     .describe(
-      'workload: raise detail on the anomalous cgroup only (an anomaly whose workload is not known makes no request); node: the whole node (needs min_severity critical)',
+      "workload: a per-cgroup focus on the anomalous cgroup (the rule's sample_n, slow_ms, min_duration_ms apply to it; every other cgroup keeps the baseline; an anomaly whose workload is not known makes no request); node: the probe's baseline on the whole node (needs min_severity critical)",
     ),
   ttl_seconds: z.number().int().positive().optional(),
   sample_n: z.number().int().min(1).optional(),
@@ -281,7 +281,7 @@ export const thresholdsSchema = z
         ctx.addIssue({
           code: 'custom',
           path: ['rules', i, 'focus'],
-          message: `probe ${r.probe} is a floor: it cannot be narrowed to a workload (use focus: node)`,
+          message: `probe ${r.probe} is a floor that records every cgroup: a workload focus does not apply (use focus: node)`,
         });
     });
   });

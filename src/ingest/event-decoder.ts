@@ -35,6 +35,8 @@ export interface TracefeedEvent {
   node: string;
   /** A string field was cut at its bound. */
   truncated: boolean;
+  /** Collected under a per-cgroup focus (TF_FLAG_FOCUS), not the probe's baseline. */
+  focused: boolean;
   /** Filter generation the event passed in the kernel. */
   generation: number;
   /** Events this record stands for: N when sampled 1-in-N, else 1. */
@@ -141,6 +143,7 @@ export function decodeRecord(
     ktime_ns: ktime.toString(),
     node,
     truncated: (flags & Flag.TRUNCATED) !== 0,
+    focused: (flags & Flag.FOCUS) !== 0,
     generation: dv.getUint32(16, true),
     sample_weight: dv.getUint32(20, true),
   };

@@ -80,6 +80,8 @@ export const DROP_REASON_NAMES = ['ringbuf_full', 'filtered', 'sampled_out', 'ma
 export const HIST_SLOTS = 32;
 export const PATH_LEN = 256;
 export const PATH_PREFIX_LEN = 64;
+/** `TF_FOCUS_MAX`: entries of a probe's tf_focus map (cgroups focused at once). */
+export const FOCUS_MAX = 256;
 
 /** `TF_FLAG_*` bits of the event header. */
 export const Flag = {

@@ -9,6 +9,7 @@ import type { FamilySpec } from './families.js';
 import {
   DROP_REASON_MAX,
   DROP_REASON_NAMES,
+  FOCUS_LAYOUT,
   FilterBit,
   PATH_PREFIX_LEN,
   PROBE_CONFIG_LAYOUT,
@@ -17,7 +18,7 @@ import {
   SET_DENY,
 } from './layout.js';
 import type { NativeBpfObject } from './native.js';
-import type { ProbeSettings } from './probe-settings.js';
+import type { FocusSettings, ProbeSettings } from './probe-settings.js';
 
 export interface ProbeState {
   probe: string;
@@ -31,7 +32,39 @@ export interface ProbeState {
   emitted: number;
   /** Events the kernel did not emit, by reason. */
   drops: Record<string, number>;
+  /** The node's overload factor in force (1 = none): kernel sample_n = min(1e6, sample_n * overload_n). */
+  overload_n: number;
+  /** Baseline sample_n in the kernel, overload included. */
+  effective_sample_n: number;
+  /** Focused cgroups in the kernel's tf_focus map (distinct cgroup ids). */
+  focus_count: number;
+  /** The focuses in force, by the key they were given with, with the cgroup id each resolved to. */
+  focus: Record<string, FocusSettings & { cgroup_id: string; effective_sample_n: number }>;
 }
+
+/** Largest sample_n the kernel takes (as the settings' bound). */
+const MAX_SAMPLE_N = 1_000_000;
+
+/** The sample_n the kernel applies under an overload factor. */
+export function overloadSampleN(sampleN: number, overloadN: number): number {
+  return Math.min(MAX_SAMPLE_N, Math.max(1, sampleN) * overloadN);
+}
+
+/** struct tf_focus, the value of a probe's tf_focus map. */
+export function encodeFocus(f: {
+  sample_n: number;
+  min_duration_ns: bigint;
+  slow_ns: bigint;
+}): Buffer {
+  const L = FOCUS_LAYOUT;
+  const b = Buffer.alloc(L.size);
+  b.writeUInt32LE(f.sample_n, fieldOffset(L, 'sample_n'));
+  b.writeBigUInt64LE(f.min_duration_ns, fieldOffset(L, 'min_duration_ns'));
+  b.writeBigUInt64LE(f.slow_ns, fieldOffset(L, 'slow_ns'));
+  return b;
+}
+
+const msToNs = (ms: number): bigint => BigInt(Math.round(ms * 1e6));
 
 /** struct tf_probe_config, the value of a probe's tf_config[0]. */
 export interface ProbeConfigValue {
@@ -100,6 +133,12 @@ export class ProbeController {
   private readonly sets = new Map<SetName, Map<string, number>>();
   /** Optional programs this kernel cannot attach. */
   private readonly unavailable = new Set<string>();
+  /** What the tf_focus map holds now: hex cgroup id -> hex value. */
+  private focusEntries = new Map<string, string>();
+  /** Focus key -> cgroup id, as last applied. */
+  private focusIds = new Map<string, bigint>();
+  /** The node's overload sampling factor (1 = none). */
+  private overloadN = 1;
 
   constructor(
     readonly spec: FamilySpec,
@@ -118,9 +157,31 @@ export class ProbeController {
     return this.settings;
   }
 
-  /** Applies settings: filter sets, then the config entry, then attach or detach. */
+  /**
+   * The node's own overload sampling: the kernel keeps 1 in
+   * min(1e6, sample_n * n) for the baseline and for every focus. The
+   * configured settings stay as they are (state().settings); state() reports
+   * `overload_n`. 1 turns it off.
+   */
+  setOverloadFactor(n: number): ProbeState {
+    if (!Number.isInteger(n) || n < 1 || n > MAX_SAMPLE_N)
+      throw new ConfigError(
+        `overload factor ${n} is not an integer in 1..${MAX_SAMPLE_N}`,
+        'overload_n',
+      );
+    if (n === this.overloadN) return this.state();
+    this.overloadN = n;
+    return this.apply(this.settings);
+  }
+
+  get overloadFactor(): number {
+    return this.overloadN;
+  }
+
+  /** Applies settings: filter sets and focuses, then the config entry, then attach or detach. */
   apply(next: ProbeSettings): ProbeState {
     const desired = this.desiredSets(next);
+    const focus = this.desiredFocus(next);
     let mask = 0;
     const bit = (cond: boolean, b: number): void => {
       if (cond) mask |= b;
@@ -145,17 +206,28 @@ export class ProbeController {
           this.obj.mapUpdate(map, Buffer.from(hex, 'hex'), Buffer.from([value]));
       }
     }
-    if (!next.enabled) this.detachAll();
+    // New and changed focuses first: the count never covers an entry not yet written.
+    for (const [hex, value] of focus.entries) {
+      if (this.focusEntries.get(hex) !== value)
+        this.obj.mapUpdate('tf_focus', Buffer.from(hex, 'hex'), Buffer.from(value, 'hex'));
+    }
+    const active = next.enabled || focus.entries.size > 0;
+    if (!active) this.detachAll();
     this.generation++;
     const cfg = encodeProbeConfig({
       enabled: next.enabled,
       generation: this.generation,
-      sample_n: next.sample_n,
+      sample_n: overloadSampleN(next.sample_n, this.overloadN),
       filter_mask: mask,
-      min_duration_ns: BigInt(Math.round(next.min_duration_ms * 1e6)),
-      slow_ns: BigInt(Math.round(next.slow_ms * 1e6)),
+      min_duration_ns: msToNs(next.min_duration_ms),
+      slow_ns: msToNs(next.slow_ms),
+      focus_count: focus.entries.size,
     });
     this.obj.mapUpdate('tf_config', u32(0), cfg);
+    for (const hex of this.focusEntries.keys())
+      if (!focus.entries.has(hex)) this.obj.mapDelete('tf_focus', Buffer.from(hex, 'hex'));
+    this.focusEntries = focus.entries;
+    this.focusIds = focus.ids;
     // Stale members last, once the config no longer relies on them.
     for (const [map, entries] of desired) {
       const have = this.sets.get(map) ?? new Map<string, number>();
@@ -163,7 +235,7 @@ export class ProbeController {
         if (!entries.has(hex)) this.obj.mapDelete(map, Buffer.from(hex, 'hex'));
       this.sets.set(map, entries);
     }
-    if (next.enabled) {
+    if (active) {
       for (const p of this.obj.programs()) {
         if (this.unavailable.has(p.name)) continue;
         try {
@@ -198,7 +270,40 @@ export class ProbeController {
       settings: this.settings,
       emitted: Number(emitted[this.spec.probeId] ?? 0n),
       drops,
+      overload_n: this.overloadN,
+      effective_sample_n: overloadSampleN(this.settings.sample_n, this.overloadN),
+      focus_count: this.focusEntries.size,
+      focus: Object.fromEntries(
+        Object.entries(this.settings.focus).map(([key, f]) => [
+          key,
+          {
+            ...f,
+            cgroup_id: String(this.focusIds.get(key) ?? ''),
+            effective_sample_n: overloadSampleN(f.sample_n, this.overloadN),
+          },
+        ]),
+      ),
     };
+  }
+
+  /** The tf_focus entries of these settings: hex cgroup id -> hex value (a later key for the same cgroup wins). */
+  private desiredFocus(s: ProbeSettings): {
+    entries: Map<string, string>;
+    ids: Map<string, bigint>;
+  } {
+    const entries = new Map<string, string>();
+    const ids = new Map<string, bigint>();
+    for (const [key, f] of Object.entries(s.focus)) {
+      const id = /^[0-9]+$/.test(key) ? BigInt(key) : this.cgroupId(key, `focus.${key}`);
+      ids.set(key, id);
+      const value = encodeFocus({
+        sample_n: overloadSampleN(f.sample_n, this.overloadN),
+        min_duration_ns: msToNs(f.min_duration_ms),
+        slow_ns: msToNs(f.slow_ms),
+      });
+      entries.set(u64(id).toString('hex'), value.toString('hex'));
+    }
+    return { entries, ids };
   }
 
   private detachAll(): void {
@@ -239,14 +344,11 @@ export class ProbeController {
     return out;
   }
 
-  private cgroupId(c: string | number): bigint {
+  private cgroupId(c: string | number, where = 'filters.cgroup'): bigint {
     if (typeof c === 'number') return BigInt(c);
     const id = this.cgroups.idOf(c);
     if (id === undefined)
-      throw new ConfigError(
-        `cgroup ${c} does not exist under the cgroup v2 root`,
-        'filters.cgroup',
-      );
+      throw new ConfigError(`cgroup ${c} does not exist under the cgroup v2 root`, where);
     return id;
   }
 }

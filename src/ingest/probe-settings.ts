@@ -3,7 +3,8 @@
  * Every field maps onto a map write in the kernel; none needs a reload.
  */
 import { z } from 'zod';
-import { PROBE_NAMES, type ProbeName } from './layout.js';
+import { ConfigError } from '../common/errors.js';
+import { FOCUS_MAX, PROBE_NAMES, type ProbeName } from './layout.js';
 
 const idList = <T extends z.ZodTypeAny>(item: T) => z.array(item).max(1024).default([]);
 
@@ -22,6 +23,31 @@ const cgroupSchema = z.union([
   z.string().startsWith('/', 'a cgroup path starts with "/"'),
   z.number().int().positive(),
 ]);
+
+/**
+ * A focus key: a cgroup path relative to the cgroup v2 root ("/a/b") or a
+ * decimal cgroup v2 id ("4242"), as the cgroup filter entries.
+ */
+export const focusKeySchema = z
+  .string()
+  .refine(
+    (k) => k.startsWith('/') || /^[1-9][0-9]*$/.test(k),
+    'a focus key is a cgroup path starting with "/" or a decimal cgroup id',
+  );
+
+/** Settings one focused cgroup is collected with, whether or not the baseline is on. */
+export const focusSettingsSchema = z.strictObject({
+  /** Keep 1 in N of this cgroup's events. Default 1 (all). */
+  sample_n: z.number().int().min(1).max(1_000_000).default(1),
+  /** As the probe's min_duration_ms, for this cgroup. Default 0. */
+  min_duration_ms: z.number().min(0).max(3_600_000).default(0),
+  /** As the probe's slow_ms, for this cgroup. Default 0. */
+  slow_ms: z.number().min(0).max(3_600_000).default(0),
+});
+export type FocusSettings = z.infer<typeof focusSettingsSchema>;
+
+const focusLimit = (m: Record<string, unknown>) => Object.keys(m).length <= FOCUS_MAX;
+const focusLimitMessage = `at most ${FOCUS_MAX} focused cgroups per probe (TF_FOCUS_MAX)`;
 
 export const filterSetSchema = <T extends z.ZodTypeAny>(item: T) =>
   z.strictObject({
@@ -54,6 +80,17 @@ export const probeSettingsSchema = z.strictObject({
     comm: { allow: [], deny: [] },
     path_prefix: { allow: [], deny: [] },
   }),
+  /**
+   * Per-cgroup focus: these cgroups are collected with their own settings
+   * whether or not `enabled` is on; every other cgroup gets the baseline
+   * (when enabled) or nothing. The process probe is a floor that records
+   * every cgroup and ignores it. Default {} (none).
+   */
+  focus: z
+    .record(focusKeySchema, focusSettingsSchema)
+    .refine(focusLimit, focusLimitMessage)
+    .default({})
+    .describe('per-cgroup focus, keyed by cgroup path or decimal id'),
 });
 export type ProbeSettings = z.infer<typeof probeSettingsSchema>;
 
@@ -74,6 +111,23 @@ export const probePatchSchema = z.strictObject({
     .optional(),
   /** Drop every filter before applying `filters`. */
   clear_filters: z.boolean().optional(),
+  /**
+   * Focus changes, merged key by key: an entry given replaces that cgroup's
+   * focus (absent fields take their defaults), null removes it.
+   */
+  focus: z
+    .record(
+      focusKeySchema,
+      z
+        .strictObject({
+          sample_n: z.number().int().min(1).max(1_000_000).optional(),
+          min_duration_ms: z.number().min(0).max(3_600_000).optional(),
+          slow_ms: z.number().min(0).max(3_600_000).optional(),
+        })
+        .nullable(),
+    )
+    .refine(focusLimit, focusLimitMessage)
+    .optional(),
 });
 export type ProbePatch = z.infer<typeof probePatchSchema>;
 
@@ -94,11 +148,22 @@ export function applyPatch(current: ProbeSettings, patch: ProbePatch): ProbeSett
     if (set.allow) target.allow = set.allow;
     if (set.deny) target.deny = set.deny;
   }
+  const focus = structuredClone(current.focus);
+  for (const [key, entry] of Object.entries(patch.focus ?? {})) {
+    if (entry === null) delete focus[key];
+    else focus[key] = focusSettingsSchema.parse(entry);
+  }
+  if (Object.keys(focus).length > FOCUS_MAX)
+    throw new ConfigError(
+      `${Object.keys(focus).length} focused cgroups: ${focusLimitMessage}`,
+      'focus',
+    );
   return probeSettingsSchema.parse({
     enabled: patch.enabled ?? current.enabled,
     sample_n: patch.sample_n ?? current.sample_n,
     min_duration_ms: patch.min_duration_ms ?? current.min_duration_ms,
     slow_ms: patch.slow_ms ?? current.slow_ms,
     filters,
+    focus,
   });
 }

@@ -275,6 +275,48 @@ describe('feedback delivery over BullMQ (real Redis)', () => {
     expect(target.settings('tcp')).toEqual(before);
   });
 
+  it('focused tightenings on different workloads coexist and revert independently', async () => {
+    const before = structuredClone(target.settings('tcp'));
+    const focusOn = (cgroup: string) =>
+      request({
+        target: { nodes: [node] },
+        probe: 'tcp',
+        action: 'tighten',
+        params: { focus: { [cgroup]: { slow_ms: 3 } } },
+        ttl_seconds: 600,
+        origin: 'operator',
+      });
+    const a = focusOn('/tenant-a');
+    const b = focusOn('/tenant-b');
+    for (const r of [a, b]) {
+      await service.submit(r);
+      await until(
+        'applied',
+        async () => (await service.get(r.id))?.status[node]?.state === 'applied',
+      );
+    }
+    const both = target.settings('tcp');
+    expect(Object.keys(both.focus).sort()).toEqual(['/tenant-a', '/tenant-b']);
+    expect(both.focus['/tenant-a']).toEqual({ sample_n: 1, slow_ms: 3, min_duration_ms: 0 });
+    // The baseline is the same: nobody else is affected.
+    expect({ ...both, focus: {} }).toEqual({ ...before, focus: {} });
+    // An operator changes the baseline meanwhile: kept through both reverts.
+    target.setProbe('tcp', { sample_n: 7 });
+    await service.revert(a.id, 'operator/test');
+    await until(
+      'a reverted',
+      async () => (await service.get(a.id))?.status[node]?.state === 'reverted',
+    );
+    expect(Object.keys(target.settings('tcp').focus)).toEqual(['/tenant-b']);
+    await service.revert(b.id, 'operator/test');
+    await until(
+      'b reverted',
+      async () => (await service.get(b.id))?.status[node]?.state === 'reverted',
+    );
+    expect(target.settings('tcp')).toEqual({ ...before, sample_n: 7 });
+    target.setProbe('tcp', { sample_n: before.sample_n });
+  });
+
   it('Redis restarted while requests are in flight: none lost, none applied twice', async () => {
     const ids: string[] = [];
     const submitOne = async (i: number): Promise<void> => {

@@ -1,12 +1,15 @@
 /**
  * The node worker on a real NodeAgent (real kernel, real BPF maps, real Redis
- * and Kafka): requests change the tf_config map, the TTL reverts, floors hold,
+ * and Kafka): requests change the tf_config and tf_focus maps, focuses on
+ * different workloads coexist and revert independently, a tenant's storm
+ * focuses collection on that tenant without blinding the others, the TTL reverts, floors hold,
  * and a noisy workload over budget is brought back under by loosening a
  * non-floor probe. Needs root and the built probes (`make -C bpf`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
@@ -19,14 +22,20 @@ import { NodeFeedbackWorker } from '../../src/feedback/node-worker.js';
 import { connectRedis, redisUrlFrom } from '../../src/feedback/redis.js';
 import { FeedbackService } from '../../src/feedback/service.js';
 import { parseThresholds } from '../../src/feedback/thresholds.js';
+import { Topics } from '../../src/common/kafka.js';
+import type { Anomaly } from '../../src/features/anomaly.js';
+import { requestsFromAnomaly } from '../../src/feedback/rules.js';
+import { decodeFrameEvents, type TracefeedEvent } from '../../src/ingest/event-decoder.js';
 import {
+  FOCUS_LAYOUT,
   FilterBit,
   PROBE_CONFIG_LAYOUT,
   fieldOffset,
   type ProbeName,
 } from '../../src/ingest/layout.js';
 import { NodeAgent, DEFAULT_AGENT_OPTIONS } from '../../src/ingest/node-agent.js';
-import { BROKERS } from '../helpers/kafka.js';
+import { makeCgroup, type TestCgroup } from '../helpers/cgroup.js';
+import { BROKERS, subscribe } from '../helpers/kafka.js';
 import { enqueueApply, failedJob, request, until } from './helpers.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -47,7 +56,40 @@ function kernelConfig(agent: NodeAgent, probe: ProbeName) {
     sample_n: b.readUInt32LE(o('sample_n')),
     filter_mask: b.readUInt32LE(o('filter_mask')),
     slow_ns: b.readBigUInt64LE(o('slow_ns')),
+    focus_count: b.readUInt32LE(o('focus_count')),
   };
+}
+
+/** A port nobody listens on: bind an ephemeral one, then release it. */
+async function closedPort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/** `n` refused connects to `port` from a node process inside `cg`. */
+async function refusedStorm(cg: TestCgroup, port: number, n: number): Promise<void> {
+  const js = `const net=require('net');let left=${n};const one=()=>{const c=net.connect(${port},'127.0.0.1');c.on('error',()=>{if(--left>0)one()});c.on('connect',()=>process.exit(2))};one();`;
+  const { code } = await cg.run(`exec ${process.execPath} -e "${js}"`);
+  expect(code).toBe(0);
+}
+
+/** Polls `get` until `ok` holds (or fails after `timeoutMs`). */
+async function untilValue<T>(
+  what: string,
+  get: () => T,
+  ok: (v: T) => boolean,
+  timeoutMs = 10_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = get();
+    if (ok(v)) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 describe.skipIf(!isRoot || !available.includes('process') || !available.includes('tcp'))(
@@ -101,49 +143,216 @@ describe.skipIf(!isRoot || !available.includes('process') || !available.includes
       await agent?.stop(2000);
     });
 
-    it('a tighten focused on a workload lands in the kernel map, and the TTL reverts it', async () => {
-      const cg = readFileSync('/proc/self/cgroup', 'utf8').trim().split('::')[1] ?? '/';
-      const cgid = agent.cgroups.idOf(cg);
-      expect(cgid).toBeDefined();
-      const before = kernelConfig(agent, 'tcp');
-      const req = request({
-        target: { nodes: [node] },
-        probe: 'tcp',
-        action: 'tighten',
-        params: { filters: { cgroup: { allow: [Number(cgid)] } } },
-        ttl_seconds: 3,
-        workload: cg,
-      });
-      const r = await service.submit(req);
-      expect(r.decisions[0]?.outcome).toBe('accept');
-      const applied = await until('applied', async () => {
-        const s = await service.get(req.id);
-        return s?.status[node]?.state === 'applied' ? s : undefined;
-      });
-      const k = kernelConfig(agent, 'tcp');
-      expect(k.generation).toBeGreaterThan(before.generation);
-      expect(k.generation).toBe(
-        (applied.status[node]?.result as { generation: number }).generation,
-      );
-      expect(k.sample_n).toBe(1);
-      expect(k.filter_mask & FilterBit.ALLOW_CGROUP).toBe(FilterBit.ALLOW_CGROUP);
+    /** The tf_focus entry of a cgroup in a probe's kernel map (FOCUS_LAYOUT), if any. */
+    function kernelFocus(probe: ProbeName, id: bigint) {
       const key = Buffer.alloc(8);
-      key.writeBigUInt64LE(cgid!);
-      expect(agent.object('tcp').mapLookup('tf_set_cgroup', key)).not.toBeNull();
+      key.writeBigUInt64LE(id);
+      const v = agent.object(probe).mapLookup('tf_focus', key);
+      if (!v) return undefined;
+      const o = (n: string) => fieldOffset(FOCUS_LAYOUT, n);
+      return {
+        sample_n: v.readUInt32LE(o('sample_n')),
+        min_duration_ns: v.readBigUInt64LE(o('min_duration_ns')),
+        slow_ns: v.readBigUInt64LE(o('slow_ns')),
+      };
+    }
 
-      await until(
-        'reverted',
-        async () => (await service.get(req.id))?.status[node]?.state === 'reverted',
-        15_000,
-      );
-      const after = kernelConfig(agent, 'tcp');
-      expect(after.filter_mask).toBe(before.filter_mask);
-      expect(after.sample_n).toBe(before.sample_n);
-      expect(after.generation).toBeGreaterThan(k.generation);
-      expect(agent.object('tcp').mapLookup('tf_set_cgroup', key)).toBeNull();
-      const states = readAudit(auditPath, req.id).map((a) => a.state);
-      expect(states).toEqual(['submitted', 'accepted', 'delivered', 'applied', 'reverted']);
+    /** An anomaly-shaped object of a workload, as the feature stage raises them. */
+    const anomalyOf = (cg: TestCgroup, metric: string, window: number): Anomaly => ({
+      schema_version: 1,
+      id: `${node}|${cg.path}|tcp|${metric}@${window}`,
+      series_id: `${node}|${cg.path}|tcp|${metric}`,
+      node,
+      workload: cg.path,
+      cgroup_id: String(cg.id),
+      container_id: null,
+      probe: 'tcp',
+      metric,
+      window_start: new Date(window).toISOString(),
+      window_end: new Date(window + 1000).toISOString(),
+      observed: 40,
+      baseline: 0,
+      spread: 1,
+      basis: 'baseline',
+      partial: false,
+      score: 40,
+      threshold: 4,
+      direction: 'high',
+      severity: 'warning',
+      evidence: [],
+      detected_at: new Date().toISOString(),
     });
+
+    it('two focused tightenings on different workloads coexist in tf_focus and revert independently', async () => {
+      const a = makeCgroup('tf-nw-a');
+      const b = makeCgroup('tf-nw-b');
+      try {
+        const before = kernelConfig(agent, 'tcp');
+        const ttl = { [a.path]: 3, [b.path]: 8 };
+        const t = parseThresholds(
+          [
+            'version: 1',
+            'rules:',
+            '  - { name: refused, metric: tcp_connect_failures, action: tighten, probe: tcp, focus: workload, slow_ms: 7 }',
+          ].join('\n'),
+        );
+        const reqs = [a, b].map((cg) => {
+          const [r] = requestsFromAnomaly(anomalyOf(cg, 'tcp_connect_failures', Date.now()), t);
+          return { ...r!, ttl_seconds: ttl[cg.path]! };
+        });
+        for (const r of reqs) {
+          const sub = await service.submit(r);
+          expect(sub.decisions[0]?.outcome).toBe('accept');
+          await until(
+            'applied',
+            async () => (await service.get(r.id))?.status[node]?.state === 'applied',
+          );
+        }
+        // Both workloads are focused at once, at full rate, with the rule's setting;
+        // the baseline (everyone else) and the filters are as they were.
+        for (const cg of [a, b])
+          expect(kernelFocus('tcp', cg.id)).toEqual({
+            sample_n: 1,
+            min_duration_ns: 0n,
+            slow_ns: 7_000_000n,
+          });
+        const k = kernelConfig(agent, 'tcp');
+        expect(k.focus_count).toBe(2);
+        expect(k.enabled).toBe(before.enabled);
+        expect(k.sample_n).toBe(before.sample_n);
+        expect(k.filter_mask).toBe(before.filter_mask);
+        const state = agent.probes().find((p) => p.probe === 'tcp')!;
+        expect(Object.keys(state.focus).sort()).toEqual([String(a.id), String(b.id)].sort());
+
+        // a's TTL ends first: only a's focus goes.
+        await until(
+          'a reverted',
+          async () => (await service.get(reqs[0]!.id))?.status[node]?.state === 'reverted',
+          15_000,
+        );
+        expect(kernelFocus('tcp', a.id)).toBeUndefined();
+        expect(kernelFocus('tcp', b.id)).toBeDefined();
+        expect(kernelConfig(agent, 'tcp').focus_count).toBe(1);
+        // Then b's.
+        await until(
+          'b reverted',
+          async () => (await service.get(reqs[1]!.id))?.status[node]?.state === 'reverted',
+          20_000,
+        );
+        expect(kernelFocus('tcp', b.id)).toBeUndefined();
+        const after = kernelConfig(agent, 'tcp');
+        expect(after.focus_count).toBe(0);
+        expect(after.sample_n).toBe(before.sample_n);
+        expect(after.enabled).toBe(before.enabled);
+        const states = readAudit(auditPath, reqs[0]!.id).map((x) => x.state);
+        expect(states).toEqual(['submitted', 'accepted', 'delivered', 'applied', 'reverted']);
+      } finally {
+        a.remove();
+        b.remove();
+      }
+    }, 60_000);
+
+    it("a refused-connect storm from one tenant focuses tcp on that tenant only; another tenant's records keep flowing at the baseline", async () => {
+      const noisy = makeCgroup('tf-nw-noisy');
+      const quiet = makeCgroup('tf-nw-quiet');
+      const events: TracefeedEvent[] = [];
+      const baseline = agent.probes().find((p) => p.probe === 'tcp')!;
+      const stopCollector = await subscribe(Topics.events, (m) => {
+        if (m.value) events.push(...decodeFrameEvents(m.value));
+      });
+      try {
+        // Baseline: tcp on at 1 in 4 for everyone.
+        agent.setProbe('tcp', { enabled: true, sample_n: 4 });
+        const t = parseThresholds(
+          [
+            'version: 1',
+            'rules:',
+            '  - { name: refused, metric: tcp_connect_failures, action: tighten, probe: tcp, focus: workload, ttl_seconds: 20 }',
+          ].join('\n'),
+        );
+        // The consumer starts at the end of the topic: wait until it reads this node's records.
+        const warm = await closedPort();
+        for (let i = 0; i < 50 && !events.some((e) => e.node === node); i++) {
+          await refusedStorm(quiet, warm, 2);
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        // The storm, before any change: its records carry the tenant's cgroup.
+        const port = await closedPort();
+        await refusedStorm(noisy, port, 40);
+        const attributed = await untilValue(
+          'storm records attributed to the tenant',
+          () =>
+            events.filter(
+              (e) =>
+                e.node === node &&
+                e.type === 'tcp.connect_fail' &&
+                e.attributes['network.peer.port'] === port,
+            ),
+          (xs) => xs.length > 0,
+        );
+        for (const e of attributed) expect(e.attributes['cgroup.id']).toBe(String(noisy.id));
+        // The feature stage would name the tenant from those records: the rule's request.
+        const [req] = requestsFromAnomaly(anomalyOf(noisy, 'tcp_connect_failures', Date.now()), t);
+        expect(req!.params).toEqual({ focus: { [String(noisy.id)]: {} } });
+        await service.submit(req!);
+        await until(
+          'applied',
+          async () => (await service.get(req!.id))?.status[node]?.state === 'applied',
+        );
+        const gen = kernelConfig(agent, 'tcp').generation;
+        expect(kernelConfig(agent, 'tcp').sample_n).toBe(4);
+        expect(kernelFocus('tcp', noisy.id)?.sample_n).toBe(1);
+
+        // During the TTL: the tenant at full rate under its focus, the other at the baseline.
+        const p1 = await closedPort();
+        const p2 = await closedPort();
+        await refusedStorm(noisy, p1, 40);
+        await refusedStorm(quiet, p2, 200);
+        const fails = (p: number) =>
+          events.filter(
+            (e) =>
+              e.node === node &&
+              e.type === 'tcp.connect_fail' &&
+              e.attributes['network.peer.port'] === p &&
+              e.generation >= gen,
+          );
+        await untilValue(
+          'the focused storm',
+          () => fails(p1),
+          (xs) => xs.length >= 40,
+        );
+        await untilValue(
+          'the other tenant',
+          () => fails(p2),
+          (xs) => xs.length >= 20,
+        );
+        for (const e of fails(p1)) {
+          expect(e.focused).toBe(true);
+          expect(e.sample_weight).toBe(1);
+          expect(e.attributes['cgroup.id']).toBe(String(noisy.id));
+        }
+        const q = fails(p2);
+        // 1 in 4 of 200, weight 4, not focused, attributed to the other tenant.
+        expect(q.length).toBeLessThan(110);
+        for (const e of q) {
+          expect(e.focused).toBe(false);
+          expect(e.sample_weight).toBe(4);
+          expect(e.attributes['cgroup.id']).toBe(String(quiet.id));
+        }
+        await service.revert(req!.id, 'operator/test');
+        await until(
+          'reverted',
+          async () => (await service.get(req!.id))?.status[node]?.state === 'reverted',
+        );
+        expect(kernelFocus('tcp', noisy.id)).toBeUndefined();
+        expect(kernelConfig(agent, 'tcp').sample_n).toBe(4);
+      } finally {
+        agent.setProbe('tcp', { sample_n: baseline.settings.sample_n });
+        await stopCollector();
+        noisy.remove();
+        quiet.remove();
+      }
+    }, 60_000);
 
     it('set sample_n changes the kernel sampling rate', async () => {
       const req = request({

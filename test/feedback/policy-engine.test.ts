@@ -39,16 +39,38 @@ function ctx(
 }
 
 describe('policy engine', () => {
-  it('accepts a tighten: full rate within bounds, focus filters, enabled, default TTL', () => {
-    const d = decide(
-      request({ params: { filters: { cgroup: { allow: ['/w'] } } } }),
+  it('accepts a focused tighten: the focus only, at min_sample_n, baseline untouched, default TTL', () => {
+    const d = decide(request({ params: { focus: { '/w': { slow_ms: 5 } } } }), 'node-a', ctx());
+    expect(d.outcome).toBe('accept');
+    // No enabled, no baseline sample_n, no filter: the other workloads keep the baseline.
+    expect(d.patch).toEqual({ focus: { '/w': { slow_ms: 5, sample_n: 1 } } });
+    expect(d.ttl_seconds).toBe(300);
+    expect(d.reason).toMatch(/tighten tcp on node-a for 300 s/);
+    // syscalls' min_sample_n is 2; a focus's own sample_n is clamped into the bounds.
+    expect(
+      decide(request({ probe: 'syscalls', params: { focus: { '42': {} } } }), 'node-a', ctx())
+        .patch,
+    ).toEqual({ focus: { '42': { sample_n: 2 } } });
+    const c = decide(
+      request({ probe: 'syscalls', params: { focus: { '42': { sample_n: 1 } } } }),
       'node-a',
       ctx(),
     );
-    expect(d.outcome).toBe('accept');
-    expect(d.patch).toEqual({ enabled: true, sample_n: 1, filters: { cgroup: { allow: ['/w'] } } });
-    expect(d.ttl_seconds).toBe(300);
-    expect(d.reason).toMatch(/tighten tcp on node-a for 300 s/);
+    expect(c.outcome).toBe('clamp');
+    expect(c.patch).toEqual({ focus: { '42': { sample_n: 2 } } });
+    // A focused enable adds the focus only.
+    expect(
+      decide(request({ action: 'enable', params: { focus: { '42': {} } } }), 'node-a', ctx()).patch,
+    ).toEqual({ focus: { '42': {} } });
+    // The request itself is not changed by the decision.
+    const r = request({ params: { focus: { '/w': {} } } });
+    decide(r, 'node-a', ctx());
+    expect(r.params).toEqual({ focus: { '/w': {} } });
+  });
+
+  it('an unfocused tighten still raises the baseline node-wide', () => {
+    const d = decide(request({ params: {} }), 'node-a', ctx());
+    expect(d.patch).toEqual({ enabled: true, sample_n: 1 });
   });
 
   it('tighten uses the probe min bound', () => {
@@ -185,6 +207,9 @@ describe('policy engine', () => {
     expect(
       decide(request({ params: { filters: { cgroup: { allow: [42] } } } }), 'node-a', hot).outcome,
     ).toBe('accept');
+    expect(decide(request({ params: { focus: { '42': {} } } }), 'node-a', hot).outcome).toBe(
+      'accept',
+    );
     expect(decide(request({ action: 'loosen' }), 'node-a', hot).outcome).toBe('accept');
   });
 

@@ -50,6 +50,15 @@ export class RecordingTarget implements ProbeTarget {
       settings: s.settings,
       emitted: 0,
       drops: {},
+      overload_n: 1,
+      effective_sample_n: s.settings.sample_n,
+      focus_count: Object.keys(s.settings.focus).length,
+      focus: Object.fromEntries(
+        Object.entries(s.settings.focus).map(([k, f]) => [
+          k,
+          { ...f, cgroup_id: /^\d+$/.test(k) ? k : '', effective_sample_n: f.sample_n },
+        ]),
+      ),
     };
   }
 

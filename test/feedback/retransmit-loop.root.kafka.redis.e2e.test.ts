@@ -2,8 +2,9 @@
  * The closed loop on real parts. A workload in its own cgroup streams TCP
  * through a veth pair; nftables in the server's namespace drops packets; the
  * kernel reports retransmits; the feature stage raises a retransmit anomaly;
- * the rule tightens tcp collection on that workload in the kernel (map state
- * and event stream); the loss is removed; the TTL reverts the change; the
+ * the rule focuses tcp collection on that workload in the kernel (a tf_focus
+ * entry at full rate, map state and event stream) while every other workload
+ * keeps the baseline; the loss is removed; the TTL reverts the change; the
  * audit trail holds every step.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -28,14 +29,28 @@ import { LossyLink, whenReady } from '../helpers/netns.js';
 const REDIS = process.env.TRACEFEED_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const TTL_S = 8;
 
-function tcpConfig(agent: NodeAgent): { generation: number; sample_n: number; mask: number } {
+function tcpConfig(agent: NodeAgent): {
+  generation: number;
+  sample_n: number;
+  mask: number;
+  focus_count: number;
+} {
   const v = agent.object('tcp').mapLookup('tf_config', Buffer.alloc(4))!;
   const o = (n: string) => layout.fieldOffset(layout.PROBE_CONFIG_LAYOUT, n);
   return {
     generation: v.readUInt32LE(o('generation')),
     sample_n: v.readUInt32LE(o('sample_n')),
     mask: v.readUInt32LE(o('filter_mask')),
+    focus_count: v.readUInt32LE(o('focus_count')),
   };
+}
+
+/** The sample_n of a cgroup's tf_focus entry, or undefined when it has none. */
+function focusSampleN(agent: NodeAgent, cgroupId: bigint): number | undefined {
+  const key = Buffer.alloc(8);
+  key.writeBigUInt64LE(cgroupId);
+  const v = agent.object('tcp').mapLookup('tf_focus', key);
+  return v ? v.readUInt32LE(layout.fieldOffset(layout.FOCUS_LAYOUT, 'sample_n')) : undefined;
 }
 
 async function until<T>(
@@ -169,53 +184,71 @@ describe('retransmits tighten tcp collection on the workload, then the TTL rever
     const lossAt = Date.now();
 
     const anomaly = await until('a retransmit anomaly on the workload', 30_000, () =>
-      anomalies.find((a) => a.workload === cg.path && a.metric === 'tcp_retransmits'),
+      anomalies.find(
+        (a) => a.node === node && a.workload === cg.path && a.metric === 'tcp_retransmits',
+      ),
     );
     expect(anomaly.probe).toBe('tcp');
 
-    // Tightened in the kernel: full rate, this workload's cgroup in the allow set. (Other
-    // workloads may see retransmits too, e.g. the sink's FIN retransmits, and be focused on
-    // by their own requests; this test follows the workload's own request.)
-    const key = Buffer.alloc(8);
-    key.writeBigUInt64LE(cg.id);
-    const tight = await until('tcp tightened on the workload in the kernel', 15_000, () => {
+    // Tightened in the kernel: a focus on this workload's cgroup at full rate, the baseline
+    // (1 in 10 for everyone else) and the filters untouched. (Other workloads may see
+    // retransmits too, e.g. the sink's FIN retransmits, and get focuses of their own from
+    // their own requests; this test follows the workload's own request.)
+    const tight = await until('tcp focused on the workload in the kernel', 15_000, () => {
       const c = tcpConfig(agent);
-      const member = agent.object('tcp').mapLookup('tf_set_cgroup', key)?.[0];
-      return c.sample_n === 1 &&
-        (c.mask & layout.FilterBit.ALLOW_CGROUP) !== 0 &&
-        member === layout.SET_ALLOW
-        ? c
-        : undefined;
+      return focusSampleN(agent, cg.id) === 1 && c.focus_count >= 1 ? c : undefined;
     });
+    expect(tight.sample_n).toBe(10);
+    expect(tight.mask).toBe(0);
     expect(tight.generation).toBeGreaterThan(before.generation);
     const tightenedAt = Date.now();
     expect(tightenedAt - lossAt).toBeLessThan(30_000);
 
-    // The event stream follows: retransmits of the workload at weight 1 under the new generation.
+    // The event stream follows: retransmits of the workload at weight 1, flagged as focused.
     await collector.waitFor(
       (e) =>
         e.node === node &&
         e.type === 'tcp.retransmit' &&
-        e.generation === tight.generation &&
+        e.generation >= tight.generation &&
         e.sample_weight === 1 &&
+        e.focused &&
         e.attributes['cgroup.id'] === cg.id.toString(),
       15_000,
     );
+    // Nobody is blinded: the sink (another workload) keeps its records at the baseline.
+    await collector.waitFor(
+      (e) =>
+        e.node === node &&
+        e.probe === 'tcp' &&
+        e.generation >= tight.generation &&
+        e.sample_weight === 10 &&
+        !e.focused &&
+        e.attributes['cgroup.id'] !== cg.id.toString(),
+      15_000,
+    );
+    for (const e of collector.events())
+      if (e.node === node && e.attributes['cgroup.id'] === cg.id.toString() && e.focused)
+        expect(e.sample_weight).toBe(1);
 
     // The fault goes away; the TTL brings the old settings back.
     link.setLoss(0);
     const reverted = await until('the TTL revert', (TTL_S + 20) * 1000, () => {
       const c = tcpConfig(agent);
-      return c.sample_n === 10 && c.mask === 0 ? c : undefined;
+      return focusSampleN(agent, cg.id) === undefined ? c : undefined;
     });
+    expect(reverted.sample_n).toBe(10);
+    expect(reverted.mask).toBe(0);
     expect(reverted.generation).toBeGreaterThan(tight.generation);
-    expect(agent.object('tcp').mapLookup('tf_set_cgroup', key)).toBeNull();
 
     // Every step is in the audit trail, in order.
+    // This workload's request (other workloads may have focuses of their own meanwhile).
     const requestId = await until(
       'the audited request',
       5000,
-      () => readAudit(audit.path).find((r) => r.state === 'applied' && r.node === node)?.request_id,
+      () =>
+        readAudit(audit.path).find(
+          (r) => r.state === 'submitted' && JSON.stringify(r.data).includes(anomaly.id),
+        )?.request_id,
     );
     const states = await until('the revert in the audit', 10_000, () => {
       const s = readAudit(audit.path, requestId).map((r) => r.state);

@@ -54,13 +54,24 @@ describe('rules', () => {
       target: { nodes: ['n1'] },
       probe: 'tcp',
       action: 'tighten',
-      params: { filters: { cgroup: { allow: [1234] } } },
+      // A focus on the workload's cgroup, never a filter: other workloads keep the baseline.
+      params: { focus: { '1234': {} } },
       ttl_seconds: 120,
       origin: 'rule',
       evidence: { anomaly_id: anomaly().id },
       workload: '/system.slice/w.service',
     });
+    expect(r?.params.filters).toBeUndefined();
+    expect(r?.params.sample_n).toBeUndefined();
     expect(() => parseFeedbackRequest(r)).not.toThrow();
+    // No cgroup id: the workload's path is the key; neither: the whole node.
+    expect(requestsFromAnomaly(anomaly({ cgroup_id: '' }), T, 0)[0]?.params).toEqual({
+      focus: { '/system.slice/w.service': {} },
+    });
+    // cgroup 0 (no owner: e.g. the reset a closed port sends) never widens to the whole node.
+    expect(requestsFromAnomaly(anomaly({ cgroup_id: '0', workload: 'cgroup:0' }), T, 0)).toEqual(
+      [],
+    );
     // Same anomaly read twice: same id.
     expect(requestsFromAnomaly(anomaly(), T, 999)[0]?.id).toBe(r?.id);
     expect(
@@ -74,7 +85,8 @@ describe('rules', () => {
     expect(requestsFromAnomaly({ ...slow, severity: 'critical' }, T)[0]).toMatchObject({
       probe: 'syscalls',
       action: 'enable',
-      params: { slow_ms: 10 },
+      // The rule's settings go into the workload's focus, not the baseline.
+      params: { focus: { '1234': { slow_ms: 10 } } },
     });
     expect(requestsFromAnomaly(anomaly({ direction: 'low' }), T)).toEqual([]);
     expect(requestsFromAnomaly(anomaly({ metric: 'exec_count' }), T)).toEqual([]);
@@ -302,6 +314,19 @@ probes: { tcp: { max_sample_n: 100000, budget_max_sample_n: 50 }, syscalls: { ma
 });
 
 describe('revert patch', () => {
+  it('takes back only its own focus, key by key', () => {
+    const base = applyPatch(defaultSettings(false), { focus: { '7': { sample_n: 4 } } });
+    const mine = applyPatch(base, { focus: { '1234': { slow_ms: 5 } } });
+    // Someone focused another workload meanwhile.
+    const now = applyPatch(mine, { focus: { '99': {} } });
+    const { patch, restored } = revertPatch(base, mine, now);
+    expect(restored).toEqual(['focus.1234']);
+    expect(applyPatch(now, patch).focus).toEqual({
+      '7': { sample_n: 4, slow_ms: 0, min_duration_ms: 0 },
+      '99': { sample_n: 1, slow_ms: 0, min_duration_ms: 0 },
+    });
+  });
+
   const prev = defaultSettings(true);
   const applied = applyPatch(prev, {
     sample_n: 1,

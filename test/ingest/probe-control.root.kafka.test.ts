@@ -161,6 +161,90 @@ describe('probes set on a running agent', () => {
     expect(metrics).toMatch(/tracefeed_probe_generation\{probe="process"\} \d+/);
   }, 90_000);
 
+  it('focuses a cgroup through the CLI: collected with its own settings while the baseline is off', async () => {
+    const set = await tf(
+      'probes',
+      'set',
+      'tcp',
+      '--disable',
+      '--focus',
+      `${cg.path}:sample_n=3,slow_ms=5`,
+      '-o',
+      'json',
+    );
+    expect(set.code, set.stderr).toBe(0);
+    const st = JSON.parse(set.stdout)[0] as ProbeStats;
+    expect(st.enabled).toBe(false);
+    expect(st.attached).toBe(true);
+    expect(st.focus_count).toBe(1);
+    expect(st.focus[cg.path]).toEqual({
+      sample_n: 3,
+      slow_ms: 5,
+      min_duration_ms: 0,
+      cgroup_id: String(cg.id),
+      effective_sample_n: 3,
+    });
+    const table = await tf('probes', 'list', '-o', 'table');
+    expect(table.stdout).toContain(`${cg.path}(1/3,slow=5ms)`);
+
+    // Refused connects from the focused cgroup: its records, weight 3, flagged focused.
+    const js = `const net=require('net');let n=60;const one=()=>{const c=net.connect(1,'127.0.0.1');c.on('error',()=>{if(--n>0)one()})};one();`;
+    await cg.run(`exec ${process.execPath} -e "${js}"`);
+    const rec = await collector.waitFor(
+      (e) => e.node === node && e.type === 'tcp.connect_fail' && e.generation === st.generation,
+      10_000,
+    );
+    expect(rec.focused).toBe(true);
+    expect(rec.sample_weight).toBe(3);
+    expect(rec.attributes['cgroup.id']).toBe(String(cg.id));
+    // Nothing from any other cgroup while the baseline is off.
+    await new Promise((r) => setTimeout(r, 500));
+    const others = collector
+      .events()
+      .filter(
+        (e) =>
+          e.node === node &&
+          e.probe === 'tcp' &&
+          e.generation === st.generation &&
+          e.attributes['cgroup.id'] !== String(cg.id),
+      );
+    expect(others).toEqual([]);
+
+    const off = await tf('probes', 'set', 'tcp', '--unfocus', cg.path, '-o', 'json');
+    expect(off.code, off.stderr).toBe(0);
+    const after = JSON.parse(off.stdout)[0] as ProbeStats;
+    expect(after.focus).toEqual({});
+    expect(after.focus_count).toBe(0);
+    expect(after.attached).toBe(false);
+    await tf('probes', 'set', 'tcp', '--enable');
+  }, 60_000);
+
+  it('refuses bad focuses with a message naming what is wrong', async () => {
+    const rel = await tf('probes', 'set', 'tcp', '--focus', 'relative/path');
+    expect(rel.code).toBe(1);
+    expect(rel.stderr).toMatch(
+      /a focus key is a cgroup path starting with "\/" or a decimal cgroup id/,
+    );
+    const field = await tf('probes', 'set', 'tcp', '--focus', `${cg.path}:speed=3`);
+    expect(field.code).toBe(1);
+    expect(field.stderr).toMatch(/"speed=3" is not one of sample_n=<n>/);
+    const missing = await tf('probes', 'set', 'tcp', '--focus', '/no/such/cgroup');
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/cgroup \/no\/such\/cgroup does not exist/);
+    // More focuses than the kernel map holds: refused, naming the limit.
+    const focus = Object.fromEntries(Array.from({ length: 257 }, (_, i) => [String(i + 1), {}]));
+    const res = await fetch(`http://127.0.0.1:${port}/v1/probes/tcp`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ focus }),
+    });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toMatch(
+      /at most 256 focused cgroups per probe \(TF_FOCUS_MAX\)/,
+    );
+    expect((await probe('tcp')).focus_count).toBe(0);
+  }, 30_000);
+
   it('refuses bad settings with a message naming what is wrong', async () => {
     const zero = await tf('probes', 'set', 'process', '--sample', '0');
     expect(zero.code).toBe(1);

@@ -19,6 +19,7 @@ import {
 } from '../helpers/native-test.js';
 
 import type * as Native from '../../native/index.js';
+import { encodeProbeConfig } from '../../src/ingest/probe-controller.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const probePath = path.join(root, 'bpf/.output/file.bpf.o');
@@ -92,12 +93,12 @@ function decodeBatch(batch: Buffer): OpenRecord[] {
 }
 
 function configBuf(enabled: number, generation: number, sampleN: number, mask: number): Buffer {
-  const b = Buffer.alloc(32);
-  b.writeUInt32LE(enabled, 0);
-  b.writeUInt32LE(generation, 4);
-  b.writeUInt32LE(sampleN, 8);
-  b.writeUInt32LE(mask, 12);
-  return b;
+  return encodeProbeConfig({
+    enabled: enabled !== 0,
+    generation,
+    sample_n: sampleN,
+    filter_mask: mask,
+  });
 }
 
 // struct tf_path_key: prefixlen in bits, then TF_PATH_PREFIX_LEN path bytes.

@@ -23,6 +23,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cString, cgroup2Mount, ensureTracefs, waitFor } from '../helpers/native-test.js';
 
 import type * as Native from '../../native/index.js';
+import { encodeProbeConfig } from '../../src/ingest/probe-controller.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const probePath = path.join(root, 'bpf/.output/process.bpf.o');
@@ -100,11 +101,12 @@ describe.skipIf(!isRoot)('process probe live control (root)', () => {
     sampleN?: number;
     filterMask?: number;
   }) {
-    const v = Buffer.alloc(32);
-    v.writeUInt32LE(c.enabled ?? 1, 0);
-    v.writeUInt32LE(c.generation, 4);
-    v.writeUInt32LE(c.sampleN ?? 1, 8);
-    v.writeUInt32LE(c.filterMask ?? 0, 12);
+    const v = encodeProbeConfig({
+      enabled: (c.enabled ?? 1) !== 0,
+      generation: c.generation,
+      sample_n: c.sampleN ?? 1,
+      filter_mask: c.filterMask ?? 0,
+    });
     obj.mapUpdate('tf_config', Buffer.alloc(4), v);
   }
   const drops = (reason: number) =>

@@ -19,6 +19,7 @@ import {
 } from '../helpers/native-test.js';
 
 import type * as Native from '../../native/index.js';
+import { encodeProbeConfig } from '../../src/ingest/probe-controller.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const probePath = path.join(root, 'bpf/.output/sched.bpf.o');
@@ -54,12 +55,7 @@ function decodeHist(b: Buffer): Hist {
 }
 
 function configBuf(enabled: number, mask: number): Buffer {
-  const b = Buffer.alloc(32);
-  b.writeUInt32LE(enabled, 0);
-  b.writeUInt32LE(1, 4); // generation
-  b.writeUInt32LE(1, 8); // sample_n
-  b.writeUInt32LE(mask, 12);
-  return b;
+  return encodeProbeConfig({ enabled: enabled !== 0, generation: 1, filter_mask: mask });
 }
 
 function runIn(dir: string, cmd: string): Promise<number | null> {

@@ -20,6 +20,8 @@ import {
 } from '../helpers/native-test.js';
 
 import type * as Native from '../../native/index.js';
+import { encodeProbeConfig } from '../../src/ingest/probe-controller.js';
+import { FOCUS_LAYOUT, fieldOffset } from '../../src/ingest/layout.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const probePath = path.join(root, 'bpf/.output/syscalls.bpf.o');
@@ -95,17 +97,19 @@ interface ConfigFields {
   filterMask: number;
   minDurationNs: bigint;
   slowNs: bigint;
+  focusCount?: number;
 }
 
 function configBuf(c: ConfigFields): Buffer {
-  const b = Buffer.alloc(32);
-  b.writeUInt32LE(c.enabled, 0);
-  b.writeUInt32LE(c.generation, 4);
-  b.writeUInt32LE(c.sampleN, 8);
-  b.writeUInt32LE(c.filterMask, 12);
-  b.writeBigUInt64LE(c.minDurationNs, 16);
-  b.writeBigUInt64LE(c.slowNs, 24);
-  return b;
+  return encodeProbeConfig({
+    enabled: c.enabled !== 0,
+    generation: c.generation,
+    sample_n: c.sampleN,
+    filter_mask: c.filterMask,
+    min_duration_ns: c.minDurationNs,
+    slow_ns: c.slowNs,
+    focus_count: c.focusCount ?? 0,
+  });
 }
 
 function syscallKey(cgroupId: bigint, nr: number): Buffer {
@@ -355,6 +359,67 @@ describe.skipIf(!isRoot)('syscalls probe (root)', () => {
       expect(BigInt(slow.length)).toBeLessThan(sampled);
     } finally {
       obj.close();
+    }
+  });
+  it('with the baseline off, aggregates and streams only a focused cgroup, by its own slow_ns', async () => {
+    const other = path.join(mount, `tf-test-${randomBytes(4).toString('hex')}`);
+    mkdirSync(other);
+    const otherId = cgroupId(other);
+    const obj = new native.BpfObject(probePath, {
+      ringbufBytes: { rb: 1 << 20 },
+      consts: { wakeup_bytes: 1n },
+    });
+    try {
+      obj.load();
+      const focus = Buffer.alloc(FOCUS_LAYOUT.size);
+      focus.writeUInt32LE(1, fieldOffset(FOCUS_LAYOUT, 'sample_n'));
+      focus.writeBigUInt64LE(50_000_000n, fieldOffset(FOCUS_LAYOUT, 'slow_ns'));
+      obj.mapUpdate('tf_focus', u64Key(cg), focus);
+      // Baseline off, a 1 ns slow threshold the focus must override.
+      obj.mapUpdate(
+        'tf_config',
+        Buffer.alloc(4),
+        configBuf({
+          enabled: 0,
+          generation: 3,
+          sampleN: 1,
+          filterMask: 0,
+          minDurationNs: 0n,
+          slowNs: 1n,
+          focusCount: 1,
+        }),
+      );
+      obj.attach('handle_sys_enter');
+      obj.attach('handle_sys_exit');
+      const slow: SlowRecord[] = [];
+      obj.startRing('rb', { flushMs: 10 }, (batch) => slow.push(...decodeSlow(batch)));
+      const mine = await runIn(cgDir, 'sleep 0.1');
+      await runIn(other, 'sleep 0.1');
+      await waitFor(() => slow.some((r) => r.pid === mine.pid), 3000);
+      obj.stopRing();
+
+      // The focused cgroup: histograms, and its 100 ms sleep streamed (above its 50 ms).
+      const sleeps = [NR.clock_nanosleep, NR.nanosleep]
+        .map((nr) => obj.mapLookup('syscall_stats', syscallKey(cg, nr)))
+        .filter((b): b is Buffer => b !== null);
+      expect(sleeps.length).toBeGreaterThan(0);
+      expect(slow.length).toBeGreaterThan(0);
+      for (const r of slow) {
+        expect(r.cgroupId).toBe(cg);
+        expect(r.durationNs).toBeGreaterThanOrEqual(50_000_000n);
+        expect(r.flags & 0x02).toBe(0x02); // TF_FLAG_FOCUS
+        expect(r.weight).toBe(1);
+      }
+      // The other cgroup: nothing aggregated, nothing streamed, and no drop counted for it.
+      const { count } = obj.mapDump('syscall_stats');
+      const keys = obj.mapDump('syscall_stats').keys;
+      for (let i = 0; i < count; i++) expect(keys.readBigUInt64LE(i * 16)).toBe(cg);
+      expect(obj.mapLookup('syscall_stats', syscallKey(otherId, NR.openat))).toBeNull();
+      const drops = obj.sumPercpuCounters('tf_drops');
+      expect(drops[TF_PROBE_SYSCALLS * TF_DROP_REASON_MAX + TF_DROP_FILTERED]).toBe(0n);
+    } finally {
+      obj.close();
+      await removeCgroup(other);
     }
   });
 });

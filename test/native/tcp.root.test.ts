@@ -278,8 +278,9 @@ describe.skipIf(!isRoot)('tcp probe (root)', () => {
         oldstate: TCP_SYN_RECV,
         newstate: TCP_ESTABLISHED,
       });
-      // The passive open completes in softirq: no process is known yet.
-      expect([0, process.pid]).toContain(accept[0]!.pid);
+      // The passive open completes in softirq; the child takes its listener's owner.
+      expect(accept[0]!.pid).toBe(process.pid);
+      expect(accept[0]!.comm).toBe(connect[0]!.comm);
 
       const closes = mine.filter((r) => r.op === OP.CLOSE);
       expect(closes).toHaveLength(2);
