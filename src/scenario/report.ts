@@ -2,7 +2,8 @@
  * The scenario's written results: a markdown table (docs/adaptive.md), the
  * raw report as JSON next to it, and a PNG timeline (bytes/s, incident spans,
  * feedback actions) drawn by scripts/adaptive-timeline.py with matplotlib
- * from the project's Python environment (scripts/python-env.sh).
+ * from the project's Python environment (scripts/python-env.sh, or the
+ * interpreter in TRACEFEED_PYTHON as scripts/test.sh sets it).
  */
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -95,10 +96,12 @@ export function writeReport(
   writeFileSync(markdown, markdownReport(rep, command));
   writeFileSync(json, `${JSON.stringify(rep, null, 2)}\n`);
   try {
-    const python = execFileSync('bash', [join(repoRoot, 'scripts', 'python-env.sh')], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'inherit'],
-    }).trim();
+    const python =
+      process.env.TRACEFEED_PYTHON ??
+      execFileSync('bash', [join(repoRoot, 'scripts', 'python-env.sh')], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'inherit'],
+      }).trim();
     execFileSync(python, [join(repoRoot, 'scripts', 'adaptive-timeline.py'), json, png], {
       stdio: ['ignore', 'inherit', 'inherit'],
     });

@@ -47,7 +47,8 @@ function kernelView(session: ScenarioSession, probe: ProbeName, cgroupId: bigint
   const mask = v.readUInt32LE(o('filter_mask'));
   const inFocus = lookup('tf_focus') !== null;
   const allowed =
-    (mask & layout.FilterBit.ALLOW_CGROUP) !== 0 && lookup('tf_set_cgroup')?.[0] === layout.SET_ALLOW;
+    (mask & layout.FilterBit.ALLOW_CGROUP) !== 0 &&
+    lookup('tf_set_cgroup')?.[0] === layout.SET_ALLOW;
   return {
     generation: v.readUInt32LE(o('generation')),
     enabled: v.readUInt32LE(o('enabled')),
@@ -114,7 +115,8 @@ export function incidentSuite(name: IncidentName, describeWhat: string): void {
       expect(r.bystanders_kept, JSON.stringify(r.bystanders, null, 1)).toBe(true);
 
       // Every change reverted after its TTL, within a window and a second of it.
-      for (const c of r.changes) expect(c.reverted_at, `${c.request_id} not reverted`).toBeDefined();
+      for (const c of r.changes)
+        expect(c.reverted_at, `${c.request_id} not reverted`).toBeDefined();
       expect(r.revert_late_ms!).toBeGreaterThanOrEqual(-500);
       expect(r.revert_late_ms!).toBeLessThan(WINDOW_S * 1000 + 1000);
       const after = kernelView(session, change.probe as ProbeName, victimCg!.id);
