@@ -128,7 +128,7 @@ export const INCIDENTS: Record<IncidentName, IncidentClass> = {
       const js = [
         `setTimeout(()=>process.exit(0),${ctx.lifetimeMs}).unref();`,
         `const fs=require('fs');const f=${JSON.stringify(ctx.dir)}+'/sync-'+process.pid;`,
-        `const fd=fs.openSync(f,'ws');const b=Buffer.alloc(4096,1);let n=0;`,
+        `const k=fs.constants;const fd=fs.openSync(f,k.O_WRONLY|k.O_CREAT|k.O_SYNC);const b=Buffer.alloc(4096,1);let n=0;`,
         `process.on('exit',()=>{try{fs.unlinkSync(f)}catch{}});`,
         `const step=()=>{for(let i=0;i<64;i++){fs.writeSync(fd,b,0,b.length,(n++%1024)*4096)}setImmediate(step)};step();`,
       ].join('');
