@@ -42,7 +42,8 @@ async function pass(
 ): Promise<{ results: IncidentResult[]; summary: SessionSummary }> {
   const session = await new ScenarioSession({ ...o, mode }).start();
   const results: IncidentResult[] = [];
-  const stop = (): void => void session.stop();
+  // Interrupted: remove the workloads, cgroups and namespaces before leaving.
+  const stop = (): void => void session.stop().finally(() => process.exit(130));
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   try {

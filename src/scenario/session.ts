@@ -356,6 +356,13 @@ export class ScenarioSession {
     const victim = new ScenarioCgroup(`tf-scn-victim-${name}`, cls.limits ?? {});
     let link: LossyLink | undefined;
     let stopFault: (() => void) | undefined;
+    // Removed by stop() too, should the session end while the incident runs.
+    const cleanup = (): void => {
+      stopFault?.();
+      victim.remove();
+      link?.destroy();
+    };
+    this.cleanups.push(cleanup);
     const notes: string[] = [];
     try {
       const ctx: IncidentContext = {
@@ -487,9 +494,8 @@ export class ScenarioSession {
         notes,
       };
     } finally {
-      stopFault?.();
-      victim.remove();
-      link?.destroy();
+      cleanup();
+      this.cleanups.splice(this.cleanups.indexOf(cleanup), 1);
     }
   }
 
