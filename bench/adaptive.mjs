@@ -13,7 +13,7 @@ import {
 } from '../dist/scenario/index.js';
 
 const name = process.argv[2] ?? 'all';
-const log = createLogger('bench', 'warn');
+const log = createLogger('bench', 'error');
 preflight(log);
 const report = await runScenario(resolveIncidents(name), {
   brokers: (process.env.TRACEFEED_KAFKA_BROKERS ?? '127.0.0.1:9092').split(','),

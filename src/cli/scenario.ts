@@ -94,7 +94,7 @@ export function registerScenarioCommands(program: Command): void {
         },
       ) => {
         const names = resolveIncidents(name);
-        const log = createLogger('scenario', 'warn');
+        const log = createLogger('scenario', 'error');
         preflight(log);
         const report = await runScenario(names, {
           brokers: brokersFrom(opts.brokers),

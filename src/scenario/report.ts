@@ -74,6 +74,16 @@ export function markdownReport(rep: ScenarioReport, command: string): string {
       `| every family on at full rate | ${rep.full.seconds.toFixed(0)} | ${rep.full.bytes_sent} | ${rep.full.bytes_per_second.toFixed(0)} |`,
     );
   lines.push('');
+  lines.push(
+    "Bytes are what the node agent produced to Kafka (its publisher's `bytesSent`) over each " +
+      'pass, bystanders and incidents included. The agent traces the whole host, so other ' +
+      'processes running on it count in both passes. The full-rate pass runs the same ' +
+      'bystanders and incidents (each held for the detection budget) with every family loaded ' +
+      'and enabled at sample_n 1, tcp and file with no minimum duration, and syscalls streaming ' +
+      'every call slower than 1 µs; it has no feedback loop. While a change of the adaptive ' +
+      'pass filters other workloads out, their bytes are missing too (see the bystanders column).',
+    '',
+  );
   if (rep.bytes_ratio !== undefined)
     lines.push(
       `Adaptive sends ${(rep.bytes_ratio * 100).toFixed(1)} % of the full-rate bytes per second ` +

@@ -227,11 +227,13 @@ export class ScenarioSession {
         for (const a of w.anomalies) {
           if (a.node !== this.node) continue;
           this.anomalies.push(a);
-          this.actions.push({
-            t_ms: Date.parse(a.detected_at) - this.startedAt,
-            kind: 'anomaly',
-            label: `${a.metric} on ${a.workload}`,
-          });
+          // The timeline marks anomalies on the scenario's own workloads only.
+          if (a.workload.startsWith('/tf-scn-'))
+            this.actions.push({
+              t_ms: Date.parse(a.detected_at) - this.startedAt,
+              kind: 'anomaly',
+              label: `${a.metric} on ${a.workload}`,
+            });
         }
       });
       await this.stage.start();
