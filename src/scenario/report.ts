@@ -45,7 +45,10 @@ export function markdownReport(rep: ScenarioReport, command: string): string {
       `${rep.window_seconds} s windows, ${rep.ttl_seconds} s TTL. Bystanders: a loopback service ` +
       'with clients (10 connections/s), a batch job (256 KiB written, read and hashed 5 times/s), ' +
       'a cron-like exec source (a process every 300 ms). Each incident runs in a fresh victim ' +
-      'cgroup after a warm-up of normal behaviour.',
+      'cgroup after a warm-up of normal behaviour. Windows to detection counts from the window ' +
+      'the fault began in (1 = the anomaly is in that window); anomaly → change is from the ' +
+      "anomaly's detection to the change in the kernel; revert after TTL is how late the first " +
+      "change's revert came after its TTL.",
     '',
   );
   lines.push(
