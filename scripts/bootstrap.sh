@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent machine + repo bootstrap; `npm start` and `npm test` run it first.
-# Cold (fresh Debian 12, as root): Debian packages, npm dependencies, builds, Kafka jars.
+# Cold (fresh Debian 12, as root): Debian packages, npm dependencies, builds, the Python
+# environment (scripts/python-env.sh), Kafka jars.
 # Warm: prints nothing and takes well under 3 s. Each step prints one line (to stderr) only
 # when it does work; a failing step prints the tail of its log and exits 1.
 #
@@ -148,6 +149,9 @@ if [[ -f tsconfig.build.json ]]; then
   build_step tsc "compiling TypeScript (tsc -p tsconfig.build.json)" \
     "src tsconfig.json tsconfig.build.json package-lock.json dist" -- npx --no-install tsc -p tsconfig.build.json
 fi
+
+# --- 4b. Python environment: the example notebooks and the scenario timeline (matplotlib) ---
+bash scripts/python-env.sh >/dev/null 9>&- || tf_die "scripts/python-env.sh failed"
 
 # --- 5. Kafka jars (starting is separate: infra/up.sh) ------------------------------------
 bash infra/kafka.sh install 9>&- || tf_die "infra/kafka.sh install failed"

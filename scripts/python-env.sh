@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Creates (or reuses) the Python environment for the example notebooks and
-# their headless run in the tests: $TRACEFEED_HOME/venv with the packages in
-# examples/notebooks/requirements.txt, from PyPI. Quiet when up to date.
+# Creates (or reuses) the Python environment for the example notebooks, their
+# headless run in the tests and the scenario timeline (scripts/adaptive-timeline.py):
+# $TRACEFEED_HOME/venv with the packages in examples/notebooks/requirements.txt, from PyPI. Quiet when up to date.
 # Prints the venv's python path on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
