@@ -24,11 +24,12 @@ export const TTL_S = 10;
 
 interface KernelView {
   generation: number;
-  enabled: number;
-  sample_n: number;
+  /** The probe's programs are attached (baseline on, or a focus in force). */
+  attached: boolean;
+  focus_count: number;
   mask: number;
-  /** The victim's entry: `focus` (per-cgroup focus map) or `allow` (cgroup allow set), or none. */
-  victim: 'focus' | 'allow' | 'none';
+  /** The victim's entry in the per-cgroup focus map, or none. */
+  victim: 'focus' | 'none';
 }
 
 function kernelView(session: ScenarioSession, probe: ProbeName, cgroupId: bigint): KernelView {
@@ -37,24 +38,13 @@ function kernelView(session: ScenarioSession, probe: ProbeName, cgroupId: bigint
   const o = (n: string): number => layout.fieldOffset(layout.PROBE_CONFIG_LAYOUT, n);
   const key = Buffer.alloc(8);
   key.writeBigUInt64LE(cgroupId);
-  const lookup = (map: string): Buffer | null => {
-    try {
-      return obj.mapLookup(map, key);
-    } catch {
-      return null; // the map does not exist in this build
-    }
-  };
-  const mask = v.readUInt32LE(o('filter_mask'));
-  const inFocus = lookup('tf_focus') !== null;
-  const allowed =
-    (mask & layout.FilterBit.ALLOW_CGROUP) !== 0 &&
-    lookup('tf_set_cgroup')?.[0] === layout.SET_ALLOW;
+  const programs = obj.programs();
   return {
     generation: v.readUInt32LE(o('generation')),
-    enabled: v.readUInt32LE(o('enabled')),
-    sample_n: v.readUInt32LE(o('sample_n')),
-    mask,
-    victim: inFocus ? 'focus' : allowed ? 'allow' : 'none',
+    attached: programs.length > 0 && programs.every((p) => p.attached),
+    focus_count: v.readUInt32LE(o('focus_count')),
+    mask: v.readUInt32LE(o('filter_mask')),
+    victim: obj.mapLookup('tf_focus', key) !== null ? 'focus' : 'none',
   };
 }
 
@@ -99,13 +89,16 @@ export function incidentSuite(name: IncidentName, describeWhat: string): void {
       expect(r.windows_to_detection).toBeLessThanOrEqual(6);
 
       // The loop answered for the victim, in the kernel: the probe's config moved to the
-      // change's generation and the victim has its own entry (a focus, or today's allow set).
+      // change's generation, the probe collects, and the victim has its own focus entry
+      // while no cgroup filter narrows anyone else.
       expect(r.changes.length, `no change applied for ${r.victim}: ${why}`).toBeGreaterThan(0);
       expect(during).toBeDefined();
       const { change, view } = during!;
       expect(view.generation).toBe(change.generation);
-      expect(view.enabled).toBe(1);
-      expect(view.victim, `the change does not name the victim: ${why}`).not.toBe('none');
+      expect(view.attached).toBe(true);
+      expect(view.focus_count).toBeGreaterThan(0);
+      expect(view.victim, `the change does not name the victim: ${why}`).toBe('focus');
+      expect(view.mask & layout.FilterBit.ALLOW_CGROUP).toBe(0);
       expect(r.apply_ms!).toBeLessThan(5000);
 
       // Every change reverted after its TTL, within a window and a second of it.
