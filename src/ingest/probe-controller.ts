@@ -31,6 +31,10 @@ export interface ProbeState {
   emitted: number;
   /** Events the kernel did not emit, by reason. */
   drops: Record<string, number>;
+  /** Factor the node applied to sample_n itself under overload; 1 when none. */
+  overload_n: number;
+  /** sample_n the kernel applies: min(1_000_000, settings.sample_n * overload_n). */
+  effective_sample_n: number;
 }
 
 /** struct tf_probe_config, the value of a probe's tf_config[0]. */
@@ -100,6 +104,8 @@ export class ProbeController {
   private readonly sets = new Map<SetName, Map<string, number>>();
   /** Optional programs this kernel cannot attach. */
   private readonly unavailable = new Set<string>();
+  /** The node's own overload sampling factor (setOverloadFactor); 1 when none. */
+  private overloadFactor = 1;
 
   constructor(
     readonly spec: FamilySpec,
@@ -150,7 +156,7 @@ export class ProbeController {
     const cfg = encodeProbeConfig({
       enabled: next.enabled,
       generation: this.generation,
-      sample_n: next.sample_n,
+      sample_n: this.effectiveSampleN(next.sample_n),
       filter_mask: mask,
       min_duration_ns: BigInt(Math.round(next.min_duration_ms * 1e6)),
       slow_ns: BigInt(Math.round(next.slow_ms * 1e6)),
@@ -178,6 +184,41 @@ export class ProbeController {
     return this.state();
   }
 
+  /**
+   * The node's own overload sampling: the kernel keeps 1 in
+   * min(1_000_000, sample_n * n) (records carry that weight). 1 turns it off.
+   */
+  setOverloadFactor(n: number): ProbeState {
+    if (!Number.isInteger(n) || n < 1)
+      throw new ConfigError(`overload factor must be an integer >= 1, got ${n}`, 'overload_n');
+    if (n === this.overloadFactor) return this.state();
+    this.overloadFactor = n;
+    return this.apply(this.settings);
+  }
+
+  get overloadN(): number {
+    return this.overloadFactor;
+  }
+
+  /** Per-cgroup focuses in force (none until focuses are written to the kernel). */
+  get focusCount(): number {
+    return 0;
+  }
+
+  private effectiveSampleN(sampleN: number): number {
+    return Math.min(1_000_000, sampleN * this.overloadFactor);
+  }
+
+  /** The kernel's counters of this probe since load: records emitted and drops by reason (DROP_REASON_NAMES order). */
+  counters(): { emitted: number; drops: number[] } {
+    const d = this.obj.sumPercpuCounters('tf_drops');
+    const e = this.obj.sumPercpuCounters('tf_emitted');
+    const drops: number[] = [];
+    for (let r = 0; r < DROP_REASON_MAX; r++)
+      drops.push(Number(d[this.spec.probeId * DROP_REASON_MAX + r] ?? 0n));
+    return { emitted: Number(e[this.spec.probeId] ?? 0n), drops };
+  }
+
   state(): ProbeState {
     const programs = this.obj.programs().filter((p) => !this.unavailable.has(p.name));
     const counters = this.obj.sumPercpuCounters('tf_drops');
@@ -198,6 +239,8 @@ export class ProbeController {
       settings: this.settings,
       emitted: Number(emitted[this.spec.probeId] ?? 0n),
       drops,
+      overload_n: this.overloadFactor,
+      effective_sample_n: this.effectiveSampleN(this.settings.sample_n),
     };
   }
 

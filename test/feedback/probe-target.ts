@@ -48,6 +48,8 @@ export class RecordingTarget implements ProbeTarget {
       programIds: [],
       generation: s.generation,
       settings: s.settings,
+      overload_n: 1,
+      effective_sample_n: s.settings.sample_n,
       emitted: 0,
       drops: {},
     };
