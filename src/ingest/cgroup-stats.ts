@@ -128,6 +128,8 @@ export class CgroupStatsCollector {
   private readonly buf = Buffer.alloc(4096);
   private readonly vals = new Float64Array(NF);
   private walkNo = 0;
+  /** When the last walk ran (CLOCK_MONOTONIC ns); undefined before the first. */
+  private lastWalkNs: bigint | undefined;
 
   /**
    * @param root the cgroup v2 mount (see cgroup2Root)
@@ -154,6 +156,7 @@ export class CgroupStatsCollector {
         const rel = this.nameOf(id);
         if (rel === undefined) continue; // gone before it could be named
         st = this.newState(rel);
+        this.bornSinceWalk(st);
         this.states.set(id, st);
       }
       st.tracked = true;
@@ -162,10 +165,11 @@ export class CgroupStatsCollector {
     if (c.passes % this.opts.discoverEveryIntervals === 0) this.walk(nowNs);
     c.passes++;
 
-    const out: Array<[bigint, CgroupState, Float64Array]> = [];
+    const out: Array<[bigint, CgroupState, Float64Array, Float64Array]> = [];
     let tracked = 0;
     for (const [id, st] of this.states) {
-      if (!st.tracked) continue;
+      // Not tracked, or its base was set by this pass's walk (nothing to report yet).
+      if (!st.tracked || (st.hasBase && st.baseAtNs === nowNs)) continue;
       const seenNow = st.seen;
       st.seen = false;
       if (st.hasBase && !seenNow) {
@@ -200,14 +204,14 @@ export class CgroupStatsCollector {
       }
       const delta = new Float64Array(NF);
       for (let i = 0; i < NF; i++) delta[i] = (v[i] as number) - (st.base[i] as number);
-      out.push([id, st, delta]);
+      out.push([id, st, delta, Float64Array.from(v)]);
       st.idle = 0;
     }
     c.tracked = tracked;
     if (out.length === 0) return { records: Buffer.alloc(0), count: 0 };
     const size = L.size;
     const records = Buffer.alloc(size * out.length);
-    out.forEach(([id, st, delta], i) => {
+    out.forEach(([id, st, delta, values], i) => {
       const o = i * size;
       writeRecordHeader(records, o, Op.CGROUP_STATS, size, nowNs, 0);
       records.writeBigUInt64LE(id, o + OFF_CGROUP);
@@ -218,7 +222,8 @@ export class CgroupStatsCollector {
         records.writeUInt32LE(x % TWO32, at);
         records.writeUInt32LE(Math.floor(x / TWO32), at + 4);
       }
-      this.setBase(st, nowNs);
+      st.base.set(values);
+      st.baseAtNs = nowNs;
     });
     c.records += out.length;
     return { records, count: out.length };
@@ -270,6 +275,11 @@ export class CgroupStatsCollector {
       let st = this.states.get(id);
       if (!st) {
         st = this.newState(rel);
+        if (mark > 1) {
+          // Made since the previous walk: everything it counted happened in the interval.
+          this.bornSinceWalk(st);
+          st.tracked = true;
+        }
         this.states.set(id, st);
       }
       st.walkMark = mark;
@@ -292,6 +302,17 @@ export class CgroupStatsCollector {
         if (e.isDirectory()) stack.push(rel === '/' ? `/${e.name}` : `${rel}/${e.name}`);
     }
     for (const [id, st] of this.states) if (st.walkMark !== mark) this.states.delete(id);
+    this.lastWalkNs = nowNs;
+  }
+
+  /**
+   * A cgroup the last walk did not see was made since: its counters started
+   * at 0, so they are all increases (a crash in its first second still counts).
+   */
+  private bornSinceWalk(st: CgroupState): void {
+    if (this.lastWalkNs === undefined) return; // before the first walk: the walk sets the base
+    st.hasBase = true;
+    st.baseAtNs = this.lastWalkNs;
   }
 
   /** Reads a small file into the shared buffer; undefined when absent, null on another failure. */

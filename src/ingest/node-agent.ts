@@ -18,7 +18,7 @@ import {
   type CgroupStatsOptions,
 } from './cgroup-stats.js';
 import { FAMILIES, type FamilySpec } from './families.js';
-import { OP_TYPE, OpTable, SOURCE_NAMES, type ProbeName } from './layout.js';
+import { DropReason, OP_TYPE, OpTable, SOURCE_NAMES, type ProbeName } from './layout.js';
 import {
   loadNative,
   openObject,
@@ -361,7 +361,7 @@ export class NodeAgent {
         [...this.families.values()].map((f) => ({
           name: f.spec.name,
           enabled: f.control.current.enabled,
-          ringbufFull: f.control.counters().drops[0] ?? 0,
+          ...ringCounters(f.control.counters()),
           eventsPerSecond: this.rates.get(f.spec.name) ?? 0,
           overloadN: f.control.overloadN,
           setOverloadFactor: (n: number) => {
@@ -503,6 +503,13 @@ export class NodeAgent {
     }
     this.families.clear();
   }
+}
+
+function ringCounters(c: { emitted: number; drops: number[] }): {
+  emitted: number;
+  ringbufFull: number;
+} {
+  return { emitted: c.emitted, ringbufFull: c.drops[DropReason.RINGBUF_FULL] ?? 0 };
 }
 
 const EMPTY_SINK_STATS: FrameSinkStats = {

@@ -1,6 +1,7 @@
 /**
  * Overload degrades by sampling, never by silent loss. Once a second the
- * governor looks for pressure: a ring that reported new ringbuf_full drops,
+ * governor looks for pressure: a ring that reported new ringbuf_full drops
+ * (raised by as many steps as its overflow ratio (kept + lost) / kept asks),
  * frames buffered past a fraction of the sink's bound (Kafka slow or away), or
  * frames the sink dropped. Under pressure it raises the overload factor (x
  * `stepFactor`, up to `maxFactor`) of the families concerned: a ring's own
@@ -60,6 +61,8 @@ export interface OverloadProbeView {
   enabled: boolean;
   /** Kernel ringbuf_full drops since load. */
   ringbufFull: number;
+  /** Records the kernel wrote to the ring since load. */
+  emitted: number;
   eventsPerSecond: number;
   overloadN: number;
   setOverloadFactor: (n: number) => void;
@@ -78,6 +81,9 @@ export type OverloadDirection = 'up' | 'down';
 export class OverloadGovernor {
   private readonly opts: OverloadOptions;
   private readonly lastRingbufFull = new Map<string, number>();
+  private readonly lastEmitted = new Map<string, number>();
+  /** Ring overflow ratio of the last second per family: (kept + lost) / kept. */
+  private readonly overflow = new Map<string, number>();
   private lastSinkDropped = 0;
   private calmTicks = 0;
   /** Steps taken, by `${probe}\u0000${direction}`. */
@@ -104,8 +110,14 @@ export class OverloadGovernor {
     const ringPressure: OverloadProbeView[] = [];
     for (const p of probes) {
       const before = this.lastRingbufFull.get(p.name);
+      const emittedBefore = this.lastEmitted.get(p.name) ?? p.emitted;
       this.lastRingbufFull.set(p.name, p.ringbufFull);
-      if (before !== undefined && p.ringbufFull > before) ringPressure.push(p);
+      this.lastEmitted.set(p.name, p.emitted);
+      if (before !== undefined && p.ringbufFull > before) {
+        ringPressure.push(p);
+        const kept = Math.max(1, p.emitted - emittedBefore);
+        this.overflow.set(p.name, (kept + p.ringbufFull - before) / kept);
+      }
     }
     const sinkDroppedNow = sink.eventsDropped > this.lastSinkDropped;
     this.lastSinkDropped = sink.eventsDropped;
@@ -133,7 +145,10 @@ export class OverloadGovernor {
       if (noisiest && noisiest.eventsPerSecond > 0) raise.add(noisiest);
     }
     for (const p of raise) {
-      const next = Math.min(this.opts.maxFactor, p.overloadN * this.opts.stepFactor);
+      // A ring that lost most of a second's records is raised by as many steps as that takes at once.
+      const ratio = ringPressure.includes(p) ? (this.overflow.get(p.name) ?? 1) : 1;
+      const steps = Math.max(1, Math.ceil(Math.log(ratio) / Math.log(this.opts.stepFactor)));
+      const next = Math.min(this.opts.maxFactor, p.overloadN * this.opts.stepFactor ** steps);
       if (next === p.overloadN) continue;
       this.step(p, next, 'up', {
         ringbufFull: ringPressure.includes(p),
