@@ -6,7 +6,7 @@
  *
  * Which cgroups are read: the ones the node's records named in the interval
  * (the frame sink reports them, per frame), plus the ones whose cpu.stat usage
- * moved. A walk of the hierarchy every `discoverEveryIntervals` passes finds
+ * moved; a record is built only when one of its counters changed. A walk of the hierarchy every `discoverEveryIntervals` passes finds
  * busy cgroups no record names (a workload started before the agent, a CPU hog
  * that never execs or connects); a cgroup found busy stays tracked (its
  * cpu.stat read every pass) until it has been idle `idleIntervals` passes.
@@ -56,11 +56,14 @@ export interface CgroupStatsOptions {
   discoverEveryIntervals: number;
   /** A tracked cgroup idle (no usage, no records) for this many passes is only looked at by walks again. Default 12. */
   idleIntervals: number;
+  /** Files kept open between passes (re-read with pread, one syscall each); past it files are opened per read. Default 8192. */
+  maxOpenFiles: number;
 }
 
 export const DEFAULT_CGROUP_STATS_OPTIONS: CgroupStatsOptions = {
   discoverEveryIntervals: 6,
   idleIntervals: 12,
+  maxOpenFiles: 8192,
 };
 
 export interface CgroupStatsCounters {
@@ -101,6 +104,8 @@ interface CgroupState {
   abs: string;
   /** Files known absent, by name. */
   absent: Set<string>;
+  /** Files kept open, by name. */
+  fds: Map<string, number>;
   base: Float64Array;
   hasBase: boolean;
   baseAtNs: bigint;
@@ -128,6 +133,7 @@ export class CgroupStatsCollector {
   private readonly buf = Buffer.alloc(4096);
   private readonly vals = new Float64Array(NF);
   private walkNo = 0;
+  private openFiles = 0;
   /** When the last walk ran (CLOCK_MONOTONIC ns); undefined before the first. */
   private lastWalkNs: bigint | undefined;
 
@@ -176,7 +182,7 @@ export class CgroupStatsCollector {
         // Idle check on cpu.stat alone: the other files only when usage moved.
         const usage = this.readUsage(st);
         if (usage === undefined) {
-          this.states.delete(id);
+          this.forget(id, st);
           continue;
         }
         if (usage <= (st.base[F.cpu_usage_us] as number)) {
@@ -187,7 +193,7 @@ export class CgroupStatsCollector {
       }
       tracked++;
       if (!this.readAll(st)) {
-        this.states.delete(id);
+        this.forget(id, st);
         continue;
       }
       const v = this.vals;
@@ -203,7 +209,16 @@ export class CgroupStatsCollector {
         continue;
       }
       const delta = new Float64Array(NF);
-      for (let i = 0; i < NF; i++) delta[i] = (v[i] as number) - (st.base[i] as number);
+      let moved = false;
+      for (let i = 0; i < NF; i++) {
+        delta[i] = (v[i] as number) - (st.base[i] as number);
+        if (delta[i] !== 0) moved = true;
+      }
+      // Nothing changed: no record (this collector's own records name the cgroup too).
+      if (!moved) {
+        if (++st.idle >= this.opts.idleIntervals) st.tracked = false;
+        continue;
+      }
       out.push([id, st, delta, Float64Array.from(v)]);
       st.idle = 0;
     }
@@ -229,6 +244,33 @@ export class CgroupStatsCollector {
     return { records, count: out.length };
   }
 
+  /** Closes the files kept open. The collector can still be used (files reopen). */
+  close(): void {
+    for (const st of this.states.values()) this.closeFiles(st);
+  }
+
+  /** Files kept open now. */
+  get openFileCount(): number {
+    return this.openFiles;
+  }
+
+  private forget(id: bigint, st: CgroupState): void {
+    this.closeFiles(st);
+    this.states.delete(id);
+  }
+
+  private closeFiles(st: CgroupState): void {
+    for (const fd of st.fds.values()) {
+      try {
+        closeSync(fd);
+      } catch {
+        /* already gone */
+      }
+    }
+    this.openFiles -= st.fds.size;
+    st.fds.clear();
+  }
+
   /** cgroups known (tracked or not). */
   get size(): number {
     return this.states.size;
@@ -239,6 +281,7 @@ export class CgroupStatsCollector {
       rel,
       abs: join(this.root, rel),
       absent: new Set(),
+      fds: new Map(),
       base: new Float64Array(NF),
       hasBase: false,
       baseAtNs: 0n,
@@ -301,7 +344,7 @@ export class CgroupStatsCollector {
       for (const e of entries)
         if (e.isDirectory()) stack.push(rel === '/' ? `/${e.name}` : `${rel}/${e.name}`);
     }
-    for (const [id, st] of this.states) if (st.walkMark !== mark) this.states.delete(id);
+    for (const [id, st] of this.states) if (st.walkMark !== mark) this.forget(id, st);
     this.lastWalkNs = nowNs;
   }
 
@@ -315,34 +358,64 @@ export class CgroupStatsCollector {
     st.baseAtNs = this.lastWalkNs;
   }
 
-  /** Reads a small file into the shared buffer; undefined when absent, null on another failure. */
-  private read(st: CgroupState, path: string, key: string): string | undefined | null {
-    if (st.absent.has(key)) return undefined;
-    let fd: number;
-    try {
-      fd = openSync(path, 'r');
-    } catch (err) {
-      if (ENOENT_CODES.has((err as NodeJS.ErrnoException).code ?? '')) {
-        st.absent.add(key);
-        this.counters.missingFiles++;
-        return undefined;
+  /**
+   * Reads a small file into the shared buffer; undefined when absent (or the
+   * cgroup is gone), null on another failure. Files stay open between passes
+   * (up to maxOpenFiles) and are re-read from offset 0: one syscall a read.
+   */
+  private read(st: CgroupState, key: string): string | undefined | null {
+    let fd = st.fds.get(key);
+    let kept = fd !== undefined;
+    if (fd === undefined) {
+      if (st.absent.has(key)) return undefined;
+      try {
+        fd = openSync(this.pathOf(st, key), 'r');
+      } catch (err) {
+        if (ENOENT_CODES.has((err as NodeJS.ErrnoException).code ?? '')) {
+          st.absent.add(key);
+          this.counters.missingFiles++;
+          return undefined;
+        }
+        this.counters.readFailures++;
+        return null;
       }
-      this.counters.readFailures++;
-      return null;
+      if (this.openFiles < this.opts.maxOpenFiles) {
+        st.fds.set(key, fd);
+        this.openFiles++;
+        kept = true;
+      }
     }
     try {
       const n = readSync(fd, this.buf, 0, this.buf.length, 0);
+      if (!kept) closeSync(fd);
       return this.buf.toString('latin1', 0, n);
-    } catch {
+    } catch (err) {
+      if (kept) {
+        st.fds.delete(key);
+        this.openFiles--;
+      }
+      try {
+        closeSync(fd);
+      } catch {
+        /* already closed */
+      }
+      // ENODEV: the cgroup was removed under the open file.
+      if (ENOENT_CODES.has((err as NodeJS.ErrnoException).code ?? '')) return undefined;
       this.counters.readFailures++;
       return null;
-    } finally {
-      closeSync(fd);
     }
   }
 
+  /** A file's path from its key: `name` in the v2 cgroup, `v1:<controller>.<file>` in the v1 one. */
+  private pathOf(st: CgroupState, key: string): string {
+    if (!key.startsWith('v1:')) return join(st.abs, key);
+    const file = key.slice(3);
+    const mount = file.startsWith('cpu.') ? this.v1.cpu : this.v1.memory;
+    return join(mount ?? '/nonexistent', st.rel, file);
+  }
+
   private readUsage(st: CgroupState): number | undefined {
-    const text = this.read(st, join(st.abs, 'cpu.stat'), 'cpu.stat');
+    const text = this.read(st, 'cpu.stat');
     if (text === undefined) return undefined;
     if (text === null) return st.base[F.cpu_usage_us] as number;
     return keyed(text, 'usage_usec');
@@ -354,7 +427,7 @@ export class CgroupStatsCollector {
     const v = this.vals;
     // A file that cannot be read this time keeps its previous value (no spurious increase).
     v.set(st.base);
-    const cpu = this.read(st, join(st.abs, 'cpu.stat'), 'cpu.stat');
+    const cpu = this.read(st, 'cpu.stat');
     if (cpu === undefined) return false; // every v2 cgroup has cpu.stat: the cgroup is gone
     if (cpu !== null) {
       v[F.cpu_usage_us] = keyed(cpu, 'usage_usec');
@@ -362,7 +435,7 @@ export class CgroupStatsCollector {
         v[F.cpu_throttled_us] = keyed(cpu, 'throttled_usec');
         v[F.cpu_nr_throttled] = keyed(cpu, 'nr_throttled');
       } else if (this.v1.cpu) {
-        const c1 = this.read(st, join(this.v1.cpu, st.rel, 'cpu.stat'), 'v1:cpu.stat');
+        const c1 = this.read(st, 'v1:cpu.stat');
         if (c1) {
           v[F.cpu_throttled_us] = Math.floor(keyed(c1, 'throttled_time') / 1000);
           v[F.cpu_nr_throttled] = keyed(c1, 'nr_throttled');
@@ -374,23 +447,22 @@ export class CgroupStatsCollector {
       ['io.pressure', F.io_some_us, F.io_full_us],
       ['memory.pressure', F.memory_some_us, F.memory_full_us],
     ] as const) {
-      const text = this.read(st, join(st.abs, file), file);
+      const text = this.read(st, file);
       if (!text) continue;
       const [s, f] = pressureTotals(text);
       v[some] = s;
       v[full] = f;
     }
-    const ev = this.read(st, join(st.abs, 'memory.events'), 'memory.events');
+    const ev = this.read(st, 'memory.events');
     if (ev) {
       v[F.memory_high] = keyed(ev, 'high');
       v[F.memory_max] = keyed(ev, 'max');
       v[F.memory_oom] = keyed(ev, 'oom');
       v[F.memory_oom_kill] = keyed(ev, 'oom_kill');
     } else if (ev === undefined && this.v1.memory) {
-      const dir = join(this.v1.memory, st.rel);
-      const fail = this.read(st, join(dir, 'memory.failcnt'), 'v1:memory.failcnt');
+      const fail = this.read(st, 'v1:memory.failcnt');
       if (fail) v[F.memory_max] = Number(fail.trim()) || 0;
-      const oom = this.read(st, join(dir, 'memory.oom_control'), 'v1:memory.oom_control');
+      const oom = this.read(st, 'v1:memory.oom_control');
       if (oom) v[F.memory_oom_kill] = keyed(oom, 'oom_kill');
     }
     return true;
@@ -416,14 +488,14 @@ function keyed(text: string, key: string): number {
 
 /** `some` and `full` total= values of a PSI file, in µs. */
 function pressureTotals(text: string): [number, number] {
-  let some = 0;
-  let full = 0;
-  for (const line of text.split('\n')) {
-    const t = line.indexOf('total=');
-    if (t < 0) continue;
-    const v = Number(line.slice(t + 6)) || 0;
-    if (line.startsWith('some')) some = v;
-    else if (line.startsWith('full')) full = v;
-  }
-  return [some, full];
+  // "some avg10=.. avg60=.. avg300=.. total=N\nfull avg10=.. total=N\n"
+  const a = text.indexOf('total=');
+  if (a < 0) return [0, 0];
+  const aEnd = text.indexOf('\n', a);
+  const some = Number(text.slice(a + 6, aEnd < 0 ? text.length : aEnd)) || 0;
+  if (aEnd < 0) return [some, 0];
+  const b = text.indexOf('total=', aEnd);
+  if (b < 0 || !text.startsWith('full', aEnd + 1)) return [some, 0];
+  const bEnd = text.indexOf('\n', b);
+  return [some, Number(text.slice(b + 6, bEnd < 0 ? text.length : bEnd)) || 0];
 }

@@ -483,6 +483,7 @@ export class NodeAgent {
       }
     }
     this.flushSummaries();
+    this.cgroupStats?.close();
     const probes = this.probes();
     this.stopped = true;
     this.closeFamilies();
