@@ -73,6 +73,7 @@ function cleanup() {
 }
 process.on('exit', cleanup);
 process.on('SIGINT', () => process.exit(130));
+process.on('SIGTERM', () => process.exit(143));
 
 const cpuMs = (fn) => {
   const a = process.cpuUsage();
@@ -95,11 +96,14 @@ for (const n of COUNTS.sort((a, b) => a - b)) {
         .filter(Boolean)
         .map((d) => `echo $$ > ${join(d, rel)}/cgroup.procs`)
         .join(' && ');
-      children.push(spawn('sh', ['-c', `${joins} && exec sleep 3600`], { stdio: 'ignore' }));
+      // Wakes every 2 s (a fork and exec of sleep): its usage moves, so every pass builds a record.
+      children.push(
+        spawn('sh', ['-c', `${joins} && while :; do sleep 2; done`], { stdio: 'ignore' }),
+      );
     }
   }
   made0 = n;
-  if (PROCS) execFileSync('sleep', ['0.5']);
+  if (PROCS) execFileSync('sleep', ['2.5']);
   const ids = [];
   const paths = new Map();
   for (let i = 0; i < n; i++) {
@@ -112,21 +116,33 @@ for (const n of COUNTS.sort((a, b) => a - b)) {
     discoverEveryIntervals: 1_000_000_000, // walks timed on their own below
   });
   let now = process.hrtime.bigint();
-  const tick = () => (now += 5_000_000_000n);
+  // Passes run back to back, so a wake-up every 2 s moves only some cgroups per pass: in --procs
+  // mode wait so that each pass sees every process run once (as a 5-s interval would).
+  const tick = () => {
+    if (PROCS) execFileSync('sleep', ['2.1']);
+    return (now += 5_000_000_000n);
+  };
   // First pass: the walk finds everything and sets the bases.
-  const firstWalk = cpuMs(() => c.collect([], tick()));
+  const tFirst = tick();
+  const firstWalk = cpuMs(() => c.collect([], tFirst));
   const active = [];
   const idle = [];
   const walks = [];
   let records = 0;
   for (let r = 0; r < REPS; r++) {
-    active.push(cpuMs(() => (records = c.collect(ids, tick()).count)));
-    idle.push(cpuMs(() => c.collect([], tick())));
+    const t1 = tick();
+    active.push(cpuMs(() => (records = c.collect(ids, t1).count)));
+    const t2 = tick();
+    idle.push(cpuMs(() => c.collect([], t2)));
   }
   // Steady-state walks: every cgroup already known (the first walk, which sets every base, is apart).
   const w0 = new CgroupStatsCollector(root, (id) => paths.get(id), { discoverEveryIntervals: 1 });
-  const firstWalkOnly = cpuMs(() => w0.collect([], tick()));
-  for (let r = 0; r < Math.max(3, REPS >> 2); r++) walks.push(cpuMs(() => w0.collect([], tick())));
+  const t0 = tick();
+  const firstWalkOnly = cpuMs(() => w0.collect([], t0));
+  for (let r = 0; r < Math.max(3, REPS >> 2); r++) {
+    const t = tick();
+    walks.push(cpuMs(() => w0.collect([], t)));
+  }
   w0.close();
   const a = median(active);
   const i = median(idle);

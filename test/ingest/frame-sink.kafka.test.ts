@@ -74,7 +74,11 @@ describe('native frame sink', () => {
   let stopConsumer: () => Promise<void>;
 
   beforeAll(async () => {
-    const kafka = new Kafka({ clientId: 'tf-test-sink', brokers: BROKERS, logLevel: logLevel.NOTHING });
+    const kafka = new Kafka({
+      clientId: 'tf-test-sink',
+      brokers: BROKERS,
+      logLevel: logLevel.NOTHING,
+    });
     const admin = kafka.admin();
     await admin.connect();
     await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
@@ -85,7 +89,11 @@ describe('native frame sink', () => {
 
   afterAll(async () => {
     await stopConsumer?.();
-    const kafka = new Kafka({ clientId: 'tf-test-sink', brokers: BROKERS, logLevel: logLevel.NOTHING });
+    const kafka = new Kafka({
+      clientId: 'tf-test-sink',
+      brokers: BROKERS,
+      logLevel: logLevel.NOTHING,
+    });
     const admin = kafka.admin();
     await admin.connect();
     await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
@@ -177,9 +185,9 @@ describe('native frame sink', () => {
     await sink.stop(1000);
     const [first, second] = messages.slice(start).map((m) => decodeFrameEvents(m.value!));
     expect(first!.map((e) => e.type)).toEqual(Array(3).fill('sched.runq_summary'));
-    expect(second!.map((e) => [e.type, e.attributes['cgroup.id'], e.attributes['cgroup.path']])).toEqual([
-      ['cgroup.info', cg.toString(), '/late.slice'],
-    ]);
+    expect(
+      second!.map((e) => [e.type, e.attributes['cgroup.id'], e.attributes['cgroup.path']]),
+    ).toEqual([['cgroup.info', cg.toString(), '/late.slice']]);
     expect(sink.stats()).toMatchObject({ eventsSent: 3, framesSent: 2, eventsDropped: 0 });
   }, 30_000);
 
