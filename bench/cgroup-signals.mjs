@@ -5,7 +5,7 @@
 // one core at the 5-s interval on a busy node).
 //
 // usage: node bench/cgroup-signals.mjs [--json] [--quick] [--reps=20] [--counts=50,200,500]
-//        [--procs]   (root; put a sleeping process in every cgroup)
+//        [--procs]   (root; put a process waking every 2 s in every cgroup: all of them active)
 //
 // For each count N, makes N cgroup v2 directories (and the v1 cpu and memory
 // cgroups of the same name on a hybrid host, as systemd does) under one
@@ -14,7 +14,8 @@
 //   - active pass: all N cgroups named by records in the interval: every file
 //     of each is read (cpu.stat, three pressure files, memory.events or the v1
 //     fallbacks) and a record built;
-//   - idle pass: N tracked cgroups, none active: cpu.stat of each only;
+//   - unnamed pass: N tracked cgroups no record named: cpu.stat of each, the
+//     rest only where usage moved (all of them with --procs, none without);
 //   - walk: the discovery walk over the hierarchy (every 6 passes by default).
 // "% of a core" = (active pass + walk / 6) / 5 s: the worst case, every
 // cgroup active in every interval.
@@ -157,13 +158,13 @@ for (const n of COUNTS.sort((a, b) => a - b)) {
     cgroupsKnown: total,
     recordsPerPass: records,
     activePassCpuMs: a,
-    idlePassCpuMs: i,
+    unnamedPassCpuMs: i,
     walkCpuMs: w,
     firstPassCpuMs: firstWalk,
     firstWalkCpuMs: firstWalkOnly,
     openFiles: c.openFileCount,
     pctOfCoreAllActive: pct,
-    pctOfCoreAllIdle: pctIdle,
+    pctOfCoreUnnamed: pctIdle,
     readFailures: c.counters.readFailures,
   });
 }
@@ -183,10 +184,10 @@ report({
         'known',
         'records',
         'active pass ms',
-        'idle pass ms',
+        'unnamed pass ms',
         'walk ms',
         '% core, all active',
-        '% core, all idle',
+        '% core, unnamed',
       ],
       rows,
       digits: 3,
@@ -198,7 +199,7 @@ report({
           ? 'hybrid host: throttling and memory events read from the v1 cpu and memory cgroups too.'
           : 'unified host: every signal from the cgroup v2 files.',
         PROCS
-          ? 'one sleeping process in each cgroup.'
+          ? 'one process in each cgroup waking every 2 s: every pass builds a record per cgroup.'
           : 'empty cgroups (--procs puts a process in each).',
       ],
     },
