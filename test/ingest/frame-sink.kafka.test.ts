@@ -103,8 +103,7 @@ describe('native frame sink', () => {
   it('frames appended records into v1 frames with CloudEvents headers, in order, and names their cgroups', async () => {
     const cg = 123_456_789n;
     const asked: bigint[][] = [];
-    let sink!: NativeFrameSink;
-    sink = makeSink({}, (kind) => {
+    const sink: NativeFrameSink = makeSink({}, (kind) => {
       if (kind !== 'cgroups') return;
       const ids = sink.takeWantedCgroups();
       asked.push(ids);
