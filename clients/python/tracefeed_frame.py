@@ -24,14 +24,45 @@ EVENT_HEADER = struct.Struct("<BBHIQII")  # 24 bytes: op, flags, pad, size, ktim
 
 OP_EXEC = 1
 OP_EXIT = 2
+OP_CGROUP_STATS = 16
+OP_PROBE_STATS = 17
 FLAG_TRUNCATED = 0x01
+# enum tf_probe, then user-space sources (SOURCE_NAMES in src/ingest/layout.ts)
+SOURCE_NAMES = ["process", "tcp", "syscalls", "file", "sched", "cgroup"]
+DROP_REASON_NAMES = ["ringbuf_full", "filtered", "sampled_out", "map_full"]
 
 # struct tf_exec_event (320 bytes) after the header: pid, ppid, uid, pad, cgroup_id, comm[16], filename[256]
 EXEC_BODY = struct.Struct("<IIIIQ16s256s")
 # struct tf_exit_event (72 bytes) after the header: pid, ppid, exit_code, exit_signal, cgroup_id, lifetime_ns, comm[16]
 EXIT_BODY = struct.Struct("<IIiIQQ16s")
-RECORD_SIZE = {OP_EXEC: EVENT_HEADER.size + EXEC_BODY.size, OP_EXIT: EVENT_HEADER.size + EXIT_BODY.size}
-PROBE_OF_OP = {OP_EXEC: "process", OP_EXIT: "process"}
+# struct tf_cgroup_stats (144 bytes) after the header: cgroup_id, interval_ns, then the counters below
+CGROUP_STATS_FIELDS = [
+    "interval_ns",
+    "cpu_usage_us",
+    "cpu_throttled_us",
+    "cpu_nr_throttled",
+    "cpu_some_us",
+    "cpu_full_us",
+    "io_some_us",
+    "io_full_us",
+    "memory_some_us",
+    "memory_full_us",
+    "memory_high",
+    "memory_max",
+    "memory_oom",
+    "memory_oom_kill",
+]
+CGROUP_STATS_BODY = struct.Struct("<Q" + "Q" * len(CGROUP_STATS_FIELDS))
+# struct tf_probe_stats (104 bytes) after the header: probe, sample_n, overload_n, focus_count,
+# interval_ns, emitted, drops[4], sink_dropped, pad
+PROBE_STATS_BODY = struct.Struct("<IIIIQQ4QQQ")
+RECORD_SIZE = {
+    OP_EXEC: EVENT_HEADER.size + EXEC_BODY.size,
+    OP_EXIT: EVENT_HEADER.size + EXIT_BODY.size,
+    OP_CGROUP_STATS: EVENT_HEADER.size + CGROUP_STATS_BODY.size,
+    OP_PROBE_STATS: EVENT_HEADER.size + PROBE_STATS_BODY.size,
+}
+PROBE_OF_OP = {OP_EXEC: "process", OP_EXIT: "process", OP_CGROUP_STATS: "cgroup"}
 
 
 class FrameError(ValueError):
@@ -95,6 +126,31 @@ def _decode_record(buf: memoryview, off: int, node: str, boot_time_ns: int) -> d
             "cgroup.id": str(cgroup),
             "host.name": node,
         }
+    elif op == OP_CGROUP_STATS:
+        cgroup, *values = CGROUP_STATS_BODY.unpack_from(buf, off + EVENT_HEADER.size)
+        event["type"] = "cgroup.stats"
+        attributes = {"cgroup.id": str(cgroup)}
+        attributes.update({f"cgroup.{name}": v for name, v in zip(CGROUP_STATS_FIELDS, values)})
+        attributes["host.name"] = node
+        event["attributes"] = attributes
+    elif op == OP_PROBE_STATS:
+        probe, sample_n, overload_n, focus_count, interval_ns, emitted, *rest = PROBE_STATS_BODY.unpack_from(
+            buf, off + EVENT_HEADER.size
+        )
+        drops, sink_dropped = rest[:4], rest[4]
+        event["probe"] = SOURCE_NAMES[probe] if probe < len(SOURCE_NAMES) else f"probe.{probe}"
+        event["type"] = "probe.stats"
+        attributes = {
+            "probe.sample_n": sample_n,
+            "probe.overload_n": overload_n,
+            "probe.focus_count": focus_count,
+            "probe.interval_ns": interval_ns,
+            "probe.emitted": emitted,
+        }
+        attributes.update({f"probe.drops.{name}": d for name, d in zip(DROP_REASON_NAMES, drops)})
+        attributes["probe.sink_dropped"] = sink_dropped
+        attributes["host.name"] = node
+        event["attributes"] = attributes
     else:
         event["type"] = f"unknown.{op}"
         event["attributes"] = {"host.name": node}

@@ -75,6 +75,8 @@ struct FrameMeta {
 	uint64_t sequence;
 	uint64_t events;
 	uint64_t bytes;
+	// (op, records) of the frame, so a frame lost later is counted per op.
+	std::vector<std::pair<uint8_t, uint32_t>> ops;
 };
 
 }  // namespace
@@ -229,6 +231,8 @@ bool FrameSinkCore::Append(const uint8_t* data, size_t len, uint32_t n) {
 	if (stopping_.load(std::memory_order_relaxed)) {
 		// After stop nothing is framed: count it, as every drop is.
 		stats_.events_dropped += seen;
+		for (int op = 0; op < 256; op++)
+			dropped_by_op_[op] += counts[op];
 		return false;
 	}
 	if (off != len || (n != 0 && seen != n)) {
@@ -251,6 +255,8 @@ bool FrameSinkCore::Append(const uint8_t* data, size_t len, uint32_t n) {
 		if (grown == nullptr) {
 			stats_.frames_dropped++;
 			stats_.events_dropped += seen;
+			for (int op = 0; op < 256; op++)
+				dropped_by_op_[op] += counts[op];
 			return false;
 		}
 		buf_ = grown;
@@ -267,13 +273,13 @@ bool FrameSinkCore::Append(const uint8_t* data, size_t len, uint32_t n) {
 		ArmLocked(deadline_ms_);
 	}
 	SignalWantedLocked();
+	for (int op = 0; op < 256; op++)
+		if (counts[op] != 0) {
+			frame_ops_[op] += counts[op];
+			op_counts_[op].fetch_add(counts[op], std::memory_order_relaxed);
+		}
 	if (rec_len_ >= opts_.frame_max_bytes)
 		CloseFrameLocked();
-	lock.unlock();
-
-	for (int op = 0; op < 256; op++)
-		if (counts[op] != 0)
-			op_counts_[op].fetch_add(counts[op], std::memory_order_relaxed);
 	return true;
 }
 
@@ -355,7 +361,16 @@ void FrameSinkCore::CloseFrameLocked() {
 			cgroup_tries_.erase(id);
 		}
 	}
+	// The interval's cgroups, per frame rather than per record.
+	if (seen_cgroups_.size() < kMaxCgroupNames)
+		seen_cgroups_.insert(frame_cgroups_.begin(), frame_cgroups_.end());
 	frame_cgroups_.swap(carry);
+	std::vector<std::pair<uint8_t, uint32_t>> ops;
+	for (int op = 0; op < 256; op++)
+		if (frame_ops_[op] != 0) {
+			ops.emplace_back(uint8_t(op), frame_ops_[op]);
+			frame_ops_[op] = 0;
+		}
 
 	const uint64_t seq = sequence_++;
 	const size_t records_len = off - header_len_;
@@ -384,6 +399,8 @@ void FrameSinkCore::CloseFrameLocked() {
 		free(frame);
 		stats_.frames_dropped++;
 		stats_.events_dropped += events;
+		for (const auto& o : ops)
+			dropped_by_op_[o.first] += o.second;
 	} else {
 		rd_kafka_headers_t* hdrs = rd_kafka_headers_new(8);
 		const std::string count = std::to_string(events + info_count);
@@ -398,7 +415,7 @@ void FrameSinkCore::CloseFrameLocked() {
 		rd_kafka_header_add(hdrs, "ce_time", -1, time.data(), ssize_t(time.size()));
 		rd_kafka_header_add(hdrs, "content-type", -1, "application/vnd.tracefeed.frame.v1", -1);
 		rd_kafka_header_add(hdrs, "tracefeed_event_count", -1, count.data(), ssize_t(count.size()));
-		auto* meta = new FrameMeta{seq, events, frame_len};
+		auto* meta = new FrameMeta{seq, events, frame_len, std::move(ops)};
 		rd_kafka_resp_err_t err = rd_kafka_producev(
 		    rk_, RD_KAFKA_V_TOPIC(opts_.topic.c_str()), RD_KAFKA_V_KEY(opts_.node.data(), opts_.node.size()),
 		    RD_KAFKA_V_VALUE(frame, frame_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
@@ -407,6 +424,8 @@ void FrameSinkCore::CloseFrameLocked() {
 			// Not enqueued: we still own the frame and the headers.
 			rd_kafka_headers_destroy(hdrs);
 			free(frame);
+			for (const auto& o : meta->ops)
+				dropped_by_op_[o.first] += o.second;
 			delete meta;
 			stats_.frames_dropped++;
 			stats_.events_dropped += events;
@@ -504,6 +523,8 @@ void FrameSinkCore::OnDelivery(rd_kafka_t*, const rd_kafka_message_t* msg, void*
 		} else {
 			s.frames_dropped++;
 			s.events_dropped += meta->events;
+			for (const auto& o : meta->ops)
+				self->dropped_by_op_[o.first] += o.second;
 			s.send_errors++;
 			s.last_error = rd_kafka_err2str(msg->err);
 			failure = s.last_error;
@@ -590,6 +611,19 @@ void FrameSinkCore::OpCounts(double out[256]) {
 		out[i] = double(op_counts_[i].load(std::memory_order_relaxed));
 }
 
+void FrameSinkCore::DroppedByOp(double out[256]) {
+	std::lock_guard<std::mutex> lock(mu_);
+	for (int i = 0; i < 256; i++)
+		out[i] = double(dropped_by_op_[i]);
+}
+
+std::vector<uint64_t> FrameSinkCore::TakeSeenCgroups() {
+	std::lock_guard<std::mutex> lock(mu_);
+	std::vector<uint64_t> out(seen_cgroups_.begin(), seen_cgroups_.end());
+	seen_cgroups_.clear();
+	return out;
+}
+
 std::vector<uint64_t> FrameSinkCore::TakeWantedCgroups() {
 	std::lock_guard<std::mutex> lock(mu_);
 	std::vector<uint64_t> out;
@@ -658,6 +692,8 @@ Napi::Function FrameSink::Init(Napi::Env env) {
 	                       InstanceMethod<&FrameSink::Stats>("stats"),
 	                       InstanceMethod<&FrameSink::OpCounts>("opCounts"),
 	                       InstanceMethod<&FrameSink::TakeWantedCgroups>("takeWantedCgroups"),
+	                       InstanceMethod<&FrameSink::DroppedByOp>("droppedByOp"),
+	                       InstanceMethod<&FrameSink::TakeSeenCgroups>("takeSeenCgroups"),
 	                       InstanceMethod<&FrameSink::SetCgroupName>("setCgroupName"),
 	                       InstanceMethod<&FrameSink::Stop>("stop"),
 	                   });
@@ -763,6 +799,21 @@ Napi::Value FrameSink::Stats(const Napi::CallbackInfo& info) {
 Napi::Value FrameSink::OpCounts(const Napi::CallbackInfo& info) {
 	Napi::Float64Array out = Napi::Float64Array::New(info.Env(), 256);
 	core_->OpCounts(out.Data());
+	return out;
+}
+
+Napi::Value FrameSink::DroppedByOp(const Napi::CallbackInfo& info) {
+	Napi::Float64Array out = Napi::Float64Array::New(info.Env(), 256);
+	core_->DroppedByOp(out.Data());
+	return out;
+}
+
+Napi::Value FrameSink::TakeSeenCgroups(const Napi::CallbackInfo& info) {
+	Napi::Env env = info.Env();
+	std::vector<uint64_t> ids = core_->TakeSeenCgroups();
+	Napi::Array out = Napi::Array::New(env, ids.size());
+	for (size_t i = 0; i < ids.size(); i++)
+		out.Set(uint32_t(i), Napi::BigInt::New(env, ids[i]));
 	return out;
 }
 

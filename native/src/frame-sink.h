@@ -98,6 +98,10 @@ public:
 
 	SinkStats Stats();
 	void OpCounts(double out[256]);
+	// Records dropped after the ring (buffer bound, stop, failed delivery), by op.
+	void DroppedByOp(double out[256]);
+	// cgroup ids the frames closed since the last call carried (bounded by kMaxCgroupNames).
+	std::vector<uint64_t> TakeSeenCgroups();
 	std::vector<uint64_t> TakeWantedCgroups();
 	void SetCgroupName(uint64_t id, std::string path);
 
@@ -156,6 +160,9 @@ private:
 	std::map<uint64_t, int64_t> outstanding_;  // sequence -> queued at (ms), for lag
 	SinkStats stats_;
 	std::string last_logged_error_;
+	uint32_t frame_ops_[256] = {};       // records per op in the open frame
+	uint64_t dropped_by_op_[256] = {};   // records dropped after the ring, per op
+	std::unordered_set<uint64_t> seen_cgroups_;  // cgroups of closed frames since TakeSeenCgroups
 
 	std::atomic<uint64_t> op_counts_[256];
 };
@@ -176,6 +183,8 @@ private:
 	Napi::Value Stats(const Napi::CallbackInfo& info);
 	Napi::Value OpCounts(const Napi::CallbackInfo& info);
 	Napi::Value TakeWantedCgroups(const Napi::CallbackInfo& info);
+	Napi::Value DroppedByOp(const Napi::CallbackInfo& info);
+	Napi::Value TakeSeenCgroups(const Napi::CallbackInfo& info);
 	Napi::Value SetCgroupName(const Napi::CallbackInfo& info);
 	Napi::Value Stop(const Napi::CallbackInfo& info);
 

@@ -2,8 +2,8 @@
  * Aggregation of feature rows for the tools: one metric, grouped, combined
  * per window, then over windows (sum, max, avg), top-k. Pure.
  */
-import type { ProbeName } from '../ingest/layout.js';
-import { QUANTILE_COLUMNS, SUM_COLUMNS } from '../features/columns.js';
+import type { SourceName } from '../ingest/layout.js';
+import { COMPLETENESS_COLUMNS, QUANTILE_COLUMNS, SUM_COLUMNS } from '../features/columns.js';
 import type { FeatureRow } from './sources.js';
 
 /** Every metric the tools accept: the feature columns and `tcp_resets` (sent + received). */
@@ -12,13 +12,23 @@ export const METRICS = [
   ...SUM_COLUMNS,
   'tcp_resets',
   ...QUANTILE_COLUMNS.map((q) => q.name),
+  ...COMPLETENESS_COLUMNS,
 ] as [string, ...string[]];
+
+/** Completeness columns that describe the sampling in force: combined by max, never summed. */
+const SAMPLING = new Set([
+  'sample_weight_max',
+  'probe_sample_n',
+  'probe_overload_n',
+  'probe_focus_count',
+]);
 
 const QUANTILES = new Set(QUANTILE_COLUMNS.map((q) => q.name));
 
 /** The probe whose rows carry a metric (undefined: every probe's rows). */
-export function metricProbe(metric: string): ProbeName | undefined {
+export function metricProbe(metric: string): SourceName | undefined {
   if (metric === 'events' || metric === 'events_per_second') return undefined;
+  if (/^(cpu_|io_pressure_|memory_)/.test(metric)) return 'cgroup';
   if (/^(exec_count|exit_count|failed_exits)$/.test(metric)) return 'process';
   if (metric.startsWith('tcp_')) return 'tcp';
   if (metric.startsWith('syscall_')) return 'syscalls';
@@ -35,8 +45,8 @@ export type Aggregation = 'sum' | 'max' | 'avg';
 
 /** sum for counts, max for quantiles, avg for rates. */
 export function defaultAggregation(metric: string): Aggregation {
-  if (isQuantile(metric)) return 'max';
-  if (metric === 'events_per_second') return 'avg';
+  if (isQuantile(metric) || SAMPLING.has(metric)) return 'max';
+  if (metric === 'events_per_second' || metric === 'coverage_ratio') return 'avg';
   return 'sum';
 }
 

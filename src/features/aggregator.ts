@@ -9,14 +9,54 @@
  * window are counted as late and not added.
  */
 import { decodeFrame } from '../ingest/frame.js';
-import { Op, OpTable } from '../ingest/layout.js';
-import { H, HIST_SLOTS, NHIST, NSUM, S } from './columns.js';
+import {
+  CGROUP_STATS_LAYOUT,
+  DROP_REASON_MAX,
+  Op,
+  OpTable,
+  PROBE_MAX,
+  PROBE_STATS_LAYOUT,
+  fieldOffset,
+} from '../ingest/layout.js';
+import { H, HIST_SLOTS, NHIST, NPS, NSUM, PS, S } from './columns.js';
 
 const TWO32 = 4294967296;
 const textDecoder = new TextDecoder();
 
 const PROBE_BY_OP = OpTable.probeIndex;
 const CGROUP_OFFSET = OpTable.cgroupOffset;
+
+/** TF_OP_CGROUP_STATS fields -> sum columns of rows of source `cgroup`. */
+const CGROUP_STAT_COLUMNS: ReadonlyArray<[number, number]> = (
+  [
+    ['cpu_usage_us', S.cpu_usage_us],
+    ['cpu_throttled_us', S.cpu_throttled_us],
+    ['cpu_nr_throttled', S.cpu_nr_throttled],
+    ['cpu_some_us', S.cpu_pressure_some_us],
+    ['cpu_full_us', S.cpu_pressure_full_us],
+    ['io_some_us', S.io_pressure_some_us],
+    ['io_full_us', S.io_pressure_full_us],
+    ['memory_some_us', S.memory_pressure_some_us],
+    ['memory_full_us', S.memory_pressure_full_us],
+    ['memory_high', S.memory_high_events],
+    ['memory_max', S.memory_max_events],
+    ['memory_oom', S.memory_oom_events],
+    ['memory_oom_kill', S.memory_oom_kills],
+  ] as const
+).map(([field, col]) => [fieldOffset(CGROUP_STATS_LAYOUT, field), col]);
+
+const PSL = PROBE_STATS_LAYOUT;
+const PS_OFF = {
+  probe: fieldOffset(PSL, 'probe'),
+  sample_n: fieldOffset(PSL, 'sample_n'),
+  overload_n: fieldOffset(PSL, 'overload_n'),
+  focus_count: fieldOffset(PSL, 'focus_count'),
+  emitted: fieldOffset(PSL, 'emitted'),
+  drops: fieldOffset(PSL, 'drops'),
+  sink_dropped: fieldOffset(PSL, 'sink_dropped'),
+};
+/** drops[reason] -> probe stat slot, in tf_drop_reason order. */
+const DROP_SLOTS = [PS.ringbuf_full, PS.filtered, PS.sampled_out, PS.map_full];
 
 export interface AggregatorOptions {
   /** Window length, ms. Default 10000. */
@@ -59,6 +99,10 @@ export interface ClosedWindow {
   probeIds: Uint8Array;
   sums: Float64Array; // rows * NSUM
   hists: Float64Array; // rows * NHIST
+  /** Largest sample weight among each row's records (rows). */
+  weightMax: Float64Array;
+  /** TF_OP_PROBE_STATS of the window per probe id: PROBE_MAX * NPS, slots in PROBE_STAT_SLOTS order. */
+  probeStats: Float64Array;
   /** Lowest Kafka offset per partition that fed this window (for commits). */
   minOffsets: Map<number, number>;
 }
@@ -70,6 +114,8 @@ interface OpenWindow {
   probeIds: number[];
   sums: Float64Array;
   hists: Float64Array;
+  weightMax: Float64Array;
+  probeStats: Float64Array;
   minOffsets: Map<number, number>;
 }
 
@@ -198,6 +244,9 @@ export class WindowAggregator {
         continue;
       }
       if (probe === 255) {
+        // Node-level per probe: kept per (window, probe), filled into rows at close.
+        if (op === Op.PROBE_STATS)
+          this.addProbeStats(st, dv, off, bootMs, partition, offset, nowMs);
         off += size;
         continue; // decodeFrame accepted it: an op this stage does not aggregate
       }
@@ -219,21 +268,7 @@ export class WindowAggregator {
       const idx = Math.floor(t / windowMs);
       if (idx !== curIdx) {
         curIdx = idx;
-        cur = st.windows.get(idx);
-        if (!cur) {
-          cur = {
-            start: idx * windowMs,
-            rowsByKey: new Map(),
-            cgroupIds: [],
-            probeIds: [],
-            sums: new Float64Array(16 * NSUM),
-            hists: new Float64Array(16 * NHIST),
-            minOffsets: new Map(),
-          };
-          st.windows.set(idx, cur);
-        }
-        const prev = cur.minOffsets.get(partition);
-        if (prev === undefined || offset < prev) cur.minOffsets.set(partition, offset);
+        cur = this.windowAt(st, idx, partition, offset);
         lastKey = -1;
       }
       const w = cur as OpenWindow;
@@ -257,7 +292,11 @@ export class WindowAggregator {
             const h = new Float64Array(w.hists.length * 2);
             h.set(w.hists);
             w.hists = h;
+            const m = new Float64Array(w.weightMax.length * 2);
+            m.set(w.weightMax);
+            w.weightMax = m;
           }
+          w.weightMax[row] = 1;
         } else {
           row = found;
         }
@@ -265,6 +304,7 @@ export class WindowAggregator {
         lastRow = row;
       }
       const weight = dv.getUint32(off + 20, true) || 1;
+      if (weight > (w.weightMax[row] as number)) w.weightMax[row] = weight;
       const sums = w.sums;
       const b = row * NSUM;
       sums[b + S.events]! += weight;
@@ -340,6 +380,11 @@ export class WindowAggregator {
           }
           break;
         }
+        case Op.CGROUP_STATS:
+          for (const [at, col] of CGROUP_STAT_COLUMNS)
+            sums[b + col]! +=
+              dv.getUint32(off + at, true) + dv.getUint32(off + at + 4, true) * TWO32;
+          break;
       }
       off += size;
     }
@@ -348,6 +393,71 @@ export class WindowAggregator {
     this.counters.frames++;
     this.counters.events += n;
     return n;
+  }
+
+  /** The open window `idx` of a node (made if new), noting the offset that feeds it. */
+  private windowAt(st: NodeState, idx: number, partition: number, offset: number): OpenWindow {
+    let w = st.windows.get(idx);
+    if (!w) {
+      w = {
+        start: idx * this.opts.windowMs,
+        rowsByKey: new Map(),
+        cgroupIds: [],
+        probeIds: [],
+        sums: new Float64Array(16 * NSUM),
+        hists: new Float64Array(16 * NHIST),
+        weightMax: new Float64Array(16),
+        probeStats: new Float64Array(PROBE_MAX * NPS),
+        minOffsets: new Map(),
+      };
+      st.windows.set(idx, w);
+    }
+    const prev = w.minOffsets.get(partition);
+    if (prev === undefined || offset < prev) w.minOffsets.set(partition, offset);
+    return w;
+  }
+
+  /** Adds one TF_OP_PROBE_STATS record to its window's per-probe slab (late and out-of-range ones are counted). */
+  private addProbeStats(
+    st: NodeState,
+    dv: DataView,
+    off: number,
+    bootMs: number,
+    partition: number,
+    offset: number,
+    nowMs: number,
+  ): void {
+    const probe = dv.getUint32(off + PS_OFF.probe, true);
+    if (probe >= PROBE_MAX) return; // not a probe this stage knows; the record is still counted by decoders
+    const t = bootMs + (dv.getUint32(off + 8, true) + dv.getUint32(off + 12, true) * TWO32) / 1e6;
+    if (t < nowMs - this.opts.maxClockSkewMs || t > nowMs + this.opts.maxClockSkewMs) {
+      this.counters.outOfRange++;
+      return;
+    }
+    if (t < st.closedUpToMs) {
+      if (t < st.restoredUpToMs) this.counters.alreadyEmitted++;
+      else this.counters.late++;
+      return;
+    }
+    if (t > st.maxEventMs) st.maxEventMs = t;
+    const w = this.windowAt(st, Math.floor(t / this.opts.windowMs), partition, offset);
+    const p = w.probeStats;
+    const b = probe * NPS;
+    const u64 = (at: number): number =>
+      dv.getUint32(off + at, true) + dv.getUint32(off + at + 4, true) * TWO32;
+    p[b + PS.sample_n] = Math.max(p[b + PS.sample_n]!, dv.getUint32(off + PS_OFF.sample_n, true));
+    p[b + PS.overload_n] = Math.max(
+      p[b + PS.overload_n]!,
+      dv.getUint32(off + PS_OFF.overload_n, true),
+    );
+    p[b + PS.focus_count] = Math.max(
+      p[b + PS.focus_count]!,
+      dv.getUint32(off + PS_OFF.focus_count, true),
+    );
+    p[b + PS.emitted]! += u64(PS_OFF.emitted);
+    for (let r = 0; r < DROP_REASON_MAX; r++) p[b + DROP_SLOTS[r]!]! += u64(PS_OFF.drops + r * 8);
+    p[b + PS.sink_dropped]! += u64(PS_OFF.sink_dropped);
+    p[b + PS.reports]! += 1;
   }
 
   /**
@@ -369,6 +479,8 @@ export class WindowAggregator {
           probeIds: Uint8Array.from(w.probeIds),
           sums: w.sums.slice(0, rows * NSUM),
           hists: w.hists.slice(0, rows * NHIST),
+          weightMax: w.weightMax.slice(0, rows),
+          probeStats: w.probeStats.slice(),
           minOffsets: new Map(w.minOffsets),
         });
       }
@@ -404,6 +516,8 @@ export class WindowAggregator {
           probeIds: Uint8Array.from(w.probeIds),
           sums: w.sums.subarray(0, rows * NSUM),
           hists: w.hists.subarray(0, rows * NHIST),
+          weightMax: w.weightMax.subarray(0, rows),
+          probeStats: w.probeStats,
           minOffsets: w.minOffsets,
         });
         this.counters.windowsClosed++;

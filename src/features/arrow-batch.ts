@@ -22,15 +22,18 @@ import {
 } from 'apache-arrow';
 import { parseCgroupPath } from '../ingest/cgroup-resolver.js';
 import { quantileAt } from '../ingest/histogram.js';
-import { PROBE_NAMES } from '../ingest/layout.js';
+import { PROBE_MAX, PROBE_NAMES, SOURCE_NAMES } from '../ingest/layout.js';
 import type { ClosedWindow } from './aggregator.js';
 import {
+  COMPLETENESS_COLUMNS,
   FEATURE_SCHEMA_VERSION,
   H,
   HISTOGRAMS,
   HIST_SLOTS,
   NHIST,
+  NPS,
   NSUM,
+  PS,
   QUANTILE_COLUMNS,
   SUM_COLUMNS,
 } from './columns.js';
@@ -51,6 +54,7 @@ export function featureSchema(windowMs: number): Schema {
     new Field('events_per_second', new Float64(), false),
     ...SUM_COLUMNS.map((c) => new Field(c, new Float64(), false)),
     ...QUANTILE_COLUMNS.map((q) => new Field(q.name, new Float64(), true)),
+    ...COMPLETENESS_COLUMNS.map((c) => new Field(c, new Float64(), false)),
   ];
   return new Schema(
     fields,
@@ -58,6 +62,10 @@ export function featureSchema(windowMs: number): Schema {
       ['tracefeed.schema_version', FEATURE_SCHEMA_VERSION],
       ['tracefeed.window_seconds', String(windowMs / 1000)],
       ['tracefeed.counts', 'weighted by sample_weight'],
+      [
+        'tracefeed.coverage_ratio',
+        "(emitted - sink_dropped) / (emitted + ringbuf_full) of the row's probe on its node in the window; 1 when nothing was lost",
+      ],
     ]),
   );
 }
@@ -111,6 +119,46 @@ export interface FeatureRows {
   rows: () => Array<Record<string, string | number | null>>;
 }
 
+/** The completeness columns of a closed window (COMPLETENESS_COLUMNS order), from its per-probe stats. */
+export function completenessColumns(w: ClosedWindow): Float64Array[] {
+  const n = w.rows;
+  const cols = COMPLETENESS_COLUMNS.map(() => new Float64Array(n));
+  const [wmax, sampleN, overloadN, focus, ringFull, filtered, sampled, mapFull, sinkDropped, cov] =
+    cols as [
+      Float64Array,
+      Float64Array,
+      Float64Array,
+      Float64Array,
+      Float64Array,
+      Float64Array,
+      Float64Array,
+      Float64Array,
+      Float64Array,
+      Float64Array,
+    ];
+  const p = w.probeStats;
+  for (let r = 0; r < n; r++) {
+    wmax[r] = (w.weightMax[r] as number) || 1;
+    cov[r] = 1;
+    const probe = w.probeIds[r] as number;
+    if (probe >= PROBE_MAX || probe >= PROBE_NAMES.length) continue; // user-space source (cgroup)
+    const b = probe * NPS;
+    sampleN[r] = p[b + PS.sample_n] as number;
+    overloadN[r] = p[b + PS.overload_n] as number;
+    focus[r] = p[b + PS.focus_count] as number;
+    ringFull[r] = p[b + PS.ringbuf_full] as number;
+    filtered[r] = p[b + PS.filtered] as number;
+    sampled[r] = p[b + PS.sampled_out] as number;
+    mapFull[r] = p[b + PS.map_full] as number;
+    sinkDropped[r] = p[b + PS.sink_dropped] as number;
+    const emitted = p[b + PS.emitted] as number;
+    const delivered = Math.max(0, emitted - (sinkDropped[r] as number));
+    const denom = emitted + (ringFull[r] as number);
+    cov[r] = denom > 0 ? Math.min(1, delivered / denom) : 1;
+  }
+  return cols;
+}
+
 /** Builds one RecordBatch for a closed window of one node. */
 export function buildWindowBatch(
   w: ClosedWindow,
@@ -137,7 +185,7 @@ export function buildWindowBatch(
       containerOf.set(wl, c);
     }
     containers.push(c);
-    probes.push(PROBE_NAMES[w.probeIds[r] as number] ?? 'unknown');
+    probes.push(SOURCE_NAMES[w.probeIds[r] as number] ?? 'unknown');
     cgroups[r] = BigInt(id);
     eps[r] = (w.sums[r * NSUM] as number) / seconds;
   }
@@ -185,6 +233,8 @@ export function buildWindowBatch(
   }
   for (const qc of quantCols)
     children.push(f64(qc.col, qc.nulls > 0 ? qc.bitmap : undefined, qc.nulls));
+  const compCols = completenessColumns(w);
+  for (const col of compCols) children.push(f64(col));
   const batch = new RecordBatch(
     schema,
     makeData({ type: new Struct(schema.fields), length: n, children, nullCount: 0 }),
@@ -209,6 +259,7 @@ export function buildWindowBatch(
         const { col, bitmap } = quantCols[i]!;
         row[q.name] = ((bitmap[r >> 3] as number) >> (r & 7)) & 1 ? (col[r] as number) : null;
       });
+      COMPLETENESS_COLUMNS.forEach((c, i) => (row[c] = compCols[i]![r] as number));
       out.push(row);
     }
     return out;

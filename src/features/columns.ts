@@ -27,6 +27,20 @@ export const SUM_COLUMNS = [
   'file_open_errors',
   'runq_count',
   'runq_total_ns',
+  // Rows of source `cgroup` (TF_OP_CGROUP_STATS): increases over the window.
+  'cpu_usage_us',
+  'cpu_throttled_us',
+  'cpu_nr_throttled',
+  'cpu_pressure_some_us',
+  'cpu_pressure_full_us',
+  'io_pressure_some_us',
+  'io_pressure_full_us',
+  'memory_pressure_some_us',
+  'memory_pressure_full_us',
+  'memory_high_events',
+  'memory_max_events',
+  'memory_oom_events',
+  'memory_oom_kills',
 ] as const;
 export type SumColumn = (typeof SUM_COLUMNS)[number];
 export const NSUM = SUM_COLUMNS.length;
@@ -56,4 +70,52 @@ export const QUANTILE_COLUMNS: ReadonlyArray<{ name: string; hist: HistogramName
   { name: 'runq_p99_ns', hist: 'runq', q: 0.99 },
 ];
 
-export const FEATURE_SCHEMA_VERSION = '1';
+/**
+ * Completeness of a row, filled when its window closes. probe_* are the
+ * node-level counters of the row's probe in the window (TF_OP_PROBE_STATS
+ * records whose time falls in it): drops by reason, records the node dropped
+ * after the ring, and the largest sampling in force. sample_weight_max is the
+ * largest sample weight among the row's own records (1 = unsampled).
+ *
+ * coverage_ratio = delivered / (delivered + lost) for the row's probe on its
+ * node in the window, where delivered = emitted - sink_dropped and lost =
+ * ringbuf_full + sink_dropped: of the events the kernel decided to keep, the
+ * share that reached Kafka. Sampled-out and filtered events do not lower it
+ * (sampling is carried by the weights, filters are asked for). 1 when nothing
+ * was lost, and for rows of source `cgroup` (read from files, not a ring).
+ * probe_sample_n is 0 when no probe stats of that probe fell in the window.
+ */
+export const COMPLETENESS_COLUMNS = [
+  'sample_weight_max',
+  'probe_sample_n',
+  'probe_overload_n',
+  'probe_focus_count',
+  'probe_ringbuf_full',
+  'probe_filtered',
+  'probe_sampled_out',
+  'probe_map_full',
+  'probe_sink_dropped',
+  'coverage_ratio',
+] as const;
+export type CompletenessColumn = (typeof COMPLETENESS_COLUMNS)[number];
+
+/** Per (window, probe) slab of TF_OP_PROBE_STATS values, in this order. */
+export const PROBE_STAT_SLOTS = [
+  'sample_n', // max in the window
+  'overload_n', // max
+  'focus_count', // max
+  'emitted', // summed from here on
+  'ringbuf_full',
+  'filtered',
+  'sampled_out',
+  'map_full',
+  'sink_dropped',
+  'reports', // TF_OP_PROBE_STATS records seen
+] as const;
+export const NPS = PROBE_STAT_SLOTS.length;
+export const PS = Object.fromEntries(PROBE_STAT_SLOTS.map((c, i) => [c, i])) as Record<
+  (typeof PROBE_STAT_SLOTS)[number],
+  number
+>;
+
+export const FEATURE_SCHEMA_VERSION = '2';

@@ -4,6 +4,11 @@
  * this: it reads records straight into typed arrays.
  */
 import {
+  CGROUP_STATS_LAYOUT,
+  DROP_REASON_MAX,
+  DROP_REASON_NAMES,
+  PROBE_STATS_LAYOUT,
+  SOURCE_NAMES,
   EXEC_LAYOUT,
   EXIT_LAYOUT,
   Flag,
@@ -123,6 +128,12 @@ function readHist(dv: DataView, at: number): number[] {
 }
 
 const T = (name: string): number => fieldOffset(TCP_LAYOUT, name);
+
+/** TF_OP_CGROUP_STATS counters (after cgroup_id), as `cgroup.<field>` attributes. */
+const CGROUP_STATS_FIELDS = CGROUP_STATS_LAYOUT.fields
+  .filter((f) => f.name !== 'hdr' && f.name !== 'cgroup_id')
+  .map((f) => [`cgroup.${f.name}`, f.offset] as const);
+const PS = (name: string): number => fieldOffset(PROBE_STATS_LAYOUT, name);
 
 /** Decodes one record at `offset` of a records region. */
 export function decodeRecord(
@@ -304,6 +315,39 @@ export function decodeRecord(
           ...(info.podUid ? { 'k8s.pod.uid': info.podUid } : {}),
           'host.name': node,
         },
+      };
+    }
+    case Op.CGROUP_STATS: {
+      const attributes: Record<string, AttributeValue> = {
+        'cgroup.id': dv
+          .getBigUint64(fieldOffset(CGROUP_STATS_LAYOUT, 'cgroup_id'), true)
+          .toString(),
+      };
+      for (const [name, at] of CGROUP_STATS_FIELDS)
+        attributes[name] = Number(dv.getBigUint64(at, true));
+      attributes['host.name'] = node;
+      return { ...base, type: 'cgroup.stats', attributes };
+    }
+    case Op.PROBE_STATS: {
+      const probeId = dv.getUint32(PS('probe'), true);
+      const attributes: Record<string, AttributeValue> = {
+        'probe.sample_n': dv.getUint32(PS('sample_n'), true),
+        'probe.overload_n': dv.getUint32(PS('overload_n'), true),
+        'probe.focus_count': dv.getUint32(PS('focus_count'), true),
+        'probe.interval_ns': Number(dv.getBigUint64(PS('interval_ns'), true)),
+        'probe.emitted': Number(dv.getBigUint64(PS('emitted'), true)),
+      };
+      for (let r = 0; r < DROP_REASON_MAX; r++)
+        attributes[`probe.drops.${DROP_REASON_NAMES[r] ?? r}`] = Number(
+          dv.getBigUint64(PS('drops') + r * 8, true),
+        );
+      attributes['probe.sink_dropped'] = Number(dv.getBigUint64(PS('sink_dropped'), true));
+      attributes['host.name'] = node;
+      return {
+        ...base,
+        probe: SOURCE_NAMES[probeId] ?? `probe.${probeId}`,
+        type: 'probe.stats',
+        attributes,
       };
     }
     default:

@@ -378,6 +378,8 @@ export const RECORD_LAYOUTS: readonly RecordLayout[] = [
   FILE_OPEN_LAYOUT,
   RUNQ_SUMMARY_LAYOUT,
   SYSCALL_ERRNO_LAYOUT,
+  CGROUP_STATS_LAYOUT,
+  PROBE_STATS_LAYOUT,
 ];
 
 /** Layouts checked against the BTF of the compiled objects. */
@@ -426,8 +428,12 @@ export function fieldOffset(layout: RecordLayout, name: string): number {
   return f.offset;
 }
 
-/** Probe name for each op, used for per-probe counters. */
-export const PROBE_OF_OP: ReadonlyMap<number, ProbeName> = new Map([
+/**
+ * Source (probe family or user-space source) of each op, used for per-probe
+ * counters and feature rows. TF_OP_PROBE_STATS belongs to none: it describes
+ * the probe named in its body.
+ */
+export const PROBE_OF_OP: ReadonlyMap<number, SourceName> = new Map<number, SourceName>([
   [Op.EXEC, 'process'],
   [Op.EXIT, 'process'],
   [Op.TCP_CONNECT, 'tcp'],
@@ -442,6 +448,7 @@ export const PROBE_OF_OP: ReadonlyMap<number, ProbeName> = new Map([
   [Op.SYSCALL_ERRNO, 'syscalls'],
   [Op.FILE_OPEN, 'file'],
   [Op.RUNQ_SUMMARY, 'sched'],
+  [Op.CGROUP_STATS, 'cgroup'],
 ]);
 
 /** Offset of the cgroup id in each op's record (absent: the op carries none). */
@@ -461,15 +468,16 @@ export const CGROUP_OFFSET_BY_OP: ReadonlyMap<number, number> = new Map([
   [Op.FILE_OPEN, 40],
   [Op.RUNQ_SUMMARY, 24],
   [Op.CGROUP_INFO, 24],
+  [Op.CGROUP_STATS, fieldOffset(CGROUP_STATS_LAYOUT, 'cgroup_id')],
 ]);
 
 /** Hot-path forms of the maps above, indexed by op (0..255). */
 export const OpTable = {
   /** Offset of the cgroup id; 0 when the op carries none. */
   cgroupOffset: Uint8Array.from({ length: 256 }, (_, op) => CGROUP_OFFSET_BY_OP.get(op) ?? 0),
-  /** Index into PROBE_NAMES of the op's probe; 255 when the op belongs to none. */
+  /** Index into SOURCE_NAMES of the op's source; 255 when the op belongs to none. */
   probeIndex: Uint8Array.from({ length: 256 }, (_, op) => {
     const probe = PROBE_OF_OP.get(op);
-    return probe === undefined ? 255 : PROBE_NAMES.indexOf(probe);
+    return probe === undefined ? 255 : SOURCE_NAMES.indexOf(probe);
   }),
 } as const;

@@ -68,6 +68,31 @@ export function agentMetrics(agent: NodeAgent): Registry {
     () => [[{}, agent.stats().publisher.sendErrors]],
   );
 
+  mirrorCounter(
+    registry,
+    'tracefeed_overload_changes_total',
+    'Overload sampling steps the node took itself, by probe and direction (up, down).',
+    ['probe', 'direction'],
+    () =>
+      agent
+        .stats()
+        .overloadChanges.map((c) => [{ probe: c.probe, direction: c.direction }, c.count]),
+  );
+  mirrorCounter(
+    registry,
+    'tracefeed_cgroup_stats_records_total',
+    'TF_OP_CGROUP_STATS records built from the cgroup files.',
+    [],
+    () => [[{}, agent.stats().cgroupStats?.records ?? 0]],
+  );
+  mirrorCounter(
+    registry,
+    'tracefeed_cgroup_stats_read_failures_total',
+    'cgroup file reads that failed (files that do not exist are not failures).',
+    [],
+    () => [[{}, agent.stats().cgroupStats?.readFailures ?? 0]],
+  );
+
   new Gauge({
     name: 'tracefeed_buffered_bytes',
     help: 'Bytes of frames waiting for Kafka.',
@@ -108,7 +133,16 @@ export function agentMetrics(agent: NodeAgent): Registry {
     labelNames: ['probe'],
     registers: [registry],
     collect() {
-      for (const p of probes()) this.set({ probe: p.probe }, p.settings.sample_n);
+      for (const p of probes()) this.set({ probe: p.probe }, p.effective_sample_n);
+    },
+  });
+  new Gauge({
+    name: 'tracefeed_probe_overload_n',
+    help: 'Factor the node applied to sample_n itself under overload (1 = none).',
+    labelNames: ['probe'],
+    registers: [registry],
+    collect() {
+      for (const p of probes()) this.set({ probe: p.probe }, p.overload_n);
     },
   });
   return registry;

@@ -110,6 +110,10 @@ export interface NativeFrameSink {
   stats(): FrameSinkStats;
   /** Records appended per op since start (index = op). */
   opCounts(): Float64Array;
+  /** Records dropped after the ring (buffer bound exceeded, stop, failed delivery) per op (index = op). */
+  droppedByOp(): Float64Array;
+  /** cgroup ids the frames closed since the previous call carried (then forgotten). */
+  takeSeenCgroups(): bigint[];
   /** cgroup ids frames could not name yet (each reported once). */
   takeWantedCgroups(): bigint[];
   setCgroupName(id: bigint, path: string): void;

@@ -11,9 +11,14 @@ import { ConfigError, TracefeedError, isRetriable } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { Topics } from '../common/kafka.js';
 import { bpfObjectPath } from '../common/paths.js';
-import { CgroupResolver } from './cgroup-resolver.js';
+import { CgroupResolver, cgroup2Root } from './cgroup-resolver.js';
+import {
+  CgroupStatsCollector,
+  type CgroupStatsCounters,
+  type CgroupStatsOptions,
+} from './cgroup-stats.js';
 import { FAMILIES, type FamilySpec } from './families.js';
-import { OP_TYPE, OpTable, PROBE_NAMES, type ProbeName } from './layout.js';
+import { DropReason, OP_TYPE, OpTable, SOURCE_NAMES, type ProbeName } from './layout.js';
 import {
   loadNative,
   openObject,
@@ -23,7 +28,7 @@ import {
   type NativeFrameSink,
 } from './native.js';
 import { preflight } from './preflight.js';
-import { ProbeController, type ProbeState } from './probe-controller.js';
+import { ProbeController, overloadSampleN, type ProbeState } from './probe-controller.js';
 import {
   applyPatch,
   defaultSettings,
@@ -31,6 +36,8 @@ import {
   type ProbePatch,
 } from './probe-settings.js';
 import { flushSummaryMap } from './summaries.js';
+import { OverloadGovernor, type OverloadOptions } from './overload-governor.js';
+import { ProbeStatsReporter } from './probe-stats.js';
 
 /** The Kafka side of the sink's stats. */
 export type PublisherStats = Omit<FrameSinkStats, 'framesBuilt' | 'malformed'>;
@@ -56,6 +63,10 @@ export interface NodeAgentOptions {
   summaryIntervalMs: number;
   /** Settings applied on start, per probe, over the defaults. */
   probes: Partial<Record<ProbeName, ProbePatch>>;
+  /** Which cgroups the always-on cgroup signals read (see CgroupStatsOptions). Default: discover every 6 intervals, idle after 12. */
+  cgroupStats?: Partial<CgroupStatsOptions>;
+  /** Overload sampling by the node (see OverloadOptions). Default: x4 steps up to 1024, calm 5 s, floor `process`. */
+  overload?: Partial<OverloadOptions>;
   /** Load only these families (default: all). */
   families?: readonly ProbeName[];
   log: Logger;
@@ -93,6 +104,10 @@ export interface AgentStats {
   malformed: number;
   /** cgroup ids seen that could not be resolved to a path. */
   cgroupMisses: number;
+  /** The always-on cgroup signals: passes, records, reads, read failures, missing files. */
+  cgroupStats: CgroupStatsCounters | undefined;
+  /** Overload steps taken by the node, by probe and direction. */
+  overloadChanges: Array<{ probe: string; direction: 'up' | 'down'; count: number }>;
   publisher: PublisherStats;
 }
 
@@ -116,11 +131,23 @@ export class NodeAgent {
   private readonly rates = new Map<string, number>();
   private prevCounts = new Map<string, number>();
   private stopped = false;
+  private readonly cgroupStats: CgroupStatsCollector | undefined;
+  private readonly probeStats = new ProbeStatsReporter();
+  private readonly governor: OverloadGovernor;
 
   constructor(private readonly opts: NodeAgentOptions) {
     // CLOCK_MONOTONIC (bpf_ktime_get_ns) to wall clock: Node's hrtime is the same clock.
     this.bootTimeNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
     this.cgroups = new CgroupResolver();
+    const root = cgroup2Root();
+    this.cgroupStats = root
+      ? new CgroupStatsCollector(
+          root,
+          (id) => this.cgroups.resolve(id)?.path,
+          opts.cgroupStats ?? {},
+        )
+      : undefined;
+    this.governor = new OverloadGovernor(opts.overload ?? {}, opts.log);
   }
 
   /** Loads every probe family, applies the start settings, and starts publishing. */
@@ -168,7 +195,12 @@ export class NodeAgent {
       throw toBpfError(err);
     }
     this.timers.push(setInterval(() => this.flushSummaries(), this.opts.summaryIntervalMs));
-    this.timers.push(setInterval(() => this.updateRates(), 1000));
+    this.timers.push(
+      setInterval(() => {
+        this.updateRates();
+        this.governOverload();
+      }, 1000),
+    );
   }
 
   private startSink(FrameSink: ReturnType<typeof loadNative>['FrameSink']): NativeFrameSink {
@@ -307,7 +339,7 @@ export class NodeAgent {
     for (let op = 0; op < 256; op++) {
       const n = counts[op]!;
       if (n === 0) continue;
-      const probe = PROBE_NAMES[OpTable.probeIndex[op]!] ?? 'unknown';
+      const probe = SOURCE_NAMES[OpTable.probeIndex[op]!] ?? 'unknown';
       out.set(probe, (out.get(probe) ?? 0) + n);
     }
     return out;
@@ -319,10 +351,77 @@ export class NodeAgent {
     this.prevCounts = next;
   }
 
+  /** One look at ring and sink pressure: overload sampling up or down. */
+  private governOverload(): void {
+    const sink = this.sink;
+    if (!sink || this.stopped) return;
+    const s = sink.stats();
+    try {
+      this.governor.tick(
+        [...this.families.values()].map((f) => ({
+          name: f.spec.name,
+          enabled: f.control.current.enabled,
+          ...ringCounters(f.control.counters()),
+          eventsPerSecond: this.rates.get(f.spec.name) ?? 0,
+          overloadN: f.control.overloadFactor,
+          setOverloadFactor: (n: number) => {
+            f.control.setOverloadFactor(n);
+          },
+        })),
+        {
+          bufferedBytes: s.bufferedBytes,
+          bufferMaxBytes: this.opts.bufferMaxBytes,
+          eventsDropped: s.eventsDropped,
+        },
+      );
+    } catch (err) {
+      this.opts.log.warn({ err: (err as Error).message }, 'overload check failed');
+    }
+  }
+
+  /** The interval's probe stats and cgroup signals, through the sink like the summaries. */
+  private flushSignals(now: bigint, interval: bigint): void {
+    const sink = this.sink;
+    if (!sink) return;
+    try {
+      const batch = this.probeStats.build(
+        [...this.families.values()].map((f) => {
+          const c = f.control.counters();
+          return {
+            name: f.spec.name,
+            probeId: f.spec.probeId,
+            generation: f.control.currentGeneration,
+            sampleN: overloadSampleN(f.control.current.sample_n, f.control.overloadFactor),
+            overloadN: f.control.overloadFactor,
+            focusCount: f.control.focusCount,
+            emitted: c.emitted,
+            drops: c.drops,
+          };
+        }),
+        sink.droppedByOp(),
+        now,
+        interval,
+      );
+      if (batch.count > 0) sink.append(batch.records, batch.count);
+    } catch (err) {
+      this.opts.log.warn({ err: (err as Error).message }, 'probe stats failed');
+    }
+    if (!this.cgroupStats) return;
+    try {
+      const batch = this.cgroupStats.collect(sink.takeSeenCgroups(), now);
+      if (batch.count > 0) sink.append(batch.records, batch.count);
+    } catch (err) {
+      this.opts.log.warn({ err: (err as Error).message }, 'cgroup signals failed');
+    }
+  }
+
   private flushSummaries(only?: LoadedFamily): void {
     const now = process.hrtime.bigint();
     const interval = now - this.lastSummaryAt;
-    if (!only) this.lastSummaryAt = now;
+    if (!only) {
+      this.lastSummaryAt = now;
+      this.flushSignals(now, interval);
+    }
     for (const fam of only ? [only] : this.families.values()) {
       for (const s of fam.spec.summaries) {
         try {
@@ -361,6 +460,8 @@ export class NodeAgent {
       framesBuilt,
       malformed,
       cgroupMisses: this.cgroups.misses,
+      cgroupStats: this.cgroupStats ? { ...this.cgroupStats.counters } : undefined,
+      overloadChanges: this.governor.changesByProbe(),
       publisher,
     };
   }
@@ -382,6 +483,7 @@ export class NodeAgent {
       }
     }
     this.flushSummaries();
+    this.cgroupStats?.close();
     const probes = this.probes();
     this.stopped = true;
     this.closeFamilies();
@@ -402,6 +504,13 @@ export class NodeAgent {
     }
     this.families.clear();
   }
+}
+
+function ringCounters(c: { emitted: number; drops: number[] }): {
+  emitted: number;
+  ringbufFull: number;
+} {
+  return { emitted: c.emitted, ringbufFull: c.drops[DropReason.RINGBUF_FULL] ?? 0 };
 }
 
 const EMPTY_SINK_STATS: FrameSinkStats = {

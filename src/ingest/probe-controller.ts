@@ -250,6 +250,21 @@ export class ProbeController {
     return this.state();
   }
 
+  /** Per-cgroup focuses in force in the kernel (distinct cgroup ids). */
+  get focusCount(): number {
+    return this.focusEntries.size;
+  }
+
+  /** The kernel's counters of this probe since load: records emitted and drops by reason (DROP_REASON_NAMES order). */
+  counters(): { emitted: number; drops: number[] } {
+    const d = this.obj.sumPercpuCounters('tf_drops');
+    const e = this.obj.sumPercpuCounters('tf_emitted');
+    const drops: number[] = [];
+    for (let r = 0; r < DROP_REASON_MAX; r++)
+      drops.push(Number(d[this.spec.probeId * DROP_REASON_MAX + r] ?? 0n));
+    return { emitted: Number(e[this.spec.probeId] ?? 0n), drops };
+  }
+
   state(): ProbeState {
     const programs = this.obj.programs().filter((p) => !this.unavailable.has(p.name));
     const counters = this.obj.sumPercpuCounters('tf_drops');

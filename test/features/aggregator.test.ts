@@ -92,7 +92,7 @@ describe('window aggregator', () => {
     expect(proc.tcp_duration_p50_ns).toBeNull();
 
     const table = tableFromIPC(toIpcStream(featureSchema(WINDOW), [batch]));
-    expect(table.schema.metadata.get('tracefeed.schema_version')).toBe('1');
+    expect(table.schema.metadata.get('tracefeed.schema_version')).toBe('2');
     expect(String(table.schema.fields.find((f) => f.name === 'window_start')!.type)).toBe(
       'Timestamp<NANOSECOND, UTC>',
     );
@@ -146,5 +146,117 @@ describe('window aggregator', () => {
     expect(agg.pendingMinOffsets().get(0)).toBe(10);
     agg.closeDue(base); // watermark 1200 closes window 0
     expect(agg.pendingMinOffsets().get(0)).toBe(11);
+  });
+});
+
+describe('cgroup signals and completeness columns', () => {
+  const { CGROUP_STATS_LAYOUT, PROBE_STATS_LAYOUT, Probe, fieldOffset } = layout;
+  const cgStats = (ms: number, cgroup: bigint, values: Record<string, number>) =>
+    rec(Op.CGROUP_STATS, CGROUP_STATS_LAYOUT.size, ms, 1, (b) => {
+      b.writeBigUInt64LE(cgroup, fieldOffset(CGROUP_STATS_LAYOUT, 'cgroup_id'));
+      for (const [k, v] of Object.entries(values))
+        b.writeBigUInt64LE(BigInt(v), fieldOffset(CGROUP_STATS_LAYOUT, k));
+    });
+  const probeStats = (
+    ms: number,
+    probe: number,
+    v: { sample_n: number; overload_n: number; emitted: number; drops: number[]; sink: number },
+  ) =>
+    rec(Op.PROBE_STATS, PROBE_STATS_LAYOUT.size, ms, 1, (b) => {
+      const at = (n: string) => fieldOffset(PROBE_STATS_LAYOUT, n);
+      b.writeUInt32LE(probe, at('probe'));
+      b.writeUInt32LE(v.sample_n, at('sample_n'));
+      b.writeUInt32LE(v.overload_n, at('overload_n'));
+      b.writeBigUInt64LE(BigInt(v.emitted), at('emitted'));
+      v.drops.forEach((d, i) => b.writeBigUInt64LE(BigInt(d), at('drops') + i * 8));
+      b.writeBigUInt64LE(BigInt(v.sink), at('sink_dropped'));
+    });
+
+  it('puts cgroup stats in rows of source cgroup and probe stats in every row of that probe', () => {
+    const agg = new WindowAggregator({ windowMs: WINDOW, allowedLatenessMs: 0, idleCloseMs: 0 });
+    agg.ingestFrame(
+      frame('n1', [
+        info(7n, '/svc/a'),
+        exec(100, 7n, 4),
+        exec(150, 8n),
+        cgStats(200, 7n, { cpu_usage_us: 900, cpu_throttled_us: 300, memory_oom_kill: 1 }),
+        cgStats(600, 7n, { cpu_usage_us: 100, cpu_some_us: 50, memory_oom_kill: 1 }),
+        // Two reports of the process probe in the window: counters add, sampling takes the max.
+        probeStats(300, Probe.PROCESS, {
+          sample_n: 1,
+          overload_n: 1,
+          emitted: 60,
+          drops: [10, 5, 0, 0],
+          sink: 0,
+        }),
+        probeStats(800, Probe.PROCESS, {
+          sample_n: 4,
+          overload_n: 4,
+          emitted: 40,
+          drops: [10, 0, 30, 0],
+          sink: 20,
+        }),
+        probeStats(900, Probe.TCP, {
+          sample_n: 1,
+          overload_n: 1,
+          emitted: 0,
+          drops: [0, 0, 0, 0],
+          sink: 0,
+        }),
+      ]),
+    );
+    const [w] = agg.closeDue(Date.now());
+    const rows = buildWindowBatch(w!, agg.cgroupNames('n1'), featureSchema(WINDOW)).rows();
+    const cg = rows.find((r) => r.probe === 'cgroup')!;
+    expect(cg).toMatchObject({
+      workload: '/svc/a',
+      events: 2,
+      cpu_usage_us: 1000,
+      cpu_throttled_us: 300,
+      cpu_pressure_some_us: 50,
+      memory_oom_kills: 2,
+      exec_count: 0,
+      sample_weight_max: 1,
+      probe_sample_n: 0,
+      coverage_ratio: 1,
+    });
+    const procA = rows.find((r) => r.probe === 'process' && r.workload === '/svc/a')!;
+    const procB = rows.find((r) => r.probe === 'process' && r.cgroup_id === '8')!;
+    expect(procA.exec_count).toBe(4);
+    expect(procA.sample_weight_max).toBe(4);
+    expect(procB.sample_weight_max).toBe(1);
+    for (const r of [procA, procB]) {
+      expect(r).toMatchObject({
+        probe_sample_n: 4,
+        probe_overload_n: 4,
+        probe_ringbuf_full: 20,
+        probe_filtered: 5,
+        probe_sampled_out: 30,
+        probe_map_full: 0,
+        probe_sink_dropped: 20,
+      });
+      // delivered (100 emitted - 20 dropped by the sink) / (100 emitted + 20 ringbuf_full)
+      expect(r.coverage_ratio).toBeCloseTo(80 / 120, 10);
+    }
+    expect(rows.some((r) => r.probe === 'tcp')).toBe(false); // stats alone make no row
+  });
+
+  it('keeps coverage 1 when nothing was lost, whatever was sampled or filtered', () => {
+    const agg = new WindowAggregator({ windowMs: WINDOW, allowedLatenessMs: 0, idleCloseMs: 0 });
+    agg.ingestFrame(
+      frame('n1', [
+        exec(100, 7n, 8),
+        probeStats(300, Probe.PROCESS, {
+          sample_n: 8,
+          overload_n: 1,
+          emitted: 10,
+          drops: [0, 50, 70, 0],
+          sink: 0,
+        }),
+      ]),
+    );
+    const [w] = agg.closeDue(Date.now());
+    const [row] = buildWindowBatch(w!, agg.cgroupNames('n1'), featureSchema(WINDOW)).rows();
+    expect(row).toMatchObject({ coverage_ratio: 1, probe_sampled_out: 70, probe_filtered: 50 });
   });
 });

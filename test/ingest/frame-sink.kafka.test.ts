@@ -226,6 +226,12 @@ describe('native frame sink', () => {
     expect(during.framesDropped).toBe(14);
     expect(during.eventsSent + during.bufferedEvents + during.eventsDropped).toBe(appended);
     expect(during.lagMs).toBeGreaterThan(0);
+    // Drops are known per op, so each probe can say what it lost after the ring.
+    expect(sink.droppedByOp()[Op.RUNQ_SUMMARY]).toBe(during.eventsDropped);
+    expect(sink.droppedByOp().reduce((a, b) => a + b, 0)).toBe(during.eventsDropped);
+    // The cgroups of the closed frames, once per call.
+    expect(sink.takeSeenCgroups()).toEqual([9n]);
+    expect(sink.takeSeenCgroups()).toEqual([]);
     await sink.stop(200);
     const after = sink.stats();
     expect(after.bufferedFrames).toBe(0);
@@ -234,6 +240,7 @@ describe('native frame sink', () => {
     // After stop nothing is framed, and that is counted too.
     expect(sink.append(records(1, [9n]), 1)).toBe(false);
     expect(sink.stats().eventsDropped).toBe(appended + 1);
+    expect(sink.droppedByOp()[Op.RUNQ_SUMMARY]).toBe(appended + 1);
   }, 30_000);
 
   it('refuses bad options with an error naming the option', () => {

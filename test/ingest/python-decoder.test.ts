@@ -38,12 +38,31 @@ describe('python frame decoder', () => {
       b.writeBigUInt64LE(5_000_000_000n, o('lifetime_ns'));
       b.write('naïve-proc', o('comm'), 'utf8');
     });
+    const cgStats = record(layout.Op.CGROUP_STATS, layout.CGROUP_STATS_LAYOUT.size, (b) => {
+      const L = layout.CGROUP_STATS_LAYOUT;
+      L.fields
+        .filter((f) => f.name !== 'hdr')
+        .forEach((f, i) => b.writeBigUInt64LE(BigInt(1000 + i), f.offset));
+      b.writeUInt32LE(1, 20);
+    });
+    const probeStats = record(layout.Op.PROBE_STATS, layout.PROBE_STATS_LAYOUT.size, (b) => {
+      const o = (n: string): number => layout.fieldOffset(layout.PROBE_STATS_LAYOUT, n);
+      b.writeUInt32LE(layout.Probe.FILE, o('probe'));
+      b.writeUInt32LE(16, o('sample_n'));
+      b.writeUInt32LE(4, o('overload_n'));
+      b.writeUInt32LE(2, o('focus_count'));
+      b.writeBigUInt64LE(5_000_000_000n, o('interval_ns'));
+      b.writeBigUInt64LE(777n, o('emitted'));
+      for (let r = 0; r < layout.DROP_REASON_MAX; r++)
+        b.writeBigUInt64LE(BigInt(10 + r), o('drops') + r * 8);
+      b.writeBigUInt64LE(3n, o('sink_dropped'));
+    });
     const frame = encodeFrame({
       node: 'nœud-1',
       bootTimeNs: 1_764_000_000_123_456_789n,
       sequence: 7n,
-      chunks: [exec, exit],
-      eventCount: 2,
+      chunks: [exec, exit, cgStats, probeStats],
+      eventCount: 4,
     });
     const dir = mkdtempSync(join(tmpdir(), 'tf-py-'));
     writeFileSync(join(dir, 'frame.bin'), frame);
@@ -60,6 +79,25 @@ describe('python frame decoder', () => {
       .map((l) => JSON.parse(l) as unknown);
     expect(py).toEqual(JSON.parse(JSON.stringify(decodeFrameEvents(frame))));
     expect((py[0] as { truncated: boolean }).truncated).toBe(true);
+    expect(py[2]).toMatchObject({
+      type: 'cgroup.stats',
+      probe: 'cgroup',
+      attributes: {
+        'cgroup.id': '1000',
+        'cgroup.cpu_usage_us': 1002,
+        'cgroup.memory_oom_kill': 1014,
+      },
+    });
+    expect(py[3]).toMatchObject({
+      type: 'probe.stats',
+      probe: 'file',
+      attributes: {
+        'probe.sample_n': 16,
+        'probe.overload_n': 4,
+        'probe.drops.sampled_out': 12,
+        'probe.sink_dropped': 3,
+      },
+    });
   });
 
   it('rejects garbage with a named reason', () => {
