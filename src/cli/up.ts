@@ -46,6 +46,8 @@ export interface UpOptions {
   agent: boolean;
   /** Port of the agent's HTTP API (POST /v1/ask); 0 turns it off. */
   agentPort: number;
+  /** Serve GET /metrics on every local API without a token. Default false. */
+  metricsOpen?: boolean;
   format: OutputFormat;
   log: Logger;
 }
@@ -80,10 +82,16 @@ export async function runUp(o: UpOptions): Promise<number> {
     await audit?.close();
   };
   try {
-    if (o.apiPort > 0) api = await startControlApi(agent, o.apiPort, o.log);
+    const security = { metrics_open: o.metricsOpen ?? false };
+    if (o.apiPort > 0) api = await startControlApi(agent, o.apiPort, o.log, '127.0.0.1', security);
     if (o.features) {
       stage = new FeatureStage(
-        { brokers: o.brokers, window_seconds: o.windowSeconds, http_port: o.featuresPort },
+        {
+          brokers: o.brokers,
+          window_seconds: o.windowSeconds,
+          http_port: o.featuresPort,
+          http_security: security,
+        },
         o.log,
       );
       await stage.start();
@@ -124,7 +132,8 @@ export async function runUp(o: UpOptions): Promise<number> {
         log: o.log,
       });
       analysis = await new AnalysisWorker({ agent: ai, brokers: o.brokers, log: o.log }).start();
-      if (o.agentPort > 0) agentApi = await startAgentApi(ai, o.agentPort, { log: o.log });
+      if (o.agentPort > 0)
+        agentApi = await startAgentApi(ai, o.agentPort, { log: o.log, security });
     }
   } catch (err) {
     api?.close();
