@@ -3,6 +3,7 @@ import type { Logger } from '../common/logger.js';
 import { ensureTopics } from '../common/kafka.js';
 import { NodeAgent, DEFAULT_AGENT_OPTIONS, preflight, type AgentStats } from '../ingest/index.js';
 import { infraUp } from '../infra/index.js';
+import { tokenPath } from '../common/http-auth.js';
 import { startControlApi } from '../ingest/control-api.js';
 import { FeatureStage, type FeatureStageStats } from '../features/index.js';
 import {
@@ -83,6 +84,10 @@ export async function runUp(o: UpOptions): Promise<number> {
   };
   try {
     const security = { metrics_open: o.metricsOpen ?? false };
+    o.log.info(
+      { token_file: tokenPath(), metrics_open: security.metrics_open },
+      'local APIs require the bearer token in this file (the CLI reads it)',
+    );
     if (o.apiPort > 0) api = await startControlApi(agent, o.apiPort, o.log, '127.0.0.1', security);
     if (o.features) {
       stage = new FeatureStage(
