@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { request } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -353,4 +354,62 @@ describe('authenticated local APIs', () => {
       /refusing to serve the agent API on 0\.0\.0\.0 over plain HTTP[\s\S]*--allow-plaintext/,
     );
   }, 60_000);
+});
+
+describe('an API beyond loopback', () => {
+  it('serves HTTPS on 0.0.0.0 when TLS is configured, and still wants the token', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tf-auth-tls-'));
+    const cert = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    await run('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=localhost',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ]);
+    const token = randomBytes(32).toString('hex');
+    const { server } = await serveApi(
+      {
+        what: 'test API',
+        flag: '--port',
+        port: 0,
+        host: '0.0.0.0',
+        security: { token, tls_cert_path: cert, tls_key_path: key },
+      },
+      (_req, res) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end('{"secret":true}');
+      },
+    );
+    try {
+      const port = (server.address() as { port: number }).port;
+      const get = (headers: Record<string, string>) =>
+        new Promise<number>((resolve, reject) => {
+          const req = httpsRequest(
+            { host: '127.0.0.1', port, path: '/v1/x', headers, rejectUnauthorized: false },
+            (res) => {
+              res.resume();
+              resolve(res.statusCode ?? 0);
+            },
+          );
+          req.on('error', reject);
+          req.end();
+        });
+      expect(await get({})).toBe(401);
+      expect(await get({ authorization: `Bearer ${token}` })).toBe(200);
+      expect(await get({ authorization: `Bearer ${token}`, origin: 'http://127.0.0.1' })).toBe(403);
+    } finally {
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 });
