@@ -171,7 +171,8 @@ def decode_frame(data: bytes) -> Frame:
     if header_len + records_len != len(buf):
         reason = "truncated" if header_len + records_len > len(buf) else "bad-header"
         raise FrameError(f"frame says {header_len}+{records_len} bytes but has {len(buf)}", reason, 12)
-    node = bytes(buf[40 : 40 + node_len]).decode("utf-8")
+    # Invalid UTF-8 is replaced (U+FFFD), as the TypeScript decoder does.
+    node = bytes(buf[40 : 40 + node_len]).decode("utf-8", errors="replace")
     frame = Frame(version, node, boot, seq, count)
     off = header_len
     end = len(buf)

@@ -196,6 +196,51 @@ void FrameSinkCore::Wake() {
 	(void)r;  // EAGAIN means a wake-up is already pending
 }
 
+// Puts whole records (len <= frame_max_bytes, or one record) into the open
+// frame, closing it first when they would not fit and after when it is full.
+// A failed allocation drops them, counted.
+bool FrameSinkCore::PlaceLocked(const uint8_t* data, size_t len, uint32_t seen,
+                                const std::vector<uint64_t>& cgroups, const uint32_t* counts) {
+	if (rec_len_ > 0 && rec_len_ + len > opts_.frame_max_bytes)
+		CloseFrameLocked();
+	const bool opened = rec_len_ == 0;
+	const size_t need = header_len_ + rec_len_ + len;
+	if (need > cap_) {
+		size_t cap = header_len_ + (opts_.frame_max_bytes > len ? opts_.frame_max_bytes : len);
+		if (cap < need)
+			cap = need;
+		uint8_t* grown = static_cast<uint8_t*>(realloc(buf_, cap));
+		if (grown == nullptr) {
+			stats_.frames_dropped++;
+			stats_.events_dropped += seen;
+			for (int op = 0; op < 256; op++)
+				dropped_by_op_[op] += counts[op];
+			return false;
+		}
+		buf_ = grown;
+		cap_ = cap;
+	}
+	memcpy(buf_ + header_len_ + rec_len_, data, len);
+	rec_len_ += len;
+	events_in_frame_ += seen;
+	for (uint64_t id : cgroups)
+		if (frame_cgroups_.insert(id).second)
+			AskNameLocked(id);
+	if (opened) {
+		deadline_ms_ = NowMs() + opts_.linger_ms;
+		ArmLocked(deadline_ms_);
+	}
+	SignalWantedLocked();
+	for (int op = 0; op < 256; op++)
+		if (counts[op] != 0) {
+			frame_ops_[op] += counts[op];
+			op_counts_[op].fetch_add(counts[op], std::memory_order_relaxed);
+		}
+	if (rec_len_ >= opts_.frame_max_bytes)
+		CloseFrameLocked();
+	return true;
+}
+
 bool FrameSinkCore::Append(const uint8_t* data, size_t len, uint32_t n) {
 	if (len == 0)
 		return true;
@@ -243,44 +288,45 @@ bool FrameSinkCore::Append(const uint8_t* data, size_t len, uint32_t n) {
 		                 " records)");
 		return false;
 	}
-	if (rec_len_ > 0 && rec_len_ + len > opts_.frame_max_bytes)
-		CloseFrameLocked();
-	const bool opened = rec_len_ == 0;
-	const size_t need = header_len_ + rec_len_ + len;
-	if (need > cap_) {
-		size_t cap = header_len_ + (opts_.frame_max_bytes > len ? opts_.frame_max_bytes : len);
-		if (cap < need)
-			cap = need;
-		uint8_t* grown = static_cast<uint8_t*>(realloc(buf_, cap));
-		if (grown == nullptr) {
-			stats_.frames_dropped++;
-			stats_.events_dropped += seen;
-			for (int op = 0; op < 256; op++)
-				dropped_by_op_[op] += counts[op];
-			return false;
+	bool placed = true;
+	if (len <= opts_.frame_max_bytes) {
+		placed = PlaceLocked(data, len, seen, cgroups, counts);
+	} else {
+		// A region over the frame bound (a large summary flush) is split at
+		// record boundaries, so that every frame stays under the broker's
+		// message limit; no record is left out.
+		size_t start = 0;
+		while (start < len) {
+			size_t end = start;
+			uint32_t piece_seen = 0;
+			uint32_t piece_counts[256] = {};
+			std::vector<uint64_t> piece_cgroups;
+			uint64_t piece_last = 0;
+			while (end < len) {
+				uint32_t size;
+				memcpy(&size, data + end + 4, 4);
+				if (end > start && end - start + size > opts_.frame_max_bytes)
+					break;  // a lone record over the bound still gets its own frame
+				const uint8_t op = data[end];
+				piece_counts[op]++;
+				const uint8_t at = opts_.cgroup_offset[op];
+				if (at != 0 && at + 8u <= size) {
+					uint64_t id;
+					memcpy(&id, data + end + at, 8);
+					if (id != piece_last) {
+						piece_last = id;
+						piece_cgroups.push_back(id);
+					}
+				}
+				end += size;
+				piece_seen++;
+			}
+			placed = PlaceLocked(data + start, end - start, piece_seen, piece_cgroups, piece_counts) &&
+			         placed;
+			start = end;
 		}
-		buf_ = grown;
-		cap_ = cap;
 	}
-	memcpy(buf_ + header_len_ + rec_len_, data, len);
-	rec_len_ += len;
-	events_in_frame_ += seen;
-	for (uint64_t id : cgroups)
-		if (frame_cgroups_.insert(id).second)
-			AskNameLocked(id);
-	if (opened) {
-		deadline_ms_ = NowMs() + opts_.linger_ms;
-		ArmLocked(deadline_ms_);
-	}
-	SignalWantedLocked();
-	for (int op = 0; op < 256; op++)
-		if (counts[op] != 0) {
-			frame_ops_[op] += counts[op];
-			op_counts_[op].fetch_add(counts[op], std::memory_order_relaxed);
-		}
-	if (rec_len_ >= opts_.frame_max_bytes)
-		CloseFrameLocked();
-	return true;
+	return placed;
 }
 
 // Asks JS for a cgroup's name the first time the sink meets it unnamed, so

@@ -88,7 +88,8 @@ public:
 	                                             std::string* error);
 
 	// Appends a region of whole records (n of them). Thread-safe. A region
-	// whose record walk fails is dropped whole and counted as malformed.
+	// whose record walk fails is dropped whole and counted as malformed; one
+	// over frame_max_bytes is split into several frames at record boundaries.
 	bool Append(const uint8_t* data, size_t len, uint32_t n);
 
 	// Closes the open frame, stops the thread, waits up to timeout_ms for
@@ -118,6 +119,9 @@ private:
 	};
 
 	void Run();
+	// Puts one region (whole records, `counts` of them per op) into the open frame; the caller holds mu_.
+	bool PlaceLocked(const uint8_t* data, size_t len, uint32_t seen, const std::vector<uint64_t>& cgroups,
+	                 const uint32_t* counts);
 	void CloseFrameLocked();
 	void AskNameLocked(uint64_t id);
 	void SignalWantedLocked();

@@ -7,11 +7,16 @@
  *                     pieces, then one `result` (the AskResult) or `error`.
  *   GET  /v1/status   mode, model, anomalies known
  *   GET  /metrics     Prometheus text format (tokens, cost, questions, ...)
+ *   GET  /healthz     {"ok":true}, without a token
+ *
+ * Every other request needs the installation's bearer token and JSON bodies
+ * (see src/common/http-auth.ts); a non-loopback `host` needs TLS or
+ * `allow_plaintext`.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { TracefeedError } from '../common/errors.js';
-import { listen } from '../common/http.js';
+import { serveApi, type ApiSecurityInput } from '../common/http-auth.js';
 import type { Logger } from '../common/logger.js';
 import type { TracefeedAgent } from './agent.js';
 
@@ -63,85 +68,92 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
 export async function startAgentApi(
   agent: TracefeedAgent,
   port: number = DEFAULT_AGENT_API_PORT,
-  opts: { host?: string; log?: Logger } = {},
+  opts: { host?: string; log?: Logger; security?: ApiSecurityInput } = {},
 ): Promise<Server> {
   const host = opts.host ?? '127.0.0.1';
-  const server = createServer((req, res) => {
-    void (async () => {
-      const url = new URL(req.url ?? '/', `http://${host}`);
-      let streaming = false;
-      try {
-        if (req.method === 'POST' && url.pathname === '/v1/ask') {
-          const parsed = askRequestSchema.safeParse(await readJson(req));
-          if (!parsed.success)
-            throw new HttpError(
-              400,
-              `invalid request: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ')}`,
-            );
-          const body = parsed.data;
-          streaming = body.stream || (req.headers.accept ?? '').includes('text/event-stream');
-          const ac = new AbortController();
-          res.on('close', () => {
-            if (!res.writableFinished) ac.abort();
-          });
-          if (!streaming) {
-            send(
-              res,
-              200,
-              await agent.ask(body.question, {
-                ...(body.conversation_id ? { conversationId: body.conversation_id } : {}),
-                signal: ac.signal,
-              }),
-            );
-            return;
+  const { server } = await serveApi(
+    {
+      what: 'agent API',
+      flag: 'pass --port',
+      port,
+      host,
+      ...(opts.security ? { security: opts.security } : {}),
+      ...(opts.log ? { log: opts.log } : {}),
+    },
+    (req, res, url) =>
+      void (async () => {
+        let streaming = false;
+        try {
+          if (req.method === 'POST' && url.pathname === '/v1/ask') {
+            const parsed = askRequestSchema.safeParse(await readJson(req));
+            if (!parsed.success)
+              throw new HttpError(
+                400,
+                `invalid request: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ')}`,
+              );
+            const body = parsed.data;
+            streaming = body.stream || (req.headers.accept ?? '').includes('text/event-stream');
+            const ac = new AbortController();
+            res.on('close', () => {
+              if (!res.writableFinished) ac.abort();
+            });
+            if (!streaming) {
+              send(
+                res,
+                200,
+                await agent.ask(body.question, {
+                  ...(body.conversation_id ? { conversationId: body.conversation_id } : {}),
+                  signal: ac.signal,
+                }),
+              );
+              return;
+            }
+            res.writeHead(200, {
+              'content-type': 'text/event-stream',
+              'cache-control': 'no-cache',
+              connection: 'keep-alive',
+            });
+            const event = (name: string, data: unknown): void => {
+              res.write(`event: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
+            };
+            const result = await agent.ask(body.question, {
+              ...(body.conversation_id ? { conversationId: body.conversation_id } : {}),
+              signal: ac.signal,
+              onToken: (text) => event('token', { text }),
+            });
+            event('result', result);
+            res.end();
+          } else if (req.method === 'GET' && url.pathname === '/v1/status') {
+            send(res, 200, {
+              mode: agent.mode,
+              model: agent.endpoint?.model ?? null,
+              base_url: agent.endpoint?.baseUrl ?? null,
+              anomalies_known: agent.deps.anomalies.size,
+            });
+          } else if (req.method === 'GET' && url.pathname === '/metrics') {
+            res.writeHead(200, { 'content-type': agent.metrics.registry.contentType });
+            res.end(await agent.metrics.registry.metrics());
+          } else {
+            send(res, 404, { error: `no route for ${req.method} ${url.pathname}` });
           }
-          res.writeHead(200, {
-            'content-type': 'text/event-stream',
-            'cache-control': 'no-cache',
-            connection: 'keep-alive',
-          });
-          const event = (name: string, data: unknown): void => {
-            res.write(`event: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
+        } catch (err) {
+          const status =
+            err instanceof HttpError
+              ? err.status
+              : err instanceof TracefeedError && !err.retriable
+                ? 400
+                : 502;
+          if (status >= 500) opts.log?.error({ err }, 'agent API request failed');
+          const body = {
+            error: err instanceof Error ? err.message : String(err),
+            ...(err instanceof TracefeedError && err.hint ? { hint: err.hint } : {}),
           };
-          const result = await agent.ask(body.question, {
-            ...(body.conversation_id ? { conversationId: body.conversation_id } : {}),
-            signal: ac.signal,
-            onToken: (text) => event('token', { text }),
-          });
-          event('result', result);
-          res.end();
-        } else if (req.method === 'GET' && url.pathname === '/v1/status') {
-          send(res, 200, {
-            mode: agent.mode,
-            model: agent.endpoint?.model ?? null,
-            base_url: agent.endpoint?.baseUrl ?? null,
-            anomalies_known: agent.deps.anomalies.size,
-          });
-        } else if (req.method === 'GET' && url.pathname === '/metrics') {
-          res.writeHead(200, { 'content-type': agent.metrics.registry.contentType });
-          res.end(await agent.metrics.registry.metrics());
-        } else {
-          send(res, 404, { error: `no route for ${req.method} ${url.pathname}` });
+          if (streaming && res.headersSent) {
+            res.write(`event: error\ndata: ${JSON.stringify(body)}\n\n`);
+            res.end();
+          } else send(res, status, body);
         }
-      } catch (err) {
-        const status =
-          err instanceof HttpError
-            ? err.status
-            : err instanceof TracefeedError && !err.retriable
-              ? 400
-              : 502;
-        if (status >= 500) opts.log?.error({ err }, 'agent API request failed');
-        const body = {
-          error: err instanceof Error ? err.message : String(err),
-          ...(err instanceof TracefeedError && err.hint ? { hint: err.hint } : {}),
-        };
-        if (streaming && res.headersSent) {
-          res.write(`event: error\ndata: ${JSON.stringify(body)}\n\n`);
-          res.end();
-        } else send(res, status, body);
-      }
-    })();
-  });
-  await listen(server, port, host, 'agent API', 'pass --port');
+      })(),
+  );
   return server;
 }

@@ -9,6 +9,7 @@ import type { FeatureQuery } from '../features/feature-query.js';
 import type { ProbeStats } from '../ingest/node-agent.js';
 import type { ProbeSettings } from '../ingest/probe-settings.js';
 import { TransportError } from '../common/errors.js';
+import { authHeaders } from '../common/http-auth.js';
 
 /** One feature row; times as ISO strings, the cgroup id as a decimal string. */
 export type FeatureRow = Record<string, string | number | null>;
@@ -65,7 +66,7 @@ export function httpFeatureSource(baseUrl: string, timeoutMs = 10_000): FeatureS
       if (q.probe !== undefined) u.searchParams.set('probe', q.probe);
       let res: Response;
       try {
-        res = await fetch(u, { signal: AbortSignal.timeout(timeoutMs) });
+        res = await fetch(u, { headers: authHeaders(), signal: AbortSignal.timeout(timeoutMs) });
       } catch (err) {
         throw new TransportError(
           `the features API at ${baseUrl} is unreachable: ${(err as Error).message}`,
@@ -132,25 +133,34 @@ export function httpProbeSource(baseUrl: string, timeoutMs = 5000): ProbeSource 
   return {
     name: `node agent API ${baseUrl}`,
     async probes() {
-      try {
-        const status = (await (
-          await fetch(new URL('/v1/status', baseUrl), { signal: AbortSignal.timeout(timeoutMs) })
-        ).json()) as { node?: string };
-        const body = (await (
-          await fetch(new URL('/v1/probes', baseUrl), { signal: AbortSignal.timeout(timeoutMs) })
-        ).json()) as { probes?: ProbeStats[] };
-        return (body.probes ?? []).map((p) => view(status.node ?? 'unknown', p));
-      } catch (err) {
-        throw new TransportError(
-          `the node agent API at ${baseUrl} is unreachable: ${(err as Error).message}`,
-          'http',
-          {
-            cause: err,
-            retriable: true,
-            hint: 'run `tracefeed up` on this host, or pass --agent-url',
-          },
-        );
-      }
+      const get = async (path: string): Promise<unknown> => {
+        let res: Response;
+        try {
+          res = await fetch(new URL(path, baseUrl), {
+            headers: authHeaders(),
+            signal: AbortSignal.timeout(timeoutMs),
+          });
+        } catch (err) {
+          throw new TransportError(
+            `the node agent API at ${baseUrl} is unreachable: ${(err as Error).message}`,
+            'http',
+            {
+              cause: err,
+              retriable: true,
+              hint: 'run `tracefeed up` on this host, or pass --agent-url',
+            },
+          );
+        }
+        if (!res.ok)
+          throw new TransportError(
+            `node agent API ${path}: HTTP ${res.status} ${await res.text()}`,
+            'http',
+          );
+        return res.json();
+      };
+      const status = (await get('/v1/status')) as { node?: string };
+      const body = (await get('/v1/probes')) as { probes?: ProbeStats[] };
+      return (body.probes ?? []).map((p) => view(status.node ?? 'unknown', p));
     },
   };
 }

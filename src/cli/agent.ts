@@ -3,6 +3,7 @@
  * main.ts with one call: `registerAgentCommands(program)`.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { apiSecuritySchema, assertBindAllowed } from '../common/http-auth.js';
 import { brokersFrom } from '../common/kafka.js';
 import { createLogger, type Logger } from '../common/logger.js';
 import {
@@ -246,7 +247,19 @@ export function registerAgentCommands(program: Command): void {
       numberArg('--port', 1),
       DEFAULT_AGENT_API_PORT,
     )
-    .option('--host <host>', 'API address', '127.0.0.1')
+    .option(
+      '--host <host>',
+      'API address; beyond loopback it needs --tls-cert/--tls-key or --allow-plaintext',
+      '127.0.0.1',
+    )
+    .option('--tls-cert <file>', 'PEM certificate: serve HTTPS')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
+    .option(
+      '--allow-plaintext',
+      'accept plain HTTP on a non-loopback --host (the bearer token crosses the network in clear)',
+      false,
+    )
+    .option('--metrics-open', 'serve GET /metrics without the bearer token', false)
     .option('--no-analysis', 'do not analyse anomalies')
     .option(
       '--propose-feedback',
@@ -259,12 +272,24 @@ export function registerAgentCommands(program: Command): void {
         o: CommonOpts & {
           port: number;
           host: string;
+          tlsCert?: string;
+          tlsKey?: string;
+          allowPlaintext: boolean;
+          metricsOpen: boolean;
           analysis: boolean;
           proposeFeedback: boolean;
           processes: boolean;
         },
       ) => {
         const brokers = brokersFrom(o.brokers);
+        const security = {
+          metrics_open: o.metricsOpen,
+          allow_plaintext: o.allowPlaintext,
+          ...(o.tlsCert !== undefined ? { tls_cert_path: o.tlsCert } : {}),
+          ...(o.tlsKey !== undefined ? { tls_key_path: o.tlsKey } : {}),
+        };
+        // Refuse an unsafe binding before connecting to anything.
+        assertBindAllowed(o.host, apiSecuritySchema.parse(security), 'agent API', '--host');
         const { deps, close } = await buildDeps(
           { ...o, anomaliesMinutes: o.analysis ? 0 : o.anomaliesMinutes },
           log,
@@ -272,7 +297,7 @@ export function registerAgentCommands(program: Command): void {
         const agent = new TracefeedAgent({ config: agentConfig(o), deps, log });
         let processes: ProcessIndex | undefined;
         let worker: AnalysisWorker | undefined;
-        const server = await startAgentApi(agent, o.port, { host: o.host, log });
+        const server = await startAgentApi(agent, o.port, { host: o.host, log, security });
         try {
           if (o.processes) {
             processes = await new ProcessIndex().start({ brokers, log });

@@ -127,9 +127,15 @@ program
     nonNegativeNumber('--features-port'),
     9465,
   )
+  .option(
+    '--metrics-open',
+    'serve GET /metrics of the local APIs without the bearer token (for scrapers that cannot send one)',
+    false,
+  )
   .addOption(outputOption())
   .action(
     async (opts: {
+      metricsOpen: boolean;
       agent: boolean;
       agentPort: number;
       feedback: boolean;
@@ -159,6 +165,7 @@ program
         feedback: opts.feedback,
         agent: opts.agent,
         agentPort: opts.agentPort,
+        metricsOpen: opts.metricsOpen,
         thresholdsPath: opts.thresholds,
         redisUrl: redisUrlFrom(opts.redis),
         format: resolveFormat(opts.output),

@@ -1,15 +1,21 @@
 /** `tracefeed probes list|set`: talk to the running agent's local API. */
 import { TransportError, ConfigError } from '../common/errors.js';
+import { authHeaders } from '../common/http-auth.js';
 import type { ProbeStats } from '../ingest/node-agent.js';
 import { focusKeySchema, type ProbePatch } from '../ingest/probe-settings.js';
 import { jsonLine, table, type OutputFormat } from './output.js';
 
 async function call(port: number, method: string, path: string, body?: unknown): Promise<unknown> {
+  // Outside the try: a token file this user cannot read is its own error, not "no agent".
+  const auth = authHeaders();
   let res: Response;
   try {
     res = await fetch(`http://127.0.0.1:${port}${path}`, {
       method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      headers: {
+        ...auth,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (err) {
@@ -18,8 +24,13 @@ async function call(port: number, method: string, path: string, body?: unknown):
       hint: 'start it with `tracefeed up` (or pass --api-port if it listens elsewhere)',
     });
   }
-  const json = (await res.json()) as { error?: string; path?: string };
-  if (!res.ok) throw new ConfigError(json.error ?? `HTTP ${res.status}`, json.path ?? '');
+  const json = (await res.json()) as { error?: string; path?: string; hint?: string };
+  if (!res.ok)
+    throw new ConfigError(
+      json.error ?? `HTTP ${res.status}`,
+      json.path ?? '',
+      json.hint !== undefined ? { hint: json.hint } : {},
+    );
   return json;
 }
 

@@ -3,6 +3,7 @@ import type { Logger } from '../common/logger.js';
 import { ensureTopics } from '../common/kafka.js';
 import { NodeAgent, DEFAULT_AGENT_OPTIONS, preflight, type AgentStats } from '../ingest/index.js';
 import { infraUp } from '../infra/index.js';
+import { tokenPath } from '../common/http-auth.js';
 import { startControlApi } from '../ingest/control-api.js';
 import { FeatureStage, type FeatureStageStats } from '../features/index.js';
 import {
@@ -46,6 +47,8 @@ export interface UpOptions {
   agent: boolean;
   /** Port of the agent's HTTP API (POST /v1/ask); 0 turns it off. */
   agentPort: number;
+  /** Serve GET /metrics on every local API without a token. Default false. */
+  metricsOpen?: boolean;
   format: OutputFormat;
   log: Logger;
 }
@@ -80,10 +83,20 @@ export async function runUp(o: UpOptions): Promise<number> {
     await audit?.close();
   };
   try {
-    if (o.apiPort > 0) api = await startControlApi(agent, o.apiPort, o.log);
+    const security = { metrics_open: o.metricsOpen ?? false };
+    o.log.info(
+      { token_file: tokenPath(), metrics_open: security.metrics_open },
+      'local APIs require the bearer token in this file (the CLI reads it)',
+    );
+    if (o.apiPort > 0) api = await startControlApi(agent, o.apiPort, o.log, '127.0.0.1', security);
     if (o.features) {
       stage = new FeatureStage(
-        { brokers: o.brokers, window_seconds: o.windowSeconds, http_port: o.featuresPort },
+        {
+          brokers: o.brokers,
+          window_seconds: o.windowSeconds,
+          http_port: o.featuresPort,
+          http_security: security,
+        },
         o.log,
       );
       await stage.start();
@@ -124,7 +137,8 @@ export async function runUp(o: UpOptions): Promise<number> {
         log: o.log,
       });
       analysis = await new AnalysisWorker({ agent: ai, brokers: o.brokers, log: o.log }).start();
-      if (o.agentPort > 0) agentApi = await startAgentApi(ai, o.agentPort, { log: o.log });
+      if (o.agentPort > 0)
+        agentApi = await startAgentApi(ai, o.agentPort, { log: o.log, security });
     }
   } catch (err) {
     api?.close();

@@ -1,6 +1,7 @@
 /** Configuration of the feature stage: one zod schema, units in the names, defaults documented. */
 import { join } from 'node:path';
 import { z } from 'zod';
+import { apiSecuritySchema } from '../common/http-auth.js';
 import { stateDir } from '../common/paths.js';
 import { anomalyConfigSchema } from './anomaly-detector.js';
 
@@ -33,6 +34,8 @@ export const featureStageConfigSchema = z.strictObject({
     .default(7 * 86400),
   /** HTTP port for GET /v1/features; 0 turns it off. Default 9465. */
   http_port: z.number().int().min(0).max(65535).default(9465),
+  /** Authentication of the HTTP API (bearer token, metrics_open, TLS). Default: the installation token. */
+  http_security: apiSecuritySchema.default(apiSecuritySchema.parse({})),
   /** Read the topic from the beginning when the group has no committed offset. Default false. */
   from_beginning: z.boolean().default(false),
   anomaly: anomalyConfigSchema.default(anomalyConfigSchema.parse({})),

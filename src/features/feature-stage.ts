@@ -9,13 +9,13 @@
  * re-reads those offsets skips the events of windows already written instead
  * of counting them twice.
  */
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Kafka, logLevel, type Consumer, type IHeaders, type Producer } from 'kafkajs';
 import { type RecordBatch, type Schema } from 'apache-arrow';
 import { DecodeError, TracefeedError } from '../common/errors.js';
-import { listen } from '../common/http.js';
+import { serveApi } from '../common/http-auth.js';
 import { Topics, kafkaLogCreator } from '../common/kafka.js';
 import type { Logger } from '../common/logger.js';
 import { WindowAggregator, type AggregatorCounters, type ClosedWindow } from './aggregator.js';
@@ -405,45 +405,54 @@ export class FeatureStage {
 
   private async startHttp(port: number): Promise<Server> {
     const registry = featureMetrics(() => this.stats());
-    const server = createServer((req, res) => {
-      const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-      try {
-        if (req.method === 'GET' && url.pathname === '/metrics') {
-          void registry.metrics().then((text) => {
-            res.writeHead(200, { 'content-type': registry.contentType });
-            res.end(text);
-          });
-        } else if (req.method === 'GET' && url.pathname === '/v1/features') {
-          const time = (name: string): number | undefined => {
-            const v = url.searchParams.get(name);
-            if (v === null) return undefined;
-            const ms = /^\d+$/.test(v) ? Number(v) : Date.parse(v);
-            if (!Number.isFinite(ms))
-              throw new TracefeedError(`${name} must be an ISO 8601 time or epoch ms, got "${v}"`);
-            return ms;
-          };
-          const body = this.query({
-            sinceMs: time('since'),
-            untilMs: time('until'),
-            node: url.searchParams.get('node') ?? undefined,
-            workload: url.searchParams.get('workload') ?? undefined,
-            probe: url.searchParams.get('probe') ?? undefined,
-          });
-          res.writeHead(200, { 'content-type': 'application/vnd.apache.arrow.stream' });
-          res.end(body);
-        } else if (req.method === 'GET' && url.pathname === '/v1/status') {
-          res.writeHead(200, { 'content-type': 'application/json' });
-          res.end(JSON.stringify(this.stats()));
-        } else {
-          res.writeHead(404, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ error: `no route for ${req.method} ${url.pathname}` }));
+    const { server } = await serveApi(
+      {
+        what: 'features API',
+        flag: 'set http_port',
+        port,
+        security: this.config.http_security,
+        log: this.log,
+      },
+      (req, res, url) => {
+        try {
+          if (req.method === 'GET' && url.pathname === '/metrics') {
+            void registry.metrics().then((text) => {
+              res.writeHead(200, { 'content-type': registry.contentType });
+              res.end(text);
+            });
+          } else if (req.method === 'GET' && url.pathname === '/v1/features') {
+            const time = (name: string): number | undefined => {
+              const v = url.searchParams.get(name);
+              if (v === null) return undefined;
+              const ms = /^\d+$/.test(v) ? Number(v) : Date.parse(v);
+              if (!Number.isFinite(ms))
+                throw new TracefeedError(
+                  `${name} must be an ISO 8601 time or epoch ms, got "${v}"`,
+                );
+              return ms;
+            };
+            const body = this.query({
+              sinceMs: time('since'),
+              untilMs: time('until'),
+              node: url.searchParams.get('node') ?? undefined,
+              workload: url.searchParams.get('workload') ?? undefined,
+              probe: url.searchParams.get('probe') ?? undefined,
+            });
+            res.writeHead(200, { 'content-type': 'application/vnd.apache.arrow.stream' });
+            res.end(body);
+          } else if (req.method === 'GET' && url.pathname === '/v1/status') {
+            res.writeHead(200, { 'content-type': 'application/json' });
+            res.end(JSON.stringify(this.stats()));
+          } else {
+            res.writeHead(404, { 'content-type': 'application/json' });
+            res.end(JSON.stringify({ error: `no route for ${req.method} ${url.pathname}` }));
+          }
+        } catch (err) {
+          res.writeHead(400, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ error: (err as Error).message }));
         }
-      } catch (err) {
-        res.writeHead(400, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ error: (err as Error).message }));
-      }
-    });
-    await listen(server, port, '127.0.0.1', 'features API', 'set http_port');
+      },
+    );
     return server;
   }
 

@@ -319,7 +319,17 @@ export function parseThresholds(text: string, source = 'thresholds'): Thresholds
       hint: 'fix the YAML syntax',
     });
   }
-  const r = thresholdsSchema.safeParse(doc.toJS());
+  let value: unknown;
+  try {
+    // Unresolved aliases and alias bombs fail here, not in the syntax pass.
+    value = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    throw new ConfigError(`${source}: YAML: ${(err as Error).message.split('\n')[0]}`, '', {
+      cause: err,
+      hint: 'fix the YAML (anchors and aliases)',
+    });
+  }
+  const r = thresholdsSchema.safeParse(value);
   if (!r.success) {
     const first = r.error.issues[0];
     throw new ConfigError(`${source}: ${formatIssues(r.error)}`, first?.path.join('.') ?? '', {

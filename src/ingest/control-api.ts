@@ -6,10 +6,14 @@
  *   GET   /v1/status             agent stats
  *   GET   /v1/probes             probe states
  *   PATCH /v1/probes/:name       change settings (JSON body, ProbePatch)
+ *   GET   /healthz               {"ok":true}, without a token
+ *
+ * Every other request needs the installation's bearer token (see
+ * src/common/http-auth.ts); /metrics too unless `metrics_open`.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { ConfigError } from '../common/errors.js';
-import { listen } from '../common/http.js';
+import { serveApi, type ApiSecurityInput } from '../common/http-auth.js';
 import type { Logger } from '../common/logger.js';
 import { agentMetrics } from './metrics.js';
 import type { NodeAgent } from './node-agent.js';
@@ -46,36 +50,37 @@ export async function startControlApi(
   port: number,
   log: Logger,
   host = '127.0.0.1',
+  security: ApiSecurityInput = {},
 ): Promise<Server> {
   const registry = agentMetrics(agent);
-  const server = createServer((req, res) => {
-    void (async () => {
-      const url = new URL(req.url ?? '/', `http://${host}`);
-      try {
-        if (req.method === 'GET' && url.pathname === '/metrics') {
-          res.writeHead(200, { 'content-type': registry.contentType });
-          res.end(await registry.metrics());
-        } else if (req.method === 'GET' && url.pathname === '/v1/status') {
-          send(res, 200, agent.stats());
-        } else if (req.method === 'GET' && url.pathname === '/v1/probes') {
-          send(res, 200, { probes: agent.probes() });
-        } else if (req.method === 'PATCH' && url.pathname.startsWith('/v1/probes/')) {
-          const name = decodeURIComponent(url.pathname.slice('/v1/probes/'.length));
-          send(res, 200, agent.setProbe(name, await readJson(req)));
-        } else {
-          send(res, 404, { error: `no route for ${req.method} ${url.pathname}` });
+  const { server } = await serveApi(
+    { what: 'agent API', flag: 'pass --api-port', port, host, security, log },
+    (req, res, url) =>
+      void (async () => {
+        try {
+          if (req.method === 'GET' && url.pathname === '/metrics') {
+            res.writeHead(200, { 'content-type': registry.contentType });
+            res.end(await registry.metrics());
+          } else if (req.method === 'GET' && url.pathname === '/v1/status') {
+            send(res, 200, agent.stats());
+          } else if (req.method === 'GET' && url.pathname === '/v1/probes') {
+            send(res, 200, { probes: agent.probes() });
+          } else if (req.method === 'PATCH' && url.pathname.startsWith('/v1/probes/')) {
+            const name = decodeURIComponent(url.pathname.slice('/v1/probes/'.length));
+            send(res, 200, agent.setProbe(name, await readJson(req)));
+          } else {
+            send(res, 404, { error: `no route for ${req.method} ${url.pathname}` });
+          }
+        } catch (err) {
+          const status = err instanceof ConfigError ? 400 : 500;
+          if (status === 500) log.error({ err }, 'control API request failed');
+          send(res, status, {
+            error: err instanceof Error ? err.message : String(err),
+            ...(err instanceof ConfigError ? { path: err.path } : {}),
+          });
         }
-      } catch (err) {
-        const status = err instanceof ConfigError ? 400 : 500;
-        if (status === 500) log.error({ err }, 'control API request failed');
-        send(res, status, {
-          error: err instanceof Error ? err.message : String(err),
-          ...(err instanceof ConfigError ? { path: err.path } : {}),
-        });
-      }
-    })();
-  });
-  await listen(server, port, host, 'agent API', 'pass --api-port');
+      })(),
+  );
   log.info({ port, host }, 'agent API listening');
   return server;
 }

@@ -343,6 +343,18 @@ export const HIST_VALUE_LAYOUT: RecordLayout = {
   ],
 };
 
+/** Kernel map key struct tf_syscall_key (syscall_stats). */
+export const SYSCALL_KEY_LAYOUT: RecordLayout = {
+  struct: 'tf_syscall_key',
+  op: 0,
+  size: 16,
+  fields: [
+    { name: 'cgroup_id', offset: 0, size: 8, kind: 'u64' },
+    { name: 'syscall_nr', offset: 8, size: 4, kind: 'u32' },
+    { name: 'pad', offset: 12, size: 4, kind: 'u32' },
+  ],
+};
+
 /** struct tf_probe_config, the live control entry. */
 export const PROBE_CONFIG_LAYOUT: RecordLayout = {
   struct: 'tf_probe_config',
@@ -394,6 +406,7 @@ export const CHECKED_LAYOUTS: readonly RecordLayout[] = [
   FILE_OPEN_LAYOUT,
   RUNQ_SUMMARY_LAYOUT,
   HIST_VALUE_LAYOUT,
+  SYSCALL_KEY_LAYOUT,
   PROBE_CONFIG_LAYOUT,
   CGROUP_INFO_LAYOUT,
   CGROUP_STATS_LAYOUT,

@@ -14,6 +14,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { Server as HttpServer } from 'node:http';
 import { Kafka, logLevel, type Consumer } from 'kafkajs';
 import type { Redis } from 'ioredis';
+import { authHeaders } from '../../src/common/http-auth.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/common/logger.js';
 import { DEFAULT_AGENT_OPTIONS, NodeAgent } from '../../src/ingest/index.js';
@@ -601,6 +602,8 @@ describe('the agent over real features, anomalies and the real policy engine', (
   it('serves POST /v1/ask with conversations, streamed as server-sent events, and /metrics', async () => {
     const server: HttpServer = await startAgentApi(llm, 0);
     const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    // The installation token, as the CLI sends it (read from $TRACEFEED_HOME/api-token).
+    const json = { ...authHeaders(), 'content-type': 'application/json' };
     try {
       const n = model.requests.length;
       model.push({ content: 'First answer.' }, { content: 'Second answer, streamed.' });
@@ -608,13 +611,14 @@ describe('the agent over real features, anomalies and the real policy engine', (
       const first = (await (
         await fetch(`${base}/v1/ask`, {
           method: 'POST',
+          headers: json,
           body: JSON.stringify({ question: 'first?', conversation_id: conv }),
         })
       ).json()) as { answer: string; conversation_id: string };
       expect(first).toMatchObject({ answer: 'First answer.', conversation_id: conv });
       const res = await fetch(`${base}/v1/ask`, {
         method: 'POST',
-        headers: { accept: 'text/event-stream' },
+        headers: { ...json, accept: 'text/event-stream' },
         body: JSON.stringify({ question: 'second?', conversation_id: conv }),
       });
       expect(res.headers.get('content-type')).toBe('text/event-stream');
@@ -644,11 +648,12 @@ describe('the agent over real features, anomalies and the real policy engine', (
       ]);
       const bad = await fetch(`${base}/v1/ask`, {
         method: 'POST',
+        headers: json,
         body: JSON.stringify({ question: '' }),
       });
       expect(bad.status).toBe(400);
       expect(((await bad.json()) as { error: string }).error).toMatch(/question: Too small/);
-      const metrics = await (await fetch(`${base}/metrics`)).text();
+      const metrics = await (await fetch(`${base}/metrics`, { headers: authHeaders() })).text();
       expect(metrics).toMatch(/tracefeed_agent_questions_total\{mode="llm",outcome="ok"\} \d+/);
     } finally {
       server.close();

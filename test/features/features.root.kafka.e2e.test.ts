@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { tableFromIPC } from 'apache-arrow';
+import { authHeaders } from '../../src/common/http-auth.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/common/logger.js';
 import { Topics } from '../../src/common/kafka.js';
@@ -132,6 +133,7 @@ describe('features of a real workload', () => {
 
     const res = await fetch(
       `http://127.0.0.1:${httpPort}/v1/features?workload=${encodeURIComponent(cg.path)}&node=${node}`,
+      { headers: authHeaders() },
     );
     expect(res.headers.get('content-type')).toBe('application/vnd.apache.arrow.stream');
     const httpTable = tableFromIPC(new Uint8Array(await res.arrayBuffer()));
@@ -139,13 +141,17 @@ describe('features of a real workload', () => {
     expect(httpRows.every((r) => r.workload === cg.path)).toBe(true);
     check(httpRows, 'http');
 
-    const bad = await fetch(`http://127.0.0.1:${httpPort}/v1/features?since=yesterday`);
+    const bad = await fetch(`http://127.0.0.1:${httpPort}/v1/features?since=yesterday`, {
+      headers: authHeaders(),
+    });
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { error: string }).error).toMatch(
       /since must be an ISO 8601 time/,
     );
 
-    const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+    const metrics = await (
+      await fetch(`http://127.0.0.1:${httpPort}/metrics`, { headers: authHeaders() })
+    ).text();
     expect(metrics).toMatch(/tracefeed_features_windows_total [1-9]/);
     expect(metrics).toMatch(/tracefeed_features_late_events_total 0/);
     const s = stage.stats();

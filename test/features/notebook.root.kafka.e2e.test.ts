@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { clientToken } from '../../src/common/http-auth.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/common/logger.js';
 import { repoRoot } from '../../src/common/paths.js';
@@ -100,6 +101,8 @@ describe('example notebook', () => {
           ...process.env,
           TRACEFEED_ARROWS_DIR: stage.arrowsDir,
           TRACEFEED_FEATURES_URL: `http://127.0.0.1:${httpPort}/v1/features`,
+          // The notebook sends it as a bearer token (it reads the token file otherwise).
+          TRACEFEED_TOKEN: clientToken() ?? '',
           TRACEFEED_KAFKA: BROKERS[0],
           TRACEFEED_NODE: node,
           TRACEFEED_WORKLOAD: cg.path,

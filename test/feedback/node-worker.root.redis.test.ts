@@ -28,7 +28,6 @@ import { requestsFromAnomaly } from '../../src/feedback/rules.js';
 import { decodeFrameEvents, type TracefeedEvent } from '../../src/ingest/event-decoder.js';
 import {
   FOCUS_LAYOUT,
-  FilterBit,
   PROBE_CONFIG_LAYOUT,
   fieldOffset,
   type ProbeName,

@@ -10,6 +10,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Server } from 'node:http';
+import { authHeaders } from '../../src/common/http-auth.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/common/logger.js';
 import { repoRoot } from '../../src/common/paths.js';
@@ -153,7 +154,9 @@ describe('probes set on a running agent', () => {
     expect(end.generation).toBe(focused.generation);
     expect(end.generation).toBeGreaterThanOrEqual(start.generation + 3);
 
-    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const metrics = await (
+      await fetch(`http://127.0.0.1:${port}/metrics`, { headers: authHeaders() })
+    ).text();
     expect(metrics).toMatch(/tracefeed_events_total\{probe="process"\} \d+/);
     expect(metrics).toMatch(
       /tracefeed_events_dropped_total\{probe="process",reason="sampled_out"\} [1-9]/,
