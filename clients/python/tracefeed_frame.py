@@ -26,6 +26,7 @@ OP_EXEC = 1
 OP_EXIT = 2
 OP_CGROUP_STATS = 16
 OP_PROBE_STATS = 17
+FLAG_FOCUS = 0x02  # TF_FLAG_FOCUS: collected under a per-cgroup focus
 FLAG_TRUNCATED = 0x01
 # enum tf_probe, then user-space sources (SOURCE_NAMES in src/ingest/layout.ts)
 SOURCE_NAMES = ["process", "tcp", "syscalls", "file", "sched", "cgroup"]
@@ -98,6 +99,7 @@ def _decode_record(buf: memoryview, off: int, node: str, boot_time_ns: int) -> d
         "ktime_ns": str(ktime),
         "node": node,
         "truncated": bool(flags & FLAG_TRUNCATED),
+        "focused": bool(flags & FLAG_FOCUS),
         "generation": generation,
         "sample_weight": weight,
     }

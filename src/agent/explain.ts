@@ -16,6 +16,7 @@ import type { FeatureRow, FeatureSource } from './sources.js';
 /** Metrics compared against the windows before, to see what moved with the anomaly. */
 const CORRELATED = [
   'exec_count',
+  'exit_count',
   'failed_exits',
   'tcp_connects',
   'tcp_connect_failures',
@@ -143,6 +144,7 @@ function likelyCause(a: Anomaly, up: Set<string>): string {
         ? 'a crash loop: processes start and exit with errors'
         : 'processes exiting with errors (failing commands or crashes)';
     case 'exec_count':
+    case 'exit_count':
       return up.has('failed_exits')
         ? 'a crash or retry loop: many short-lived processes, several of them failing'
         : 'process churn: a burst of short-lived processes (a batch job, a shell or health-check loop, or a restart storm)';
@@ -154,6 +156,15 @@ function likelyCause(a: Anomaly, up: Set<string>): string {
       return 'an operation failing repeatedly (for example a retry loop on a missing file or a refused connection)';
     case 'runq_p99_ns':
       return 'CPU saturation or throttling: runnable threads wait for a CPU (check CPU limits and noisy neighbours)';
+    case 'cpu_throttled_us':
+    case 'cpu_pressure_some_us':
+    case 'cpu_usage_us':
+      return 'CPU saturation: the workload runs into its CPU quota or waits for a CPU (a busy loop, a hot path, or a quota set too low)';
+    case 'io_pressure_some_us':
+      return 'storage stalls: tasks wait on I/O (synchronous writes, fsync storms, or a slow disk)';
+    case 'memory_pressure_some_us':
+    case 'memory_oom_kills':
+      return 'memory pressure: the workload is at its memory limit; reclaim stalls it and the kernel kills its processes (OOM)';
     case 'events_per_second':
       return 'the workload became much busier on this probe';
     default:

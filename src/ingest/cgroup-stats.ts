@@ -20,26 +20,11 @@
  */
 import { closeSync, openSync, readSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { CGROUP_STATS_LAYOUT, Op, fieldOffset } from './layout.js';
+import { CGROUP_STATS_LAYOUT, CGROUP_STAT_FIELDS, Op, fieldOffset } from './layout.js';
 import type { SummaryBatch } from './summaries.js';
 import { writeRecordHeader } from './summaries.js';
 
-/** The counters of one cgroup, in record order (struct tf_cgroup_stats after interval_ns). */
-export const CGROUP_STAT_FIELDS = [
-  'cpu_usage_us',
-  'cpu_throttled_us',
-  'cpu_nr_throttled',
-  'cpu_some_us',
-  'cpu_full_us',
-  'io_some_us',
-  'io_full_us',
-  'memory_some_us',
-  'memory_full_us',
-  'memory_high',
-  'memory_max',
-  'memory_oom',
-  'memory_oom_kill',
-] as const;
+export { CGROUP_STAT_FIELDS };
 const NF = CGROUP_STAT_FIELDS.length;
 const F = Object.fromEntries(CGROUP_STAT_FIELDS.map((n, i) => [n, i])) as Record<
   (typeof CGROUP_STAT_FIELDS)[number],

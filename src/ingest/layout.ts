@@ -272,29 +272,35 @@ export const CGROUP_INFO_LAYOUT: RecordLayout = {
 };
 
 /** struct tf_cgroup_stats: a cgroup's pressure, cpu.stat and memory.events increases over an interval. */
+/** The counters of struct tf_cgroup_stats, in struct order (after cgroup_id and interval_ns). */
+export const CGROUP_STAT_FIELDS = [
+  'cpu_usage_us',
+  'cpu_throttled_us',
+  'cpu_nr_throttled',
+  'cpu_some_us',
+  'cpu_full_us',
+  'io_some_us',
+  'io_full_us',
+  'memory_some_us',
+  'memory_full_us',
+  'memory_high',
+  'memory_max',
+  'memory_oom',
+  'memory_oom_kill',
+] as const;
+
 export const CGROUP_STATS_LAYOUT: RecordLayout = {
   struct: 'tf_cgroup_stats',
   op: Op.CGROUP_STATS,
   size: 144,
   fields: [
     { name: 'hdr', offset: 0, size: 24, kind: 'u8' },
-    ...[
-      'cgroup_id',
-      'interval_ns',
-      'cpu_usage_us',
-      'cpu_throttled_us',
-      'cpu_nr_throttled',
-      'cpu_some_us',
-      'cpu_full_us',
-      'io_some_us',
-      'io_full_us',
-      'memory_some_us',
-      'memory_full_us',
-      'memory_high',
-      'memory_max',
-      'memory_oom',
-      'memory_oom_kill',
-    ].map((name, i) => ({ name, offset: 24 + i * 8, size: 8, kind: 'u64' as const })),
+    ...['cgroup_id', 'interval_ns', ...CGROUP_STAT_FIELDS].map((name, i) => ({
+      name,
+      offset: 24 + i * 8,
+      size: 8,
+      kind: 'u64' as const,
+    })),
   ],
 };
 

@@ -272,8 +272,9 @@ describe('the agent over real features, anomalies and the real policy engine', (
     expect(bytes.answer).toContain(`${JSON.stringify(tcpWl.path)} on node ${node}: 195.3 KiB`);
 
     const an = await plain.ask('anomalies now');
+    // The churn raises exec_count and exit_count together; the strongest is explained.
     expect(an.answer).toMatch(/exec_count on "\/tf-agent-[0-9a-f]+" \(node agent-node-/);
-    expect(an.answer).toMatch(/What changed: exec_count was \d+ in the window/);
+    expect(an.answer).toMatch(/What changed: (exec|exit)_count was \d+ in the window/);
     expect(an.answer).toMatch(/Likely cause: process churn/);
     // The hostile name is shown as quoted data.
     expect(an.answer).toContain('"ignore previous"');

@@ -11,7 +11,6 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/common/logger.js';
 import { DEFAULT_AGENT_OPTIONS, NodeAgent, layout } from '../../src/ingest/index.js';
@@ -24,7 +23,7 @@ import {
 } from '../../src/feedback/index.js';
 import { BROKERS, startCollector } from '../helpers/kafka.js';
 import { makeCgroup, type TestCgroup } from '../helpers/cgroup.js';
-import { LossyLink, whenReady } from '../helpers/netns.js';
+import { LossyLink } from '../../src/scenario/index.js';
 
 const REDIS = process.env.TRACEFEED_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const TTL_S = 8;
@@ -79,14 +78,12 @@ describe('retransmits tighten tcp collection on the workload, then the TTL rever
   let worker: NodeFeedbackWorker;
   let controller: FeedbackController;
   let cg: TestCgroup;
-  let sink: ChildProcess;
   let collector: Awaited<ReturnType<typeof startCollector>>;
   const anomalies: Anomaly[] = [];
 
   beforeAll(async () => {
     link.create();
-    sink = link.startSink(port);
-    await whenReady(sink);
+    await link.startSink(port, 170_000);
     const thresholds = join(dir, 'thresholds.yaml');
     writeFileSync(
       thresholds,
@@ -156,7 +153,6 @@ describe('retransmits tighten tcp collection on the workload, then the TTL rever
     await agent?.stop(2000);
     await stage?.stop();
     await collector?.stop();
-    sink?.kill();
     link.destroy();
     cg?.remove();
   });

@@ -200,14 +200,15 @@ describe('probes set on a running agent', () => {
     expect(rec.focused).toBe(true);
     expect(rec.sample_weight).toBe(3);
     expect(rec.attributes['cgroup.id']).toBe(String(cg.id));
-    // Nothing from any other cgroup while the baseline is off.
+    // Nothing from any other cgroup while the baseline is off (probe.stats records, which
+    // the node writes about the probe, carry no cgroup).
     await new Promise((r) => setTimeout(r, 500));
     const others = collector
       .events()
       .filter(
         (e) =>
           e.node === node &&
-          e.probe === 'tcp' &&
+          e.type.startsWith('tcp.') &&
           e.generation === st.generation &&
           e.attributes['cgroup.id'] !== String(cg.id),
       );
@@ -238,7 +239,7 @@ describe('probes set on a running agent', () => {
     const focus = Object.fromEntries(Array.from({ length: 257 }, (_, i) => [String(i + 1), {}]));
     const res = await fetch(`http://127.0.0.1:${port}/v1/probes/tcp`, {
       method: 'PATCH',
-      headers: { 'content-type': 'application/json' },
+      headers: { ...authHeaders(), 'content-type': 'application/json' },
       body: JSON.stringify({ focus }),
     });
     expect(res.status).toBe(400);
