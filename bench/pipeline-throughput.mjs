@@ -7,6 +7,7 @@
 //
 // usage: node bench/pipeline-throughput.mjs [--json] [--quick]
 //          [--rate=260000] [--seconds=20] [--overload=4] [--overload-seconds=10]
+//          [--ring-kib=4096]   (a smaller ring makes the overload phase overflow it)
 //        (root; Kafka up: bash infra/up.sh)
 //
 // The load: bench/c/syscall_loop.c issues getppid() at a paced rate; the
@@ -43,6 +44,7 @@ const RATE = argNum('rate', 260_000);
 const SECONDS = argNum('seconds', QUICK ? 6 : 20);
 const OVERLOAD = argNum('overload', 4);
 const OVERLOAD_SECONDS = argNum('overload-seconds', QUICK ? 4 : 10);
+const RING_KIB = argNum('ring-kib', 4096);
 const BROKERS = (process.env.TRACEFEED_BROKERS ?? '127.0.0.1:9092').split(',');
 
 ensureBuilt();
@@ -60,7 +62,7 @@ async function startAgent(loopPid) {
     [
       join(repoRoot, 'bench', 'lib', 'agent-child.mjs'),
       JSON.stringify(probes),
-      JSON.stringify({ nodeName: node }),
+      JSON.stringify({ nodeName: node, ringBytes: RING_KIB * 1024 }),
     ],
     { stdio: ['pipe', 'pipe', 'inherit'] },
   );
@@ -211,7 +213,7 @@ report({
   consumer: c2,
   tables: [
     {
-      title: `End to end, kernel to windows (${node}): ${SECONDS} s at ${RATE}/s, then ${OVERLOAD_SECONDS} s at ${OVERLOAD}x`,
+      title: `End to end, kernel to windows (${node}, ${RING_KIB} KiB ring): ${SECONDS} s at ${RATE}/s, then ${OVERLOAD_SECONDS} s at ${OVERLOAD}x`,
       head: [
         'phase',
         'offered/s',
