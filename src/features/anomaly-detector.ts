@@ -101,8 +101,9 @@ export const DEFAULT_METRICS: MetricRuleInput[] = [
     share_of_window: true,
     prior_min: 0.1,
   },
-  // Any OOM kill is an incident.
-  { metric: 'memory_oom_kills', probe: 'cgroup', min_delta: 1, prior_min: 1 },
+  // Any OOM kill is an incident: a new series fires on its first kill (the prior), an
+  // established one on one kill over its baseline (0.25 x the default threshold of 4).
+  { metric: 'memory_oom_kills', probe: 'cgroup', min_delta: 0.25, prior_min: 1 },
   // Detailed families, when a rule (or an operator) has them on.
   { metric: 'syscall_errors', probe: 'syscalls', min_delta: 50 },
   { metric: 'syscall_p99_ns', probe: 'syscalls', min_delta: 1_000_000 },

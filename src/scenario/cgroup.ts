@@ -29,6 +29,8 @@ export class ScenarioCgroup {
   readonly id: bigint;
   private readonly dirs: string[];
   private readonly children = new Set<ChildProcess>();
+  /** Limit writes held until applyLimits(). */
+  private readonly limitWrites: Array<[file: string, value: string]> = [];
 
   constructor(prefix: string, limits: CgroupLimits = {}) {
     const root = cgroup2Root();
@@ -53,7 +55,7 @@ export class ScenarioCgroup {
     const periodUs = 100_000;
     const quotaUs = Math.max(1000, Math.round(cores * periodUs));
     if (existsSync(join(this.abs, 'cpu.max'))) {
-      writeFileSync(join(this.abs, 'cpu.max'), `${quotaUs} ${periodUs}`);
+      this.limitWrites.push([join(this.abs, 'cpu.max'), `${quotaUs} ${periodUs}`]);
       return;
     }
     const dir = join(V1_ROOT, 'cpu', name);
@@ -64,14 +66,14 @@ export class ScenarioCgroup {
     mkdirSync(dir);
     this.dirs.push(dir);
     writeFileSync(join(dir, 'cpu.cfs_period_us'), String(periodUs));
-    writeFileSync(join(dir, 'cpu.cfs_quota_us'), String(quotaUs));
+    this.limitWrites.push([join(dir, 'cpu.cfs_quota_us'), String(quotaUs)]);
   }
 
   private limitMemory(root: string, name: string, bytes: number): void {
     if (existsSync(join(this.abs, 'memory.max'))) {
-      writeFileSync(join(this.abs, 'memory.max'), String(bytes));
       if (existsSync(join(this.abs, 'memory.swap.max')))
-        writeFileSync(join(this.abs, 'memory.swap.max'), '0');
+        this.limitWrites.push([join(this.abs, 'memory.swap.max'), '0']);
+      this.limitWrites.push([join(this.abs, 'memory.max'), String(bytes)]);
       return;
     }
     const dir = join(V1_ROOT, 'memory', name);
@@ -81,9 +83,18 @@ export class ScenarioCgroup {
       );
     mkdirSync(dir);
     this.dirs.push(dir);
-    writeFileSync(join(dir, 'memory.limit_in_bytes'), String(bytes));
+    this.limitWrites.push([join(dir, 'memory.limit_in_bytes'), String(bytes)]);
     if (existsSync(join(dir, 'memory.memsw.limit_in_bytes')))
-      writeFileSync(join(dir, 'memory.memsw.limit_in_bytes'), String(bytes));
+      this.limitWrites.push([join(dir, 'memory.memsw.limit_in_bytes'), String(bytes)]);
+  }
+
+  /**
+   * Puts the limits given at creation in force. They wait until the fault starts:
+   * a victim's own start-up under a tight quota is real CPU pressure, and would be
+   * caught as such before any incident.
+   */
+  applyLimits(): void {
+    for (const [file, value] of this.limitWrites.splice(0)) writeFileSync(file, value);
   }
 
   /** Starts `argv` inside the cgroup(s): a shell moves itself in, then execs the program. */

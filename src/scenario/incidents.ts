@@ -93,7 +93,7 @@ export const INCIDENTS: Record<IncidentName, IncidentClass> = {
   'refused-storm': {
     name: 'refused-storm',
     title: 'connection-refused storm (100 connects/s to a closed port)',
-    signals: ['tcp_connect_failures', 'tcp_resets_received'],
+    signals: ['tcp_connect_failures', 'tcp_resets', 'tcp_resets_received'],
     normal,
     inject: (ctx) => {
       const closed = 40_000 + (randomBytes(2).readUInt16LE(0) % 20_000);

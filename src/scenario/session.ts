@@ -243,6 +243,11 @@ export class ScenarioSession {
         nodeName: this.node,
         brokers: this.o.brokers,
         lingerMs: 100,
+        // Summaries and the cgroup signals twice a window, as with the default 10 s windows.
+        summaryIntervalMs: Math.min(
+          DEFAULT_AGENT_OPTIONS.summaryIntervalMs,
+          (this.windowSeconds * 1000) / 2,
+        ),
         log,
         ...(full ? { families: layout.PROBE_NAMES, probes: FULL_RATE } : {}),
       });
@@ -382,11 +387,17 @@ export class ScenarioSession {
       cls.normal(ctx);
       await sleep((this.o.warmup_seconds ?? 10) * 1000);
       const injectedAt = Date.now();
+      victim.applyLimits();
       stopFault = cls.inject(ctx);
       const detectMs = (this.o.detect_windows ?? 6) * win;
+      // Detected as this incident: an anomaly on the victim in one of the class's signals
+      // (a crash-looping allocator also raises exit_count, which explains nothing).
       const findAnomaly = (): Anomaly | undefined =>
         this.anomalies.find(
-          (a) => a.workload === victim.path && Date.parse(a.detected_at) >= injectedAt,
+          (a) =>
+            a.workload === victim.path &&
+            cls.signals.includes(a.metric) &&
+            Date.parse(a.detected_at) >= injectedAt,
         );
       // Everything on: the same fault for as long as an adaptive run holds it at most.
       if (this.mode === 'full') await sleep(detectMs);
