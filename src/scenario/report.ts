@@ -83,8 +83,9 @@ export function markdownReport(rep: ScenarioReport, command: string): string {
       'processes running on it count in both passes. The full-rate pass runs the same ' +
       'bystanders and incidents (each held for the detection budget) with every family loaded ' +
       'and enabled at sample_n 1, tcp and file with no minimum duration, and syscalls streaming ' +
-      'every call slower than 1 µs; it has no feedback loop. While a change of the adaptive ' +
-      'pass filters other workloads out, their bytes are missing too (see the bystanders column).',
+      'every call slower than 1 µs; it has no feedback loop. A change of the adaptive ' +
+      'pass raises detail on the victim only; every other workload keeps its baseline (the ' +
+      'bystanders column checks their rows).',
     '',
   );
   if (rep.bytes_ratio !== undefined)
