@@ -92,16 +92,14 @@ describe('feedback delivery over BullMQ (real Redis)', () => {
     const again = await service.submit(req);
     expect(again.duplicate).toBe(true);
     // The same job id straight into the queue, as a retrying producer would.
-    await service
-      .queue(node)
-      .add(
-        'apply',
-        signer.sign({
-          ...applyJob(service.queue(node), req, { sample_n: 7 }, 'dup'),
-          ttl_seconds: 0,
-        }),
-        { jobId: req.id },
-      );
+    await service.queue(node).add(
+      'apply',
+      signer.sign({
+        ...applyJob(service.queue(node), req, { sample_n: 7 }, 'dup'),
+        ttl_seconds: 0,
+      }),
+      { jobId: req.id },
+    );
     const v = await until('applied', async () => {
       const s = await service.get(req.id);
       return s?.status[node]?.state === 'applied' && auditOf(req.id, 'applied') > 0 ? s : undefined;
