@@ -236,8 +236,16 @@ export class NodeFeedbackWorker {
   private lastBytes: { at: number; bytes: number } | undefined;
   private readonly actor: string;
   private verifier: JobVerifier | undefined;
-  /** Counters: jobs by outcome. */
-  readonly counts = { applied: 0, reverted: 0, duplicates: 0, failed: 0, rejected: 0, expired: 0 };
+  /** Counters: jobs by outcome; `badSignature` counts the rejected jobs whose signature was refused. */
+  readonly counts = {
+    applied: 0,
+    reverted: 0,
+    duplicates: 0,
+    failed: 0,
+    rejected: 0,
+    expired: 0,
+    badSignature: 0,
+  };
 
   constructor(
     private readonly agent: ProbeTarget,
@@ -340,12 +348,14 @@ export class NodeFeedbackWorker {
   private async process(job: Job): Promise<ApplyResult | RevertResult> {
     // The signature first: nothing in an unsigned or altered job is trusted.
     const refused = this.verifier!.check(job.data);
-    if (refused)
+    if (refused) {
+      this.counts.badSignature++;
       this.fail(
         String(job.id ?? 'unknown'),
         `feedback job ${job.id} (${job.name}) refused: ${refused}; not applied`,
         'rejected',
       );
+    }
     const parsed = feedbackJobSchema.safeParse(job.data);
     if (!parsed.success)
       this.fail(

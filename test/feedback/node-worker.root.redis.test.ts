@@ -451,7 +451,7 @@ describe.skipIf(!isRoot || !available.includes('process') || !available.includes
         { jobId: junk.id },
       );
       await refusedUnchanged(junk.id, 'tcp', before, /not a base64 Ed25519 signature/);
-      expect(worker.counts.rejected).toBeGreaterThanOrEqual(3);
+      expect(worker.counts.badSignature).toBeGreaterThanOrEqual(3);
     });
 
     it('a validly signed job whose patch was altered afterwards is refused', async () => {
