@@ -58,6 +58,8 @@ describe('feedback delivery over BullMQ (real Redis)', () => {
       audit,
       log,
       verifier: signer.verifier(),
+      // The node's own sample_n bound, raised with the thresholds' tcp max_sample_n.
+      maxSampleN: 100_000,
       rateSettleMs: 300,
       reportIntervalMs: 500,
       lockDurationMs: 10_000,
