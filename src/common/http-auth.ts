@@ -18,16 +18,7 @@
  * TRACEFEED_TOKEN when set, otherwise the token file.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import {
-  closeSync,
-  fstatSync,
-  linkSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  unlinkSync,
-  writeFileSync,
-} from 'node:fs';
+import { readFileSync } from 'node:fs';
 import {
   createServer as createHttpServer,
   type IncomingMessage,
@@ -37,12 +28,13 @@ import {
 import { createServer as createHttpsServer } from 'node:https';
 import { isIP } from 'node:net';
 import { hostname, networkInterfaces } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, TracefeedError } from './errors.js';
 import { listen } from './http.js';
 import type { Logger } from './logger.js';
 import { stateDir } from './paths.js';
+import { createFileOnce, readSecretFile, SecretFileError } from './secret-file.js';
 
 /** Environment variable that overrides the token file (remote use). */
 export const TOKEN_ENV = 'TRACEFEED_TOKEN';
@@ -57,66 +49,27 @@ export function tokenPath(): string {
 }
 
 /** A token file that cannot be used; the message names the file and the fix. */
-export class TokenFileError extends ConfigError {
-  constructor(
-    message: string,
-    readonly file: string,
-    hint: string,
-    cause?: unknown,
-  ) {
-    super(message, 'token', { hint, ...(cause !== undefined ? { cause } : {}) });
-  }
-}
+export { SecretFileError as TokenFileError } from './secret-file.js';
 
 function readTokenFile(file: string): string {
-  let fd: number;
-  try {
-    fd = openSync(file, 'r');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EACCES')
-      throw new TokenFileError(
-        `cannot read the API token ${file}: permission denied`,
-        file,
-        `run the command as the user that owns ${file} (root), or set ${TOKEN_ENV}`,
-        err,
-      );
-    throw err;
-  }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile())
-      throw new TokenFileError(`the API token ${file} is not a regular file`, file, `remove it`);
-    if ((st.mode & 0o077) !== 0)
-      throw new TokenFileError(
-        `the API token ${file} is readable by other users (mode ${(st.mode & 0o777).toString(8)}); refusing to use it`,
-        file,
-        `chmod 600 ${file} (and rotate it: rm ${file}, restart tracefeed)`,
-      );
-    const uid = process.getuid?.();
-    if (uid !== undefined && st.uid !== uid)
-      throw new TokenFileError(
-        `the API token ${file} belongs to uid ${st.uid}, not to this user (uid ${uid}); refusing to use it`,
-        file,
-        `chown ${uid} ${file}, or remove it so that a new one is created`,
-      );
-    const token = readFileSync(fd, 'utf8').trim();
-    if (!TOKEN_RE.test(token))
-      throw new TokenFileError(
-        `the API token ${file} does not hold a token (32 to 256 characters of [A-Za-z0-9_-])`,
-        file,
-        `remove ${file} so that a new one is created`,
-      );
-    return token;
-  } finally {
-    closeSync(fd);
-  }
+  const token = readSecretFile(
+    file,
+    'the API token',
+    `run the command as the user that owns ${file} (root), or set ${TOKEN_ENV}`,
+  ).trim();
+  if (!TOKEN_RE.test(token))
+    throw new SecretFileError(
+      `the API token ${file} does not hold a token (32 to 256 characters of [A-Za-z0-9_-])`,
+      file,
+      `remove ${file} so that a new one is created`,
+    );
+  return token;
 }
 
 /**
  * The installation's token, created on first use: 32 random bytes, hex, in a
- * file of mode 0600 (written under a temporary name, then hard-linked into
- * place, so a reader never sees a partial token and two creators agree).
+ * file of mode 0600 (see createFileOnce: a reader never sees a partial token
+ * and two creators agree).
  */
 export function loadOrCreateToken(file: string = tokenPath()): string {
   try {
@@ -124,16 +77,7 @@ export function loadOrCreateToken(file: string = tokenPath()): string {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  writeFileSync(tmp, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
-  try {
-    linkSync(tmp, file);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  } finally {
-    unlinkSync(tmp);
-  }
+  createFileOnce(file, `${randomBytes(32).toString('hex')}\n`, 0o600);
   return readTokenFile(file);
 }
 

@@ -13,6 +13,7 @@ import type { Logger } from '../common/logger.js';
 import { anomalySchema } from '../features/anomaly.js';
 import { AuditTrail } from './audit.js';
 import { budgetCheck } from './budget.js';
+import type { JobSigner } from './job-signing.js';
 import { connectRedis } from './redis.js';
 import { formatIssues } from './request.js';
 import { requestsFromAnomaly } from './rules.js';
@@ -38,6 +39,8 @@ export interface FeedbackControllerOptions {
   budgetIntervalMs?: number;
   /** How often approvals past their timeout are expired, ms. Default 30000. */
   approvalSweepMs?: number;
+  /** Signs the jobs it queues. Default: the installation key (`<state dir>/feedback-signing.key`). */
+  signer?: JobSigner;
 }
 
 export interface ControllerStats {
@@ -104,6 +107,7 @@ export class FeedbackController {
       thresholds: () => this.thresholds,
       actor: 'controller',
       log,
+      ...(this.opts.signer ? { signer: this.opts.signer } : {}),
     });
     await this.publishThresholdsStatus();
 

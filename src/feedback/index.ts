@@ -66,5 +66,21 @@ export {
 } from './node-worker.js';
 export type { NodeReport, ProbeReport } from './node-report.js';
 export type { NodeStatus, AppliedRecord } from './store.js';
-export { QUEUE_PREFIX, revertJobId, type FeedbackJob } from './job.js';
+export {
+  QUEUE_PREFIX,
+  revertJobId,
+  type FeedbackJob,
+  type ApplyJob,
+  type RevertJob,
+} from './job.js';
 export { redisUrlFrom, DEFAULT_REDIS_URL } from './redis.js';
+export {
+  JobSigner,
+  JobVerifier,
+  loadOrCreateSigner,
+  loadVerifier,
+  installationVerifier,
+  signingKeyPath,
+  verifyKeyPath,
+  canonicalJson,
+} from './job-signing.js';

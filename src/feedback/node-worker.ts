@@ -28,6 +28,7 @@ import {
   type ApplyJob,
   type RevertJob,
 } from './job.js';
+import { installationVerifier, loadVerifier, type JobVerifier } from './job-signing.js';
 import type { NodeReport } from './node-report.js';
 import { connectRedis, redisOptions } from './redis.js';
 import { formatIssues } from './request.js';
@@ -48,8 +49,27 @@ export interface NodeFeedbackWorkerOptions {
   redisUrl: string;
   audit: AuditTrail;
   log: Logger;
-  /** Probes this node refuses to disable whatever the controller says. Default ['process']. */
+  /**
+   * Floor probes: whatever a job says, this node never disables them, never
+   * samples them beyond `floorMaxSampleN`, never sets a filter, a
+   * min_duration_ms or a focus that drops any of their events. Default ['process'].
+   */
   floors?: readonly ProbeName[];
+  /** Largest sample_n (1 in N) a job may set on a floor probe, baseline or focus. Default 1. */
+  floorMaxSampleN?: number;
+  /**
+   * Largest sample_n (1 in N) a job may set on any probe, baseline or focus
+   * (the node's own bound, whatever the controller's thresholds say). Default 1000.
+   */
+  maxSampleN?: number;
+  /**
+   * Verifies the controller's signature on every job. Default: from
+   * `verifyKeyPath` when given, otherwise the installation key pair in the
+   * state directory (created on first use).
+   */
+  verifier?: JobVerifier;
+  /** The controller's public key (SPKI PEM), e.g. a copy on another host. Default: none (see `verifier`). */
+  verifyKeyPath?: string;
   /**
    * Jobs processed at once. Applies are synchronous (one at a time); a job then
    * holds its slot for the rate wait, so this bounds the changes per `rateSettleMs`
@@ -215,8 +235,17 @@ export class NodeFeedbackWorker {
   private readonly ledger = new Map<string, ApplyResult | RevertResult>();
   private lastBytes: { at: number; bytes: number } | undefined;
   private readonly actor: string;
-  /** Counters: jobs by outcome. */
-  readonly counts = { applied: 0, reverted: 0, duplicates: 0, failed: 0, rejected: 0, expired: 0 };
+  private verifier: JobVerifier | undefined;
+  /** Counters: jobs by outcome; `badSignature` counts the rejected jobs whose signature was refused. */
+  readonly counts = {
+    applied: 0,
+    reverted: 0,
+    duplicates: 0,
+    failed: 0,
+    rejected: 0,
+    expired: 0,
+    badSignature: 0,
+  };
 
   constructor(
     private readonly agent: ProbeTarget,
@@ -227,6 +256,9 @@ export class NodeFeedbackWorker {
 
   /** Registers the node, starts reporting and consuming its queue. */
   async start(): Promise<this> {
+    this.verifier =
+      this.opts.verifier ??
+      (this.opts.verifyKeyPath ? loadVerifier(this.opts.verifyKeyPath) : installationVerifier());
     this.redis = connectRedis(this.opts.redisUrl);
     this.redis.on('error', (err) =>
       this.opts.log.debug({ err: err.message }, 'feedback redis error'),
@@ -314,6 +346,16 @@ export class NodeFeedbackWorker {
   }
 
   private async process(job: Job): Promise<ApplyResult | RevertResult> {
+    // The signature first: nothing in an unsigned or altered job is trusted.
+    const refused = this.verifier!.check(job.data);
+    if (refused) {
+      this.counts.badSignature++;
+      this.fail(
+        String(job.id ?? 'unknown'),
+        `feedback job ${job.id} (${job.name}) refused: ${refused}; not applied`,
+        'rejected',
+      );
+    }
     const parsed = feedbackJobSchema.safeParse(job.data);
     if (!parsed.success)
       this.fail(
@@ -322,6 +364,12 @@ export class NodeFeedbackWorker {
         'failed',
       );
     const data = parsed.data;
+    if (data.node !== this.opts.node)
+      this.fail(
+        String(job.id),
+        `feedback job ${job.id} refused: signed for node ${data.node}, not for ${this.opts.node}; not applied`,
+        'rejected',
+      );
     if (data.kind === 'apply') {
       if (job.id !== data.request.id)
         this.fail(
@@ -375,12 +423,8 @@ export class NodeFeedbackWorker {
       });
       return { state: 'expired', request_id: req.id, node, probe: req.probe };
     }
-    if ((this.opts.floors ?? ['process']).includes(req.probe) && job.patch.enabled === false)
-      this.fail(
-        req.id,
-        `probe ${req.probe} is a floor on node ${node}: never disabled`,
-        'rejected',
-      );
+    const bound = this.refusal(req.probe, job.patch);
+    if (bound) this.fail(req.id, `${bound}; not applied`, 'rejected');
     const before = this.agent.probes().find((p) => p.probe === req.probe);
     if (!before)
       this.fail(
@@ -432,17 +476,16 @@ export class NodeFeedbackWorker {
     );
     await store.putApplied(record);
     if (job.ttl_seconds > 0) {
-      const revert: RevertJob = {
-        kind: 'revert',
-        request_id: req.id,
-        probe: req.probe,
-        cause: 'ttl',
-      };
+      // The controller signed the TTL revert with the apply; without it, none is queued
+      // (the request stays until an operator reverts it) and the audit says so.
+      const revert: RevertJob | undefined = job.ttl_revert;
+      if (!revert)
+        this.opts.log.warn({ request: req.id }, 'apply job carries no signed TTL revert');
       const delay = Math.max(
         0,
         Date.parse(record.applied_at) + job.ttl_seconds * 1000 - Date.now(),
       );
-      await this.queue!.add('revert', revert, { jobId: revertJobId(req.id), delay });
+      if (revert) await this.queue!.add('revert', revert, { jobId: revertJobId(req.id), delay });
     }
     // Audited as applied now, when the kernel changed; the rate after is measured below.
     await this.recordApplied(record);
@@ -462,6 +505,43 @@ export class NodeFeedbackWorker {
     const result = this.resultOf(record);
     this.ledger.set(req.id, result);
     return result;
+  }
+
+  /**
+   * Why this node refuses a patch on `probe`, naming the field, or undefined:
+   * the node's own bounds, whatever signed the job.
+   */
+  refusal(probe: ProbeName, patch: ProbePatch): string | undefined {
+    const node = this.opts.node;
+    const max = this.opts.maxSampleN ?? 1000;
+    if (patch.sample_n !== undefined && patch.sample_n > max)
+      return `sample_n ${patch.sample_n} on ${probe} is above this node's bound (maxSampleN ${max})`;
+    for (const [key, f] of Object.entries(patch.focus ?? {}))
+      if (f?.sample_n !== undefined && f.sample_n > max)
+        return `focus.${key}.sample_n ${f.sample_n} on ${probe} is above this node's bound (maxSampleN ${max})`;
+    if (!(this.opts.floors ?? ['process']).includes(probe)) return undefined;
+    const floor = `probe ${probe} is a floor on node ${node}`;
+    const fmax = this.opts.floorMaxSampleN ?? 1;
+    if (patch.enabled === false) return `${floor}: enabled false refused (never disabled)`;
+    if (patch.sample_n !== undefined && patch.sample_n > fmax)
+      return `${floor}: sample_n ${patch.sample_n} refused (never sampled beyond 1 in ${fmax})`;
+    if (patch.min_duration_ms !== undefined && patch.min_duration_ms > 0)
+      return `${floor}: min_duration_ms ${patch.min_duration_ms} refused (never filtered)`;
+    for (const [dim, set] of Object.entries(patch.filters ?? {}) as Array<
+      [string, { allow?: unknown[]; deny?: unknown[] } | undefined]
+    >) {
+      for (const side of ['allow', 'deny'] as const)
+        if ((set?.[side]?.length ?? 0) > 0)
+          return `${floor}: filters.${dim}.${side} refused (never filtered)`;
+    }
+    for (const [key, f] of Object.entries(patch.focus ?? {})) {
+      if (!f) continue;
+      if (f.sample_n !== undefined && f.sample_n > fmax)
+        return `${floor}: focus.${key}.sample_n ${f.sample_n} refused (never sampled beyond 1 in ${fmax})`;
+      if (f.min_duration_ms !== undefined && f.min_duration_ms > 0)
+        return `${floor}: focus.${key}.min_duration_ms ${f.min_duration_ms} refused (never filtered)`;
+    }
+    return undefined;
   }
 
   private async recordApplied(record: AppliedRecord): Promise<void> {

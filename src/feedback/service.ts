@@ -10,6 +10,7 @@ import type { Logger } from '../common/logger.js';
 import type { ProbeName } from '../ingest/layout.js';
 import type { AuditTrail } from './audit.js';
 import { JOB_OPTIONS, QUEUE_PREFIX, revertJobId, type ApplyJob, type RevertJob } from './job.js';
+import { loadOrCreateSigner, type JobSigner } from './job-signing.js';
 import type { NodeReport } from './node-report.js';
 import {
   decideAll,
@@ -34,6 +35,11 @@ export interface FeedbackServiceOptions {
   /** Who submits: `controller`, `operator/<user>`. */
   actor: string;
   log: Logger;
+  /**
+   * Signs every job put in a node queue (nodes refuse unsigned jobs).
+   * Default: the installation key, `<state dir>/feedback-signing.key`, created on first use.
+   */
+  signer?: JobSigner;
 }
 
 export interface SubmitResult {
@@ -57,6 +63,7 @@ const AUDIT_STATE: Record<Decision['outcome'], 'accepted' | 'clamped' | 'queued'
 export class FeedbackService {
   readonly store: FeedbackStore;
   private readonly queues = new Map<string, Queue>();
+  private signerCache: JobSigner | undefined;
 
   constructor(private readonly opts: FeedbackServiceOptions) {
     this.store = new FeedbackStore(opts.redis);
@@ -169,15 +176,44 @@ export class FeedbackService {
     });
     if (d.outcome !== 'accept' && d.outcome !== 'clamp') return;
     await this.store.setLastChange(d.node, req.probe, req.workload ?? '*', Date.now());
-    const job: ApplyJob = {
-      kind: 'apply',
+    await this.queue(d.node).add('apply', this.applyJob(req, d), { jobId: req.id });
+  }
+
+  private get signer(): JobSigner {
+    this.signerCache ??= this.opts.signer ?? loadOrCreateSigner();
+    return this.signerCache;
+  }
+
+  /** The signed revert job of a request on a node. */
+  private revertJob(
+    id: string,
+    node: string,
+    probe: ProbeName,
+    cause: RevertJob['cause'],
+  ): RevertJob {
+    return this.signer.sign({
+      kind: 'revert' as const,
+      node,
+      request_id: id,
+      probe,
+      cause,
+      created_at: new Date().toISOString(),
+    });
+  }
+
+  /** The signed apply job of a decision, with its signed TTL revert. */
+  private applyJob(req: FeedbackRequest, d: Decision): ApplyJob {
+    const ttl = d.ttl_seconds ?? 0;
+    return this.signer.sign({
+      kind: 'apply' as const,
+      node: d.node,
       request: req,
       patch: d.patch ?? {},
-      ttl_seconds: d.ttl_seconds ?? 0,
-      outcome: d.outcome,
+      ttl_seconds: ttl,
+      outcome: d.outcome as ApplyJob['outcome'],
       reason: d.reason,
-    };
-    await this.queue(d.node).add('apply', job, { jobId: req.id });
+      ...(ttl > 0 ? { ttl_revert: this.revertJob(req.id, d.node, req.probe, 'ttl') } : {}),
+    });
   }
 
   /**
@@ -190,15 +226,7 @@ export class FeedbackService {
       if (d.outcome !== 'accept' && d.outcome !== 'clamp') continue;
       const st = status[d.node]?.state;
       if (st !== undefined && st !== 'accepted' && st !== 'clamped') continue;
-      const job: ApplyJob = {
-        kind: 'apply',
-        request: s.request,
-        patch: d.patch ?? {},
-        ttl_seconds: d.ttl_seconds ?? 0,
-        outcome: d.outcome,
-        reason: d.reason,
-      };
-      await this.queue(d.node).add('apply', job, { jobId: s.request.id });
+      await this.queue(d.node).add('apply', this.applyJob(s.request, d), { jobId: s.request.id });
     }
   }
 
@@ -281,13 +309,7 @@ export class FeedbackService {
       const job = await q.getJob(jobId);
       if (job && (await job.isDelayed())) await job.promote();
       else if (!job) {
-        const data: RevertJob = {
-          kind: 'revert',
-          request_id: id,
-          probe: v.request.probe,
-          cause: 'operator',
-        };
-        await q.add('revert', data, { jobId });
+        await q.add('revert', this.revertJob(id, node, v.request.probe, 'operator'), { jobId });
       }
       this.opts.log.info({ request: id, node, actor }, 'revert requested');
     }

@@ -227,8 +227,16 @@ export const thresholdsSchema = z
       .describe('loosen multiplies sample_n by this. Default 4.'),
     approval: z
       .strictObject({
-        actions: z.array(feedbackActionSchema).default(['disable']),
-        origins: z.array(feedbackOriginSchema).default([]),
+        actions: z
+          .array(feedbackActionSchema)
+          .default(['disable'])
+          .describe('actions that need approval whatever their origin. Default [disable].'),
+        origins: z
+          .array(feedbackOriginSchema)
+          .default(['agent'])
+          .describe(
+            'origins whose every action (enable, disable, tighten, loosen, set) needs approval. Default [agent].',
+          ),
         timeout_seconds: z
           .number()
           .int()
@@ -236,7 +244,7 @@ export const thresholdsSchema = z
           .default(3600)
           .describe('a request not approved within this expires. Default 3600.'),
       })
-      .default({ actions: ['disable'], origins: [], timeout_seconds: 3600 })
+      .default({ actions: ['disable'], origins: ['agent'], timeout_seconds: 3600 })
       .describe(
         'requests needing operator approval: action in `actions` OR origin in `origins` (operator requests never do)',
       ),

@@ -1,6 +1,6 @@
 /**
  * Delivery over BullMQ on the real Redis: deterministic job ids dedupe, a
- * malformed job is failed and audited, unknown probes and nodes are rejected,
+ * malformed job is failed and audited (an unsigned one refused), unknown probes and nodes are rejected,
  * the TTL reverts, and a Redis restart mid-flight loses nothing and applies
  * nothing twice. The probe plane is RecordingTarget (it counts applies).
  */
@@ -21,7 +21,7 @@ import { connectRedis, redisOptions, redisUrlFrom } from '../../src/feedback/red
 import { FeedbackService } from '../../src/feedback/service.js';
 import { parseThresholds } from '../../src/feedback/thresholds.js';
 import { RecordingTarget } from './probe-target.js';
-import { enqueueApply, failedJob, request, until } from './helpers.js';
+import { applyJob, enqueueApply, failedJob, request, testSigner, until } from './helpers.js';
 
 const log = createLogger('test', process.env.TRACEFEED_LOG_LEVEL ?? 'silent');
 const url = redisUrlFrom(undefined);
@@ -37,6 +37,7 @@ describe('feedback delivery over BullMQ (real Redis)', () => {
   let service: FeedbackService;
   let target: RecordingTarget;
   let worker: NodeFeedbackWorker;
+  const signer = testSigner();
 
   beforeAll(async () => {
     redis = connectRedis(url);
@@ -48,6 +49,7 @@ describe('feedback delivery over BullMQ (real Redis)', () => {
       thresholds: () => thresholds,
       actor: 'test',
       log,
+      signer,
     });
     target = new RecordingTarget();
     worker = await new NodeFeedbackWorker(target, {
@@ -55,6 +57,9 @@ describe('feedback delivery over BullMQ (real Redis)', () => {
       redisUrl: url,
       audit,
       log,
+      verifier: signer.verifier(),
+      // The node's own sample_n bound, raised with the thresholds' tcp max_sample_n.
+      maxSampleN: 100_000,
       rateSettleMs: 300,
       reportIntervalMs: 500,
       lockDurationMs: 10_000,
@@ -91,14 +96,10 @@ describe('feedback delivery over BullMQ (real Redis)', () => {
     // The same job id straight into the queue, as a retrying producer would.
     await service.queue(node).add(
       'apply',
-      {
-        kind: 'apply',
-        request: req,
-        patch: { sample_n: 7 },
+      signer.sign({
+        ...applyJob(service.queue(node), req, { sample_n: 7 }, 'dup'),
         ttl_seconds: 0,
-        outcome: 'accept',
-        reason: 'dup',
-      },
+      }),
       { jobId: req.id },
     );
     const v = await until('applied', async () => {
@@ -131,14 +132,22 @@ describe('feedback delivery over BullMQ (real Redis)', () => {
     const q = new Queue(node, { prefix: QUEUE_PREFIX, connection: redisOptions(url) });
     const before = target.calls.length;
     try {
+      // Signed, so that the shape is what the worker refuses.
       for (const [id, data] of [
-        ['bad-1', { kind: 'apply', request: { id: 'bad-1' }, patch: {} }],
-        ['bad-2', 'not even an object'],
-        ['bad-3', { kind: 'format-disk' }],
+        ['bad-1', { kind: 'apply', node, request: { id: 'bad-1' }, patch: {} }],
+        ['bad-3', { kind: 'format-disk', node }],
       ] as const) {
-        await q.add('apply', data, { jobId: id, attempts: 3 });
+        await q.add('apply', signer.sign(data), { jobId: id, attempts: 3 });
       }
-      for (const id of ['bad-1', 'bad-2', 'bad-3']) {
+      await q.add('apply', 'not even an object', { jobId: 'bad-2', attempts: 3 });
+      const notObject = await failedJob(q, 'bad-2');
+      expect(notObject.failedReason).toMatch(/bad-2 \(apply\) refused: the job is not an object/);
+      expect(notObject.attemptsMade).toBe(1);
+      const audited = await until('bad-2 audited', async () =>
+        readAudit(auditPath, 'bad-2').find((r) => r.state === 'rejected'),
+      );
+      expect(audited.reason).toMatch(/not applied/);
+      for (const id of ['bad-1', 'bad-3']) {
         const job = await failedJob(q, id);
         expect(job.failedReason).toMatch(new RegExp(`malformed feedback job ${id}`));
         expect(job.attemptsMade).toBe(1); // unrecoverable: not retried
@@ -176,7 +185,7 @@ describe('feedback delivery over BullMQ (real Redis)', () => {
 
     // An apply job for a probe this node does not load, straight into the queue.
     const req = request({ target: { nodes: [node] }, probe: 'sched', action: 'enable' });
-    await enqueueApply(service.queue(node), req, { enabled: true }, 'x');
+    await enqueueApply(service.queue(node), signer, req, { enabled: true }, 'x');
     const job = await failedJob(service.queue(node), req.id);
     expect(job.failedReason).toMatch(/probe sched is not loaded on node/);
     expect(auditOf(req.id, 'rejected')).toBe(1);

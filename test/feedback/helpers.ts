@@ -1,9 +1,10 @@
 /** Builders shared by the feedback suites. */
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import type { Job, Queue } from 'bullmq';
 import { defaultSettings, type ProbeSettings } from '../../src/ingest/probe-settings.js';
 import type { NodeReport } from '../../src/feedback/node-report.js';
 import type { FeedbackRequest } from '../../src/feedback/request.js';
+import { JobSigner } from '../../src/feedback/job-signing.js';
 import type { ProbeName } from '../../src/ingest/layout.js';
 
 export function request(over: Partial<FeedbackRequest> = {}): FeedbackRequest {
@@ -56,18 +57,43 @@ export async function until<T>(
   }
 }
 
-/** An apply job put straight into a node's queue, as a buggy or hostile producer would. */
-export async function enqueueApply(
+/** A signer with a fresh in-memory key pair: the test's controller key (give its verifier to the worker). */
+export function testSigner(): JobSigner {
+  return new JobSigner(generateKeyPairSync('ed25519').privateKey);
+}
+
+/** The apply job of `req` for the queue's node, as the controller builds it (unsigned). */
+export function applyJob(
   queue: Queue,
   req: FeedbackRequest,
   patch: Record<string, unknown>,
   reason: string,
+): Record<string, unknown> {
+  return {
+    kind: 'apply',
+    node: queue.name,
+    request: req,
+    patch,
+    ttl_seconds: 60,
+    outcome: 'accept',
+    reason,
+  };
+}
+
+/**
+ * An apply job put straight into a node's queue, past the policy engine, as a
+ * buggy producer holding the signing key would; `signer` null queues it
+ * unsigned, as anyone who can write to Redis could.
+ */
+export async function enqueueApply(
+  queue: Queue,
+  signer: JobSigner | null,
+  req: FeedbackRequest,
+  patch: Record<string, unknown>,
+  reason: string,
 ): Promise<void> {
-  await queue.add(
-    'apply',
-    { kind: 'apply', request: req, patch, ttl_seconds: 60, outcome: 'accept', reason },
-    { jobId: req.id },
-  );
+  const job = applyJob(queue, req, patch, reason);
+  await queue.add('apply', signer ? signer.sign(job) : job, { jobId: req.id });
 }
 
 /** The job once it has failed; its state can read `failed` a moment before its reason does. */

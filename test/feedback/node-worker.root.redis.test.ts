@@ -3,7 +3,7 @@
  * and Kafka): requests change the tf_config and tf_focus maps, focuses on
  * different workloads coexist and revert independently, a tenant's storm
  * focuses collection on that tenant without blinding the others, the TTL reverts, floors hold,
- * and a noisy workload over budget is brought back under by loosening a
+ * jobs not signed by the controller (or altered since) are refused and change nothing, and a noisy workload over budget is brought back under by loosening a
  * non-floor probe. Needs root and the built probes (`make -C bpf`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -35,7 +35,7 @@ import {
 import { NodeAgent, DEFAULT_AGENT_OPTIONS } from '../../src/ingest/node-agent.js';
 import { makeCgroup, type TestCgroup } from '../helpers/cgroup.js';
 import { BROKERS, subscribe } from '../helpers/kafka.js';
-import { enqueueApply, failedJob, request, until } from './helpers.js';
+import { applyJob, enqueueApply, failedJob, request, testSigner, until } from './helpers.js';
 
 const isRoot = process.getuid?.() === 0;
 const log = createLogger('test', process.env.TRACEFEED_LOG_LEVEL ?? 'silent');
@@ -102,6 +102,7 @@ describe.skipIf(!isRoot || !available.includes('process') || !available.includes
     let service: FeedbackService;
     let worker: NodeFeedbackWorker;
     let thresholds = parseThresholds('version: 1\ncooldown_seconds: 0\n');
+    const signer = testSigner();
 
     beforeAll(async () => {
       agent = new NodeAgent({
@@ -121,12 +122,14 @@ describe.skipIf(!isRoot || !available.includes('process') || !available.includes
         thresholds: () => thresholds,
         actor: 'test',
         log,
+        signer,
       });
       worker = await new NodeFeedbackWorker(agent, {
         node,
         redisUrl: url,
         audit,
         log,
+        verifier: signer.verifier(),
         rateSettleMs: 500,
         reportIntervalMs: 1000,
       }).start();
@@ -395,13 +398,110 @@ describe.skipIf(!isRoot || !available.includes('process') || !available.includes
         action: 'disable',
         origin: 'operator',
       });
-      await enqueueApply(service.queue(node), bypass, { enabled: false }, 'bypass');
+      await enqueueApply(service.queue(node), signer, bypass, { enabled: false }, 'bypass');
       const job = await failedJob(service.queue(node), bypass.id);
       expect(job.failedReason).toMatch(/floor/);
       const k = kernelConfig(agent, 'process');
       expect(k.enabled).toBe(1);
       expect(k.generation).toBe(gen);
       expect(agent.probes().find((p) => p.probe === 'process')?.attached).toBe(true);
+    });
+
+    /** Waits for the job to fail, checks its audited refusal, and that `probe`'s kernel config did not move. */
+    async function refusedUnchanged(
+      id: string,
+      probe: ProbeName,
+      before: ReturnType<typeof kernelConfig>,
+      reason: RegExp,
+    ): Promise<void> {
+      const job = await failedJob(service.queue(node), id);
+      expect(job.failedReason).toMatch(reason);
+      expect(job.attemptsMade).toBe(1);
+      const audited = await until(`${id} audited`, () =>
+        readAudit(auditPath, id).find((r) => r.state === 'rejected'),
+      );
+      expect(audited).toMatchObject({ actor: `node/${node}`, node });
+      expect(audited.reason).toMatch(reason);
+      expect(audited.reason).toMatch(/not applied/);
+      expect(readAudit(auditPath, id).some((r) => r.state === 'applied')).toBe(false);
+      const status = await until(
+        `${id} status`,
+        async () => (await service.store.statuses(id))[node],
+      );
+      expect(status.state).toBe('rejected');
+      expect(kernelConfig(agent, probe)).toEqual(before);
+    }
+
+    it('a job written straight into Redis without a valid signature is refused, audited, and changes nothing', async () => {
+      const before = kernelConfig(agent, 'tcp');
+      const q = service.queue(node);
+      // Unsigned, as anyone who can write to Redis could queue it.
+      const unsigned = request({ target: { nodes: [node] }, action: 'set', origin: 'operator' });
+      await enqueueApply(q, null, unsigned, { sample_n: 999 }, 'forged');
+      await refusedUnchanged(unsigned.id, 'tcp', before, /carries no signature/);
+      // Signed by a key that is not the controller's.
+      const other = request({ target: { nodes: [node] }, action: 'set', origin: 'operator' });
+      await enqueueApply(q, testSigner(), other, { sample_n: 999 }, 'forged');
+      await refusedUnchanged(other.id, 'tcp', before, /does not verify/);
+      // A garbage signature.
+      const junk = request({ target: { nodes: [node] }, action: 'set', origin: 'operator' });
+      await q.add(
+        'apply',
+        { ...applyJob(q, junk, { sample_n: 999 }, 'forged'), signature: 'AAAA' },
+        { jobId: junk.id },
+      );
+      await refusedUnchanged(junk.id, 'tcp', before, /not a base64 Ed25519 signature/);
+      expect(worker.counts.badSignature).toBeGreaterThanOrEqual(3);
+    });
+
+    it('a validly signed job whose patch was altered afterwards is refused', async () => {
+      const before = kernelConfig(agent, 'tcp');
+      const q = service.queue(node);
+      const req = request({ target: { nodes: [node] }, action: 'set', origin: 'operator' });
+      const signed = signer.sign(applyJob(q, req, { sample_n: 2 }, 'honest'));
+      const altered = { ...signed, patch: { sample_n: 900 } };
+      await q.add('apply', altered, { jobId: req.id });
+      await refusedUnchanged(req.id, 'tcp', before, /does not verify/);
+      // Signed for another node: refused here.
+      const elsewhere = request({ target: { nodes: [node] }, action: 'set', origin: 'operator' });
+      await q.add(
+        'apply',
+        signer.sign({ ...applyJob(q, elsewhere, { sample_n: 2 }, 'x'), node: 'other-node' }),
+        { jobId: elsewhere.id },
+      );
+      await refusedUnchanged(elsewhere.id, 'tcp', before, /signed for node other-node/);
+    });
+
+    it('the node enforces floors and bounds itself, even on validly signed jobs', async () => {
+      const q = service.queue(node);
+      const proc = kernelConfig(agent, 'process');
+      const cases: Array<[Record<string, unknown>, RegExp]> = [
+        [{ sample_n: 2 }, /floor.*sample_n 2 refused/],
+        [{ filters: { pid: { allow: [1] } } }, /floor.*filters\.pid\.allow refused/],
+        [{ filters: { comm: { deny: ['bash'] } } }, /floor.*filters\.comm\.deny refused/],
+        [{ min_duration_ms: 5 }, /floor.*min_duration_ms 5 refused/],
+        [{ focus: { '1': { sample_n: 50 } } }, /floor.*focus\.1\.sample_n 50 refused/],
+      ];
+      for (const [patch, reason] of cases) {
+        const req = request({
+          target: { nodes: [node] },
+          probe: 'process',
+          action: 'set',
+          origin: 'operator',
+        });
+        await enqueueApply(q, signer, req, patch, 'signed but narrows a floor');
+        await refusedUnchanged(req.id, 'process', proc, reason);
+      }
+      // Any probe: never sampled beyond the node's own bound (maxSampleN, default 1000).
+      const tcp = kernelConfig(agent, 'tcp');
+      const sparse = request({ target: { nodes: [node] }, action: 'set', origin: 'operator' });
+      await enqueueApply(q, signer, sparse, { sample_n: 5000 }, 'too sparse');
+      await refusedUnchanged(
+        sparse.id,
+        'tcp',
+        tcp,
+        /sample_n 5000 on tcp is above this node's bound \(maxSampleN 1000\)/,
+      );
     });
 
     it.skipIf(!available.includes('syscalls'))(
@@ -441,6 +541,7 @@ describe.skipIf(!isRoot || !available.includes('process') || !available.includes
             log,
             groupId: `tf-test-${node}`,
             budgetIntervalMs: 1000,
+            signer,
           }).start();
           const processBefore = agent.probes().find((p) => p.probe === 'process')!;
           await until(

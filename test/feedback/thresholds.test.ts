@@ -40,9 +40,10 @@ describe('thresholds file', () => {
     expect(t.node_budgets['small-node']?.events_per_second).toBe(5000);
   });
 
-  it('defaults: process is a floor, disable needs approval, the tiered rules, none node-wide', () => {
+  it('defaults: process is a floor, disable and every agent change need approval, the tiered rules, none node-wide', () => {
     expect(DEFAULT_THRESHOLDS.floors).toEqual(['process']);
     expect(DEFAULT_THRESHOLDS.approval.actions).toEqual(['disable']);
+    expect(DEFAULT_THRESHOLDS.approval.origins).toEqual(['agent']);
     expect(DEFAULT_THRESHOLDS.rules.map((r) => r.name)).toEqual([
       'tcp-retransmits',
       'tcp-connect-failures',
