@@ -1,0 +1,35 @@
+/**
+ * The Linux capabilities the node agent needs, and why. The agent keeps
+ * uid 0 (tracefs, /sys/fs/cgroup and /proc files it reads are root-owned)
+ * but needs nothing beyond this set: test/security/least-privilege.root.kafka.e2e.test.ts
+ * runs it under `capsh` with exactly these, and without each one in turn.
+ */
+export const NODE_CAPABILITY_REASONS = {
+  /** bpf(): create maps, load programs, read and write maps, attach via BPF links. */
+  cap_bpf: 'bpf(): create maps, load programs, read and write maps',
+  /**
+   * Tracing programs (tracepoint, raw_tp, tp_btf): perf_event_open for
+   * tracepoints, bpf_probe_read_kernel and pointer arithmetic the verifier
+   * only allows with it.
+   */
+  cap_perfmon: 'tracing programs: perf_event_open on tracepoints, kernel memory reads',
+} as const;
+
+/** Capability names (as capsh and /proc spell them), in the order they are documented. */
+export const NODE_CAPABILITIES = Object.keys(NODE_CAPABILITY_REASONS) as ReadonlyArray<
+  keyof typeof NODE_CAPABILITY_REASONS
+>;
+
+/** Bit numbers of capabilities (linux/capability.h) the node agent may be granted. */
+export const CAPABILITY_BITS: Readonly<Record<string, number>> = {
+  cap_dac_override: 1,
+  cap_dac_read_search: 2,
+  cap_net_admin: 12,
+  cap_ipc_lock: 14,
+  cap_sys_ptrace: 19,
+  cap_sys_admin: 21,
+  cap_sys_resource: 24,
+  cap_syslog: 34,
+  cap_perfmon: 38,
+  cap_bpf: 39,
+};
