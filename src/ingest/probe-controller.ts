@@ -240,9 +240,27 @@ export class ProbeController {
       }
       journal.push({ map, key, prev });
     };
+    const remove = (map: string, key: Buffer, prev: Buffer): void => {
+      try {
+        this.obj.mapDelete(map, key);
+      } catch (err) {
+        this.mapFailures[map] = (this.mapFailures[map] ?? 0) + 1;
+        this.rollback(journal);
+        throw err;
+      }
+      journal.push({ map, key, prev });
+    };
     // New members first, so a set is complete before its bit turns on.
     for (const [map, entries] of desired) {
       const have = this.sets.get(map) ?? new Map<string, number>();
+      let added = 0;
+      for (const hex of entries.keys()) if (!have.has(hex)) added++;
+      const limit = Object.values(FILTER_SETS).find((d) => d.map === map)?.maxEntries ?? Infinity;
+      if (have.size + added > limit) {
+        // No room for new members beside the old ones: stale members go first.
+        for (const [hex, old] of have)
+          if (!entries.has(hex)) remove(map, Buffer.from(hex, 'hex'), Buffer.from([old]));
+      }
       for (const [hex, value] of entries) {
         const old = have.get(hex);
         if (old !== value)

@@ -58,6 +58,9 @@ describe.skipIf(!isRoot || !existsSync(probePath))('filter limits of the kernel 
       expect(maps.get(map), map).toBe(maxEntries);
     expect(maps.get('tf_set_pid')).toBe(SET_ID_MAX);
     expect(maps.get('tf_set_comm')).toBe(SET_STR_MAX);
+    // Socket-table losses are read from the kernel alongside the drop reasons.
+    expect(maps.has('tf_sk_lost')).toBe(true);
+    expect(ctrl.state().drops).toMatchObject({ socket_evicted: 0, socket_claim_lost: 0 });
   });
 
   it('refuses a list beyond the kernel map whole and leaves the maps as they were', () => {
