@@ -19,7 +19,7 @@ import {
   SET_DENY,
   SK_LOST_NAMES,
 } from './layout.js';
-import type { NativeBpfObject } from './native.js';
+import { toBpfError, type NativeBpfObject } from './native.js';
 import type { FocusSettings, ProbeSettings } from './probe-settings.js';
 
 export interface ProbeState {
@@ -228,14 +228,15 @@ export class ProbeController {
       } catch (err) {
         this.mapFailures[map] = (this.mapFailures[map] ?? 0) + 1;
         this.rollback(journal);
-        if (!(err instanceof BpfError)) throw err;
+        const e = toBpfError(err);
+        if (!(e instanceof BpfError)) throw e;
         throw new BpfError(
-          `${this.spec.name}: update of map ${map} failed (${err.code}); the probe keeps its previous settings`,
-          err.step,
-          err.errno,
-          err.code,
-          err.object,
-          { cause: err },
+          `${this.spec.name}: update of map ${map} failed (${e.code}); the probe keeps its previous settings`,
+          e.step,
+          e.errno,
+          e.code,
+          e.object,
+          { cause: e },
         );
       }
       journal.push({ map, key, prev });
