@@ -5,12 +5,17 @@
  * runs it under `capsh` with exactly these, and without each one in turn.
  */
 export const NODE_CAPABILITY_REASONS = {
-  /** bpf(): create maps, load programs, read and write maps, attach via BPF links. */
+  /** bpf(): create maps, load programs, read and write maps (without it every load is EPERM). */
   cap_bpf: 'bpf(): create maps, load programs, read and write maps',
   /**
    * Tracing programs (tracepoint, raw_tp, tp_btf): perf_event_open for
-   * tracepoints, bpf_probe_read_kernel and pointer arithmetic the verifier
-   * only allows with it.
+   * tracepoints, kernel memory reads and bpf_rdonly_cast, which the verifier
+   * only allows with it (without it every load is EPERM).
+   *
+   * Measured not needed: CAP_SYS_RESOURCE (BPF memory is charged to the
+   * memory cgroup since 5.11, not RLIMIT_MEMLOCK), CAP_SYS_ADMIN (only to
+   * mount tracefs or bpffs), CAP_NET_ADMIN (no networking program types),
+   * CAP_DAC_* (uid 0 owns the files read).
    */
   cap_perfmon: 'tracing programs: perf_event_open on tracepoints, kernel memory reads',
 } as const;
