@@ -128,6 +128,7 @@ const agg = new WindowAggregator({
   allowedLatenessMs: 0,
   idleCloseMs: 0,
   maxClockSkewMs: Number.MAX_SAFE_INTEGER,
+  maxFutureSkewMs: Number.MAX_SAFE_INTEGER,
 });
 const copies = frames.map((f) => Buffer.from(f));
 const seconds = Number(args.seconds);

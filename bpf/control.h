@@ -59,35 +59,35 @@ struct {
 /* Filter sets: value TF_SET_ALLOW and/or TF_SET_DENY. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
+	__uint(max_entries, TF_SET_ID_MAX);
 	__type(key, __u64);
 	__type(value, __u8);
 } tf_set_cgroup SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
+	__uint(max_entries, TF_SET_ID_MAX);
 	__type(key, __u32);
 	__type(value, __u8);
 } tf_set_pid SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
+	__uint(max_entries, TF_SET_ID_MAX);
 	__type(key, __u32); /* port in host order, widened */
 	__type(value, __u8);
 } tf_set_port SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 256);
+	__uint(max_entries, TF_SET_STR_MAX);
 	__type(key, char[TF_COMM_LEN]);
 	__type(value, __u8);
 } tf_set_comm SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 256);
+	__uint(max_entries, TF_SET_STR_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct tf_path_key);
 	__type(value, __u8);

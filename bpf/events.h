@@ -317,4 +317,17 @@ struct tf_path_key {
 /* Entries of a probe's tf_focus map: cgroups focused at once. */
 #define TF_FOCUS_MAX 256
 
+/*
+ * Entries of the filter set maps, shared by a dimension's allow and deny
+ * lists: tf_set_cgroup, tf_set_pid, tf_set_port hold TF_SET_ID_MAX keys,
+ * tf_set_comm and tf_set_path TF_SET_STR_MAX.
+ */
+#define TF_SET_ID_MAX 1024
+#define TF_SET_STR_MAX 256
+
+/* Slots of the tcp probe's tf_sk_lost counters: sockets whose close goes unreported. */
+#define TF_SK_EVICTED 0    /* a new socket took the way of the oldest one in a full set */
+#define TF_SK_CLAIM_LOST 1 /* racing claims won every way this socket tried */
+#define TF_SK_LOST_ENTRIES 2
+
 #endif /* TRACEFEED_EVENTS_H */

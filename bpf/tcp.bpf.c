@@ -127,6 +127,14 @@ static __always_inline struct tf_sk_info *tf_sk_find(struct tf_sk_ref r)
 	return NULL;
 }
 
+/* Sockets whose close goes unreported, by TF_SK_* slot (per CPU; read by user space). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TF_SK_LOST_ENTRIES);
+	__type(key, __u32);
+	__type(value, __u64);
+} tf_sk_lost SEC(".maps");
+
 /*
  * The socket's info, claiming a way for it when it has none: a free way,
  * else the one with the oldest start. A newly claimed way is zeroed. NULL
@@ -156,8 +164,12 @@ static __always_inline struct tf_sk_info *tf_sk_claim(struct tf_sk_ref r)
 		}
 		way &= TF_SK_WAYS - 1;
 		old = r.set->key[way];
-		if (!old || __sync_val_compare_and_swap(&r.set->key[way], old, r.key) != old)
+		if (!old || __sync_val_compare_and_swap(&r.set->key[way], old, r.key) != old) {
+			tf_count(&tf_sk_lost, TF_SK_CLAIM_LOST);
 			return NULL;
+		}
+		/* The evicted socket's close will go unreported: count it. */
+		tf_count(&tf_sk_lost, TF_SK_EVICTED);
 	}
 	info = &r.set->info[way & (TF_SK_WAYS - 1)];
 	__builtin_memset(info, 0, sizeof(*info));

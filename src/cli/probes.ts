@@ -109,6 +109,7 @@ export function printProbes(probes: ProbeStats[], format: OutputFormat): void {
           'events',
           'sample',
           'drops (full/filtered/sampled/map)',
+          'lost',
           'filters',
           'focus',
           'gen',
@@ -121,6 +122,7 @@ export function printProbes(probes: ProbeStats[], format: OutputFormat): void {
           p.events,
           p.settings.sample_n === 1 ? 'all' : `1/${p.settings.sample_n}`,
           `${p.drops.ringbuf_full ?? 0}/${p.drops.filtered ?? 0}/${p.drops.sampled_out ?? 0}/${p.drops.map_full ?? 0}`,
+          lostText(p),
           filtersText(p),
           focusText(p),
           p.generation,
@@ -128,6 +130,16 @@ export function printProbes(probes: ProbeStats[], format: OutputFormat): void {
       ) + '\n',
     );
   }
+}
+
+/** Losses beyond the four kernel drop reasons: socket-table evictions, failed map writes. */
+function lostText(p: ProbeStats): string {
+  const parts: string[] = [];
+  const evicted = (p.drops.socket_evicted ?? 0) + (p.drops.socket_claim_lost ?? 0);
+  if (evicted > 0) parts.push(`${evicted} sockets evicted`);
+  const failed = Object.values(p.map_update_failures ?? {}).reduce((a, b) => a + b, 0);
+  if (failed > 0) parts.push(`${failed} map writes failed`);
+  return parts.length > 0 ? parts.join(', ') : '-';
 }
 
 export async function listProbes(port: number, format: OutputFormat): Promise<number> {

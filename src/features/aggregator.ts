@@ -65,8 +65,13 @@ export interface AggregatorOptions {
   allowedLatenessMs: number;
   /** A node that sent no frame for this long (wall clock) is quiet: its windows close by the wall clock, ms. Default 5000. */
   idleCloseMs: number;
-  /** Events further than this from the wall clock are out of range and counted, ms. Default 1 day. */
+  /** Events older than this (wall clock) are out of range and counted, ms. Default 1 day. */
   maxClockSkewMs: number;
+  /**
+   * Events later than the wall clock plus this are future-dated: counted, not added, and
+   * never move a watermark (no node's watermark is ever above now plus this), ms. Default 5000.
+   */
+  maxFutureSkewMs: number;
 }
 
 export const DEFAULT_AGGREGATOR_OPTIONS: AggregatorOptions = {
@@ -74,6 +79,7 @@ export const DEFAULT_AGGREGATOR_OPTIONS: AggregatorOptions = {
   allowedLatenessMs: 5_000,
   idleCloseMs: 5_000,
   maxClockSkewMs: 86_400_000,
+  maxFutureSkewMs: 5_000,
 };
 
 export interface AggregatorCounters {
@@ -81,8 +87,12 @@ export interface AggregatorCounters {
   events: number;
   /** Events for a window already closed. */
   late: number;
-  /** Events whose time is absurdly far from now. */
+  /** Events whose time is absurdly far in the past. */
   outOfRange: number;
+  /** Events later than the wall clock plus the future skew (not added, watermark unmoved). */
+  futureDated: number;
+  /** Nodes whose restored closed-up-to time lay in the future and was clamped to the wall clock. */
+  stateClamped: number;
   /** Events of windows already emitted before a restart (replayed, not counted twice). */
   alreadyEmitted: number;
   windowsClosed: number;
@@ -136,6 +146,8 @@ export class WindowAggregator {
     events: 0,
     late: 0,
     outOfRange: 0,
+    futureDated: 0,
+    stateClamped: 0,
     alreadyEmitted: 0,
     windowsClosed: 0,
     rowsEmitted: 0,
@@ -143,9 +155,29 @@ export class WindowAggregator {
   private readonly nodes = new Map<string, NodeState>();
   private readonly opts: AggregatorOptions;
 
-  constructor(opts: Partial<AggregatorOptions> = {}, emittedUpTo: Record<string, number> = {}) {
+  /** Nodes whose restored state was clamped, with the time they held (ms). */
+  readonly clampedState: Record<string, number> = {};
+  /** Future-dated records of the last frame ingested (the stage dead-letters such frames). */
+  lastFrameFutureDated = 0;
+
+  /**
+   * @param emittedUpTo per node, event time up to which windows were written by a previous
+   *   run; a time beyond the wall clock plus the future skew (saved after a future-dated
+   *   record) is clamped to the wall clock and counted in `stateClamped`.
+   */
+  constructor(
+    opts: Partial<AggregatorOptions> = {},
+    emittedUpTo: Record<string, number> = {},
+    nowMs = Date.now(),
+  ) {
     this.opts = { ...DEFAULT_AGGREGATOR_OPTIONS, ...opts };
-    for (const [node, ms] of Object.entries(emittedUpTo)) {
+    for (const [node, saved] of Object.entries(emittedUpTo)) {
+      let ms = saved;
+      if (ms > nowMs + this.opts.maxFutureSkewMs) {
+        this.clampedState[node] = ms;
+        this.counters.stateClamped++;
+        ms = nowMs;
+      }
       const st = this.nodeState(node);
       st.closedUpToMs = ms;
       st.restoredUpToMs = ms;
@@ -221,7 +253,8 @@ export class WindowAggregator {
     const bootMs = Number(frame.bootTimeNs / 1000n) / 1000;
     const windowMs = this.opts.windowMs;
     const minMs = nowMs - this.opts.maxClockSkewMs;
-    const maxMs = nowMs + this.opts.maxClockSkewMs;
+    const maxMs = nowMs + this.opts.maxFutureSkewMs;
+    let future = 0;
     const closedUpTo = st.closedUpToMs;
     let maxEvent = st.maxEventMs;
     let curIdx = -1;
@@ -245,15 +278,23 @@ export class WindowAggregator {
       }
       if (probe === 255) {
         // Node-level per probe: kept per (window, probe), filled into rows at close.
-        if (op === Op.PROBE_STATS)
-          this.addProbeStats(st, dv, off, bootMs, partition, offset, nowMs);
+        if (
+          op === Op.PROBE_STATS &&
+          !this.addProbeStats(st, dv, off, bootMs, partition, offset, nowMs)
+        )
+          future++;
         off += size;
         continue; // decodeFrame accepted it: an op this stage does not aggregate
       }
       n++;
       const ktimeMs = (dv.getUint32(off + 8, true) + dv.getUint32(off + 12, true) * TWO32) / 1e6;
       const t = bootMs + ktimeMs;
-      if (t < minMs || t > maxMs) {
+      if (t > maxMs) {
+        future++;
+        off += size;
+        continue;
+      }
+      if (t < minMs) {
         this.counters.outOfRange++;
         off += size;
         continue;
@@ -390,6 +431,8 @@ export class WindowAggregator {
     }
     st.maxEventMs = maxEvent;
     st.lastFrameWallMs = nowMs;
+    this.counters.futureDated += future;
+    this.lastFrameFutureDated = future;
     this.counters.frames++;
     this.counters.events += n;
     return n;
@@ -417,7 +460,10 @@ export class WindowAggregator {
     return w;
   }
 
-  /** Adds one TF_OP_PROBE_STATS record to its window's per-probe slab (late and out-of-range ones are counted). */
+  /**
+   * Adds one TF_OP_PROBE_STATS record to its window's per-probe slab (late and out-of-range
+   * ones are counted). Returns false for a future-dated record (the caller counts it).
+   */
   private addProbeStats(
     st: NodeState,
     dv: DataView,
@@ -426,18 +472,19 @@ export class WindowAggregator {
     partition: number,
     offset: number,
     nowMs: number,
-  ): void {
+  ): boolean {
     const probe = dv.getUint32(off + PS_OFF.probe, true);
-    if (probe >= PROBE_MAX) return; // not a probe this stage knows; the record is still counted by decoders
+    if (probe >= PROBE_MAX) return true; // not a probe this stage knows; the record is still counted by decoders
     const t = bootMs + (dv.getUint32(off + 8, true) + dv.getUint32(off + 12, true) * TWO32) / 1e6;
-    if (t < nowMs - this.opts.maxClockSkewMs || t > nowMs + this.opts.maxClockSkewMs) {
+    if (t > nowMs + this.opts.maxFutureSkewMs) return false;
+    if (t < nowMs - this.opts.maxClockSkewMs) {
       this.counters.outOfRange++;
-      return;
+      return true;
     }
     if (t < st.closedUpToMs) {
       if (t < st.restoredUpToMs) this.counters.alreadyEmitted++;
       else this.counters.late++;
-      return;
+      return true;
     }
     if (t > st.maxEventMs) st.maxEventMs = t;
     const w = this.windowAt(st, Math.floor(t / this.opts.windowMs), partition, offset);
@@ -458,6 +505,7 @@ export class WindowAggregator {
     for (let r = 0; r < DROP_REASON_MAX; r++) p[b + DROP_SLOTS[r]!]! += u64(PS_OFF.drops + r * 8);
     p[b + PS.sink_dropped]! += u64(PS_OFF.sink_dropped);
     p[b + PS.reports]! += 1;
+    return true;
   }
 
   /**
@@ -491,9 +539,10 @@ export class WindowAggregator {
   /** Closes every window whose time has come and returns them, oldest first. */
   closeDue(nowMs = Date.now(), force = false): ClosedWindow[] {
     const out: ClosedWindow[] = [];
-    const { windowMs, allowedLatenessMs, idleCloseMs } = this.opts;
+    const { windowMs, allowedLatenessMs, idleCloseMs, maxFutureSkewMs } = this.opts;
     for (const [node, st] of this.nodes) {
-      const watermark = st.maxEventMs - allowedLatenessMs;
+      // Never above the wall clock plus the future skew, whatever a record claimed.
+      const watermark = Math.min(st.maxEventMs, nowMs + maxFutureSkewMs) - allowedLatenessMs;
       const indices = [...st.windows.keys()].sort((a, b) => a - b);
       for (const idx of indices) {
         const end = (idx + 1) * windowMs;

@@ -14,6 +14,13 @@ export const featureStageConfigSchema = z.strictObject({
   window_seconds: z.number().int().min(1).max(3600).default(10),
   /** Events up to this late (event time) still count. Default 5 s. */
   allowed_lateness_seconds: z.number().min(0).max(3600).default(5),
+  /**
+   * Records later than the wall clock plus this are future-dated: counted
+   * (`tracefeed_features_future_dated_events_total`), not added, their frame
+   * copied to tracefeed.events.dlq.v1 (reason `future_dated`); no node's
+   * watermark ever goes above now plus this. Default 5 s.
+   */
+  max_future_skew_seconds: z.number().min(0).max(3600).default(5),
   /** A node that sent nothing for this long (wall clock) has its windows closed by the clock. Default 5 s. */
   idle_close_seconds: z.number().min(0).max(3600).default(5),
   /** Where .arrows files and the stage state live. Default `<TRACEFEED_HOME>/features`. */

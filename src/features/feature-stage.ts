@@ -106,9 +106,15 @@ export class FeatureStage {
         windowMs: c.window_seconds * 1000,
         allowedLatenessMs: c.allowed_lateness_seconds * 1000,
         idleCloseMs: c.idle_close_seconds * 1000,
+        maxFutureSkewMs: c.max_future_skew_seconds * 1000,
       },
       this.loadState(),
     );
+    for (const [node, ms] of Object.entries(this.aggregator.clampedState))
+      log.warn(
+        { node, saved_ms: ms, state: this.statePath },
+        'saved closed-up-to time is in the future: clamped to the wall clock',
+      );
     this.detector = new AnomalyDetector(c.anomaly);
     this.files = new ArrowFileSink({
       dir: join(c.data_dir, 'arrows'),
@@ -243,6 +249,18 @@ export class FeatureStage {
     }
     try {
       this.aggregator.ingestFrame(value, partition, offset);
+      const future = this.aggregator.lastFrameFutureDated;
+      if (future > 0)
+        // The rest of the frame counted; a copy goes to the DLQ so the future-dated records can be inspected.
+        dead.push({
+          key,
+          value,
+          headers: {
+            ...headers,
+            tracefeed_dlq_reason: 'future_dated',
+            tracefeed_dlq_error: `${future} record(s) later than the wall clock plus ${this.config.max_future_skew_seconds} s (not added)`,
+          },
+        });
     } catch (err) {
       if (!(err instanceof DecodeError)) throw err;
       dead.push({

@@ -15,8 +15,18 @@ export function featureMetrics(stats: () => FeatureStageStats): Registry {
     ],
     [
       'tracefeed_features_out_of_range_events_total',
-      'Events too far from the wall clock (not added).',
+      'Events too far in the past of the wall clock (not added).',
       (s) => s.outOfRange,
+    ],
+    [
+      'tracefeed_features_future_dated_events_total',
+      'Events later than the wall clock plus max_future_skew_seconds (not added, frame copied to the DLQ).',
+      (s) => s.futureDated,
+    ],
+    [
+      'tracefeed_features_state_clamped_total',
+      'Nodes whose saved closed-up-to time was in the future at load (clamped to the wall clock).',
+      (s) => s.stateClamped,
     ],
     [
       'tracefeed_features_replayed_events_total',

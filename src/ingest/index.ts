@@ -45,3 +45,4 @@ export {
 export { histogramQuantile } from './histogram.js';
 export { startControlApi, DEFAULT_API_PORT } from './control-api.js';
 export { formatAddress } from './event-decoder.js';
+export { NODE_CAPABILITIES, NODE_CAPABILITY_REASONS } from './capabilities.js';

@@ -82,6 +82,20 @@ export const PATH_LEN = 256;
 export const PATH_PREFIX_LEN = 64;
 /** `TF_FOCUS_MAX`: entries of a probe's tf_focus map (cgroups focused at once). */
 export const FOCUS_MAX = 256;
+/** `TF_SET_ID_MAX`: entries of tf_set_cgroup, tf_set_pid, tf_set_port (allow and deny together). */
+export const SET_ID_MAX = 1024;
+/** `TF_SET_STR_MAX`: entries of tf_set_comm, tf_set_path (allow and deny together). */
+export const SET_STR_MAX = 256;
+/** Filter dimension -> its kernel set map and that map's entries. */
+export const FILTER_SETS = {
+  cgroup: { map: 'tf_set_cgroup', maxEntries: SET_ID_MAX },
+  pid: { map: 'tf_set_pid', maxEntries: SET_ID_MAX },
+  port: { map: 'tf_set_port', maxEntries: SET_ID_MAX },
+  comm: { map: 'tf_set_comm', maxEntries: SET_STR_MAX },
+  path_prefix: { map: 'tf_set_path', maxEntries: SET_STR_MAX },
+} as const;
+/** `TF_SK_*` slots of the tcp probe's tf_sk_lost counters (sockets whose close goes unreported). */
+export const SK_LOST_NAMES = ['socket_evicted', 'socket_claim_lost'] as const;
 
 /** `TF_FLAG_*` bits of the event header. */
 export const Flag = {

@@ -28,7 +28,7 @@ export function agentMetrics(agent: NodeAgent): Registry {
   mirrorCounter(
     registry,
     'tracefeed_events_dropped_total',
-    'Events not delivered, by probe and reason (ringbuf_full, filtered, sampled_out, map_full in the kernel; buffer_full in the agent).',
+    'Events not delivered, by probe and reason (ringbuf_full, filtered, sampled_out, map_full, and for tcp socket_evicted, socket_claim_lost in the kernel; buffer_full in the agent).',
     ['probe', 'reason'],
     () => {
       const out: Array<[Record<string, string>, number]> = [];
@@ -38,6 +38,19 @@ export function agentMetrics(agent: NodeAgent): Registry {
       out.push([{ probe: 'all', reason: 'buffer_full' }, agent.stats().publisher.eventsDropped]);
       return out;
     },
+  );
+  mirrorCounter(
+    registry,
+    'tracefeed_probe_map_update_failures_total',
+    'Map writes that failed while applying probe settings (each rolled the settings back), by probe and map.',
+    ['probe', 'map'],
+    () =>
+      probes().flatMap((p) =>
+        Object.entries(p.map_update_failures).map(([map, n]): [Record<string, string>, number] => [
+          { probe: p.probe, map },
+          n,
+        ]),
+      ),
   );
   mirrorCounter(
     registry,

@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { EnvironmentError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
+import { CAPABILITY_BITS, NODE_CAPABILITIES, NODE_CAPABILITY_REASONS } from './capabilities.js';
 
 export interface PreflightReport {
   root: boolean;
@@ -64,6 +65,22 @@ export function checkKernelRelease(rel: string): void {
   }
 }
 
+/** Refuses to start without every capability in NODE_CAPABILITIES, naming the missing ones. */
+export function checkCapabilities(procStatus: string): void {
+  const eff = /^CapEff:\s*([0-9a-f]+)$/m.exec(procStatus)?.[1];
+  if (eff === undefined) return; // not Linux's /proc: the loads below will say what fails
+  const mask = BigInt(`0x${eff}`);
+  const missing = NODE_CAPABILITIES.filter(
+    (c) => (mask & (1n << BigInt(CAPABILITY_BITS[c] ?? 0))) === 0n,
+  );
+  if (missing.length > 0)
+    throw new EnvironmentError(
+      `the node agent needs ${missing.join(', ')} (${missing.map((c) => NODE_CAPABILITY_REASONS[c]).join('; ')}); the process lacks them`,
+      'capabilities',
+      { hint: `grant ${NODE_CAPABILITIES.join(', ')} (see docs/security.md, "Least privilege")` },
+    );
+}
+
 export function preflight(log?: Logger): PreflightReport {
   const mounted: string[] = [];
   const uid = process.getuid?.() ?? -1;
@@ -74,6 +91,7 @@ export function preflight(log?: Logger): PreflightReport {
       { hint: 'run as root, e.g. sudo npx tracefeed up' },
     );
   }
+  checkCapabilities(readFileSync('/proc/self/status', 'utf8'));
   checkKernelRelease(release());
   if (!existsSync('/sys/kernel/btf/vmlinux')) {
     throw new EnvironmentError(

@@ -3,12 +3,13 @@
  * maps (config entry, filter sets) and attach/detach of its programs. Never a
  * reload: program ids stay the same; the generation in records advances.
  */
-import { ConfigError } from '../common/errors.js';
+import { BpfError, ConfigError } from '../common/errors.js';
 import type { CgroupResolver } from './cgroup-resolver.js';
 import type { FamilySpec } from './families.js';
 import {
   DROP_REASON_MAX,
   DROP_REASON_NAMES,
+  FILTER_SETS,
   FOCUS_LAYOUT,
   FilterBit,
   PATH_PREFIX_LEN,
@@ -16,8 +17,9 @@ import {
   SET_ALLOW,
   fieldOffset,
   SET_DENY,
+  SK_LOST_NAMES,
 } from './layout.js';
-import type { NativeBpfObject } from './native.js';
+import { toBpfError, type NativeBpfObject } from './native.js';
 import type { FocusSettings, ProbeSettings } from './probe-settings.js';
 
 export interface ProbeState {
@@ -30,8 +32,14 @@ export interface ProbeState {
   settings: ProbeSettings;
   /** Events the kernel emitted since load. */
   emitted: number;
-  /** Events the kernel did not emit, by reason. */
+  /**
+   * Events the kernel did not emit, by reason; the tcp probe adds `socket_evicted`
+   * (a new socket took the table way of the oldest: its close goes unreported) and
+   * `socket_claim_lost` (racing claims took every way).
+   */
   drops: Record<string, number>;
+  /** Map writes that failed (each one rolled the settings back), by map, since load. */
+  map_update_failures: Record<string, number>;
   /** The node's overload factor in force (1 = none): kernel sample_n = min(1e6, sample_n * overload_n). */
   overload_n: number;
   /** Baseline sample_n in the kernel, overload included. */
@@ -139,6 +147,8 @@ export class ProbeController {
   private focusIds = new Map<string, bigint>();
   /** The node's overload sampling factor (1 = none). */
   private overloadN = 1;
+  /** Failed map writes by map. */
+  private readonly mapFailures: Record<string, number> = {};
 
   constructor(
     readonly spec: FamilySpec,
@@ -198,43 +208,100 @@ export class ProbeController {
     bit(f.path_prefix.allow.length > 0, FilterBit.ALLOW_PATH);
     bit(f.path_prefix.deny.length > 0, FilterBit.DENY_PATH);
 
+    // Refused whole, before any write, when a set cannot fit its map (ids resolved, so a
+    // cgroup given by path and by id counts once).
+    for (const { map, maxEntries } of Object.values(FILTER_SETS)) {
+      const n = desired.get(map)?.size ?? 0;
+      if (n > maxEntries)
+        throw new ConfigError(
+          `${n} entries for the kernel map ${map}, which holds ${maxEntries} (allow and deny together)`,
+          'filters',
+        );
+    }
+    // Every write until the config switch is journaled: a failure midway restores what the
+    // maps held, so the kernel holds nothing the controller does not track.
+    const journal: Array<{ map: string; key: Buffer; prev: Buffer | null }> = [];
+    // `prev` comes from what the controller tracks (an LPM lookup would match a shorter prefix).
+    const write = (map: string, key: Buffer, value: Buffer, prev: Buffer | null): void => {
+      try {
+        this.obj.mapUpdate(map, key, value);
+      } catch (err) {
+        this.mapFailures[map] = (this.mapFailures[map] ?? 0) + 1;
+        this.rollback(journal);
+        const e = toBpfError(err);
+        if (!(e instanceof BpfError)) throw e;
+        throw new BpfError(
+          `${this.spec.name}: update of map ${map} failed (${e.code}); the probe keeps its previous settings`,
+          e.step,
+          e.errno,
+          e.code,
+          e.object,
+          { cause: e },
+        );
+      }
+      journal.push({ map, key, prev });
+    };
+    const remove = (map: string, key: Buffer, prev: Buffer): void => {
+      try {
+        this.obj.mapDelete(map, key);
+      } catch (err) {
+        this.mapFailures[map] = (this.mapFailures[map] ?? 0) + 1;
+        this.rollback(journal);
+        throw err;
+      }
+      journal.push({ map, key, prev });
+    };
     // New members first, so a set is complete before its bit turns on.
     for (const [map, entries] of desired) {
       const have = this.sets.get(map) ?? new Map<string, number>();
+      let added = 0;
+      for (const hex of entries.keys()) if (!have.has(hex)) added++;
+      const limit = Object.values(FILTER_SETS).find((d) => d.map === map)?.maxEntries ?? Infinity;
+      if (have.size + added > limit) {
+        // No room for new members beside the old ones: stale members go first.
+        for (const [hex, old] of have)
+          if (!entries.has(hex)) remove(map, Buffer.from(hex, 'hex'), Buffer.from([old]));
+      }
       for (const [hex, value] of entries) {
-        if (have.get(hex) !== value)
-          this.obj.mapUpdate(map, Buffer.from(hex, 'hex'), Buffer.from([value]));
+        const old = have.get(hex);
+        if (old !== value)
+          write(
+            map,
+            Buffer.from(hex, 'hex'),
+            Buffer.from([value]),
+            old === undefined ? null : Buffer.from([old]),
+          );
       }
     }
     // New and changed focuses first: the count never covers an entry not yet written.
     for (const [hex, value] of focus.entries) {
-      if (this.focusEntries.get(hex) !== value)
-        this.obj.mapUpdate('tf_focus', Buffer.from(hex, 'hex'), Buffer.from(value, 'hex'));
+      const old = this.focusEntries.get(hex);
+      if (old !== value)
+        write(
+          'tf_focus',
+          Buffer.from(hex, 'hex'),
+          Buffer.from(value, 'hex'),
+          old === undefined ? null : Buffer.from(old, 'hex'),
+        );
     }
     const active = next.enabled || focus.entries.size > 0;
-    if (!active) this.detachAll();
-    this.generation++;
     const cfg = encodeProbeConfig({
       enabled: next.enabled,
-      generation: this.generation,
+      generation: this.generation + 1,
       sample_n: overloadSampleN(next.sample_n, this.overloadN),
       filter_mask: mask,
       min_duration_ns: msToNs(next.min_duration_ms),
       slow_ns: msToNs(next.slow_ms),
       focus_count: focus.entries.size,
     });
-    this.obj.mapUpdate('tf_config', u32(0), cfg);
-    for (const hex of this.focusEntries.keys())
-      if (!focus.entries.has(hex)) this.obj.mapDelete('tf_focus', Buffer.from(hex, 'hex'));
-    this.focusEntries = focus.entries;
+    write('tf_config', u32(0), cfg, this.obj.mapLookup('tf_config', u32(0)));
+    this.generation++;
+    if (!active) this.detachAll();
+    this.focusEntries = this.deleteStale('tf_focus', this.focusEntries, focus.entries);
     this.focusIds = focus.ids;
     // Stale members last, once the config no longer relies on them.
-    for (const [map, entries] of desired) {
-      const have = this.sets.get(map) ?? new Map<string, number>();
-      for (const hex of have.keys())
-        if (!entries.has(hex)) this.obj.mapDelete(map, Buffer.from(hex, 'hex'));
-      this.sets.set(map, entries);
-    }
+    for (const [map, entries] of desired)
+      this.sets.set(map, this.deleteStale(map, this.sets.get(map) ?? new Map(), entries));
     if (active) {
       for (const p of this.obj.programs()) {
         if (this.unavailable.has(p.name)) continue;
@@ -248,6 +315,43 @@ export class ProbeController {
     }
     this.settings = next;
     return this.state();
+  }
+
+  /** Restores journaled writes, newest first; a restore that fails too is counted. */
+  private rollback(journal: Array<{ map: string; key: Buffer; prev: Buffer | null }>): void {
+    for (const { map, key, prev } of journal.reverse()) {
+      try {
+        if (prev) this.obj.mapUpdate(map, key, prev);
+        else this.obj.mapDelete(map, key);
+      } catch {
+        this.mapFailures[map] = (this.mapFailures[map] ?? 0) + 1;
+      }
+    }
+  }
+
+  /**
+   * Deletes the keys of `have` that `want` lacks. A delete that fails is counted and its
+   * key stays tracked (retried on the next apply), so no kernel entry goes untracked.
+   */
+  private deleteStale<V>(map: string, have: Map<string, V>, want: Map<string, V>): Map<string, V> {
+    const out = new Map(want);
+    for (const [hex, v] of have) {
+      if (want.has(hex)) continue;
+      try {
+        this.obj.mapDelete(map, Buffer.from(hex, 'hex'));
+      } catch {
+        this.mapFailures[map] = (this.mapFailures[map] ?? 0) + 1;
+        out.set(hex, v);
+      }
+    }
+    return out;
+  }
+
+  /** Sockets of this probe whose close goes unreported, by SK_LOST_NAMES (tcp only; {} elsewhere). */
+  private socketLosses(): Record<string, number> {
+    if (!this.obj.maps().some((m) => m.name === 'tf_sk_lost')) return {};
+    const c = this.obj.sumPercpuCounters('tf_sk_lost');
+    return Object.fromEntries(SK_LOST_NAMES.map((n, i) => [n, Number(c[i] ?? 0n)]));
   }
 
   /** Per-cgroup focuses in force in the kernel (distinct cgroup ids). */
@@ -275,6 +379,7 @@ export class ProbeController {
         counters[this.spec.probeId * DROP_REASON_MAX + r] ?? 0n,
       );
     }
+    Object.assign(drops, this.socketLosses());
     return {
       probe: this.spec.name,
       description: this.spec.description,
@@ -285,6 +390,7 @@ export class ProbeController {
       settings: this.settings,
       emitted: Number(emitted[this.spec.probeId] ?? 0n),
       drops,
+      map_update_failures: { ...this.mapFailures },
       overload_n: this.overloadN,
       effective_sample_n: overloadSampleN(this.settings.sample_n, this.overloadN),
       focus_count: this.focusEntries.size,

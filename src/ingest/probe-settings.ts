@@ -4,9 +4,29 @@
  */
 import { z } from 'zod';
 import { ConfigError } from '../common/errors.js';
-import { FOCUS_MAX, PROBE_NAMES, type ProbeName } from './layout.js';
+import { FILTER_SETS, FOCUS_MAX, PROBE_NAMES, type ProbeName } from './layout.js';
 
-const idList = <T extends z.ZodTypeAny>(item: T) => z.array(item).max(1024).default([]);
+const idList = <T extends z.ZodTypeAny>(item: T) =>
+  z.array(item).max(FILTER_SETS.cgroup.maxEntries).default([]);
+
+/**
+ * Entries a dimension's allow and deny lists take in its kernel set map (a
+ * value in both lists is one entry).
+ */
+export function filterEntries(set: { allow?: unknown[]; deny?: unknown[] }): number {
+  return new Set([...(set.allow ?? []), ...(set.deny ?? [])].map((v) => JSON.stringify(v))).size;
+}
+
+/** The error for a dimension whose lists do not fit its kernel map, or undefined. */
+export function filterLimitError(
+  dim: keyof typeof FILTER_SETS,
+  set: { allow?: unknown[]; deny?: unknown[] },
+): string | undefined {
+  const n = filterEntries(set);
+  const { map, maxEntries } = FILTER_SETS[dim];
+  if (n <= maxEntries) return undefined;
+  return `filters.${dim}: ${n} entries in allow and deny together, but the kernel map ${map} holds ${maxEntries}`;
+}
 
 const portSchema = z.number().int().min(0).max(65535);
 const commSchema = z
@@ -55,13 +75,21 @@ export const filterSetSchema = <T extends z.ZodTypeAny>(item: T) =>
     deny: idList(item).describe('these never pass'),
   });
 
-export const probeFiltersSchema = z.strictObject({
-  cgroup: filterSetSchema(cgroupSchema).default({ allow: [], deny: [] }),
-  pid: filterSetSchema(z.number().int().positive()).default({ allow: [], deny: [] }),
-  port: filterSetSchema(portSchema).default({ allow: [], deny: [] }),
-  comm: filterSetSchema(commSchema).default({ allow: [], deny: [] }),
-  path_prefix: filterSetSchema(pathPrefixSchema).default({ allow: [], deny: [] }),
-});
+export const probeFiltersSchema = z
+  .strictObject({
+    cgroup: filterSetSchema(cgroupSchema).default({ allow: [], deny: [] }),
+    pid: filterSetSchema(z.number().int().positive()).default({ allow: [], deny: [] }),
+    port: filterSetSchema(portSchema).default({ allow: [], deny: [] }),
+    comm: filterSetSchema(commSchema).default({ allow: [], deny: [] }),
+    path_prefix: filterSetSchema(pathPrefixSchema).default({ allow: [], deny: [] }),
+  })
+  .superRefine((f, ctx) => {
+    // A list is refused whole when it cannot fit the kernel map (TF_SET_ID_MAX, TF_SET_STR_MAX).
+    for (const dim of Object.keys(FILTER_SETS) as Array<keyof typeof FILTER_SETS>) {
+      const message = filterLimitError(dim, f[dim]);
+      if (message) ctx.addIssue({ code: 'custom', path: [dim], message });
+    }
+  });
 export type ProbeFilters = z.infer<typeof probeFiltersSchema>;
 
 export const probeSettingsSchema = z.strictObject({
@@ -152,6 +180,10 @@ export function applyPatch(current: ProbeSettings, patch: ProbePatch): ProbeSett
   for (const [key, entry] of Object.entries(patch.focus ?? {})) {
     if (entry === null) delete focus[key];
     else focus[key] = focusSettingsSchema.parse(entry);
+  }
+  for (const dim of Object.keys(FILTER_SETS) as Array<keyof typeof FILTER_SETS>) {
+    const message = filterLimitError(dim, filters[dim]);
+    if (message) throw new ConfigError(message, `filters.${dim}`);
   }
   if (Object.keys(focus).length > FOCUS_MAX)
     throw new ConfigError(

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { WindowAggregator } from '../../src/features/aggregator.js';
 import { buildWindowBatch, featureSchema } from '../../src/features/arrow-batch.js';
 import { selectRows, toIpcStream } from '../../src/features/feature-query.js';
+import { S } from '../../src/features/columns.js';
 import { encodeFrame, layout } from '../../src/ingest/index.js';
 
 const { Op } = layout;
@@ -133,6 +134,42 @@ describe('window aggregator', () => {
     const closed = agg.closeDue(Date.now());
     expect(closed).toHaveLength(1);
     expect(closed[0]!.windowStartMs).toBe(base + 1000);
+  });
+
+  it('keeps a future-dated record from moving the watermark, so later windows close whole', () => {
+    const now = base + 60_000;
+    const agg = new WindowAggregator({ windowMs: WINDOW, allowedLatenessMs: 0, idleCloseMs: 1e9 });
+    agg.ingestFrame(frame('n1', [exec(100, 7n), exec(200, 7n)]), 0, 0, now);
+    // One hour ahead: inside the old one-day skew, far beyond the default 5 s.
+    agg.ingestFrame(frame('n1', [exec(now - base + 3_600_000, 7n)]), 0, 1, now);
+    expect(agg.lastFrameFutureDated).toBe(1);
+    expect(agg.counters.futureDated).toBe(1);
+    expect(agg.closeDue(now)).toEqual([]); // nothing past window 0 seen yet
+    agg.ingestFrame(frame('n1', [exec(1100, 7n)]), 0, 2, now);
+    expect(agg.closeDue(now).map((w) => w.windowStartMs - base)).toEqual([0]);
+    agg.ingestFrame(frame('n1', [exec(1200, 7n)]), 0, 3, now);
+    agg.ingestFrame(frame('n1', [exec(2100, 7n)]), 0, 4, now);
+    const closed = agg.closeDue(now);
+    expect(closed.map((w) => w.windowStartMs - base)).toEqual([1000]);
+    expect(closed[0]!.sums[S.exec_count]).toBe(2); // both records of window 1, none late
+    expect(agg.counters.late).toBe(0);
+    expect(agg.closedUpTo().n1! - base).toBe(2000);
+  });
+
+  it('clamps a saved closed-up-to time in the future to the wall clock, and counts it', () => {
+    const now = base + 60_000;
+    const agg = new WindowAggregator(
+      { windowMs: WINDOW, allowedLatenessMs: 0, idleCloseMs: 1e9 },
+      { n1: now + 86_000_000, n2: base },
+      now,
+    );
+    expect(agg.counters.stateClamped).toBe(1);
+    expect(agg.clampedState).toEqual({ n1: now + 86_000_000 });
+    expect(agg.closedUpTo()).toEqual({ n1: now, n2: base });
+    // A record a second ahead (inside the skew) is aggregated, not taken for a replay.
+    agg.ingestFrame(frame('n1', [exec(now - base + 1000, 7n)]), 0, 0, now);
+    expect(agg.counters.alreadyEmitted).toBe(0);
+    expect(agg.openWindows()).toBe(1);
   });
 
   it('holds back commits to the lowest offset an open window needs', () => {

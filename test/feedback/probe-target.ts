@@ -49,6 +49,7 @@ export class RecordingTarget implements ProbeTarget {
       generation: s.generation,
       settings: s.settings,
       emitted: 0,
+      map_update_failures: {},
       drops: {},
       overload_n: 1,
       effective_sample_n: s.settings.sample_n,
