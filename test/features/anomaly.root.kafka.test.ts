@@ -4,16 +4,14 @@
  * anomaly on tracefeed.anomalies.v1, validated by the zod schema.
  */
 import { createServer, type Server } from 'node:net';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/common/logger.js';
 import { Topics } from '../../src/common/kafka.js';
-import { DEFAULT_AGENT_OPTIONS, NodeAgent } from '../../src/ingest/index.js';
+import { NodeAgent } from '../../src/ingest/index.js';
 import { FeatureStage, anomalySchema, type Anomaly } from '../../src/features/index.js';
-import { BROKERS, subscribe } from '../helpers/kafka.js';
+import { testAgent, testStage } from '../helpers/pipeline.js';
+import { subscribe } from '../helpers/kafka.js';
 import { makeCgroup, type TestCgroup } from '../helpers/cgroup.js';
 
 describe('anomalies from a real workload change', () => {
@@ -33,29 +31,12 @@ describe('anomalies from a real workload change', () => {
       const a = anomalySchema.parse(JSON.parse(message.value!.toString()));
       if (a.node === node) anomalies.push(a);
     });
-    stage = new FeatureStage(
-      {
-        brokers: BROKERS,
-        group_id: `tf-test-anom-stage-${randomUUID()}`,
-        window_seconds: 1,
-        allowed_lateness_seconds: 0,
-        idle_close_seconds: 1,
-        data_dir: mkdtempSync(join(tmpdir(), 'tf-anom-')),
-        http_port: 0,
-        anomaly: { warmup_windows: 3 },
-      },
-      log,
-    );
-    await stage.start();
-    agent = new NodeAgent({
-      ...DEFAULT_AGENT_OPTIONS,
-      nodeName: node,
-      brokers: BROKERS,
-      lingerMs: 50,
-      log,
-      families: ['process', 'tcp'],
+    stage = testStage('anom', log, {
+      allowed_lateness_seconds: 0,
+      anomaly: { warmup_windows: 3 },
     });
-    agent.start();
+    await stage.start();
+    agent = testAgent(node, ['process', 'tcp'], log);
     cg = makeCgroup('tf-anom');
     server = createServer((s) => s.end());
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));

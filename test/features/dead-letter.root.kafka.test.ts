@@ -3,16 +3,14 @@
  * its reason in the headers, the counters go up, the partition keeps flowing
  * and the real events around them still make correct features.
  */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/common/logger.js';
 import { Topics } from '../../src/common/kafka.js';
-import { DEFAULT_AGENT_OPTIONS, NodeAgent, encodeFrame, layout } from '../../src/ingest/index.js';
+import { NodeAgent, encodeFrame, layout } from '../../src/ingest/index.js';
 import { FeatureStage } from '../../src/features/index.js';
+import { testAgent, testStage } from '../helpers/pipeline.js';
 import { BROKERS, subscribe } from '../helpers/kafka.js';
 import { makeCgroup, type TestCgroup } from '../helpers/cgroup.js';
 
@@ -59,29 +57,10 @@ describe('dead letters', () => {
         value: message.value,
       });
     });
-    stage = new FeatureStage(
-      {
-        brokers: BROKERS,
-        group_id: `tf-test-dlq-stage-${tag}`,
-        window_seconds: 1,
-        allowed_lateness_seconds: 1,
-        idle_close_seconds: 1,
-        data_dir: mkdtempSync(join(tmpdir(), 'tf-dlq-')),
-        http_port: 0,
-      },
-      log,
-    );
+    stage = testStage('dlq', log);
     stage.onWindow(({ rows }) => windows.push(...rows.filter((r) => r.node === node)));
     await stage.start();
-    agent = new NodeAgent({
-      ...DEFAULT_AGENT_OPTIONS,
-      nodeName: node,
-      brokers: BROKERS,
-      lingerMs: 50,
-      log,
-      families: ['process'],
-    });
-    agent.start();
+    agent = testAgent(node, ['process'], log);
     cg = makeCgroup('tf-dlq');
   }, 60_000);
 

@@ -4,16 +4,14 @@
  * first window, and the anomaly reaches tracefeed.anomalies.v1 while that
  * window is still open, then is not published again when it closes.
  */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/common/logger.js';
 import { Topics } from '../../src/common/kafka.js';
-import { DEFAULT_AGENT_OPTIONS, NodeAgent } from '../../src/ingest/index.js';
+import { NodeAgent } from '../../src/ingest/index.js';
 import { FeatureStage, anomalySchema, type Anomaly } from '../../src/features/index.js';
-import { BROKERS, subscribe } from '../helpers/kafka.js';
+import { testAgent, testStage } from '../helpers/pipeline.js';
+import { subscribe } from '../helpers/kafka.js';
 import { makeCgroup, type TestCgroup } from '../helpers/cgroup.js';
 
 const WINDOW_S = 10;
@@ -33,28 +31,13 @@ describe('early fire of a new crash-looping workload', () => {
       const a = anomalySchema.parse(JSON.parse(message.value!.toString()));
       if (a.node === node) received.push({ a, atMs: Date.now() });
     });
-    stage = new FeatureStage(
-      {
-        brokers: BROKERS,
-        group_id: `tf-test-early-${randomUUID()}`,
-        window_seconds: WINDOW_S,
-        allowed_lateness_seconds: LATENESS_S,
-        idle_close_seconds: 5,
-        data_dir: mkdtempSync(join(tmpdir(), 'tf-early-')),
-        http_port: 0,
-      },
-      log,
-    );
-    await stage.start();
-    agent = new NodeAgent({
-      ...DEFAULT_AGENT_OPTIONS,
-      nodeName: node,
-      brokers: BROKERS,
-      lingerMs: 50,
-      log,
-      families: ['process'],
+    stage = testStage('early', log, {
+      window_seconds: WINDOW_S,
+      allowed_lateness_seconds: LATENESS_S,
+      idle_close_seconds: 5,
     });
-    agent.start();
+    await stage.start();
+    agent = testAgent(node, ['process'], log);
     cg = makeCgroup('tf-early');
     // The stage reads from the end of the topic: wait until it sees this node's frames.
     const ready = Date.now() + 30_000;

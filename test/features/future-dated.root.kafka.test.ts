@@ -13,8 +13,9 @@ import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/common/logger.js';
 import { Topics } from '../../src/common/kafka.js';
-import { DEFAULT_AGENT_OPTIONS, NodeAgent, encodeFrame, layout } from '../../src/ingest/index.js';
+import { NodeAgent, encodeFrame, layout } from '../../src/ingest/index.js';
 import { FeatureStage } from '../../src/features/index.js';
+import { testAgent, testStage } from '../helpers/pipeline.js';
 import { BROKERS, subscribe } from '../helpers/kafka.js';
 import { makeCgroup, type TestCgroup } from '../helpers/cgroup.js';
 
@@ -60,30 +61,10 @@ describe('future-dated records', () => {
       if (String(h.test_tag) !== tag) return;
       dlq.push({ reason: String(h.tracefeed_dlq_reason), error: String(h.tracefeed_dlq_error) });
     });
-    stage = new FeatureStage(
-      {
-        brokers: BROKERS,
-        group_id: `tf-test-future-stage-${tag}`,
-        window_seconds: 1,
-        allowed_lateness_seconds: 1,
-        // Windows close by the watermark while the node keeps sending.
-        idle_close_seconds: 1,
-        data_dir: mkdtempSync(join(tmpdir(), 'tf-future-')),
-        http_port: 0,
-      },
-      log,
-    );
+    stage = testStage('future', log);
     stage.onWindow(({ rows }) => windows.push(...rows.filter((r) => r.node === node)));
     await stage.start();
-    agent = new NodeAgent({
-      ...DEFAULT_AGENT_OPTIONS,
-      nodeName: node,
-      brokers: BROKERS,
-      lingerMs: 50,
-      log,
-      families: ['process'],
-    });
-    agent.start();
+    agent = testAgent(node, ['process'], log);
     cg = makeCgroup('tf-future');
   }, 60_000);
 

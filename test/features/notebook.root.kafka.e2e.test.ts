@@ -8,13 +8,14 @@ import { promisify } from 'node:util';
 import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { clientToken } from '../../src/common/http-auth.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/common/logger.js';
 import { repoRoot } from '../../src/common/paths.js';
-import { DEFAULT_AGENT_OPTIONS, NodeAgent } from '../../src/ingest/index.js';
+import { NodeAgent } from '../../src/ingest/index.js';
 import { FeatureStage } from '../../src/features/index.js';
+import { testAgent, testStage } from '../helpers/pipeline.js';
 import { BROKERS } from '../helpers/kafka.js';
 import { makeCgroup, type TestCgroup } from '../helpers/cgroup.js';
 
@@ -40,33 +41,16 @@ describe('example notebook', () => {
   let written = 0;
 
   beforeAll(async () => {
-    stage = new FeatureStage(
-      {
-        brokers: BROKERS,
-        group_id: `tf-test-nb-${randomUUID()}`,
-        window_seconds: 1,
-        allowed_lateness_seconds: 1,
-        idle_close_seconds: 1,
-        data_dir: mkdtempSync(join(tmpdir(), 'tf-nb-')),
-        http_port: httpPort,
-      },
-      log,
-    );
+    stage = testStage('nb', log, {
+      http_port: httpPort,
+    });
     stage.onWindow(({ rows }) => {
       written += rows
         .filter((r) => r.workload === cg?.path && r.probe === 'process')
         .reduce((a, r) => a + Number(r.exec_count), 0);
     });
     await stage.start();
-    agent = new NodeAgent({
-      ...DEFAULT_AGENT_OPTIONS,
-      nodeName: node,
-      brokers: BROKERS,
-      lingerMs: 50,
-      log,
-      families: ['process'],
-    });
-    agent.start();
+    agent = testAgent(node, ['process'], log);
     cg = makeCgroup('tf-nb');
   }, 60_000);
 
