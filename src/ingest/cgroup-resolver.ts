@@ -33,6 +33,36 @@ const CONTAINER_PATTERNS: RegExp[] = [
 const POD_PATTERN = /pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})/;
 
 /** Parses a container id and pod uid out of a cgroup path. */
+/**
+ * Every cgroup under `root`, depth first: its path relative to the root ("/" for
+ * the root itself), its absolute path and its id (the directory's inode). A
+ * cgroup removed while walking is skipped.
+ */
+export function* walkCgroupTree(
+  root: string,
+): Generator<{ rel: string; abs: string; ino: bigint }> {
+  const stack = ['/'];
+  while (stack.length > 0) {
+    const rel = stack.pop() as string;
+    const abs = rel === '/' ? root : join(root, rel);
+    let ino: bigint;
+    try {
+      ino = statSync(abs, { bigint: true }).ino;
+    } catch {
+      continue; // removed while walking
+    }
+    yield { rel, abs, ino };
+    let entries;
+    try {
+      entries = readdirSync(abs, { withFileTypes: true });
+    } catch {
+      continue;
+    }
+    for (const e of entries)
+      if (e.isDirectory()) stack.push(rel === '/' ? `/${e.name}` : `${rel}/${e.name}`);
+  }
+}
+
 export function parseCgroupPath(path: string): CgroupInfo {
   let containerId: string | undefined;
   for (const re of CONTAINER_PATTERNS) {
@@ -90,25 +120,7 @@ export class CgroupResolver {
     if (!root) return;
     this.lastWalk = Date.now();
     this.walks++;
-    const stack: string[] = ['/'];
-    while (stack.length > 0) {
-      const rel = stack.pop() as string;
-      const abs = join(root, rel);
-      let ino: bigint;
-      try {
-        ino = statSync(abs, { bigint: true }).ino;
-      } catch {
-        continue; // removed while walking
-      }
+    for (const { rel, ino } of walkCgroupTree(root))
       if (!this.cache.has(ino)) this.cache.set(ino, parseCgroupPath(rel));
-      let entries;
-      try {
-        entries = readdirSync(abs, { withFileTypes: true });
-      } catch {
-        continue;
-      }
-      for (const e of entries)
-        if (e.isDirectory()) stack.push(rel === '/' ? `/${e.name}` : `${rel}/${e.name}`);
-    }
   }
 }

@@ -18,8 +18,9 @@
  * memory.oom_control oom_kill). A file that does not exist (the root has no
  * memory.events) is noted once and not read again: it is not an error.
  */
-import { closeSync, openSync, readSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync, readSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { walkCgroupTree } from './cgroup-resolver.js';
 import { CGROUP_STATS_LAYOUT, CGROUP_STAT_FIELDS, Op, fieldOffset } from './layout.js';
 import type { SummaryBatch } from './summaries.js';
 import { writeRecordHeader } from './summaries.js';
@@ -290,16 +291,7 @@ export class CgroupStatsCollector {
   private walk(nowNs: bigint): void {
     this.counters.walks++;
     const mark = ++this.walkNo;
-    const stack = ['/'];
-    while (stack.length > 0) {
-      const rel = stack.pop() as string;
-      const abs = rel === '/' ? this.root : join(this.root, rel);
-      let id: bigint;
-      try {
-        id = statSync(abs, { bigint: true }).ino;
-      } catch {
-        continue; // removed while walking
-      }
+    for (const { rel, ino: id } of walkCgroupTree(this.root)) {
       let st = this.states.get(id);
       if (!st) {
         st = this.newState(rel);
@@ -320,14 +312,6 @@ export class CgroupStatsCollector {
           st.idle = 0;
         }
       }
-      let entries;
-      try {
-        entries = readdirSync(abs, { withFileTypes: true });
-      } catch {
-        continue;
-      }
-      for (const e of entries)
-        if (e.isDirectory()) stack.push(rel === '/' ? `/${e.name}` : `${rel}/${e.name}`);
     }
     for (const [id, st] of this.states) if (st.walkMark !== mark) this.forget(id, st);
     this.lastWalkNs = nowNs;
