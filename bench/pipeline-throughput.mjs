@@ -179,30 +179,18 @@ await agent.stop();
 await consumer.stop();
 await loop.close();
 
-const rows = [
-  [
-    p1.label,
-    fmt(p1.offered_per_s, 0),
-    fmt(p1.achieved_per_s, 0),
-    fmt(p1.kernel_records, 0),
-    fmt(p1.ring_full_drops, 0),
-    fmt(p1.sink_dropped, 0),
-    fmt(w1, 0),
-    fmt((w1 / p1.calls) * 100, 2),
-    String(p1.overload_n),
-  ],
-  [
-    p2.label,
-    fmt(p2.offered_per_s, 0),
-    fmt(p2.achieved_per_s, 0),
-    fmt(p2.kernel_records, 0),
-    fmt(p2.ring_full_drops, 0),
-    fmt(p2.sink_dropped, 0),
-    fmt(w2, 0),
-    fmt((w2 / p2.calls) * 100, 2),
-    String(p2.overload_n),
-  ],
+const row = (p, weighted) => [
+  p.label,
+  fmt(p.offered_per_s, 0),
+  fmt(p.achieved_per_s, 0),
+  fmt(p.kernel_records, 0),
+  fmt(p.ring_full_drops, 0),
+  fmt(p.sink_dropped, 0),
+  fmt(weighted, 0),
+  fmt((weighted / p.calls) * 100, 2),
+  String(p.overload_n),
 ];
+const rows = [row(p1, w1), row(p2, w2)];
 report({
   machine: machine(),
   node,
