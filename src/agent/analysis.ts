@@ -11,9 +11,9 @@
  *
  * Start it in-process: `await new AnalysisWorker({ agent, brokers, log }).start()`.
  */
-import { Kafka, logLevel, type Consumer, type Producer } from 'kafkajs';
+import { type Consumer, type Producer } from 'kafkajs';
 import { z } from 'zod';
-import { ensureTopics, kafkaLogCreator, Topics } from '../common/kafka.js';
+import { ensureTopics, kafkaClient, Topics } from '../common/kafka.js';
 import type { Logger } from '../common/logger.js';
 import type { Anomaly } from '../features/anomaly.js';
 import { anomalyRef } from './anomaly-store.js';
@@ -174,11 +174,11 @@ export class AnalysisWorker {
   async start(): Promise<this> {
     const { brokers, log } = this.opts;
     await ensureTopics(brokers, log, 3, [this.outputTopic]);
-    const kafka = new Kafka({
+    const kafka = kafkaClient({
+      role: 'agent',
       clientId: 'tracefeed-agent-analysis',
       brokers,
-      logLevel: logLevel.WARN,
-      logCreator: kafkaLogCreator(log),
+      log,
     });
     this.producer = kafka.producer({
       idempotent: true,

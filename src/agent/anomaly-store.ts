@@ -4,8 +4,7 @@
  * one-shot questions). The oldest anomalies leave first; evictions are counted.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { Kafka, logLevel } from 'kafkajs';
-import { kafkaLogCreator, Topics } from '../common/kafka.js';
+import { kafkaClient, Topics } from '../common/kafka.js';
 import type { Logger } from '../common/logger.js';
 import { anomalySchema, type Anomaly } from '../features/anomaly.js';
 
@@ -112,11 +111,11 @@ export async function readRecentAnomalies(
   opts: { brokers: string[]; sinceMs: number; log: Logger; timeoutMs?: number; topic?: string },
 ): Promise<number> {
   const topic = opts.topic ?? Topics.anomalies;
-  const kafka = new Kafka({
+  const kafka = kafkaClient({
+    role: 'agent',
     clientId: 'tracefeed-agent-read',
     brokers: opts.brokers,
-    logLevel: logLevel.WARN,
-    logCreator: kafkaLogCreator(opts.log),
+    log: opts.log,
     connectionTimeout: 3000,
     retry: { retries: 2, initialRetryTime: 200 },
   });

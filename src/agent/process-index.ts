@@ -5,8 +5,8 @@
  * names and paths (untrusted) reach the model only inside tool results.
  */
 import { randomUUID } from 'node:crypto';
-import { Kafka, logLevel, type Consumer } from 'kafkajs';
-import { kafkaLogCreator, Topics } from '../common/kafka.js';
+import { type Consumer } from 'kafkajs';
+import { kafkaClient, Topics } from '../common/kafka.js';
 import type { Logger } from '../common/logger.js';
 import { decodeFrameEvents } from '../ingest/event-decoder.js';
 
@@ -120,11 +120,11 @@ export class ProcessIndex {
     groupId?: string;
     topic?: string;
   }): Promise<this> {
-    const kafka = new Kafka({
+    const kafka = kafkaClient({
+      role: 'agent',
       clientId: 'tracefeed-agent-processes',
       brokers: opts.brokers,
-      logLevel: logLevel.WARN,
-      logCreator: kafkaLogCreator(opts.log),
+      log: opts.log,
     });
     // Each agent instance indexes every node: its own group.
     this.consumer = kafka.consumer({

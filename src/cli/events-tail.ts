@@ -1,8 +1,7 @@
 /** `tracefeed events tail`: subscribe to the events topic and print decoded events. */
 import { randomUUID } from 'node:crypto';
-import { Kafka, logLevel } from 'kafkajs';
 import type { Logger } from '../common/logger.js';
-import { Topics, kafkaLogCreator } from '../common/kafka.js';
+import { Topics, kafkaClient } from '../common/kafka.js';
 import { decodeFrameEvents, type TracefeedEvent } from '../ingest/index.js';
 import { jsonLine, table, type OutputFormat } from './output.js';
 
@@ -53,11 +52,11 @@ function row(e: TracefeedEvent): string[] {
 }
 
 export async function runTail(o: TailOptions): Promise<number> {
-  const kafka = new Kafka({
+  const kafka = kafkaClient({
+    role: 'agent',
     clientId: 'tracefeed-tail',
     brokers: o.brokers,
-    logLevel: logLevel.WARN,
-    logCreator: kafkaLogCreator(o.log),
+    log: o.log,
   });
   const consumer = kafka.consumer({ groupId: `tracefeed-tail-${randomUUID()}` });
   let printed = 0;

@@ -1,4 +1,4 @@
-import { Kafka, logLevel, type logCreator } from 'kafkajs';
+import { Kafka, logLevel, type KafkaConfig, type logCreator } from 'kafkajs';
 import { TransportError } from './errors.js';
 import { patchKafkajs } from './kafkajs-patch.js';
 
@@ -26,6 +26,51 @@ export function kafkaLogCreator(log: Logger): logCreator {
     };
 }
 
+/**
+ * Who is talking to Kafka. Each role has its own credentials and ACLs on the local
+ * cluster (docs/security.md): `node` produces events; `features` reads events and
+ * writes features, anomalies and the dead-letter topic; `controller` reads anomalies
+ * and writes feedback; `agent` reads everything and writes analyses; `admin` creates
+ * topics and ACLs.
+ */
+export type KafkaRole = 'admin' | 'node' | 'features' | 'controller' | 'agent';
+
+export interface KafkaClientOptions {
+  role: KafkaRole;
+  clientId: string;
+  brokers: string[];
+  log?: Logger;
+  /** kafkajs log level (default WARN, routed to `log` when given). */
+  logLevel?: logLevel;
+  connectionTimeout?: number;
+  retry?: KafkaConfig['retry'];
+}
+
+/**
+ * The kafkajs security settings (SASL, TLS) of a role. Today: none (PLAINTEXT).
+ */
+export function kafkaSecurity(_role: KafkaRole): Pick<KafkaConfig, 'sasl' | 'ssl'> {
+  return {};
+}
+
+/** The librdkafka properties of a role's security settings, for the native frame sink. */
+export function nativeKafkaSecurity(_role: KafkaRole): Record<string, string> {
+  return {};
+}
+
+/** The one way tracefeed makes a kafkajs client. */
+export function kafkaClient(o: KafkaClientOptions): Kafka {
+  return new Kafka({
+    clientId: o.clientId,
+    brokers: o.brokers,
+    logLevel: o.logLevel ?? logLevel.WARN,
+    ...(o.log ? { logCreator: kafkaLogCreator(o.log) } : {}),
+    ...(o.connectionTimeout !== undefined ? { connectionTimeout: o.connectionTimeout } : {}),
+    ...(o.retry ? { retry: o.retry } : {}),
+    ...kafkaSecurity(o.role),
+  });
+}
+
 export const DEFAULT_BROKERS = ['127.0.0.1:9092'];
 
 export function brokersFrom(value: string | undefined): string[] {
@@ -47,11 +92,11 @@ export async function ensureTopics(
   partitions = 3,
   topics: readonly string[] = Object.values(Topics),
 ): Promise<void> {
-  const kafka = new Kafka({
+  const kafka = kafkaClient({
+    role: 'admin',
     clientId: 'tracefeed-admin',
     brokers,
-    logLevel: logLevel.WARN,
-    logCreator: kafkaLogCreator(log),
+    log,
     connectionTimeout: 3000,
     retry: { retries: 3, initialRetryTime: 300 },
   });

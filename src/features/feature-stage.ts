@@ -12,11 +12,11 @@
 import type { Server } from 'node:http';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Kafka, logLevel, type Consumer, type IHeaders, type Producer } from 'kafkajs';
+import { type Consumer, type IHeaders, type Kafka, type Producer } from 'kafkajs';
 import { type RecordBatch, type Schema } from 'apache-arrow';
 import { DecodeError, TracefeedError } from '../common/errors.js';
 import { serveApi } from '../common/http-auth.js';
-import { Topics, kafkaLogCreator } from '../common/kafka.js';
+import { Topics, kafkaClient } from '../common/kafka.js';
 import type { Logger } from '../common/logger.js';
 import { WindowAggregator, type AggregatorCounters, type ClosedWindow } from './aggregator.js';
 import { AnomalyDetector } from './anomaly-detector.js';
@@ -123,11 +123,11 @@ export class FeatureStage {
       retentionMs: c.file_retention_seconds * 1000,
     });
     this.schema = featureSchema(c.window_seconds * 1000);
-    this.kafka = new Kafka({
+    this.kafka = kafkaClient({
+      role: 'features',
       clientId: 'tracefeed-features',
       brokers: c.brokers,
-      logLevel: logLevel.WARN,
-      logCreator: kafkaLogCreator(log),
+      log,
     });
   }
 

@@ -7,8 +7,8 @@
 import { randomUUID } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { CompressionTypes, Kafka, logLevel, type Producer } from 'kafkajs';
-import { kafkaLogCreator, Topics } from '../common/kafka.js';
+import { CompressionTypes, type Producer } from 'kafkajs';
+import { kafkaClient, Topics } from '../common/kafka.js';
 import type { Logger } from '../common/logger.js';
 import { stateDir } from '../common/paths.js';
 
@@ -73,11 +73,11 @@ export class AuditTrail {
     this.path = opts.path ?? defaultAuditPath();
     mkdirSync(dirname(this.path), { recursive: true });
     if (opts.brokers && opts.brokers.length > 0) {
-      const kafka = new Kafka({
+      const kafka = kafkaClient({
+        role: 'controller',
         clientId: 'tracefeed-feedback-audit',
         brokers: opts.brokers,
-        logLevel: logLevel.WARN,
-        logCreator: kafkaLogCreator(opts.log),
+        log: opts.log,
         retry: { retries: 5, initialRetryTime: 200 },
       });
       this.producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });

@@ -6,9 +6,9 @@
  * probe; expires approvals that waited too long. Start it in-process:
  * `await new FeedbackController({...}).start()`.
  */
-import { Kafka, logLevel, type Consumer } from 'kafkajs';
+import { type Consumer } from 'kafkajs';
 import type { Redis } from 'ioredis';
-import { kafkaLogCreator, Topics } from '../common/kafka.js';
+import { kafkaClient, Topics } from '../common/kafka.js';
 import type { Logger } from '../common/logger.js';
 import { anomalySchema } from '../features/anomaly.js';
 import { AuditTrail } from './audit.js';
@@ -111,11 +111,11 @@ export class FeedbackController {
     });
     await this.publishThresholdsStatus();
 
-    const kafka = new Kafka({
+    const kafka = kafkaClient({
+      role: 'controller',
       clientId: 'tracefeed-feedback-controller',
       brokers: this.opts.brokers,
-      logLevel: logLevel.WARN,
-      logCreator: kafkaLogCreator(log),
+      log,
     });
     this.consumer = kafka.consumer({
       groupId: this.opts.groupId ?? 'tracefeed-feedback',

@@ -9,7 +9,7 @@
 import { hostname } from 'node:os';
 import { ConfigError, TracefeedError, isRetriable } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import { Topics } from '../common/kafka.js';
+import { nativeKafkaSecurity, Topics } from '../common/kafka.js';
 import { bpfObjectPath } from '../common/paths.js';
 import { CgroupResolver, cgroup2Root } from './cgroup-resolver.js';
 import {
@@ -217,6 +217,7 @@ export class NodeAgent {
         lingerMs: this.opts.lingerMs,
         bufferMaxBytes: this.opts.bufferMaxBytes,
         cgroupOffsets: OpTable.cgroupOffset,
+        kafka: nativeKafkaSecurity('node'),
       },
       (kind, level, message) => {
         if (kind === 'cgroups') this.nameCgroups();
