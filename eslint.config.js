@@ -3,7 +3,16 @@ import tseslint from 'typescript-eslint';
 import globals from 'globals';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'bpf/.output/', 'native/build/', '.tracefeed/'] },
+  {
+    ignores: [
+      'dist/',
+      'node_modules/',
+      'bpf/.output/',
+      'native/build/',
+      '.tracefeed/',
+      'src/ingest/layout.generated.ts',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

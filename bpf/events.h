@@ -68,6 +68,29 @@ enum tf_drop_reason {
 #define TF_FLAG_TRUNCATED 0x01 /* a string field was cut at its bound */
 #define TF_FLAG_FOCUS 0x02     /* collected under a per-cgroup focus (struct tf_focus) */
 
+/*
+ * The event frame (docs/frame-format.md): one Kafka record value carrying
+ * many records from one node. struct tf_frame_header, then node_len bytes of
+ * UTF-8 node name zero-padded to header_len, then records_len bytes of
+ * records. Built by the node agent's frame sink, never by the kernel.
+ */
+#define TF_FRAME_MAGIC 0x56454654 /* "TFEV" little-endian */
+#define TF_FRAME_VERSION 1
+#define TF_NODE_NAME_MAX 255
+
+struct tf_frame_header {
+	__u32 magic;        /* TF_FRAME_MAGIC */
+	__u16 version;      /* TF_FRAME_VERSION */
+	__u16 header_len;   /* bytes before the first record, multiple of 8 */
+	__u32 event_count;  /* records in the frame */
+	__u32 records_len;  /* bytes of records after the header */
+	__u64 boot_time_ns; /* wall-clock ns (Unix epoch) at ktime 0 on the node */
+	__u64 sequence;     /* per-agent frame sequence number */
+	__u16 node_len;     /* bytes of the node name */
+	__u16 flags;        /* zero */
+	__u32 reserved;     /* zero */
+};
+
 /* Common header, first in every record (24 bytes). */
 struct tf_event_header {
 	__u8 op;             /* enum tf_op */

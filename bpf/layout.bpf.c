@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
 /*
- * Not a probe: puts every struct of events.h into this object's BTF, so that
- * test/ingest/layout.test.ts can check the TypeScript layouts against what
- * the compiler laid out, including records only user space builds.
+ * Not a probe: puts every struct and enum of events.h into this object's
+ * BTF, from which scripts/gen-layouts.mjs generates the TypeScript and
+ * Python mirrors (src/ingest/layout.generated.ts,
+ * clients/python/tracefeed_layout.py), including records only user space
+ * builds.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -11,6 +13,11 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 struct tf_all_layouts {
+	/* Enums are in BTF only where a type uses them. */
+	enum tf_op op;
+	enum tf_probe probe;
+	enum tf_drop_reason drop_reason;
+	struct tf_frame_header frame_header;
 	struct tf_event_header header;
 	struct tf_exec_event exec;
 	struct tf_exit_event exit;

@@ -1,4 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
+// FrameSinkCore: frames records from the ring consumers, names their cgroups
+// and produces the frames to Kafka with librdkafka (the JS class is in
+// frame-sink-binding.cc).
 #include "frame-sink.h"
 
 #include <errno.h>
@@ -16,21 +19,18 @@
 #include <system_error>
 
 #include "events.h"
-#include "napi-args.h"
 
 namespace tracefeed {
 
 namespace {
 
-// Frame v1 header (docs/frame-format.md).
-constexpr uint32_t kFrameMagic = 0x56454654;  // "TFEV"
-constexpr uint16_t kFrameVersion = 1;
-constexpr size_t kFrameFixedHeader = 40;
-// TF_OP_CGROUP_INFO: header, u64 cgroup id, u16 path length, pad, path.
-constexpr size_t kCgroupInfoFixed = 40;
+// Frame v1 header and TF_OP_CGROUP_INFO records: struct tf_frame_header and
+// struct tf_cgroup_info of bpf/events.h (docs/frame-format.md).
+constexpr size_t kFrameFixedHeader = sizeof(struct tf_frame_header);
+constexpr size_t kCgroupInfoFixed = sizeof(struct tf_cgroup_info);
 constexpr size_t kMaxCgroupPath = 4096;
-
-const napi_type_tag kSinkTag = {0x7466'7369'6e6b'0001ULL, 0x9c1d'42a7'5be3'0f11ULL};
+constexpr size_t kRecordOp = offsetof(struct tf_event_header, op);
+constexpr size_t kRecordSize = offsetof(struct tf_event_header, size);
 
 int64_t NowMs() {
 	struct timespec ts;
@@ -48,15 +48,8 @@ size_t Align8(size_t n) {
 	return (n + 7) & ~size_t(7);
 }
 
-void Put16(uint8_t* p, uint16_t v) {
-	memcpy(p, &v, 2);  // little-endian hosts only (x86-64, arm64)
-}
-void Put32(uint8_t* p, uint32_t v) {
-	memcpy(p, &v, 4);
-}
-void Put64(uint8_t* p, uint64_t v) {
-	memcpy(p, &v, 8);
-}
+// Records are host order on the wire: little-endian hosts only (x86-64, arm64).
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "frames are little-endian");
 
 // RFC 3339 UTC with milliseconds, as JS's Date.toISOString().
 std::string IsoNow() {
@@ -92,8 +85,8 @@ FrameSinkCore::FrameSinkCore(const SinkOptions& opts) : opts_(opts) {
 
 std::shared_ptr<FrameSinkCore> FrameSinkCore::Create(const SinkOptions& opts, Napi::ThreadSafeFunction events,
                                                      std::string* error) {
-	if (opts.node.empty() || opts.node.size() > 255) {
-		*error = "node name must be 1..255 bytes, got " + std::to_string(opts.node.size());
+	if (opts.node.empty() || opts.node.size() > TF_NODE_NAME_MAX) {
+		*error = "node name must be 1.." + std::to_string(TF_NODE_NAME_MAX) + " bytes, got " + std::to_string(opts.node.size());
 		return nullptr;
 	}
 	std::shared_ptr<FrameSinkCore> s(new FrameSinkCore(opts));
@@ -253,9 +246,9 @@ bool FrameSinkCore::Append(const uint8_t* data, size_t len, uint32_t n) {
 	while (off < len) {
 		if (len - off < sizeof(struct tf_event_header))
 			break;
-		const uint8_t op = data[off];
+		const uint8_t op = data[off + kRecordOp];
 		uint32_t size;
-		memcpy(&size, data + off + 4, 4);
+		memcpy(&size, data + off + kRecordSize, sizeof(size));
 		if (size < sizeof(struct tf_event_header) || size % 8 != 0 || off + size > len)
 			break;
 		counts[op]++;
@@ -304,10 +297,10 @@ bool FrameSinkCore::Append(const uint8_t* data, size_t len, uint32_t n) {
 			uint64_t piece_last = 0;
 			while (end < len) {
 				uint32_t size;
-				memcpy(&size, data + end + 4, 4);
+				memcpy(&size, data + end + kRecordSize, sizeof(size));
 				if (end > start && end - start + size > opts_.frame_max_bytes)
 					break;  // a lone record over the bound still gets its own frame
-				const uint8_t op = data[end];
+				const uint8_t op = data[end + kRecordOp];
 				piece_counts[op]++;
 				const uint8_t at = opts_.cgroup_offset[op];
 				if (at != 0 && at + 8u <= size) {
@@ -394,13 +387,15 @@ void FrameSinkCore::CloseFrameLocked() {
 			const size_t size = kCgroupInfoFixed + Align8(plen);
 			uint8_t* r = buf_ + off;
 			memset(r, 0, size);
-			r[0] = TF_OP_CGROUP_INFO;
-			Put32(r + 4, uint32_t(size));
-			Put64(r + 8, now);
-			Put32(r + 16, 0);  // generation: user-space record
-			Put32(r + 20, 1);  // sample weight
-			Put64(r + 24, id);
-			Put16(r + 32, uint16_t(plen));
+			struct tf_cgroup_info info = {};
+			info.hdr.op = TF_OP_CGROUP_INFO;
+			info.hdr.size = uint32_t(size);
+			info.hdr.ktime_ns = now;
+			info.hdr.generation = 0;  // user-space record
+			info.hdr.sample_weight = 1;
+			info.cgroup_id = id;
+			info.path_len = uint16_t(plen);
+			memcpy(r, &info, sizeof(info));
 			memcpy(r + kCgroupInfoFixed, it->second.data(), plen);
 			off += size;
 			info_count++;
@@ -423,14 +418,16 @@ void FrameSinkCore::CloseFrameLocked() {
 	const uint64_t events = events_in_frame_;
 	uint8_t* h = buf_;
 	memset(h, 0, header_len_);
-	Put32(h + 0, kFrameMagic);
-	Put16(h + 4, kFrameVersion);
-	Put16(h + 6, uint16_t(header_len_));
-	Put32(h + 8, uint32_t(events + info_count));
-	Put32(h + 12, uint32_t(records_len));
-	Put64(h + 16, opts_.boot_time_ns);
-	Put64(h + 24, seq);
-	Put16(h + 32, uint16_t(opts_.node.size()));
+	struct tf_frame_header fh = {};
+	fh.magic = TF_FRAME_MAGIC;
+	fh.version = TF_FRAME_VERSION;
+	fh.header_len = uint16_t(header_len_);
+	fh.event_count = uint32_t(events + info_count);
+	fh.records_len = uint32_t(records_len);
+	fh.boot_time_ns = opts_.boot_time_ns;
+	fh.sequence = seq;
+	fh.node_len = uint16_t(opts_.node.size());
+	memcpy(h, &fh, sizeof(fh));
 	memcpy(h + kFrameFixedHeader, opts_.node.data(), opts_.node.size());
 
 	uint8_t* frame = buf_;
@@ -690,210 +687,6 @@ void FrameSinkCore::SetCgroupName(uint64_t id, std::string path) {
 		deadline_ms_ = NowMs();
 		ArmLocked(deadline_ms_);
 	}
-}
-
-// ---------------------------------------------------------------------------
-// FrameSink (JS)
-
-namespace {
-
-constexpr const char* kOption = "FrameSink option ";
-
-std::string OptString(Napi::Object o, const char* key, bool required, const std::string& def = "") {
-	Napi::Value v = o.Get(key);
-	if (v.IsUndefined()) {
-		if (required)
-			throw Napi::TypeError::New(o.Env(), std::string("FrameSink option ") + key + " is required");
-		return def;
-	}
-	if (!v.IsString())
-		throw Napi::TypeError::New(o.Env(), std::string("FrameSink option ") + key + " must be a string");
-	return v.As<Napi::String>().Utf8Value();
-}
-
-class StopWorker : public Napi::AsyncWorker {
-public:
-	StopWorker(Napi::Env env, std::shared_ptr<FrameSinkCore> core, int timeout_ms)
-	    : Napi::AsyncWorker(env, "tracefeed.sinkStop"),
-	      deferred_(Napi::Promise::Deferred::New(env)),
-	      core_(std::move(core)),
-	      timeout_ms_(timeout_ms) {}
-	Napi::Promise Promise() const { return deferred_.Promise(); }
-	void Execute() override { core_->Stop(timeout_ms_); }
-	void OnOK() override { deferred_.Resolve(Env().Undefined()); }
-	void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
-private:
-	Napi::Promise::Deferred deferred_;
-	std::shared_ptr<FrameSinkCore> core_;
-	int timeout_ms_;
-};
-
-}  // namespace
-
-Napi::Function FrameSink::Init(Napi::Env env) {
-	return DefineClass(env, "FrameSink",
-	                   {
-	                       InstanceMethod<&FrameSink::Append>("append"),
-	                       InstanceMethod<&FrameSink::Stats>("stats"),
-	                       InstanceMethod<&FrameSink::OpCounts>("opCounts"),
-	                       InstanceMethod<&FrameSink::TakeWantedCgroups>("takeWantedCgroups"),
-	                       InstanceMethod<&FrameSink::DroppedByOp>("droppedByOp"),
-	                       InstanceMethod<&FrameSink::TakeSeenCgroups>("takeSeenCgroups"),
-	                       InstanceMethod<&FrameSink::SetCgroupName>("setCgroupName"),
-	                       InstanceMethod<&FrameSink::Stop>("stop"),
-	                   });
-}
-
-// new FrameSink(options, onEvent(kind, level?, message?))
-FrameSink::FrameSink(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FrameSink>(info) {
-	Napi::Env env = info.Env();
-	if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsFunction())
-		throw Napi::TypeError::New(env, "FrameSink(options, onEvent) expects an object and a function");
-	Napi::Object o = info[0].As<Napi::Object>();
-	SinkOptions opts;
-	opts.node = OptString(o, "node", true);
-	opts.topic = OptString(o, "topic", true);
-	opts.brokers = OptString(o, "brokers", true);
-	opts.client_id = OptString(o, "clientId", false, "tracefeed-agent");
-	opts.frame_max_bytes = size_t(OptNumber(o, "frameMaxBytes", double(opts.frame_max_bytes), 64, kOption));
-	opts.linger_ms = int(OptNumber(o, "lingerMs", opts.linger_ms, 1, kOption));
-	opts.buffer_max_bytes = size_t(OptNumber(o, "bufferMaxBytes", double(opts.buffer_max_bytes), 1024, kOption));
-	opts.started_at_ms = int64_t(OptNumber(o, "startedAtMs", 0, 0, kOption));
-	Napi::Value boot = o.Get("bootTimeNs");
-	if (!boot.IsBigInt())
-		throw Napi::TypeError::New(env, "FrameSink option bootTimeNs must be a bigint");
-	bool lossless = false;
-	opts.boot_time_ns = boot.As<Napi::BigInt>().Uint64Value(&lossless);
-	if (!lossless)
-		throw Napi::RangeError::New(env, "FrameSink option bootTimeNs must fit in 64 bits");
-	Napi::Value offsets = o.Get("cgroupOffsets");
-	if (!offsets.IsTypedArray() || offsets.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
-	    offsets.As<Napi::Uint8Array>().ElementLength() != 256)
-		throw Napi::TypeError::New(env, "FrameSink option cgroupOffsets must be a Uint8Array of 256");
-	memcpy(opts.cgroup_offset, offsets.As<Napi::Uint8Array>().Data(), 256);
-	Napi::Value extra = o.Get("kafka");
-	if (!extra.IsUndefined()) {
-		if (!extra.IsObject())
-			throw Napi::TypeError::New(env, "FrameSink option kafka must be an object of strings");
-		Napi::Object k = extra.As<Napi::Object>();
-		Napi::Array names = k.GetPropertyNames();
-		for (uint32_t i = 0; i < names.Length(); i++) {
-			std::string name = names.Get(i).As<Napi::String>().Utf8Value();
-			Napi::Value v = k.Get(name);
-			if (!v.IsString())
-				throw Napi::TypeError::New(env, "kafka setting " + name + " must be a string");
-			opts.kafka_config.emplace_back(name, v.As<Napi::String>().Utf8Value());
-		}
-	}
-
-	Napi::ThreadSafeFunction tsfn =
-	    Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "tracefeed.frameSink", 0, 1);
-	tsfn.Unref(env);  // the sink alone never keeps the process alive
-	std::string error;
-	core_ = FrameSinkCore::Create(opts, tsfn, &error);
-	if (!core_) {
-		tsfn.Release();
-		throw Napi::Error::New(env, "FrameSink: " + error);
-	}
-	napi_type_tag_object(env, info.This(), &kSinkTag);
-}
-
-bool FrameSink::IsSink(Napi::Env env, Napi::Value v) {
-	if (!v.IsObject())
-		return false;
-	bool tagged = false;
-	return napi_check_object_type_tag(env, v, &kSinkTag, &tagged) == napi_ok && tagged;
-}
-
-std::shared_ptr<FrameSinkCore> FrameSink::CoreOf(Napi::Value v) {
-	return Unwrap(v.As<Napi::Object>())->core_;
-}
-
-Napi::Value FrameSink::Append(const Napi::CallbackInfo& info) {
-	Napi::Env env = info.Env();
-	if (info.Length() < 1 || !info[0].IsTypedArray())
-		throw Napi::TypeError::New(env, "append(records, count?) expects a Buffer or Uint8Array");
-	Napi::Uint8Array a = info[0].As<Napi::Uint8Array>();
-	uint32_t n = 0;
-	if (info.Length() > 1 && info[1].IsNumber())
-		n = info[1].As<Napi::Number>().Uint32Value();
-	return Napi::Boolean::New(env, core_->Append(a.Data(), a.ByteLength(), n));
-}
-
-Napi::Value FrameSink::Stats(const Napi::CallbackInfo& info) {
-	Napi::Env env = info.Env();
-	SinkStats s = core_->Stats();
-	Napi::Object o = Napi::Object::New(env);
-	o.Set("connected", Napi::Boolean::New(env, s.connected));
-	o.Set("framesBuilt", Napi::Number::New(env, double(s.frames_built)));
-	o.Set("framesSent", Napi::Number::New(env, double(s.frames_sent)));
-	o.Set("eventsSent", Napi::Number::New(env, double(s.events_sent)));
-	o.Set("bytesSent", Napi::Number::New(env, double(s.bytes_sent)));
-	o.Set("framesDropped", Napi::Number::New(env, double(s.frames_dropped)));
-	o.Set("eventsDropped", Napi::Number::New(env, double(s.events_dropped)));
-	o.Set("bufferedFrames", Napi::Number::New(env, double(s.buffered_frames)));
-	o.Set("bufferedEvents", Napi::Number::New(env, double(s.buffered_events)));
-	o.Set("bufferedBytes", Napi::Number::New(env, double(s.buffered_bytes)));
-	o.Set("sendErrors", Napi::Number::New(env, double(s.send_errors)));
-	o.Set("malformed", Napi::Number::New(env, double(s.malformed)));
-	o.Set("lagMs", Napi::Number::New(env, double(s.lag_ms)));
-	o.Set("lastError", s.last_error.empty() ? env.Undefined() : Napi::String::New(env, s.last_error));
-	return o;
-}
-
-Napi::Value FrameSink::OpCounts(const Napi::CallbackInfo& info) {
-	Napi::Float64Array out = Napi::Float64Array::New(info.Env(), 256);
-	core_->OpCounts(out.Data());
-	return out;
-}
-
-Napi::Value FrameSink::DroppedByOp(const Napi::CallbackInfo& info) {
-	Napi::Float64Array out = Napi::Float64Array::New(info.Env(), 256);
-	core_->DroppedByOp(out.Data());
-	return out;
-}
-
-Napi::Value FrameSink::TakeSeenCgroups(const Napi::CallbackInfo& info) {
-	Napi::Env env = info.Env();
-	std::vector<uint64_t> ids = core_->TakeSeenCgroups();
-	Napi::Array out = Napi::Array::New(env, ids.size());
-	for (size_t i = 0; i < ids.size(); i++)
-		out.Set(uint32_t(i), Napi::BigInt::New(env, ids[i]));
-	return out;
-}
-
-Napi::Value FrameSink::TakeWantedCgroups(const Napi::CallbackInfo& info) {
-	Napi::Env env = info.Env();
-	std::vector<uint64_t> ids = core_->TakeWantedCgroups();
-	Napi::Array out = Napi::Array::New(env, ids.size());
-	for (size_t i = 0; i < ids.size(); i++)
-		out.Set(uint32_t(i), Napi::BigInt::New(env, ids[i]));
-	return out;
-}
-
-Napi::Value FrameSink::SetCgroupName(const Napi::CallbackInfo& info) {
-	Napi::Env env = info.Env();
-	if (info.Length() < 2 || !info[0].IsBigInt() || !info[1].IsString())
-		throw Napi::TypeError::New(env, "setCgroupName(id: bigint, path: string)");
-	bool lossless = false;
-	uint64_t id = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
-	if (!lossless)
-		throw Napi::RangeError::New(env, "cgroup id must fit in 64 bits");
-	core_->SetCgroupName(id, info[1].As<Napi::String>().Utf8Value());
-	return env.Undefined();
-}
-
-// stop(timeoutMs): Promise<void>, off the JS thread (it waits for the broker).
-Napi::Value FrameSink::Stop(const Napi::CallbackInfo& info) {
-	Napi::Env env = info.Env();
-	int timeout = 5000;
-	if (info.Length() > 0 && info[0].IsNumber())
-		timeout = info[0].As<Napi::Number>().Int32Value();
-	auto* w = new StopWorker(env, core_, timeout);
-	Napi::Promise p = w->Promise();
-	w->Queue();
-	return p;
 }
 
 }  // namespace tracefeed

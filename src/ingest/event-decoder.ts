@@ -4,21 +4,22 @@
  * this: it reads records straight into typed arrays.
  */
 import {
+  CGROUP_INFO_LAYOUT,
   CGROUP_STATS_LAYOUT,
   DROP_REASON_MAX,
   DROP_REASON_NAMES,
-  PROBE_STATS_LAYOUT,
-  SOURCE_NAMES,
-  EXEC_LAYOUT,
-  EXIT_LAYOUT,
   Flag,
-  HIST_SLOTS,
+  HEADER_LAYOUT,
   Op,
   OP_TYPE,
   PROBE_OF_OP,
-  TCP_LAYOUT,
-  fieldOffset,
+  RECORD_LAYOUTS,
+  SOURCE_NAMES,
+  type FieldLayout,
+  type RecordLayout,
 } from './layout.js';
+
+const AF_INET6 = 10;
 import { histogramQuantile } from './histogram.js';
 import { parseCgroupPath } from './cgroup-resolver.js';
 import { decodeFrame, walkRecords, type Frame } from './frame.js';
@@ -59,24 +60,6 @@ export function readCString(bytes: Uint8Array, offset: number, len: number): str
   while (end < stop && bytes[end] !== 0) end++;
   return textDecoder.decode(bytes.subarray(offset, end));
 }
-
-const EXEC = {
-  pid: fieldOffset(EXEC_LAYOUT, 'pid'),
-  ppid: fieldOffset(EXEC_LAYOUT, 'ppid'),
-  uid: fieldOffset(EXEC_LAYOUT, 'uid'),
-  cgroup: fieldOffset(EXEC_LAYOUT, 'cgroup_id'),
-  comm: fieldOffset(EXEC_LAYOUT, 'comm'),
-  filename: fieldOffset(EXEC_LAYOUT, 'filename'),
-};
-const EXIT = {
-  pid: fieldOffset(EXIT_LAYOUT, 'pid'),
-  ppid: fieldOffset(EXIT_LAYOUT, 'ppid'),
-  code: fieldOffset(EXIT_LAYOUT, 'exit_code'),
-  signal: fieldOffset(EXIT_LAYOUT, 'exit_signal'),
-  cgroup: fieldOffset(EXIT_LAYOUT, 'cgroup_id'),
-  lifetime: fieldOffset(EXIT_LAYOUT, 'lifetime_ns'),
-  comm: fieldOffset(EXIT_LAYOUT, 'comm'),
-};
 
 const TCP_STATES = [
   '',
@@ -121,19 +104,75 @@ export function formatAddress(bytes: Uint8Array, offset: number, family: number)
   return `${parts.slice(0, best).join(':')}::${parts.slice(best + bestLen).join(':')}`;
 }
 
-function readHist(dv: DataView, at: number): number[] {
-  const out: number[] = [];
-  for (let i = 0; i < HIST_SLOTS; i++) out.push(Number(dv.getBigUint64(at + i * 8, true)));
-  return out;
+/** Reads the fields of one record by name, at the offsets and sizes of its layout. */
+class RecordReader {
+  private static readonly offsets = new Map<RecordLayout, Map<string, FieldLayout>>();
+  private readonly fields: Map<string, FieldLayout>;
+
+  constructor(
+    layout: RecordLayout,
+    private readonly dv: DataView,
+    private readonly bytes: Uint8Array,
+    private readonly at: number,
+  ) {
+    let fields = RecordReader.offsets.get(layout);
+    if (!fields) {
+      fields = new Map(layout.fields.map((f) => [f.name, f]));
+      RecordReader.offsets.set(layout, fields);
+    }
+    this.fields = fields;
+  }
+
+  field(name: string): FieldLayout {
+    const f = this.fields.get(name);
+    if (!f) throw new Error(`no field ${name}`);
+    return f;
+  }
+  u8(name: string): number {
+    return this.dv.getUint8(this.field(name).offset);
+  }
+  u16(name: string): number {
+    return this.dv.getUint16(this.field(name).offset, true);
+  }
+  u32(name: string): number {
+    return this.dv.getUint32(this.field(name).offset, true);
+  }
+  s32(name: string): number {
+    return this.dv.getInt32(this.field(name).offset, true);
+  }
+  /** A u64 as a number (counters and durations stay far below 2^53). */
+  u64(name: string, index = 0): number {
+    return Number(this.dv.getBigUint64(this.field(name).offset + index * 8, true));
+  }
+  s64(name: string): number {
+    return Number(this.dv.getBigInt64(this.field(name).offset, true));
+  }
+  /** A u64 id (cgroup ids exceed 2^53) as a decimal string. */
+  id(name: string): string {
+    return this.dv.getBigUint64(this.field(name).offset, true).toString();
+  }
+  cstr(name: string): string {
+    const f = this.field(name);
+    return readCString(this.bytes, this.at + f.offset, f.size);
+  }
+  address(name: string, family: number): string {
+    return formatAddress(this.bytes, this.at + this.field(name).offset, family);
+  }
+  hist(name: string): number[] {
+    const f = this.field(name);
+    return Array.from({ length: f.count }, (_, i) => this.u64(name, i));
+  }
 }
 
-const T = (name: string): number => fieldOffset(TCP_LAYOUT, name);
+const layoutByOp = new Map<number, RecordLayout>([
+  ...RECORD_LAYOUTS.map((l) => [l.op, l] as const),
+  [Op.CGROUP_INFO, CGROUP_INFO_LAYOUT],
+]);
 
 /** TF_OP_CGROUP_STATS counters (after cgroup_id), as `cgroup.<field>` attributes. */
-const CGROUP_STATS_FIELDS = CGROUP_STATS_LAYOUT.fields
+const CGROUP_STATS_COUNTERS = CGROUP_STATS_LAYOUT.fields
   .filter((f) => f.name !== 'hdr' && f.name !== 'cgroup_id')
-  .map((f) => [`cgroup.${f.name}`, f.offset] as const);
-const PS = (name: string): number => fieldOffset(PROBE_STATS_LAYOUT, name);
+  .map((f) => f.name);
 
 /** Decodes one record at `offset` of a records region. */
 export function decodeRecord(
@@ -143,9 +182,10 @@ export function decodeRecord(
   bootTimeNs: bigint,
 ): TracefeedEvent {
   const dv = new DataView(records.buffer, records.byteOffset + offset);
-  const op = dv.getUint8(0);
-  const flags = dv.getUint8(1);
-  const ktime = dv.getBigUint64(8, true);
+  const h = new RecordReader(HEADER_LAYOUT, dv, records, offset);
+  const op = h.u8('op');
+  const flags = h.u8('flags');
+  const ktime = dv.getBigUint64(h.field('ktime_ns').offset, true);
   const wall = bootTimeNs + ktime;
   const base = {
     probe: PROBE_OF_OP.get(op) ?? 'unknown',
@@ -155,40 +195,48 @@ export function decodeRecord(
     node,
     truncated: (flags & Flag.TRUNCATED) !== 0,
     focused: (flags & Flag.FOCUS) !== 0,
-    generation: dv.getUint32(16, true),
-    sample_weight: dv.getUint32(20, true),
+    generation: h.u32('generation'),
+    sample_weight: h.u32('sample_weight'),
   };
+  const layout = layoutByOp.get(op);
+  if (!layout) return { ...base, type: `unknown.${op}`, attributes: { 'host.name': node } };
+  const r = new RecordReader(layout, dv, records, offset);
+  const type = OP_TYPE.get(op) ?? `unknown.${op}`;
+  const attributes = decodeAttributes(op, r, records, offset);
+  attributes['host.name'] = node;
+  if (op === Op.PROBE_STATS) {
+    const probeId = r.u32('probe');
+    return { ...base, probe: SOURCE_NAMES[probeId] ?? `probe.${probeId}`, type, attributes };
+  }
+  return { ...base, type, attributes };
+}
+
+/** The OpenTelemetry-style attributes of one known record. */
+function decodeAttributes(
+  op: number,
+  r: RecordReader,
+  records: Uint8Array,
+  offset: number,
+): Record<string, AttributeValue> {
   switch (op) {
-    case Op.EXEC: {
-      const path = readCString(records, offset + EXEC.filename, 256);
+    case Op.EXEC:
       return {
-        ...base,
-        type: 'process.exec',
-        attributes: {
-          'process.pid': dv.getUint32(EXEC.pid, true),
-          'process.parent_pid': dv.getUint32(EXEC.ppid, true),
-          'process.executable.name': readCString(records, offset + EXEC.comm, 16),
-          'process.executable.path': path,
-          'process.user.id': dv.getUint32(EXEC.uid, true),
-          'cgroup.id': dv.getBigUint64(EXEC.cgroup, true).toString(),
-          'host.name': node,
-        },
+        'process.pid': r.u32('pid'),
+        'process.parent_pid': r.u32('ppid'),
+        'process.executable.name': r.cstr('comm'),
+        'process.executable.path': r.cstr('filename'),
+        'process.user.id': r.u32('uid'),
+        'cgroup.id': r.id('cgroup_id'),
       };
-    }
     case Op.EXIT:
       return {
-        ...base,
-        type: 'process.exit',
-        attributes: {
-          'process.pid': dv.getUint32(EXIT.pid, true),
-          'process.parent_pid': dv.getUint32(EXIT.ppid, true),
-          'process.executable.name': readCString(records, offset + EXIT.comm, 16),
-          'process.exit.code': dv.getInt32(EXIT.code, true),
-          'process.exit.signal': dv.getUint32(EXIT.signal, true),
-          'process.lifetime_ns': Number(dv.getBigUint64(EXIT.lifetime, true)),
-          'cgroup.id': dv.getBigUint64(EXIT.cgroup, true).toString(),
-          'host.name': node,
-        },
+        'process.pid': r.u32('pid'),
+        'process.parent_pid': r.u32('ppid'),
+        'process.executable.name': r.cstr('comm'),
+        'process.exit.code': r.s32('exit_code'),
+        'process.exit.signal': r.u32('exit_signal'),
+        'process.lifetime_ns': r.u64('lifetime_ns'),
+        'cgroup.id': r.id('cgroup_id'),
       };
     case Op.TCP_CONNECT:
     case Op.TCP_ACCEPT:
@@ -197,161 +245,108 @@ export function decodeRecord(
     case Op.TCP_RETRANSMIT:
     case Op.TCP_RESET_SENT:
     case Op.TCP_RESET_RECV: {
-      const family = dv.getUint16(T('family'), true);
+      const family = r.u16('family');
       return {
-        ...base,
-        type: OP_TYPE.get(op) ?? `tcp.${op}`,
-        attributes: {
-          'process.pid': dv.getUint32(T('pid'), true),
-          'process.executable.name': readCString(records, offset + T('comm'), 16),
-          'network.transport': 'tcp',
-          'network.type': family === 10 ? 'ipv6' : 'ipv4',
-          'network.local.address': formatAddress(records, offset + T('saddr'), family),
-          'network.local.port': dv.getUint16(T('sport'), true),
-          'network.peer.address': formatAddress(records, offset + T('daddr'), family),
-          'network.peer.port': dv.getUint16(T('dport'), true),
-          'tcp.state.old':
-            TCP_STATES[dv.getUint8(T('oldstate'))] ?? String(dv.getUint8(T('oldstate'))),
-          'tcp.state.new':
-            TCP_STATES[dv.getUint8(T('newstate'))] ?? String(dv.getUint8(T('newstate'))),
-          'tcp.duration_ns': Number(dv.getBigUint64(T('duration_ns'), true)),
-          'tcp.bytes_sent': Number(dv.getBigUint64(T('bytes_sent'), true)),
-          'tcp.bytes_received': Number(dv.getBigUint64(T('bytes_received'), true)),
-          'cgroup.id': dv.getBigUint64(T('cgroup_id'), true).toString(),
-          'host.name': node,
-        },
+        'process.pid': r.u32('pid'),
+        'process.executable.name': r.cstr('comm'),
+        'network.transport': 'tcp',
+        'network.type': family === AF_INET6 ? 'ipv6' : 'ipv4',
+        'network.local.address': r.address('saddr', family),
+        'network.local.port': r.u16('sport'),
+        'network.peer.address': r.address('daddr', family),
+        'network.peer.port': r.u16('dport'),
+        'tcp.state.old': TCP_STATES[r.u8('oldstate')] ?? String(r.u8('oldstate')),
+        'tcp.state.new': TCP_STATES[r.u8('newstate')] ?? String(r.u8('newstate')),
+        'tcp.duration_ns': r.u64('duration_ns'),
+        'tcp.bytes_sent': r.u64('bytes_sent'),
+        'tcp.bytes_received': r.u64('bytes_received'),
+        'cgroup.id': r.id('cgroup_id'),
       };
     }
     case Op.SYSCALL_SUMMARY: {
-      const hist = readHist(dv, 72);
+      const hist = r.hist('hist');
       return {
-        ...base,
-        type: 'syscall.summary',
-        attributes: {
-          'cgroup.id': dv.getBigUint64(24, true).toString(),
-          'syscall.nr': dv.getUint32(32, true),
-          'summary.interval_ns': Number(dv.getBigUint64(40, true)),
-          'syscall.count': Number(dv.getBigUint64(48, true)),
-          'syscall.error_count': Number(dv.getBigUint64(56, true)),
-          'syscall.total_ns': Number(dv.getBigUint64(64, true)),
-          'syscall.p50_ns': histogramQuantile(hist, 0.5),
-          'syscall.p99_ns': histogramQuantile(hist, 0.99),
-          'syscall.histogram_log2_ns': JSON.stringify(hist),
-          'host.name': node,
-        },
+        'cgroup.id': r.id('cgroup_id'),
+        'syscall.nr': r.u32('syscall_nr'),
+        'summary.interval_ns': r.u64('interval_ns'),
+        'syscall.count': r.u64('count'),
+        'syscall.error_count': r.u64('error_count'),
+        'syscall.total_ns': r.u64('total_ns'),
+        'syscall.p50_ns': histogramQuantile(hist, 0.5),
+        'syscall.p99_ns': histogramQuantile(hist, 0.99),
+        'syscall.histogram_log2_ns': JSON.stringify(hist),
       };
     }
     case Op.SYSCALL_ERRNO:
       return {
-        ...base,
-        type: 'syscall.errno',
-        attributes: {
-          'cgroup.id': dv.getBigUint64(24, true).toString(),
-          'syscall.nr': dv.getUint32(32, true),
-          'error.errno': dv.getUint32(36, true),
-          'syscall.error_count': Number(dv.getBigUint64(40, true)),
-          'summary.interval_ns': Number(dv.getBigUint64(48, true)),
-          'host.name': node,
-        },
+        'cgroup.id': r.id('cgroup_id'),
+        'syscall.nr': r.u32('syscall_nr'),
+        'error.errno': r.u32('err'),
+        'syscall.error_count': r.u64('count'),
+        'summary.interval_ns': r.u64('interval_ns'),
       };
     case Op.SYSCALL_SLOW:
       return {
-        ...base,
-        type: 'syscall.slow',
-        attributes: {
-          'process.pid': dv.getUint32(24, true),
-          'thread.id': dv.getUint32(28, true),
-          'cgroup.id': dv.getBigUint64(32, true).toString(),
-          'syscall.nr': dv.getUint32(40, true),
-          'syscall.return': Number(dv.getBigInt64(48, true)),
-          'syscall.duration_ns': Number(dv.getBigUint64(56, true)),
-          'process.executable.name': readCString(records, offset + 64, 16),
-          'host.name': node,
-        },
+        'process.pid': r.u32('pid'),
+        'thread.id': r.u32('tid'),
+        'cgroup.id': r.id('cgroup_id'),
+        'syscall.nr': r.u32('syscall_nr'),
+        'syscall.return': r.s64('ret'),
+        'syscall.duration_ns': r.u64('duration_ns'),
+        'process.executable.name': r.cstr('comm'),
       };
     case Op.FILE_OPEN:
       return {
-        ...base,
-        type: 'file.open',
-        attributes: {
-          'process.pid': dv.getUint32(24, true),
-          'file.open.flags': dv.getInt32(28, true),
-          'file.open.result': dv.getInt32(32, true),
-          'cgroup.id': dv.getBigUint64(40, true).toString(),
-          'process.executable.name': readCString(records, offset + 48, 16),
-          'file.path': readCString(records, offset + 64, 256),
-          'host.name': node,
-        },
+        'process.pid': r.u32('pid'),
+        'file.open.flags': r.s32('flags'),
+        'file.open.result': r.s32('ret'),
+        'cgroup.id': r.id('cgroup_id'),
+        'process.executable.name': r.cstr('comm'),
+        'file.path': r.cstr('path'),
       };
     case Op.RUNQ_SUMMARY: {
-      const hist = readHist(dv, 56);
+      const hist = r.hist('hist');
       return {
-        ...base,
-        type: 'sched.runq_summary',
-        attributes: {
-          'cgroup.id': dv.getBigUint64(24, true).toString(),
-          'summary.interval_ns': Number(dv.getBigUint64(32, true)),
-          'sched.runq.count': Number(dv.getBigUint64(40, true)),
-          'sched.runq.total_ns': Number(dv.getBigUint64(48, true)),
-          'sched.runq.p50_ns': histogramQuantile(hist, 0.5),
-          'sched.runq.p99_ns': histogramQuantile(hist, 0.99),
-          'sched.runq.histogram_log2_ns': JSON.stringify(hist),
-          'host.name': node,
-        },
+        'cgroup.id': r.id('cgroup_id'),
+        'summary.interval_ns': r.u64('interval_ns'),
+        'sched.runq.count': r.u64('count'),
+        'sched.runq.total_ns': r.u64('total_ns'),
+        'sched.runq.p50_ns': histogramQuantile(hist, 0.5),
+        'sched.runq.p99_ns': histogramQuantile(hist, 0.99),
+        'sched.runq.histogram_log2_ns': JSON.stringify(hist),
       };
     }
     case Op.CGROUP_INFO: {
-      const path = textDecoder.decode(
-        records.subarray(offset + 40, offset + 40 + dv.getUint16(32, true)),
-      );
+      const at = offset + CGROUP_INFO_LAYOUT.size;
+      const path = textDecoder.decode(records.subarray(at, at + r.u16('path_len')));
       const info = parseCgroupPath(path);
       return {
-        ...base,
-        type: 'cgroup.info',
-        attributes: {
-          'cgroup.id': dv.getBigUint64(24, true).toString(),
-          'cgroup.path': path,
-          ...(info.containerId ? { 'container.id': info.containerId } : {}),
-          ...(info.podUid ? { 'k8s.pod.uid': info.podUid } : {}),
-          'host.name': node,
-        },
+        'cgroup.id': r.id('cgroup_id'),
+        'cgroup.path': path,
+        ...(info.containerId ? { 'container.id': info.containerId } : {}),
+        ...(info.podUid ? { 'k8s.pod.uid': info.podUid } : {}),
       };
     }
     case Op.CGROUP_STATS: {
-      const attributes: Record<string, AttributeValue> = {
-        'cgroup.id': dv
-          .getBigUint64(fieldOffset(CGROUP_STATS_LAYOUT, 'cgroup_id'), true)
-          .toString(),
-      };
-      for (const [name, at] of CGROUP_STATS_FIELDS)
-        attributes[name] = Number(dv.getBigUint64(at, true));
-      attributes['host.name'] = node;
-      return { ...base, type: 'cgroup.stats', attributes };
+      const attributes: Record<string, AttributeValue> = { 'cgroup.id': r.id('cgroup_id') };
+      for (const name of CGROUP_STATS_COUNTERS) attributes[`cgroup.${name}`] = r.u64(name);
+      return attributes;
     }
     case Op.PROBE_STATS: {
-      const probeId = dv.getUint32(PS('probe'), true);
       const attributes: Record<string, AttributeValue> = {
-        'probe.sample_n': dv.getUint32(PS('sample_n'), true),
-        'probe.overload_n': dv.getUint32(PS('overload_n'), true),
-        'probe.focus_count': dv.getUint32(PS('focus_count'), true),
-        'probe.interval_ns': Number(dv.getBigUint64(PS('interval_ns'), true)),
-        'probe.emitted': Number(dv.getBigUint64(PS('emitted'), true)),
+        'probe.sample_n': r.u32('sample_n'),
+        'probe.overload_n': r.u32('overload_n'),
+        'probe.focus_count': r.u32('focus_count'),
+        'probe.interval_ns': r.u64('interval_ns'),
+        'probe.emitted': r.u64('emitted'),
       };
-      for (let r = 0; r < DROP_REASON_MAX; r++)
-        attributes[`probe.drops.${DROP_REASON_NAMES[r] ?? r}`] = Number(
-          dv.getBigUint64(PS('drops') + r * 8, true),
-        );
-      attributes['probe.sink_dropped'] = Number(dv.getBigUint64(PS('sink_dropped'), true));
-      attributes['host.name'] = node;
-      return {
-        ...base,
-        probe: SOURCE_NAMES[probeId] ?? `probe.${probeId}`,
-        type: 'probe.stats',
-        attributes,
-      };
+      for (let i = 0; i < DROP_REASON_MAX; i++)
+        attributes[`probe.drops.${DROP_REASON_NAMES[i] ?? i}`] = r.u64('drops', i);
+      attributes['probe.sink_dropped'] = r.u64('sink_dropped');
+      return attributes;
     }
     default:
-      return { ...base, type: `unknown.${op}`, attributes: { 'host.name': node } };
+      return {};
   }
 }
 

@@ -18,15 +18,43 @@
  *              `size` is the whole record (multiple of 8)
  */
 import { DecodeError } from '../common/errors.js';
-import { EVENT_HEADER_SIZE, OP_TYPE, Op, RECORD_SIZE_BY_OP } from './layout.js';
+import {
+  CGROUP_INFO_LAYOUT,
+  EVENT_HEADER_SIZE,
+  FRAME_HEADER_LAYOUT,
+  HEADER_LAYOUT,
+  OP_TYPE,
+  Op,
+  RECORD_SIZE_BY_OP,
+  fieldOffset,
+} from './layout.js';
+import { TF_DEFINES } from './layout.generated.js';
 
 const KNOWN_OPS = new Set(OP_TYPE.keys());
 
-export const FRAME_MAGIC = 0x56454654;
-export const FRAME_VERSION = 1;
-export const FRAME_FIXED_HEADER_SIZE = 40;
+export const FRAME_MAGIC = TF_DEFINES.TF_FRAME_MAGIC;
+export const FRAME_VERSION = TF_DEFINES.TF_FRAME_VERSION;
+export const FRAME_FIXED_HEADER_SIZE = FRAME_HEADER_LAYOUT.size;
 /** The largest node name a frame carries. */
-export const MAX_NODE_NAME_BYTES = 255;
+export const MAX_NODE_NAME_BYTES = TF_DEFINES.TF_NODE_NAME_MAX;
+
+/** Offsets of struct tf_frame_header. */
+const H = {
+  magic: fieldOffset(FRAME_HEADER_LAYOUT, 'magic'),
+  version: fieldOffset(FRAME_HEADER_LAYOUT, 'version'),
+  headerLen: fieldOffset(FRAME_HEADER_LAYOUT, 'header_len'),
+  eventCount: fieldOffset(FRAME_HEADER_LAYOUT, 'event_count'),
+  recordsLen: fieldOffset(FRAME_HEADER_LAYOUT, 'records_len'),
+  bootTime: fieldOffset(FRAME_HEADER_LAYOUT, 'boot_time_ns'),
+  sequence: fieldOffset(FRAME_HEADER_LAYOUT, 'sequence'),
+  nodeLen: fieldOffset(FRAME_HEADER_LAYOUT, 'node_len'),
+} as const;
+const CGROUP_INFO_PATH_LEN = fieldOffset(CGROUP_INFO_LAYOUT, 'path_len');
+/** Offsets of struct tf_event_header. */
+const R = {
+  op: fieldOffset(HEADER_LAYOUT, 'op'),
+  size: fieldOffset(HEADER_LAYOUT, 'size'),
+} as const;
 /** Frames above this are refused by the decoder as absurd. */
 export const MAX_FRAME_BYTES = 64 * 1024 * 1024;
 
@@ -69,14 +97,14 @@ export function encodeFrame(input: EncodeFrameInput): Buffer {
   let recordsLen = 0;
   for (const c of input.chunks) recordsLen += c.byteLength;
   const buf = Buffer.alloc(headerLen + recordsLen);
-  buf.writeUInt32LE(FRAME_MAGIC, 0);
-  buf.writeUInt16LE(FRAME_VERSION, 4);
-  buf.writeUInt16LE(headerLen, 6);
-  buf.writeUInt32LE(input.eventCount, 8);
-  buf.writeUInt32LE(recordsLen, 12);
-  buf.writeBigUInt64LE(input.bootTimeNs, 16);
-  buf.writeBigUInt64LE(input.sequence, 24);
-  buf.writeUInt16LE(node.length, 32);
+  buf.writeUInt32LE(FRAME_MAGIC, H.magic);
+  buf.writeUInt16LE(FRAME_VERSION, H.version);
+  buf.writeUInt16LE(headerLen, H.headerLen);
+  buf.writeUInt32LE(input.eventCount, H.eventCount);
+  buf.writeUInt32LE(recordsLen, H.recordsLen);
+  buf.writeBigUInt64LE(input.bootTimeNs, H.bootTime);
+  buf.writeBigUInt64LE(input.sequence, H.sequence);
+  buf.writeUInt16LE(node.length, H.nodeLen);
   node.copy(buf, FRAME_FIXED_HEADER_SIZE);
   let off = headerLen;
   for (const c of input.chunks) {
@@ -106,45 +134,49 @@ export function decodeFrameHeader(bytes: Uint8Array): FrameHeader {
     );
   }
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const magic = dv.getUint32(0, true);
+  const magic = dv.getUint32(H.magic, true);
   if (magic !== FRAME_MAGIC) {
     throw new DecodeError(
-      `bad frame magic 0x${magic.toString(16)}, expected 0x56454654 ("TFEV")`,
+      `bad frame magic 0x${magic.toString(16)}, expected 0x${FRAME_MAGIC.toString(16)} ("TFEV")`,
       'bad-magic',
       0,
     );
   }
-  const version = dv.getUint16(4, true);
+  const version = dv.getUint16(H.version, true);
   if (version !== FRAME_VERSION) {
     throw new DecodeError(
       `unsupported frame version ${version}; this decoder reads version ${FRAME_VERSION}`,
       'unsupported-version',
-      4,
+      H.version,
     );
   }
-  const headerLen = dv.getUint16(6, true);
-  const eventCount = dv.getUint32(8, true);
-  const recordsLen = dv.getUint32(12, true);
-  const nodeLen = dv.getUint16(32, true);
+  const headerLen = dv.getUint16(H.headerLen, true);
+  const eventCount = dv.getUint32(H.eventCount, true);
+  const recordsLen = dv.getUint32(H.recordsLen, true);
+  const nodeLen = dv.getUint16(H.nodeLen, true);
   if (
     headerLen < FRAME_FIXED_HEADER_SIZE ||
     headerLen % 8 !== 0 ||
     FRAME_FIXED_HEADER_SIZE + nodeLen > headerLen
   ) {
-    throw new DecodeError(`bad header_len ${headerLen} for node_len ${nodeLen}`, 'bad-header', 6);
+    throw new DecodeError(
+      `bad header_len ${headerLen} for node_len ${nodeLen}`,
+      'bad-header',
+      H.headerLen,
+    );
   }
   if (headerLen + recordsLen !== bytes.byteLength) {
     throw new DecodeError(
       `frame says ${headerLen} + ${recordsLen} bytes but has ${bytes.byteLength}`,
       headerLen + recordsLen > bytes.byteLength ? 'truncated' : 'bad-header',
-      12,
+      H.recordsLen,
     );
   }
   if (eventCount * EVENT_HEADER_SIZE > recordsLen) {
     throw new DecodeError(
       `event_count ${eventCount} cannot fit in ${recordsLen} bytes of records`,
       'count-mismatch',
-      8,
+      H.eventCount,
     );
   }
   const node = Buffer.from(
@@ -157,8 +189,8 @@ export function decodeFrameHeader(bytes: Uint8Array): FrameHeader {
     headerLen,
     eventCount,
     recordsLen,
-    bootTimeNs: dv.getBigUint64(16, true),
-    sequence: dv.getBigUint64(24, true),
+    bootTimeNs: dv.getBigUint64(H.bootTime, true),
+    sequence: dv.getBigUint64(H.sequence, true),
     node,
   };
 }
@@ -209,8 +241,8 @@ export function walkRecords(
         off,
       );
     }
-    const op = dv.getUint8(off);
-    const size = dv.getUint32(off + 4, true);
+    const op = dv.getUint8(off + R.op);
+    const size = dv.getUint32(off + R.size, true);
     if (size < EVENT_HEADER_SIZE || size % 8 !== 0) {
       throw new DecodeError(
         `record at ${off} has size ${size}, not a multiple of 8 >= 16`,
@@ -233,7 +265,11 @@ export function walkRecords(
         off,
       );
     }
-    if (op === Op.CGROUP_INFO && (size < 40 || 40 + dv.getUint16(off + 32, true) > size)) {
+    if (
+      op === Op.CGROUP_INFO &&
+      (size < CGROUP_INFO_LAYOUT.size ||
+        CGROUP_INFO_LAYOUT.size + dv.getUint16(off + CGROUP_INFO_PATH_LEN, true) > size)
+    ) {
       throw new DecodeError(
         `cgroup info record at ${off}: path does not fit in ${size} bytes`,
         'bad-record-size',

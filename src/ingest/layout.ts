@@ -1,33 +1,30 @@
 /**
- * TypeScript mirror of `bpf/events.h`. Offsets and sizes here are checked
- * against the BTF of the compiled objects by test/ingest/layout.test.ts:
- * a drift between the header and this file fails the suite.
+ * The TypeScript view of `bpf/events.h`. Every size, offset and constant comes
+ * from layout.generated.ts, which scripts/gen-layouts.mjs generates from the
+ * BTF of the compiled objects (`npm run gen:layouts`; `npm test` fails when it
+ * is out of date). This file only names things and groups them.
  */
+import { TF_DEFINES as D, TF_ENUMS, TF_STRUCTS, type TfStructName } from './layout.generated.js';
 
-export const EVENT_HEADER_SIZE = 24;
-export const COMM_LEN = 16;
-export const FILENAME_LEN = 256;
+/** `enum NAME` with its common prefix cut: { TF_OP_EXEC: 1 } -> { EXEC: 1 }. */
+type Unprefixed<E, P extends string> = {
+  readonly [K in keyof E as K extends `${P}${infer R}` ? R : never]: E[K];
+};
+function unprefixed<E extends Record<string, number>, P extends string>(
+  e: E,
+  prefix: P,
+): Unprefixed<E, P> {
+  return Object.fromEntries(
+    Object.entries(e).map(([k, v]) => [k.slice(prefix.length), v]),
+  ) as Unprefixed<E, P>;
+}
+
+export const EVENT_HEADER_SIZE = TF_STRUCTS.tf_event_header.size;
+export const COMM_LEN = D.TF_COMM_LEN;
+export const FILENAME_LEN = D.TF_FILENAME_LEN;
 
 /** Op codes (append-only), `enum tf_op`. */
-export const Op = {
-  EXEC: 1,
-  EXIT: 2,
-  TCP_CONNECT: 3,
-  TCP_ACCEPT: 4,
-  TCP_CLOSE: 5,
-  TCP_CONNECT_FAIL: 6,
-  TCP_RETRANSMIT: 7,
-  TCP_RESET_SENT: 8,
-  TCP_RESET_RECV: 9,
-  SYSCALL_SUMMARY: 10,
-  SYSCALL_SLOW: 11,
-  FILE_OPEN: 12,
-  RUNQ_SUMMARY: 13,
-  SYSCALL_ERRNO: 14,
-  CGROUP_INFO: 15,
-  CGROUP_STATS: 16,
-  PROBE_STATS: 17,
-} as const;
+export const Op = unprefixed(TF_ENUMS.tf_op, 'TF_OP_');
 
 /** Event type name of each op, as decoders and features name it. */
 export const OP_TYPE: ReadonlyMap<number, string> = new Map([
@@ -51,41 +48,34 @@ export const OP_TYPE: ReadonlyMap<number, string> = new Map([
 ]);
 export type OpCode = (typeof Op)[keyof typeof Op];
 
-/** Probe ids, `enum tf_probe`. */
-export const Probe = {
-  PROCESS: 0,
-  TCP: 1,
-  SYSCALLS: 2,
-  FILE: 3,
-  SCHED: 4,
-  /** User space only: the cgroup v2 files the node agent reads (no program, not a probe family). */
-  CGROUP: 5,
-} as const;
+/** Probe ids, `enum tf_probe`. CGROUP is user space only: the cgroup v2 files the node agent reads. */
+const { MAX: PROBE_ENUM_MAX, ...ProbeIds } = unprefixed(TF_ENUMS.tf_probe, 'TF_PROBE_');
+export const Probe = ProbeIds;
 export type ProbeName = 'process' | 'tcp' | 'syscalls' | 'file' | 'sched';
 /** The probe families (each a BPF object), indexed by probe id. */
 export const PROBE_NAMES: readonly ProbeName[] = ['process', 'tcp', 'syscalls', 'file', 'sched'];
 /** Where a feature row's records come from: the probe families, then user-space sources. Indexed by `enum tf_probe`. */
 export type SourceName = ProbeName | 'cgroup';
 export const SOURCE_NAMES: readonly SourceName[] = [...PROBE_NAMES, 'cgroup'];
-export const PROBE_MAX = 8;
+export const PROBE_MAX = PROBE_ENUM_MAX;
 
 /** Drop reasons, `enum tf_drop_reason`. */
-export const DropReason = {
-  RINGBUF_FULL: 0,
-  FILTERED: 1,
-  SAMPLED: 2,
-} as const;
-export const DROP_REASON_MAX = 4;
+const { REASON_MAX: DROP_ENUM_MAX, ...DropReasons } = unprefixed(
+  TF_ENUMS.tf_drop_reason,
+  'TF_DROP_',
+);
+export const DropReason = DropReasons;
+export const DROP_REASON_MAX = DROP_ENUM_MAX;
 export const DROP_REASON_NAMES = ['ringbuf_full', 'filtered', 'sampled_out', 'map_full'] as const;
-export const HIST_SLOTS = 32;
-export const PATH_LEN = 256;
-export const PATH_PREFIX_LEN = 64;
+export const HIST_SLOTS = D.TF_HIST_SLOTS;
+export const PATH_LEN = D.TF_PATH_LEN;
+export const PATH_PREFIX_LEN = D.TF_PATH_PREFIX_LEN;
 /** `TF_FOCUS_MAX`: entries of a probe's tf_focus map (cgroups focused at once). */
-export const FOCUS_MAX = 256;
+export const FOCUS_MAX = D.TF_FOCUS_MAX;
 /** `TF_SET_ID_MAX`: entries of tf_set_cgroup, tf_set_pid, tf_set_port (allow and deny together). */
-export const SET_ID_MAX = 1024;
+export const SET_ID_MAX = D.TF_SET_ID_MAX;
 /** `TF_SET_STR_MAX`: entries of tf_set_comm, tf_set_path (allow and deny together). */
-export const SET_STR_MAX = 256;
+export const SET_STR_MAX = D.TF_SET_STR_MAX;
 /** Filter dimension -> its kernel set map and that map's entries. */
 export const FILTER_SETS = {
   cgroup: { map: 'tf_set_cgroup', maxEntries: SET_ID_MAX },
@@ -99,18 +89,20 @@ export const SK_LOST_NAMES = ['socket_evicted', 'socket_claim_lost'] as const;
 
 /** `TF_FLAG_*` bits of the event header. */
 export const Flag = {
-  TRUNCATED: 0x01,
+  TRUNCATED: D.TF_FLAG_TRUNCATED,
   /** Collected under a per-cgroup focus. */
-  FOCUS: 0x02,
+  FOCUS: D.TF_FLAG_FOCUS,
 } as const;
 
-export type FieldKind = 'u8' | 'u16' | 'u32' | 's32' | 'u64' | 'char';
+export type FieldKind = 'u8' | 'u16' | 'u32' | 'u64' | 's8' | 's16' | 's32' | 's64' | 'char';
 
 export interface FieldLayout {
   readonly name: string;
   readonly offset: number;
   readonly size: number;
   readonly kind: FieldKind;
+  /** Elements: 1 for a scalar, N for an array (a nested struct counts bytes). */
+  readonly count: number;
 }
 
 export interface RecordLayout {
@@ -121,169 +113,38 @@ export interface RecordLayout {
   readonly fields: readonly FieldLayout[];
 }
 
-export const HEADER_LAYOUT: RecordLayout = {
-  struct: 'tf_event_header',
-  op: 0,
-  size: EVENT_HEADER_SIZE,
-  fields: [
-    { name: 'op', offset: 0, size: 1, kind: 'u8' },
-    { name: 'flags', offset: 1, size: 1, kind: 'u8' },
-    { name: 'pad', offset: 2, size: 2, kind: 'u16' },
-    { name: 'size', offset: 4, size: 4, kind: 'u32' },
-    { name: 'ktime_ns', offset: 8, size: 8, kind: 'u64' },
-    { name: 'generation', offset: 16, size: 4, kind: 'u32' },
-    { name: 'sample_weight', offset: 20, size: 4, kind: 'u32' },
-  ],
-};
+/** A struct of events.h as a RecordLayout (op 0: not a record of its own). */
+export function layoutOf(struct: TfStructName, op = 0): RecordLayout {
+  const s = TF_STRUCTS[struct];
+  return { struct, op, size: s.size, fields: s.fields };
+}
 
-export const EXEC_LAYOUT: RecordLayout = {
-  struct: 'tf_exec_event',
-  op: Op.EXEC,
-  size: 320,
-  fields: [
-    { name: 'hdr', offset: 0, size: 24, kind: 'u8' },
-    { name: 'pid', offset: 24, size: 4, kind: 'u32' },
-    { name: 'ppid', offset: 28, size: 4, kind: 'u32' },
-    { name: 'uid', offset: 32, size: 4, kind: 'u32' },
-    { name: 'pad', offset: 36, size: 4, kind: 'u32' },
-    { name: 'cgroup_id', offset: 40, size: 8, kind: 'u64' },
-    { name: 'comm', offset: 48, size: COMM_LEN, kind: 'char' },
-    { name: 'filename', offset: 64, size: FILENAME_LEN, kind: 'char' },
-  ],
-};
+export const FRAME_HEADER_LAYOUT: RecordLayout = layoutOf('tf_frame_header');
 
-export const EXIT_LAYOUT: RecordLayout = {
-  struct: 'tf_exit_event',
-  op: Op.EXIT,
-  size: 72,
-  fields: [
-    { name: 'hdr', offset: 0, size: 24, kind: 'u8' },
-    { name: 'pid', offset: 24, size: 4, kind: 'u32' },
-    { name: 'ppid', offset: 28, size: 4, kind: 'u32' },
-    { name: 'exit_code', offset: 32, size: 4, kind: 's32' },
-    { name: 'exit_signal', offset: 36, size: 4, kind: 'u32' },
-    { name: 'cgroup_id', offset: 40, size: 8, kind: 'u64' },
-    { name: 'lifetime_ns', offset: 48, size: 8, kind: 'u64' },
-    { name: 'comm', offset: 56, size: COMM_LEN, kind: 'char' },
-  ],
-};
+export const HEADER_LAYOUT: RecordLayout = layoutOf('tf_event_header', 0);
 
-const TCP_FIELDS: readonly FieldLayout[] = [
-  { name: 'hdr', offset: 0, size: 24, kind: 'u8' },
-  { name: 'pid', offset: 24, size: 4, kind: 'u32' },
-  { name: 'family', offset: 28, size: 2, kind: 'u16' },
-  { name: 'sport', offset: 30, size: 2, kind: 'u16' },
-  { name: 'dport', offset: 32, size: 2, kind: 'u16' },
-  { name: 'oldstate', offset: 34, size: 1, kind: 'u8' },
-  { name: 'newstate', offset: 35, size: 1, kind: 'u8' },
-  { name: 'pad', offset: 36, size: 4, kind: 'u32' },
-  { name: 'cgroup_id', offset: 40, size: 8, kind: 'u64' },
-  { name: 'duration_ns', offset: 48, size: 8, kind: 'u64' },
-  { name: 'bytes_sent', offset: 56, size: 8, kind: 'u64' },
-  { name: 'bytes_received', offset: 64, size: 8, kind: 'u64' },
-  { name: 'saddr', offset: 72, size: 16, kind: 'u8' },
-  { name: 'daddr', offset: 88, size: 16, kind: 'u8' },
-  { name: 'comm', offset: 104, size: COMM_LEN, kind: 'char' },
-];
+export const EXEC_LAYOUT: RecordLayout = layoutOf('tf_exec_event', Op.EXEC);
+
+export const EXIT_LAYOUT: RecordLayout = layoutOf('tf_exit_event', Op.EXIT);
 
 /** struct tf_tcp_event: one layout for ops 3..9. */
-export const TCP_LAYOUT: RecordLayout = {
-  struct: 'tf_tcp_event',
-  op: Op.TCP_CONNECT,
-  size: 120,
-  fields: TCP_FIELDS,
-};
+export const TCP_LAYOUT: RecordLayout = layoutOf('tf_tcp_event', Op.TCP_CONNECT);
 
-export const SYSCALL_SUMMARY_LAYOUT: RecordLayout = {
-  struct: 'tf_syscall_summary',
-  op: Op.SYSCALL_SUMMARY,
-  size: 328,
-  fields: [
-    { name: 'hdr', offset: 0, size: 24, kind: 'u8' },
-    { name: 'cgroup_id', offset: 24, size: 8, kind: 'u64' },
-    { name: 'syscall_nr', offset: 32, size: 4, kind: 'u32' },
-    { name: 'pad', offset: 36, size: 4, kind: 'u32' },
-    { name: 'interval_ns', offset: 40, size: 8, kind: 'u64' },
-    { name: 'count', offset: 48, size: 8, kind: 'u64' },
-    { name: 'error_count', offset: 56, size: 8, kind: 'u64' },
-    { name: 'total_ns', offset: 64, size: 8, kind: 'u64' },
-    { name: 'hist', offset: 72, size: 256, kind: 'u64' },
-  ],
-};
+export const SYSCALL_SUMMARY_LAYOUT: RecordLayout = layoutOf(
+  'tf_syscall_summary',
+  Op.SYSCALL_SUMMARY,
+);
 
-export const SYSCALL_ERRNO_LAYOUT: RecordLayout = {
-  struct: 'tf_syscall_errno',
-  op: Op.SYSCALL_ERRNO,
-  size: 56,
-  fields: [
-    { name: 'hdr', offset: 0, size: 24, kind: 'u8' },
-    { name: 'cgroup_id', offset: 24, size: 8, kind: 'u64' },
-    { name: 'syscall_nr', offset: 32, size: 4, kind: 'u32' },
-    { name: 'err', offset: 36, size: 4, kind: 'u32' },
-    { name: 'count', offset: 40, size: 8, kind: 'u64' },
-    { name: 'interval_ns', offset: 48, size: 8, kind: 'u64' },
-  ],
-};
+export const SYSCALL_ERRNO_LAYOUT: RecordLayout = layoutOf('tf_syscall_errno', Op.SYSCALL_ERRNO);
 
-export const SYSCALL_SLOW_LAYOUT: RecordLayout = {
-  struct: 'tf_syscall_slow',
-  op: Op.SYSCALL_SLOW,
-  size: 80,
-  fields: [
-    { name: 'hdr', offset: 0, size: 24, kind: 'u8' },
-    { name: 'pid', offset: 24, size: 4, kind: 'u32' },
-    { name: 'tid', offset: 28, size: 4, kind: 'u32' },
-    { name: 'cgroup_id', offset: 32, size: 8, kind: 'u64' },
-    { name: 'syscall_nr', offset: 40, size: 4, kind: 'u32' },
-    { name: 'pad', offset: 44, size: 4, kind: 'u32' },
-    { name: 'ret', offset: 48, size: 8, kind: 'u64' },
-    { name: 'duration_ns', offset: 56, size: 8, kind: 'u64' },
-    { name: 'comm', offset: 64, size: COMM_LEN, kind: 'char' },
-  ],
-};
+export const SYSCALL_SLOW_LAYOUT: RecordLayout = layoutOf('tf_syscall_slow', Op.SYSCALL_SLOW);
 
-export const FILE_OPEN_LAYOUT: RecordLayout = {
-  struct: 'tf_file_open',
-  op: Op.FILE_OPEN,
-  size: 320,
-  fields: [
-    { name: 'hdr', offset: 0, size: 24, kind: 'u8' },
-    { name: 'pid', offset: 24, size: 4, kind: 'u32' },
-    { name: 'flags', offset: 28, size: 4, kind: 's32' },
-    { name: 'ret', offset: 32, size: 4, kind: 's32' },
-    { name: 'pad', offset: 36, size: 4, kind: 'u32' },
-    { name: 'cgroup_id', offset: 40, size: 8, kind: 'u64' },
-    { name: 'comm', offset: 48, size: COMM_LEN, kind: 'char' },
-    { name: 'path', offset: 64, size: PATH_LEN, kind: 'char' },
-  ],
-};
+export const FILE_OPEN_LAYOUT: RecordLayout = layoutOf('tf_file_open', Op.FILE_OPEN);
 
-export const RUNQ_SUMMARY_LAYOUT: RecordLayout = {
-  struct: 'tf_runq_summary',
-  op: Op.RUNQ_SUMMARY,
-  size: 312,
-  fields: [
-    { name: 'hdr', offset: 0, size: 24, kind: 'u8' },
-    { name: 'cgroup_id', offset: 24, size: 8, kind: 'u64' },
-    { name: 'interval_ns', offset: 32, size: 8, kind: 'u64' },
-    { name: 'count', offset: 40, size: 8, kind: 'u64' },
-    { name: 'total_ns', offset: 48, size: 8, kind: 'u64' },
-    { name: 'hist', offset: 56, size: 256, kind: 'u64' },
-  ],
-};
+export const RUNQ_SUMMARY_LAYOUT: RecordLayout = layoutOf('tf_runq_summary', Op.RUNQ_SUMMARY);
 
 /** struct tf_cgroup_info: fixed part; the path follows (variable size). */
-export const CGROUP_INFO_LAYOUT: RecordLayout = {
-  struct: 'tf_cgroup_info',
-  op: Op.CGROUP_INFO,
-  size: 40,
-  fields: [
-    { name: 'hdr', offset: 0, size: 24, kind: 'u8' },
-    { name: 'cgroup_id', offset: 24, size: 8, kind: 'u64' },
-    { name: 'path_len', offset: 32, size: 2, kind: 'u16' },
-    { name: 'pad', offset: 34, size: 6, kind: 'u8' },
-  ],
-};
+export const CGROUP_INFO_LAYOUT: RecordLayout = layoutOf('tf_cgroup_info', Op.CGROUP_INFO);
 
 /** struct tf_cgroup_stats: a cgroup's pressure, cpu.stat and memory.events increases over an interval. */
 /** The counters of struct tf_cgroup_stats, in struct order (after cgroup_id and interval_ns). */
@@ -303,94 +164,22 @@ export const CGROUP_STAT_FIELDS = [
   'memory_oom_kill',
 ] as const;
 
-export const CGROUP_STATS_LAYOUT: RecordLayout = {
-  struct: 'tf_cgroup_stats',
-  op: Op.CGROUP_STATS,
-  size: 144,
-  fields: [
-    { name: 'hdr', offset: 0, size: 24, kind: 'u8' },
-    ...['cgroup_id', 'interval_ns', ...CGROUP_STAT_FIELDS].map((name, i) => ({
-      name,
-      offset: 24 + i * 8,
-      size: 8,
-      kind: 'u64' as const,
-    })),
-  ],
-};
+export const CGROUP_STATS_LAYOUT: RecordLayout = layoutOf('tf_cgroup_stats', Op.CGROUP_STATS);
 
 /** struct tf_probe_stats: one probe's emitted and lost records and its sampling over an interval. */
-export const PROBE_STATS_LAYOUT: RecordLayout = {
-  struct: 'tf_probe_stats',
-  op: Op.PROBE_STATS,
-  size: 104,
-  fields: [
-    { name: 'hdr', offset: 0, size: 24, kind: 'u8' },
-    { name: 'probe', offset: 24, size: 4, kind: 'u32' },
-    { name: 'sample_n', offset: 28, size: 4, kind: 'u32' },
-    { name: 'overload_n', offset: 32, size: 4, kind: 'u32' },
-    { name: 'focus_count', offset: 36, size: 4, kind: 'u32' },
-    { name: 'interval_ns', offset: 40, size: 8, kind: 'u64' },
-    { name: 'emitted', offset: 48, size: 8, kind: 'u64' },
-    { name: 'drops', offset: 56, size: 32, kind: 'u64' },
-    { name: 'sink_dropped', offset: 88, size: 8, kind: 'u64' },
-    { name: 'pad', offset: 96, size: 8, kind: 'u64' },
-  ],
-};
+export const PROBE_STATS_LAYOUT: RecordLayout = layoutOf('tf_probe_stats', Op.PROBE_STATS);
 
 /** Kernel map value struct tf_focus: a per-cgroup focus (key: cgroup id). */
-export const FOCUS_LAYOUT: RecordLayout = {
-  struct: 'tf_focus',
-  op: 0,
-  size: 24,
-  fields: [
-    { name: 'sample_n', offset: 0, size: 4, kind: 'u32' },
-    { name: 'pad', offset: 4, size: 4, kind: 'u32' },
-    { name: 'min_duration_ns', offset: 8, size: 8, kind: 'u64' },
-    { name: 'slow_ns', offset: 16, size: 8, kind: 'u64' },
-  ],
-};
+export const FOCUS_LAYOUT: RecordLayout = layoutOf('tf_focus', 0);
 
 /** Kernel map value struct tf_hist_value (syscall_stats, runq_stats). */
-export const HIST_VALUE_LAYOUT: RecordLayout = {
-  struct: 'tf_hist_value',
-  op: 0,
-  size: 280,
-  fields: [
-    { name: 'count', offset: 0, size: 8, kind: 'u64' },
-    { name: 'error_count', offset: 8, size: 8, kind: 'u64' },
-    { name: 'total_ns', offset: 16, size: 8, kind: 'u64' },
-    { name: 'hist', offset: 24, size: 256, kind: 'u64' },
-  ],
-};
+export const HIST_VALUE_LAYOUT: RecordLayout = layoutOf('tf_hist_value', 0);
 
 /** Kernel map key struct tf_syscall_key (syscall_stats). */
-export const SYSCALL_KEY_LAYOUT: RecordLayout = {
-  struct: 'tf_syscall_key',
-  op: 0,
-  size: 16,
-  fields: [
-    { name: 'cgroup_id', offset: 0, size: 8, kind: 'u64' },
-    { name: 'syscall_nr', offset: 8, size: 4, kind: 'u32' },
-    { name: 'pad', offset: 12, size: 4, kind: 'u32' },
-  ],
-};
+export const SYSCALL_KEY_LAYOUT: RecordLayout = layoutOf('tf_syscall_key', 0);
 
 /** struct tf_probe_config, the live control entry. */
-export const PROBE_CONFIG_LAYOUT: RecordLayout = {
-  struct: 'tf_probe_config',
-  op: 0,
-  size: 40,
-  fields: [
-    { name: 'enabled', offset: 0, size: 4, kind: 'u32' },
-    { name: 'generation', offset: 4, size: 4, kind: 'u32' },
-    { name: 'sample_n', offset: 8, size: 4, kind: 'u32' },
-    { name: 'filter_mask', offset: 12, size: 4, kind: 'u32' },
-    { name: 'min_duration_ns', offset: 16, size: 8, kind: 'u64' },
-    { name: 'slow_ns', offset: 24, size: 8, kind: 'u64' },
-    { name: 'focus_count', offset: 32, size: 4, kind: 'u32' },
-    { name: 'pad', offset: 36, size: 4, kind: 'u32' },
-  ],
-};
+export const PROBE_CONFIG_LAYOUT: RecordLayout = layoutOf('tf_probe_config', 0);
 
 /** Record layouts by op (tcp ops share one layout). */
 export const RECORD_LAYOUTS: readonly RecordLayout[] = [
@@ -436,19 +225,19 @@ export const CHECKED_LAYOUTS: readonly RecordLayout[] = [
 
 /** Filter mask bits (TF_FILTER_*). */
 export const FilterBit = {
-  ALLOW_CGROUP: 0x0001,
-  ALLOW_PID: 0x0002,
-  ALLOW_PORT: 0x0004,
-  ALLOW_COMM: 0x0008,
-  ALLOW_PATH: 0x0010,
-  DENY_CGROUP: 0x0100,
-  DENY_PID: 0x0200,
-  DENY_PORT: 0x0400,
-  DENY_COMM: 0x0800,
-  DENY_PATH: 0x1000,
+  ALLOW_CGROUP: D.TF_FILTER_ALLOW_CGROUP,
+  ALLOW_PID: D.TF_FILTER_ALLOW_PID,
+  ALLOW_PORT: D.TF_FILTER_ALLOW_PORT,
+  ALLOW_COMM: D.TF_FILTER_ALLOW_COMM,
+  ALLOW_PATH: D.TF_FILTER_ALLOW_PATH,
+  DENY_CGROUP: D.TF_FILTER_DENY_CGROUP,
+  DENY_PID: D.TF_FILTER_DENY_PID,
+  DENY_PORT: D.TF_FILTER_DENY_PORT,
+  DENY_COMM: D.TF_FILTER_DENY_COMM,
+  DENY_PATH: D.TF_FILTER_DENY_PATH,
 } as const;
-export const SET_ALLOW = 0x1;
-export const SET_DENY = 0x2;
+export const SET_ALLOW = D.TF_SET_ALLOW;
+export const SET_DENY = D.TF_SET_DENY;
 
 /** Record size by op; undefined for an unknown op. */
 export const RECORD_SIZE_BY_OP: ReadonlyMap<number, number> = new Map(
@@ -485,24 +274,12 @@ export const PROBE_OF_OP: ReadonlyMap<number, SourceName> = new Map<number, Sour
 ]);
 
 /** Offset of the cgroup id in each op's record (absent: the op carries none). */
-export const CGROUP_OFFSET_BY_OP: ReadonlyMap<number, number> = new Map([
-  [Op.EXEC, 40],
-  [Op.EXIT, 40],
-  [Op.TCP_CONNECT, 40],
-  [Op.TCP_ACCEPT, 40],
-  [Op.TCP_CLOSE, 40],
-  [Op.TCP_CONNECT_FAIL, 40],
-  [Op.TCP_RETRANSMIT, 40],
-  [Op.TCP_RESET_SENT, 40],
-  [Op.TCP_RESET_RECV, 40],
-  [Op.SYSCALL_SUMMARY, 24],
-  [Op.SYSCALL_ERRNO, 24],
-  [Op.SYSCALL_SLOW, 32],
-  [Op.FILE_OPEN, 40],
-  [Op.RUNQ_SUMMARY, 24],
-  [Op.CGROUP_INFO, 24],
-  [Op.CGROUP_STATS, fieldOffset(CGROUP_STATS_LAYOUT, 'cgroup_id')],
-]);
+export const CGROUP_OFFSET_BY_OP: ReadonlyMap<number, number> = new Map(
+  [...RECORD_LAYOUTS, CGROUP_INFO_LAYOUT].flatMap((l) => {
+    const f = l.fields.find((x) => x.name === 'cgroup_id');
+    return f ? [[l.op, f.offset] as const] : [];
+  }),
+);
 
 /** Hot-path forms of the maps above, indexed by op (0..255). */
 export const OpTable = {

@@ -100,6 +100,69 @@ describe('python frame decoder', () => {
     });
   });
 
+  it('decodes every op the way the TypeScript decoder does', () => {
+    // One record of every fixed-size layout, each field filled from its kind,
+    // plus a cgroup.info naming the cgroup that the records carry.
+    let seed = 1;
+    const next = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31);
+    const chunks: Buffer[] = [];
+    for (const l of layout.RECORD_LAYOUTS) {
+      const b = record(l.op, l.size, () => undefined);
+      for (const f of l.fields) {
+        if (f.name === 'hdr' || f.name.startsWith('pad')) continue;
+        const width = f.size / f.count;
+        for (let i = 0; i < f.count; i++) {
+          const at = f.offset + i * width;
+          if (f.kind === 'char') {
+            b.write(`${f.name}-${next() % 1000}`.slice(0, f.size - 1), f.offset, 'latin1');
+            break;
+          } else if (f.name === 'family') b.writeUInt16LE(l.op % 2 === 0 ? 10 : 2, at);
+          else if (f.name === 'cgroup_id') b.writeBigUInt64LE(4242n, at);
+          else if (width === 8) b.writeBigUInt64LE(BigInt(next()), at);
+          else if (width === 4) b.writeUInt32LE(next() % 2 ** 31, at);
+          else if (width === 2) b.writeUInt16LE(next() % 2 ** 16, at);
+          else b.writeUInt8(next() % 13, at);
+        }
+      }
+      chunks.push(b);
+    }
+    const path = Buffer.from('/system.slice/docker-' + 'ab'.repeat(32) + '.scope');
+    const info = record(
+      layout.Op.CGROUP_INFO,
+      layout.CGROUP_INFO_LAYOUT.size + Math.ceil(path.length / 8) * 8,
+      (b) => {
+        b.writeBigUInt64LE(4242n, layout.fieldOffset(layout.CGROUP_INFO_LAYOUT, 'cgroup_id'));
+        b.writeUInt16LE(path.length, layout.fieldOffset(layout.CGROUP_INFO_LAYOUT, 'path_len'));
+        path.copy(b, layout.CGROUP_INFO_LAYOUT.size);
+      },
+    );
+    chunks.push(info);
+    const frame = encodeFrame({
+      node: 'node-every-op',
+      bootTimeNs: 1_764_000_000_000_000_000n,
+      sequence: 1n,
+      chunks,
+      eventCount: chunks.length,
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'tf-py-'));
+    writeFileSync(join(dir, 'frame.bin'), frame);
+    const out = execFileSync(
+      'python3',
+      [join(repoRoot, 'clients/python/tracefeed_frame.py'), join(dir, 'frame.bin')],
+      { encoding: 'utf8' },
+    );
+    const py = out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; attributes: Record<string, unknown> });
+    const ts = JSON.parse(JSON.stringify(decodeFrameEvents(frame))) as typeof py;
+    expect(py.map((e) => e.type)).toEqual(ts.map((e) => e.type));
+    expect(new Set(py.map((e) => e.type)).size).toBe(layout.OP_TYPE.size);
+    expect(py.some((e) => String(e.type).startsWith('unknown'))).toBe(false);
+    expect(py).toEqual(ts);
+    expect(py[0]?.attributes['container.id']).toBe('ab'.repeat(32));
+  });
+
   it('rejects garbage with a named reason', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tf-py-'));
     writeFileSync(join(dir, 'bad.bin'), Buffer.from('definitely not a tracefeed frame, no sir'));
