@@ -175,15 +175,17 @@ function fitting(items: unknown[], chars: number): number {
 }
 
 /**
- * Fits `result` (an object whose `data` holds the tool's answer) into
- * `budgetTokens`. The largest list under `data` is cut first; a cursor holds
- * the rest. Budget smaller than the fixed part: the JSON text is cut.
+ * Fits `result` into `budgetTokens`. The largest list (under `under`) is cut
+ * first, and a cursor holds the rest; when the fixed part alone is over the
+ * budget, the JSON text is cut, with a cursor for the rest of the text.
  */
 export function fitToBudget(
   tool: string,
   result: Json,
   budgetTokens: number,
   store: CursorStore,
+  /** Where the lists to cut are: `['data']` (default) or `[]` (anywhere). */
+  under: string[] = ['data'],
 ): Budgeted {
   const full = json(result);
   const fullTokens = estimateTokens(full);
@@ -192,7 +194,9 @@ export function fitToBudget(
   const budgetChars = budgetTokens * CHARS_PER_TOKEN;
   // The truncation note itself takes room: reserve it.
   const reserve = 400;
-  const lists = arrays(result.data, ['data'])
+  let root: unknown = result;
+  for (const k of under) root = (root as Json | undefined)?.[k];
+  const lists = arrays(root, under)
     .filter((x) => x.a.length > 1)
     .map((x) => ({ ...x, size: json(x.a).length }))
     .sort((a, b) => b.size - a.size);

@@ -8,6 +8,7 @@
 import type { FeatureQuery } from '../features/feature-query.js';
 import { round } from './feature-math.js';
 import type { FeatureRow, FeatureSource, ProbeView } from './sources.js';
+import type { AgentDeps } from './tools.js';
 
 export interface ProbeCompleteness {
   node: string;
@@ -213,4 +214,67 @@ export function recordingSource(inner: FeatureSource): {
     },
     rows: () => [...kept.values()],
   };
+}
+
+/** Completeness of the windows list_anomalies' anomalies were found in (it reads no rows itself). */
+async function anomaliesCompleteness(data: unknown, deps: AgentDeps): Promise<Completeness> {
+  const d = data as {
+    anomalies: Array<{ node: string; probe: string; window_start: string; window_end: string }>;
+  };
+  if (d.anomalies.length === 0) return completenessOf([]);
+  const since = Math.min(...d.anomalies.map((a) => Date.parse(a.window_start)));
+  const until = Math.max(...d.anomalies.map((a) => Date.parse(a.window_end)));
+  const keys = new Set(d.anomalies.map((a) => `${a.node}\u0000${a.probe}\u0000${a.window_start}`));
+  const rows = (await deps.features.query({ sinceMs: since, untilMs: until + 1 })).filter((r) =>
+    keys.has(`${r.node}\u0000${r.probe}\u0000${r.window_start}`),
+  );
+  return completenessOf(rows);
+}
+
+/** Completeness of describe_probes' live counters, from its result. */
+function probesCompleteness(data: unknown): ReturnType<typeof probeCompleteness> {
+  const d = data as {
+    nodes: Array<{
+      node: string;
+      probes: Array<{ probe: string; sample_n: number; drops?: Record<string, number> }>;
+    }>;
+  };
+  return probeCompleteness(
+    d.nodes.flatMap((n) =>
+      n.probes.map(
+        (p) =>
+          ({
+            node: n.node,
+            probe: p.probe,
+            settings: { sample_n: p.sample_n },
+            drops: p.drops ?? {},
+          }) as unknown as ProbeView,
+      ),
+    ),
+  );
+}
+
+/**
+ * What a tool result says about its data's completeness: the feature rows it
+ * read (`rows`, from a recordingSource), or what the tool reads instead.
+ */
+export async function toolCompleteness(
+  tool: string,
+  data: unknown,
+  rows: FeatureRow[],
+  deps: AgentDeps,
+): Promise<unknown> {
+  switch (tool) {
+    case 'list_anomalies':
+      return anomaliesCompleteness(data, deps);
+    case 'describe_probes':
+      return probesCompleteness(data);
+    case 'propose_feedback':
+      return {
+        source: 'policy engine',
+        summary: 'a proposal reads no feature windows; the policy engine decides',
+      };
+    default:
+      return completenessOf(rows);
+  }
 }

@@ -38,6 +38,8 @@ import { tmpdir } from 'node:os';
 import { BROKERS } from '../helpers/kafka.js';
 import { testAgent, testStage } from '../helpers/pipeline.js';
 import { makeWorkload, type Workload } from './helpers.js';
+import { lastToolData, startScriptedServer } from './scripted-openai.js';
+import { queryFeatures, queryFeaturesSchema } from '../../src/agent/tools.js';
 
 const log = createLogger('test', 'silent');
 const node = `mcp-node-${randomBytes(3).toString('hex')}`;
@@ -517,6 +519,77 @@ describe('the MCP server over real features, anomalies and the real policy engin
       expect(before.completeness.sampled).toBe(false);
     } finally {
       await client.close();
+    }
+  });
+  it("keeps the agent's answer within its token budget: each result gets what is left, read_more returns the rest", async () => {
+    const model = await startScriptedServer();
+    try {
+      const agent = new TracefeedAgent({
+        config: {
+          base_url: model.url,
+          model: 'scripted-model',
+          api_key: 'test-key',
+          result_budget_tokens: 600,
+          answer_budget_tokens: 1000,
+        },
+        deps,
+        log,
+        env: {},
+      });
+      const args = JSON.stringify({
+        metric: 'events',
+        node,
+        group_by: 'window',
+        top_k: 50,
+        since: new Date(started - 5000).toISOString(),
+        until: new Date(Date.now() - 5000).toISOString(),
+      });
+      const seen: any[] = [];
+      model.push(
+        { tool_calls: [{ name: 'query_features', arguments: args }] },
+        (req) => {
+          seen.push(lastToolData(req));
+          return { tool_calls: [{ name: 'query_features', arguments: args }] };
+        },
+        (req) => {
+          seen.push(lastToolData(req));
+          return {
+            tool_calls: [
+              {
+                name: 'read_more',
+                arguments: JSON.stringify({ cursor: seen[0].truncation.cursor, max_tokens: 32000 }),
+              },
+            ],
+          };
+        },
+        (req) => {
+          seen.push(lastToolData(req));
+          return { content: 'done' };
+        },
+      );
+      const r = await agent.ask('how many events per window on this node?');
+      expect(r.tool_calls.map((c) => [c.name, c.outcome])).toEqual([
+        ['query_features', 'ok'],
+        ['query_features', 'ok'],
+        ['read_more', 'ok'],
+      ]);
+      const [first, second, rest] = seen;
+      const tokens = (v: unknown): number => Math.ceil(JSON.stringify(v).length / 4);
+      // The first result: within the per-result budget, cut, completeness first.
+      expect(Object.keys(first)[0]).toBe('completeness');
+      expect(first.truncation).toMatchObject({ truncated: true, path: 'groups' });
+      expect(tokens(first)).toBeLessThanOrEqual(600);
+      // The second, the same query: only what the answer had left.
+      expect(tokens(second)).toBeLessThanOrEqual(Math.max(200, 1000 - tokens(first)) + 10);
+      expect(second.groups.length).toBeLessThan(first.groups.length);
+      // read_more: the rest of the first result, whole.
+      expect(rest.complete).toBeDefined();
+      const whole = [...first.groups, ...rest.items];
+      expect(whole.length).toBe(first.truncation.total);
+      const direct = await queryFeatures.run(queryFeaturesSchema.parse(JSON.parse(args)), deps);
+      expect(whole).toEqual((direct.data as { groups: unknown[] }).groups);
+    } finally {
+      await model.close();
     }
   });
 });

@@ -7,18 +7,9 @@
  */
 import { z } from 'zod';
 import { ConfigError, TracefeedError } from '../../common/errors.js';
-import {
-  CursorError,
-  CursorStore,
-  DEFAULT_RESULT_TOKENS,
-  MAX_RESULT_TOKENS,
-  MIN_RESULT_TOKENS,
-  estimateTokens,
-  fitToBudget,
-  readPage,
-  type Budgeted,
-} from '../budget.js';
-import { completenessOf, probeCompleteness, recordingSource } from '../completeness.js';
+import { CursorStore, estimateTokens, fitToBudget, type Budgeted } from '../budget.js';
+import { completenessOf, recordingSource, toolCompleteness } from '../completeness.js';
+import { READ_MORE_DESCRIPTION, maxTokensArg, readMore, readMoreSchema } from '../read-more.js';
 import {
   METRICS,
   aggregate,
@@ -28,7 +19,6 @@ import {
   windowSpan,
   type Aggregation,
 } from '../feature-math.js';
-import type { ProbeView } from '../sources.js';
 import {
   ToolError,
   describeProbes,
@@ -38,19 +28,8 @@ import {
   queryFeatures,
   type AgentDeps,
   type AgentTool,
-  type ToolResult,
 } from '../tools.js';
 import { PROBE_NAMES, type ProbeName } from '../../ingest/layout.js';
-
-export const maxTokensArg = z
-  .number()
-  .int()
-  .min(MIN_RESULT_TOKENS)
-  .max(MAX_RESULT_TOKENS)
-  .optional()
-  .describe(
-    `token budget of this result (estimated as characters/4; default ${DEFAULT_RESULT_TOKENS}); a longer result is cut and returns a cursor for read_more`,
-  );
 
 /** One tool as the MCP server exposes it. */
 export interface McpToolSpec {
@@ -73,30 +52,11 @@ export interface McpToolContext {
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 
-/** Runs an agent tool with a recording feature source; the result says how complete its windows were. */
-async function runRecorded(
-  t: AgentTool,
-  args: unknown,
-  deps: AgentDeps,
-): Promise<{ result: ToolResult; rows: ReturnType<typeof completenessOf> }> {
-  const rec = recordingSource(deps.features);
-  const result = await t.run(args as never, { ...deps, features: rec.source });
-  return { result, rows: completenessOf(rec.rows()) };
-}
-
 function envelope(tool: string, completeness: unknown, data: unknown): Record<string, unknown> {
   return { tool, completeness, data };
 }
 
-function wrap(
-  t: AgentTool,
-  title: string,
-  extra?: (
-    args: Record<string, unknown>,
-    result: ToolResult,
-    deps: AgentDeps,
-  ) => Promise<unknown | undefined>,
-): McpToolSpec {
+function wrap(t: AgentTool, title: string): McpToolSpec {
   return {
     name: t.name,
     title,
@@ -106,9 +66,9 @@ function wrap(
     async call(args, ctx) {
       if (t.name === 'list_anomalies' || t.name === 'explain_anomaly')
         await ctx.refreshAnomalies?.();
-      const { result, rows } = await runRecorded(t, args, ctx.deps);
-      const more = extra ? await extra(args, result, ctx.deps) : undefined;
-      const completeness = more ?? rows;
+      const rec = recordingSource(ctx.deps.features);
+      const result = await t.run(args as never, { ...ctx.deps, features: rec.source });
+      const completeness = await toolCompleteness(t.name, result.data, rec.rows(), ctx.deps);
       return fitToBudget(
         t.name,
         envelope(t.name, completeness, result.data),
@@ -117,52 +77,6 @@ function wrap(
       );
     },
   };
-}
-
-/** list_anomalies reads no feature rows itself: the completeness of the windows its anomalies were found in. */
-async function anomaliesCompleteness(
-  _args: Record<string, unknown>,
-  result: ToolResult,
-  deps: AgentDeps,
-): Promise<unknown> {
-  const data = result.data as {
-    anomalies: Array<{ node: string; probe: string; window_start: string; window_end: string }>;
-  };
-  if (data.anomalies.length === 0) return completenessOf([]);
-  const since = Math.min(...data.anomalies.map((a) => Date.parse(a.window_start)));
-  const until = Math.max(...data.anomalies.map((a) => Date.parse(a.window_end)));
-  const keys = new Set(
-    data.anomalies.map((a) => `${a.node}\u0000${a.probe}\u0000${a.window_start}`),
-  );
-  const rows = (await deps.features.query({ sinceMs: since, untilMs: until + 1 })).filter((r) =>
-    keys.has(`${r.node}\u0000${r.probe}\u0000${r.window_start}`),
-  );
-  return completenessOf(rows);
-}
-
-/** describe_probes reads live counters: their drops and sampling. */
-async function probesCompleteness(
-  _args: Record<string, unknown>,
-  result: ToolResult,
-): Promise<unknown> {
-  const data = result.data as {
-    nodes: Array<{
-      node: string;
-      probes: Array<{ probe: string; sample_n: number; drops: Record<string, number> }>;
-    }>;
-  };
-  const views = data.nodes.flatMap((n) =>
-    n.probes.map(
-      (p) =>
-        ({
-          node: n.node,
-          probe: p.probe,
-          settings: { sample_n: p.sample_n },
-          drops: p.drops ?? {},
-        }) as unknown as ProbeView,
-    ),
-  );
-  return probeCompleteness(views);
 }
 
 // ---------------------------------------------------------------- top_workloads
@@ -384,44 +298,26 @@ const feedbackHistory: McpToolSpec = {
 
 // ---------------------------------------------------------------- read_more
 
-export const readMoreSchema = z.strictObject({
-  cursor: z
-    .string()
-    .min(1)
-    .max(200)
-    .describe('a cursor from a result (truncation.cursor or drill_down.cursor)'),
-  max_tokens: maxTokensArg,
-});
-
-const readMore: McpToolSpec = {
+const readMoreSpec: McpToolSpec = {
   name: 'read_more',
   title: 'Read more',
-  description:
-    'The next page behind a cursor (truncation.cursor of a cut result, drill_down.cursor of top_workloads), under the token budget, with a new cursor while more is left.',
+  description: READ_MORE_DESCRIPTION,
   schema: readMoreSchema,
   readOnly: true,
   async call(a, ctx) {
-    try {
-      return readPage(String(a.cursor), ctx.budgetTokens, ctx.cursors);
-    } catch (err) {
-      if (err instanceof CursorError) throw new ToolError(err.message);
-      throw err;
-    }
+    return readMore(String(a.cursor), ctx.budgetTokens, ctx.cursors);
   },
 };
 
 export const MCP_TOOLS: McpToolSpec[] = [
   wrap(queryFeatures as unknown as AgentTool, 'Query features'),
   topWorkloads,
-  wrap(listAnomalies as unknown as AgentTool, 'List anomalies', anomaliesCompleteness),
+  wrap(listAnomalies as unknown as AgentTool, 'List anomalies'),
   wrap(explainAnomalyTool as unknown as AgentTool, 'Explain an incident'),
-  wrap(describeProbes as unknown as AgentTool, 'Probe state', probesCompleteness),
+  wrap(describeProbes as unknown as AgentTool, 'Probe state'),
   feedbackHistory,
-  wrap(proposeFeedback as unknown as AgentTool, 'Propose feedback', async () => ({
-    source: 'policy engine',
-    summary: 'a proposal reads no feature windows; the policy engine decides',
-  })),
-  readMore,
+  wrap(proposeFeedback as unknown as AgentTool, 'Propose feedback'),
+  readMoreSpec,
 ];
 
 /** A tool failure as the text an MCP result carries (isError). */
