@@ -358,7 +358,13 @@ export class TracefeedAgent {
       if (t.name !== 'read_more') {
         const perResult = this.config.result_budget_tokens;
         const tokens = budget ? budget.next(perResult) : perResult;
-        const completeness = await toolCompleteness(t.name, result.data, rec.rows(), this.deps);
+        const completeness = await toolCompleteness(
+          t.name,
+          parsed.data,
+          result.data,
+          rec.rows(),
+          this.deps,
+        );
         const data =
           result.data !== null && typeof result.data === 'object' && !Array.isArray(result.data)
             ? { completeness, ...(result.data as Record<string, unknown>) }

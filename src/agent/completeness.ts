@@ -6,7 +6,7 @@
  * per (node, probe, window) before they are added up.
  */
 import type { FeatureQuery } from '../features/feature-query.js';
-import { round } from './feature-math.js';
+import { metricRows, round } from './feature-math.js';
 import type { FeatureRow, FeatureSource, ProbeView } from './sources.js';
 import type { AgentDeps } from './tools.js';
 
@@ -260,11 +260,17 @@ function probesCompleteness(data: unknown): ReturnType<typeof probeCompleteness>
  */
 export async function toolCompleteness(
   tool: string,
+  args: unknown,
   data: unknown,
   rows: FeatureRow[],
   deps: AgentDeps,
 ): Promise<unknown> {
   switch (tool) {
+    case 'query_features': {
+      // The rows that carry the metric asked for.
+      const metric = (args as { metric?: unknown }).metric;
+      return completenessOf(typeof metric === 'string' ? metricRows(rows, metric) : rows);
+    }
     case 'list_anomalies':
       return anomaliesCompleteness(data, deps);
     case 'describe_probes':

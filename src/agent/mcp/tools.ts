@@ -68,7 +68,7 @@ function wrap(t: AgentTool, title: string): McpToolSpec {
         await ctx.refreshAnomalies?.();
       const rec = recordingSource(ctx.deps.features);
       const result = await t.run(args as never, { ...ctx.deps, features: rec.source });
-      const completeness = await toolCompleteness(t.name, result.data, rec.rows(), ctx.deps);
+      const completeness = await toolCompleteness(t.name, args, result.data, rec.rows(), ctx.deps);
       return fitToBudget(
         t.name,
         envelope(t.name, completeness, result.data),
@@ -203,23 +203,22 @@ const topWorkloads: McpToolSpec = {
       drill_down: drill,
     };
     const histogram = log2Histogram(groups.map((g) => g.value));
-    const completeness = completenessOf(rows);
-    // The histogram goes in when it fits the budget with the rest.
-    const withHist = { ...data, histogram: { scale: 'log2', buckets: histogram } };
-    const env = envelope('top_workloads', completeness, withHist);
-    if (estimateTokens(JSON.stringify(env)) <= ctx.budgetTokens || histogram.length === 0)
-      return fitToBudget(
-        'top_workloads',
-        histogram.length ? env : envelope('top_workloads', completeness, data),
-        ctx.budgetTokens,
-        ctx.cursors,
-      );
+    // Completeness of the rows that carry the metric.
+    const completeness = completenessOf(used);
+    // The histogram goes in when the whole result still fits the budget.
+    const withHist = envelope('top_workloads', completeness, {
+      ...data,
+      histogram: { scale: 'log2', buckets: histogram },
+    });
+    const fits = estimateTokens(JSON.stringify(withHist)) <= ctx.budgetTokens;
     return fitToBudget(
       'top_workloads',
-      envelope('top_workloads', completeness, {
-        ...data,
-        histogram: 'left out: over the token budget',
-      }),
+      fits
+        ? withHist
+        : envelope('top_workloads', completeness, {
+            ...data,
+            histogram: `left out: over the token budget (${histogram.length} buckets)`,
+          }),
       ctx.budgetTokens,
       ctx.cursors,
     );
