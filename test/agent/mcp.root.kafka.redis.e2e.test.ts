@@ -6,6 +6,8 @@
  * the agent API, behind its bearer token).
  */
 /* eslint-disable @typescript-eslint/no-explicit-any -- tool results are JSON, checked field by field below */
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import type { Server as HttpServer } from 'node:http';
@@ -22,7 +24,7 @@ import { repoRoot } from '../../src/common/paths.js';
 import type { FeatureStage } from '../../src/features/index.js';
 import { AuditTrail, FeedbackService, parseThresholds } from '../../src/feedback/index.js';
 import { connectRedis, DEFAULT_REDIS_URL } from '../../src/feedback/redis.js';
-import { startControlApi, type NodeAgent } from '../../src/ingest/index.js';
+import { DEFAULT_AGENT_OPTIONS, NodeAgent, startControlApi } from '../../src/ingest/index.js';
 import {
   AnomalyStore,
   FeedbackServiceGateway,
@@ -51,6 +53,28 @@ cooldown_seconds: 0
 default_ttl_seconds: 300
 max_ttl_seconds: 600
 `);
+
+// open()s /dev/null flat out for the given seconds (a storm for a deliberately small ring).
+const STORM_C = `
+#include <fcntl.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+	double secs = atof(argv[1]);
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		for (int i = 0; i < 1000; i++) {
+			int fd = open("/dev/null", O_RDONLY);
+			if (fd >= 0) close(fd);
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 >= secs) break;
+	}
+	return 0;
+}
+`;
 
 const TOOLS = [
   'query_features',
@@ -607,6 +631,71 @@ describe('the MCP server over real features, anomalies and the real policy engin
       expect(whole).toEqual((direct.data as { groups: unknown[] }).groups);
     } finally {
       await model.close();
+    }
+  });
+  it('says so when the windows it used lost events in the kernel (ring buffer full)', async () => {
+    // A second node with a deliberately small ring, the file probe on one workload, and a storm.
+    const dir = mkdtempSync(join(tmpdir(), 'tf-mcp-storm-'));
+    writeFileSync(join(dir, 'storm.c'), STORM_C);
+    const storm = join(dir, 'storm');
+    execFileSync('gcc', ['-O2', '-o', storm, join(dir, 'storm.c')]);
+    const stormWl = makeWorkload('tf-mcp-storm');
+    const lossyNode = `mcp-lossy-${randomBytes(3).toString('hex')}`;
+    const lossy = new NodeAgent({
+      ...DEFAULT_AGENT_OPTIONS,
+      nodeName: lossyNode,
+      brokers: BROKERS,
+      lingerMs: 50,
+      ringBytes: 64 * 1024,
+      wakeupBytes: 16 * 1024,
+      summaryIntervalMs: 1000,
+      log,
+      families: ['file'],
+      probes: { file: { enabled: true, filters: { cgroup: { allow: [stormWl.path] } } } },
+    });
+    lossy.start();
+    const client = new Client({ name: 'tracefeed-test-drops', version: '1.0.0' });
+    try {
+      expect(await stormWl.run(`exec ${storm} 3`)).toBe(0);
+      await waitFor(
+        'windows of the storm with coverage under 1',
+        async () =>
+          (await deps.features.query({ node: lossyNode, probe: 'file' })).find(
+            (r) => Number(r.coverage_ratio) < 1,
+          ),
+        30_000,
+      );
+      await client.connect(
+        new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${agentPort}/mcp`), {
+          requestInit: { headers: authHeaders() },
+        }),
+      );
+      const r = body(
+        await client.callTool({
+          name: 'query_features',
+          arguments: { metric: 'file_opens', node: lossyNode, since_minutes: 5 },
+        }),
+      );
+      expect(r.data.groups[0]).toMatchObject({ workload: stormWl.path });
+      expect(r.completeness).toMatchObject({ complete: false, lossy: true });
+      expect(r.completeness.coverage_min).toBeLessThan(1);
+      expect(r.completeness.drops.ringbuf_full).toBeGreaterThan(0);
+      expect(r.completeness.incomplete).toContainEqual(
+        expect.objectContaining({ node: lossyNode, probe: 'file' }),
+      );
+      expect(r.completeness.summary).toMatch(/events were LOST in 1 node\/probe pair\(s\)/);
+      // The same windows through top_workloads say it too.
+      const top = body(
+        await client.callTool({
+          name: 'top_workloads',
+          arguments: { metric: 'file_opens', node: lossyNode, since_minutes: 5 },
+        }),
+      );
+      expect(top.completeness.lossy).toBe(true);
+    } finally {
+      await client.close();
+      await lossy.stop(2000);
+      stormWl.remove();
     }
   });
 });
