@@ -280,7 +280,25 @@ export function readPage(cursor: string, budgetTokens: number, store: CursorStor
     throw new CursorError('the cursor points past the end of its list: call the tool again');
   const done = entry.total - entry.items.length;
   const left = entry.items.slice(offset);
-  const k = Math.max(1, fitting(left, budgetChars - reserve));
+  const k = fitting(left, budgetChars - reserve);
+  if (k === 0 && left.length > 0) {
+    // One item alone is over the budget: it is cut in turn; next_page_cursor goes on with the list.
+    const more = offset + 1 < entry.items.length;
+    return fitToBudget(
+      entry.tool,
+      {
+        tool: entry.tool,
+        page: { path: entry.path, from: done + offset, to: done + offset + 1, total: entry.total },
+        ...(more
+          ? { next_page_cursor: CursorStore.cursor(id, offset + 1) }
+          : { complete: 'this is the last page' }),
+        item: left[0],
+      },
+      budgetTokens,
+      store,
+      ['item'],
+    );
+  }
   const items = left.slice(0, k);
   const next = offset + k;
   const truncation: Truncation | undefined =

@@ -52,6 +52,34 @@ describe('token budgets', () => {
     expect(got).toEqual(groups);
   });
 
+  it('a page whose one item is over the budget cuts that item and goes on with the list', () => {
+    const store = new CursorStore();
+    const items = [
+      { name: 'big', series: Array.from({ length: 200 }, (_, i) => `series-${i}`) },
+      { name: 'small' },
+    ];
+    const r = fitToBudget('t', { data: { items } }, 300, store);
+    const first = JSON.parse(r.text);
+    const p = readPage(first.truncation.cursor, 300, store);
+    expect(p.tokens).toBeLessThanOrEqual(300);
+    const page = JSON.parse(p.text);
+    expect(page.page).toMatchObject({ from: 0, to: 1, total: 2 });
+    expect(page.item.name).toBe('big');
+    expect(page.truncation).toMatchObject({ path: 'item.series', total: 200 });
+    // The item's own rest, then the list's next page.
+    const series = [...page.item.series];
+    let c: string | undefined = page.truncation.cursor;
+    while (c) {
+      const q = JSON.parse(readPage(c, 300, store).text);
+      series.push(...q.items);
+      c = q.truncation?.cursor;
+    }
+    expect(series).toEqual(items[0]!.series);
+    const next = JSON.parse(readPage(page.next_page_cursor, 300, store).text);
+    expect(next.items).toEqual([{ name: 'small' }]);
+    expect(next.complete).toBeDefined();
+  });
+
   it('reading a cursor twice returns the same page', () => {
     const store = new CursorStore();
     const r = fitToBudget('t', { data: { groups } }, 300, store);
