@@ -44,6 +44,9 @@ import {
   type ToolResult,
 } from './tools.js';
 import { fenceToolData } from './untrusted.js';
+import { AnswerBudget, CursorStore, fitToBudget } from './budget.js';
+import { recordingSource, toolCompleteness } from './completeness.js';
+import { readMoreTool } from './read-more.js';
 import type { GatewayResult } from './gateway.js';
 import type { FeedbackRequest } from '../feedback/request.js';
 
@@ -77,6 +80,8 @@ export interface AskOptions {
   /** Called with each piece of answer text as the model streams it. */
   onToken?: (text: string) => void;
   signal?: AbortSignal;
+  /** The token budget of this answer's tool results (default: answer_budget_tokens). */
+  budget?: AnswerBudget;
 }
 
 export interface TracefeedAgentOptions {
@@ -156,7 +161,9 @@ export class TracefeedAgent {
   readonly endpoint: ModelEndpoint | undefined;
   readonly metrics: AgentMetrics;
   readonly deps: AgentDeps;
-  readonly tools: AgentTool[] = ALL_TOOLS;
+  /** Cursors of cut tool results (read_more). */
+  readonly cursors = new CursorStore();
+  readonly tools: AgentTool[] = [...ALL_TOOLS, readMoreTool(this.cursors) as unknown as AgentTool];
   private readonly log: Logger;
   private readonly model: ChatOpenAI | undefined;
   /** Conversation id -> messages of past turns (least recently used first). */
@@ -297,6 +304,8 @@ export class TracefeedAgent {
     call: { id: string; name: string; args: unknown; jsonError?: string; raw?: string },
     round: number,
     tools: AgentTool[] = this.tools,
+    /** The answer's budget: this result gets at most what is left of it. */
+    budget?: AnswerBudget,
   ): Promise<{ content: string; record: ToolCallRecord; result?: ToolResult }> {
     const names = tools.map((t) => t.name).join(', ');
     const fail = (outcome: ToolCallRecord['outcome'], error: string) => {
@@ -340,11 +349,32 @@ export class TracefeedAgent {
       );
     }
     try {
-      const result = await t.run(parsed.data, this.deps);
+      const rec = recordingSource(this.deps.features);
+      const result = await t.run(parsed.data, { ...this.deps, features: rec.source });
       this.metrics.toolCalls.inc({ tool: t.name, outcome: 'ok' });
       if (result.proposal) this.metrics.proposals.inc({ verdict: result.proposal.verdict });
+      // Summary first and within budget: how complete the data was, then the data, cut to fit.
+      let shown: unknown = result.data;
+      if (t.name !== 'read_more') {
+        const perResult = this.config.result_budget_tokens;
+        const tokens = budget ? budget.next(perResult) : perResult;
+        const completeness = await toolCompleteness(
+          t.name,
+          parsed.data,
+          result.data,
+          rec.rows(),
+          this.deps,
+        );
+        const data =
+          result.data !== null && typeof result.data === 'object' && !Array.isArray(result.data)
+            ? { completeness, ...(result.data as Record<string, unknown>) }
+            : { completeness, result: result.data };
+        const fit = fitToBudget(t.name, data, tokens, this.cursors, []);
+        budget?.spend(fit.tokens);
+        shown = JSON.parse(fit.text) as unknown;
+      }
       return {
-        content: fenceToolData(t.name, result.data, this.config.max_tool_result_chars),
+        content: fenceToolData(t.name, shown, this.config.max_tool_result_chars),
         record: { round, id: call.id, name: t.name, args: parsed.data, outcome: 'ok' },
         result,
       };
@@ -463,6 +493,7 @@ export class TracefeedAgent {
     opts: AskOptions,
   ): Promise<LoopResult> {
     const bound = this.model!.bindTools(langchainTools(tools));
+    const budget = opts.budget ?? new AnswerBudget(this.config.answer_budget_tokens);
     let usage: Usage = { ...NO_USAGE };
     const citations: Citation[] = [];
     const tool_calls: ToolCallRecord[] = [];
@@ -491,7 +522,7 @@ export class TracefeedAgent {
         };
       messages.push(this.historyMessage(ai, calls));
       for (const c of calls) {
-        const r = await this.runTool(c, round, tools);
+        const r = await this.runTool(c, round, tools, budget);
         tool_calls.push(r.record);
         if (r.result) {
           citations.push(...r.result.citations);
@@ -533,7 +564,8 @@ export class TracefeedAgent {
       args: { anomaly: ref },
       raw: JSON.stringify({ anomaly: ref }),
     };
-    const pre = await this.runTool(call, 0, tools);
+    const budget = new AnswerBudget(this.config.answer_budget_tokens);
+    const pre = await this.runTool(call, 0, tools, budget);
     const messages: BaseMessage[] = [
       new SystemMessage(SYSTEM_PROMPT),
       new HumanMessage(
@@ -542,7 +574,7 @@ export class TracefeedAgent {
       assistantWithCalls('', [call]),
       new ToolMessage({ content: pre.content, tool_call_id: call.id, name: call.name }),
     ];
-    const loop = await this.runLoop(messages, tools, {});
+    const loop = await this.runLoop(messages, tools, { budget });
     loop.tool_calls.unshift(pre.record);
     if (pre.result) loop.citations.unshift(...pre.result.citations);
     const cost_usd = this.cost(loop.usage);

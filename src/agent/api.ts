@@ -8,6 +8,7 @@
  *   GET  /v1/status   mode, model, anomalies known
  *   GET  /metrics     Prometheus text format (tokens, cost, questions, ...)
  *   GET  /healthz     {"ok":true}, without a token
+ *   POST/GET/DELETE /mcp   the MCP server over streamable HTTP (docs/mcp.md)
  *
  * Every other request needs the installation's bearer token and JSON bodies
  * (see src/common/http-auth.ts); a non-loopback `host` needs TLS or
@@ -19,6 +20,8 @@ import { TracefeedError } from '../common/errors.js';
 import { serveApi, type ApiSecurityInput } from '../common/http-auth.js';
 import type { Logger } from '../common/logger.js';
 import type { TracefeedAgent } from './agent.js';
+import { McpHttpEndpoint } from './mcp/http.js';
+import { createMcpServer } from './mcp/server.js';
 
 export const DEFAULT_AGENT_API_PORT = 9466;
 const MAX_BODY_BYTES = 64 * 1024;
@@ -68,9 +71,28 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
 export async function startAgentApi(
   agent: TracefeedAgent,
   port: number = DEFAULT_AGENT_API_PORT,
-  opts: { host?: string; log?: Logger; security?: ApiSecurityInput } = {},
+  opts: {
+    host?: string;
+    log?: Logger;
+    security?: ApiSecurityInput;
+    /** Serve MCP at /mcp (default true); resultTokens: default budget of one tool result. */
+    mcp?: boolean | { resultTokens?: number };
+  } = {},
 ): Promise<Server> {
   const host = opts.host ?? '127.0.0.1';
+  const mcpOpts = typeof opts.mcp === 'object' ? opts.mcp : {};
+  const mcp =
+    opts.mcp === false
+      ? undefined
+      : new McpHttpEndpoint(
+          () =>
+            createMcpServer({
+              deps: agent.deps,
+              ...(opts.log ? { log: opts.log } : {}),
+              ...(mcpOpts.resultTokens !== undefined ? { resultTokens: mcpOpts.resultTokens } : {}),
+            }),
+          { ...(opts.log ? { log: opts.log } : {}) },
+        );
   const { server } = await serveApi(
     {
       what: 'agent API',
@@ -84,7 +106,9 @@ export async function startAgentApi(
       void (async () => {
         let streaming = false;
         try {
-          if (req.method === 'POST' && url.pathname === '/v1/ask') {
+          if (url.pathname === '/mcp' && mcp) {
+            await mcp.handle(req, res);
+          } else if (req.method === 'POST' && url.pathname === '/v1/ask') {
             const parsed = askRequestSchema.safeParse(await readJson(req));
             if (!parsed.success)
               throw new HttpError(
@@ -155,5 +179,13 @@ export async function startAgentApi(
         }
       })(),
   );
+  if (mcp) {
+    // Open MCP event streams would hold close() back: end the sessions first.
+    const close = server.close.bind(server);
+    server.close = ((cb?: (err?: Error) => void) => {
+      void mcp.close();
+      return close(cb);
+    }) as typeof server.close;
+  }
   return server;
 }

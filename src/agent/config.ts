@@ -34,6 +34,16 @@ export const agentConfigSchema = z.strictObject({
   max_turns_per_conversation: z.number().int().min(1).max(1000).default(20),
   /** Largest tool result handed to the model, characters; larger results are cut and say so. Default 24000. */
   max_tool_result_chars: z.number().int().min(1000).max(1_000_000).default(24_000),
+  /**
+   * Token budget of one tool result (characters/4). A longer result keeps the
+   * items of its largest list that fit and a cursor for read_more. Default 6000.
+   */
+  result_budget_tokens: z.number().int().min(200).max(32_000).default(6000),
+  /**
+   * Token budget of every tool result of one answer together: each result gets
+   * at most what is left (at least 200). Default 24000.
+   */
+  answer_budget_tokens: z.number().int().min(1000).max(1_000_000).default(24_000),
 });
 export type AgentConfig = z.infer<typeof agentConfigSchema>;
 export type AgentConfigInput = z.input<typeof agentConfigSchema>;

@@ -17,6 +17,8 @@ export type FeatureRow = Record<string, string | number | null>;
 export interface FeatureSource {
   /** Rows whose window starts in [sinceMs, untilMs), matching the filters. */
   query(q: FeatureQuery): Promise<FeatureRow[]>;
+  /** The same rows as the Arrow IPC stream the feature stage wrote (when the source has it). */
+  queryIpc?(q: FeatureQuery): Promise<Uint8Array>;
   /** For messages: where the rows come from. */
   readonly name: string;
 }
@@ -50,14 +52,18 @@ export function stageFeatureSource(stage: { query(q: FeatureQuery): Uint8Array }
   return {
     name: 'feature stage (in-process)',
     query: async (q) => rowsFromIpc(stage.query(q)),
+    queryIpc: async (q) => stage.query(q),
   };
 }
 
 /** Features from the feature stage's HTTP API, e.g. `http://127.0.0.1:9465`. */
 export function httpFeatureSource(baseUrl: string, timeoutMs = 10_000): FeatureSource {
-  return {
+  const source: FeatureSource = {
     name: `features API ${baseUrl}`,
     async query(q) {
+      return rowsFromIpc(await source.queryIpc!(q));
+    },
+    async queryIpc(q) {
       const u = new URL('/v1/features', baseUrl);
       if (q.sinceMs !== undefined) u.searchParams.set('since', String(Math.floor(q.sinceMs)));
       if (q.untilMs !== undefined) u.searchParams.set('until', String(Math.ceil(q.untilMs)));
@@ -83,9 +89,10 @@ export function httpFeatureSource(baseUrl: string, timeoutMs = 10_000): FeatureS
           `features API ${u.pathname}: HTTP ${res.status} ${await res.text()}`,
           'http',
         );
-      return rowsFromIpc(new Uint8Array(await res.arrayBuffer()));
+      return new Uint8Array(await res.arrayBuffer());
     },
   };
+  return source;
 }
 
 /** One probe on one node, as the tools show it. */

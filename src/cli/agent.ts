@@ -26,7 +26,7 @@ import { jsonLine, resolveFormat } from './output.js';
 
 const DEFAULT_FEATURES_URL = 'http://127.0.0.1:9465';
 
-interface CommonOpts {
+export interface CommonOpts {
   featuresUrl?: string;
   agentUrl?: string;
   brokers?: string;
@@ -122,7 +122,7 @@ function agentConfig(o: CommonOpts): AgentConfigInput {
 }
 
 /** The agent's data sources and policy gateway; each is best-effort (the tools say what is unavailable). */
-async function buildDeps(
+export async function buildDeps(
   o: CommonOpts,
   log: Logger,
 ): Promise<{ deps: AgentDeps; close: () => Promise<void> }> {

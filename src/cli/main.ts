@@ -15,6 +15,7 @@ import { runTail } from './events-tail.js';
 import { listProbes, parseFocusOption, setProbe } from './probes.js';
 import { registerFeedbackCommands } from './feedback.js';
 import { registerAgentCommands } from './agent.js';
+import { registerMcpCommand } from './mcp.js';
 import { registerScenarioCommands } from './scenario.js';
 import { DEFAULT_API_PORT } from '../ingest/control-api.js';
 import type { ProbePatch } from '../ingest/probe-settings.js';
@@ -373,6 +374,9 @@ registerFeedbackCommands(program);
 
 // ask and agent command groups (src/cli/agent.ts)
 registerAgentCommands(program);
+
+// the MCP server on stdio (src/cli/mcp.ts)
+registerMcpCommand(program, version);
 
 // scenario suite (src/cli/scenario.ts)
 registerScenarioCommands(program);

@@ -372,7 +372,14 @@ describe('the agent over real features, anomalies and the real policy engine', (
       'explain_anomaly',
       'describe_probes',
       'propose_feedback',
+      'read_more',
     ]);
+    // The result said how complete its windows were, before the data.
+    const d0 = lastToolData(reqs[1]!) as {
+      completeness: { feature_rows: number; summary: string };
+    };
+    expect(d0.completeness.feature_rows).toBeGreaterThan(0);
+    expect(Object.keys(d0)[0]).toBe('completeness');
     const params = reqs[0]!.tools![0]!.function.parameters as {
       properties: Record<string, { enum?: string[] }>;
       required: string[];
