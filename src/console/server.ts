@@ -95,7 +95,8 @@ export interface NowProbe {
   effective_sample_n: number | null;
   overload_n: number | null;
   focus_count: number;
-  filters: Record<string, unknown>;
+  /** The filters and focuses in force (filtersInForce). */
+  filters: string[];
 }
 
 export interface NowNode {
@@ -180,14 +181,26 @@ const MIME: Record<string, string> = {
 const CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-function probeView(p: ProbeState & { eventsPerSecond?: number }): NowProbe {
-  const s = p.settings as unknown as Record<string, unknown>;
-  const filters: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(s)) {
-    if (k === 'enabled' || k === 'sample_n') continue;
-    if (Array.isArray(v) ? v.length > 0 : v !== undefined && v !== null && v !== 0 && v !== false)
-      filters[k] = v;
+/**
+ * The filters in force, as short strings: non-empty allow/deny lists, a
+ * duration floor, the slow-syscall stream, the per-cgroup focuses.
+ */
+export function filtersInForce(p: Pick<ProbeState, 'settings' | 'focus'>): string[] {
+  const out: string[] = [];
+  for (const [name, f] of Object.entries(p.settings.filters)) {
+    if (f.allow.length) out.push(`${name} allow ${f.allow.join(',')}`);
+    if (f.deny.length) out.push(`${name} deny ${f.deny.join(',')}`);
   }
+  if (p.settings.min_duration_ms > 0) out.push(`min duration ${p.settings.min_duration_ms} ms`);
+  if (p.settings.slow_ms > 0) out.push(`slow over ${p.settings.slow_ms} ms`);
+  for (const [key, f] of Object.entries(p.focus ?? {}))
+    out.push(
+      `focus ${key}${key === f.cgroup_id ? '' : ` (cgroup ${f.cgroup_id})`}: 1 in ${f.effective_sample_n}`,
+    );
+  return out;
+}
+
+function probeView(p: ProbeState & { eventsPerSecond?: number }): NowProbe {
   return {
     probe: p.probe,
     enabled: p.enabled,
@@ -199,7 +212,7 @@ function probeView(p: ProbeState & { eventsPerSecond?: number }): NowProbe {
     effective_sample_n: p.effective_sample_n,
     overload_n: p.overload_n,
     focus_count: p.focus_count,
-    filters: { ...filters, ...(p.focus_count > 0 ? { focus: p.focus } : {}) },
+    filters: filtersInForce(p),
   };
 }
 
@@ -295,7 +308,15 @@ export async function startConsole(
             effective_sample_n: null,
             overload_n: null,
             focus_count: Object.keys(p.settings.focus ?? {}).length,
-            filters: {},
+            filters: filtersInForce({
+              settings: p.settings,
+              focus: Object.fromEntries(
+                Object.entries(p.settings.focus ?? {}).map(([k, f]) => [
+                  k,
+                  { ...f, cgroup_id: k, effective_sample_n: f.sample_n ?? 1 },
+                ]),
+              ),
+            }),
           })),
         });
       }

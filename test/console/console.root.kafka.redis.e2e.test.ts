@@ -83,6 +83,7 @@ describe('the operator console, in a browser, on a running pipeline', () => {
   const pageErrors: string[] = [];
   const anomalies: Anomaly[] = [];
   const workloads: Workload[] = [];
+  const relayErrors: string[] = [];
 
   const shot = async (view: string): Promise<void> => {
     if (!SHOTS) return;
@@ -139,7 +140,9 @@ describe('the operator console, in a browser, on a running pipeline', () => {
       for (const a of w.anomalies) {
         if (a.node !== node) continue;
         anomalies.push(a);
-        void controller.handleAnomaly(Buffer.from(JSON.stringify(a)));
+        controller.handleAnomaly(Buffer.from(JSON.stringify(a))).catch((err: unknown) => {
+          relayErrors.push(String(err));
+        });
       }
     });
     const ai = new TracefeedAgent({
@@ -167,11 +170,12 @@ describe('the operator console, in a browser, on a running pipeline', () => {
   afterAll(async () => {
     await browser?.close();
     await console_?.close();
+    // The stage first: its windows feed the controller.
+    await stage?.stop();
     await controller?.stop();
     await worker?.stop();
     await audit?.close();
     await agent?.stop(2000);
-    await stage?.stop();
     for (const w of workloads) w.remove();
   });
 
@@ -283,6 +287,7 @@ describe('the operator console, in a browser, on a running pipeline', () => {
         if (v.request.workload === wl.path && v.status[node]?.state === 'queued') return v;
       return undefined;
     });
+    expect(relayErrors).toEqual([]);
     expect(req.request.action).toBe('tighten');
     expect(req.request.origin).toBe('rule');
 

@@ -6,6 +6,7 @@
  */
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
+import './app.css';
 import { tableFromIPC } from 'apache-arrow';
 
 type Child = Node | string | number | null | undefined | false;
@@ -90,7 +91,7 @@ interface NowProbe {
   effective_sample_n: number | null;
   overload_n: number | null;
   focus_count: number;
-  filters: Record<string, unknown>;
+  filters: string[];
 }
 interface NowNode {
   node: string;
@@ -101,13 +102,6 @@ interface NowNode {
   kafka_connected: boolean | null;
   events_dropped: number | null;
   probes: NowProbe[];
-}
-
-function filtersText(f: Record<string, unknown>): string {
-  const parts = Object.entries(f).map(([k, v]) =>
-    k === 'focus' ? `focus ${Object.keys(v as object).join(', ')}` : `${k}=${JSON.stringify(v)}`,
-  );
-  return parts.length ? parts.join('; ') : 'none';
 }
 
 function renderNow(nodes: NowNode[]): void {
@@ -182,7 +176,11 @@ function renderNow(nodes: NowNode[]): void {
                     ? ` (in force 1 in ${p.effective_sample_n}, overload ×${p.overload_n})`
                     : '',
                 ),
-                h('td', { 'data-field': 'filters' }, filtersText(p.filters)),
+                h(
+                  'td',
+                  { 'data-field': 'filters' },
+                  p.filters.length ? p.filters.join('; ') : 'none',
+                ),
               ),
             ),
           ),
