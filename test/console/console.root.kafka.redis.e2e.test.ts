@@ -172,6 +172,12 @@ describe('the operator console, in a browser, on a running pipeline', () => {
     await console_?.close();
     // The stage first: its windows feed the controller.
     await stage?.stop();
+    // Leave no request of this node waiting for approval in the shared Redis.
+    const service = controller?.service;
+    if (service)
+      for (const v of await service.list(500))
+        if (v.status[node]?.state === 'queued')
+          await service.reject(v.request.id, 'test', 'test over').catch(() => undefined);
     await controller?.stop();
     await worker?.stop();
     await audit?.close();
