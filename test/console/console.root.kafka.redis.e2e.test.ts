@@ -84,6 +84,7 @@ describe('the operator console, in a browser, on a running pipeline', () => {
   const anomalies: Anomaly[] = [];
   const workloads: Workload[] = [];
   const relayErrors: string[] = [];
+  const relaying: Array<Promise<unknown>> = [];
 
   const shot = async (view: string): Promise<void> => {
     if (!SHOTS) return;
@@ -140,9 +141,12 @@ describe('the operator console, in a browser, on a running pipeline', () => {
       for (const a of w.anomalies) {
         if (a.node !== node) continue;
         anomalies.push(a);
-        controller.handleAnomaly(Buffer.from(JSON.stringify(a))).catch((err: unknown) => {
-          relayErrors.push(String(err));
-        });
+        relaying.push(
+          controller.handleAnomaly(Buffer.from(JSON.stringify(a))).catch((err: unknown) => {
+            relayErrors.push(String(err));
+            return [];
+          }),
+        );
       }
     });
     const ai = new TracefeedAgent({
@@ -172,6 +176,7 @@ describe('the operator console, in a browser, on a running pipeline', () => {
     await console_?.close();
     // The stage first: its windows feed the controller.
     await stage?.stop();
+    await Promise.all(relaying);
     // Leave no request of this node waiting for approval in the shared Redis.
     const service = controller?.service;
     if (service)
