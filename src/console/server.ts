@@ -90,6 +90,8 @@ export interface NowProbe {
   attached: boolean;
   generation: number;
   events_per_second: number;
+  /** Record bytes framed per second (null when the node does not report it). */
+  bytes_per_second: number | null;
   drops: Record<string, number>;
   sample_n: number;
   effective_sample_n: number | null;
@@ -200,13 +202,16 @@ export function filtersInForce(p: Pick<ProbeState, 'settings' | 'focus'>): strin
   return out;
 }
 
-function probeView(p: ProbeState & { eventsPerSecond?: number }): NowProbe {
+function probeView(
+  p: ProbeState & { eventsPerSecond?: number; bytesPerSecond?: number },
+): NowProbe {
   return {
     probe: p.probe,
     enabled: p.enabled,
     attached: p.attached,
     generation: p.generation,
     events_per_second: p.eventsPerSecond ?? 0,
+    bytes_per_second: p.bytesPerSecond ?? null,
     drops: { ...p.drops },
     sample_n: p.settings.sample_n,
     effective_sample_n: p.effective_sample_n,
@@ -303,6 +308,7 @@ export async function startConsole(
             attached: p.attached,
             generation: p.generation,
             events_per_second: p.events_per_second,
+            bytes_per_second: null,
             drops: {},
             sample_n: p.settings.sample_n,
             effective_sample_n: null,

@@ -275,6 +275,19 @@ describe('the operator console, in a browser, on a running pipeline', () => {
       return v >= Math.max(200, before * 2 + 100) ? v : undefined;
     });
     expect(seen).toBeGreaterThan(before);
+    // Bytes/s per family move with it: whole records, each at least a header long.
+    const bps = await page.$eval(
+      `[data-node="${node}"] tr[data-probe="process"] [data-field="bps"]`,
+      (el) => el.textContent ?? '',
+    );
+    expect(bps).toMatch(/^[\d.,]+ (B|KiB|MiB)\/s$/);
+    expect(bps).not.toBe('0 B/s');
+    const proc = agent.probes().find((p) => p.probe === 'process')!;
+    if (proc.eventsPerSecond > 0) {
+      const perEvent = proc.bytesPerSecond / proc.eventsPerSecond;
+      expect(perEvent).toBeGreaterThanOrEqual(layout.EVENT_HEADER_SIZE);
+      expect(perEvent).toBeLessThanOrEqual(4096);
+    }
     await running;
     expect(
       await page.evaluate(() => (globalThis as unknown as { loadMark?: number }).loadMark),

@@ -86,6 +86,7 @@ interface NowProbe {
   attached: boolean;
   generation: number;
   events_per_second: number;
+  bytes_per_second: number | null;
   drops: Record<string, number>;
   sample_n: number;
   effective_sample_n: number | null;
@@ -167,6 +168,11 @@ function renderNow(nodes: NowNode[]): void {
                 h('td', {}, p.enabled ? (p.attached ? 'on' : 'on (detached)') : 'off'),
                 h('td', { class: 'num', 'data-field': 'generation' }, p.generation),
                 h('td', { class: 'num', 'data-field': 'eps' }, num(p.events_per_second)),
+                h(
+                  'td',
+                  { class: 'num', 'data-field': 'bps' },
+                  p.bytes_per_second === null ? '-' : bytes(p.bytes_per_second),
+                ),
                 h('td', { 'data-field': 'drops' }, drops(p)),
                 h(
                   'td',
