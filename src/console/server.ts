@@ -605,6 +605,10 @@ function actionView(v: RequestView): Record<string, unknown> {
     workload: v.request.workload ?? null,
     nodes: Object.keys(v.status),
     states: Object.fromEntries(Object.entries(v.status).map(([n, s]) => [n, s.state])),
+    /** When the change was taken back, per node (TTL, operator, budget). */
+    reverted: Object.entries(v.status)
+      .filter(([, s]) => s.state === 'reverted')
+      .map(([node, s]) => ({ node, at: s.at, reason: s.reason ?? '' })),
     reason: v.request.reason,
   };
 }

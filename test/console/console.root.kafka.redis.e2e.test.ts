@@ -315,7 +315,7 @@ describe('the operator console, in a browser, on a running pipeline', () => {
     expect(req.request.action).toBe('tighten');
     expect(req.request.origin).toBe('rule');
 
-    await page.goto(`${base}/#timeline`);
+    await page.goto(`${base}/?node=${node}#timeline`);
     await page.waitForSelector(
       `tr[data-kind="anomaly"][data-workload="${wl.path}"][data-metric="${anomaly.metric}"]`,
       { timeout: 15_000 },
@@ -326,6 +326,12 @@ describe('the operator console, in a browser, on a running pipeline', () => {
     );
     // The charts are drawn from the Arrow features, with this workload among the series.
     await page.waitForSelector('#chart-eps canvas', { timeout: 15_000 });
+    // The node filter keeps other nodes' rows out.
+    const where = await page.$$eval('table.markers tr[data-kind] td:nth-child(3)', (els) =>
+      els.map((e) => e.textContent ?? ''),
+    );
+    expect(where.length).toBeGreaterThan(0);
+    for (const w of where) expect(w.startsWith(node)).toBe(true);
     const labels = await page.$$eval('#chart-eps .u-legend th, #chart-eps .u-series', (els) =>
       els.map((e) => e.textContent ?? ''),
     );
@@ -334,7 +340,7 @@ describe('the operator console, in a browser, on a running pipeline', () => {
 
     // Approve it from the Feedback view: the same policy path as the CLI, then the kernel map.
     expect(focusSampleN(agent, wl.id)).toBeUndefined();
-    await page.goto(`${base}/#feedback`);
+    await page.goto(`${base}/?node=${node}#feedback`);
     const button = `tr[data-request="${req.request.id}"] button[data-act="approve"]`;
     await page.waitForSelector(button, { timeout: 10_000 });
     await shot('feedback');
@@ -355,11 +361,26 @@ describe('the operator console, in a browser, on a running pipeline', () => {
     const v = await service.get(req.request.id);
     expect(v!.status[node]!.state).toBe('applied');
     await page.waitForSelector(`tr[data-request="${req.request.id}"] button[data-act="revert"]`);
+    await shot('feedback-applied');
+
+    // Revert it from the page: the focus leaves the kernel map, the timeline draws the revert.
+    await page.click(`tr[data-request="${req.request.id}"] button[data-act="revert"]`);
+    await until('the focus gone from the kernel map', 20_000, () =>
+      focusSampleN(agent, wl.id) === undefined ? true : undefined,
+    );
+    await until('the request reverted', 15_000, async () =>
+      (await service.get(req.request.id))?.status[node]?.state === 'reverted' ? true : undefined,
+    );
+    await page.goto(`${base}/?node=${node}#timeline`);
+    await page.waitForSelector(
+      `tr[data-kind="action"][data-action="revert"][data-request="${req.request.id}"]`,
+      { timeout: 15_000 },
+    );
     expect(pageErrors).toEqual([]);
   });
 
   it('asks the agent and shows the answer with its citations', async () => {
-    await page.goto(`${base}/#ask`);
+    await page.goto(`${base}/?node=${node}#ask`);
     await page.waitForSelector('#ask-q');
     await page.type('#ask-q', `which workloads on ${node} fail to connect?`);
     await page.click('#ask-go');
@@ -382,7 +403,7 @@ describe('the operator console, in a browser, on a running pipeline', () => {
   });
 
   it('shows the thresholds in force, read-only', async () => {
-    await page.goto(`${base}/#thresholds`);
+    await page.goto(`${base}/?node=${node}#thresholds`);
     await page.waitForSelector('#th-body');
     const shown = await page.$eval('#th-body', (e) => e.textContent ?? '');
     const status = (await controller.service!.store.thresholdsStatus())!;

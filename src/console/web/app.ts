@@ -56,6 +56,38 @@ async function api<T>(path: string, init?: RequestInit): Promise<T> {
 const $ = (id: string): HTMLElement => document.getElementById(id)!;
 const conn = $('conn');
 
+// The node filter: every view shows one node, or all (kept in the address: ?node=…).
+const nodeSelect = $('node-filter') as HTMLSelectElement;
+let nodeFilter = new URLSearchParams(location.search).get('node') ?? '';
+const knownNodes = new Set<string>();
+function noteNodes(names: Iterable<string>): void {
+  let added = false;
+  for (const n of names)
+    if (n && !knownNodes.has(n)) {
+      knownNodes.add(n);
+      added = true;
+    }
+  if (nodeFilter && !knownNodes.has(nodeFilter)) {
+    knownNodes.add(nodeFilter);
+    added = true;
+  }
+  if (!added) return;
+  nodeSelect.replaceChildren(
+    h('option', { value: '' }, 'all'),
+    ...[...knownNodes].sort().map((n) => h('option', { value: n }, n)),
+  );
+  nodeSelect.value = nodeFilter;
+}
+const shown = (node: string): boolean => nodeFilter === '' || node === nodeFilter;
+nodeSelect.addEventListener('change', () => {
+  nodeFilter = nodeSelect.value;
+  const u = new URL(location.href);
+  if (nodeFilter) u.searchParams.set('node', nodeFilter);
+  else u.searchParams.delete('node');
+  history.replaceState(null, '', u);
+  show();
+});
+
 // ---------------------------------------------------------------- views ---
 
 const VIEWS = ['now', 'timeline', 'feedback', 'ask', 'thresholds'] as const;
@@ -72,6 +104,7 @@ function show(): void {
       .classList.toggle('active', name === current);
   }
   document.body.dataset.view = current;
+  if (current === 'now') renderNow(lastNow);
   if (current === 'timeline') void refreshTimeline();
   if (current === 'feedback') void refreshFeedback();
   if (current === 'thresholds') void refreshThresholds();
@@ -105,7 +138,11 @@ interface NowNode {
   probes: NowProbe[];
 }
 
-function renderNow(nodes: NowNode[]): void {
+let lastNow: NowNode[] = [];
+function renderNow(all: NowNode[]): void {
+  lastNow = all;
+  noteNodes(all.map((n) => n.node));
+  const nodes = all.filter((n) => shown(n.node));
   const root = $('view-now');
   root.replaceChildren();
   if (nodes.length === 0) root.append(h('p', { class: 'muted' }, 'no node reports yet'));
@@ -232,6 +269,7 @@ interface ActionView {
   workload: string | null;
   nodes: string[];
   states: Record<string, string>;
+  reverted: Array<{ node: string; at: string; reason: string }>;
   reason: string;
 }
 
@@ -245,7 +283,8 @@ async function featureSeries(since: number): Promise<{
   eps: Array<Array<number | null>>;
   bps: Array<Array<number | null>>;
 }> {
-  const r = await fetch(`/v1/features?since=${since}`, { credentials: 'same-origin' });
+  const q = nodeFilter ? `&node=${encodeURIComponent(nodeFilter)}` : '';
+  const r = await fetch(`/v1/features?since=${since}${q}`, { credentials: 'same-origin' });
   if (!r.ok) throw new Error(`features: ${r.status} ${await r.text()}`);
   const table = tableFromIPC(new Uint8Array(await r.arrayBuffer()));
   const winS = Number(table.schema.metadata.get('tracefeed.window_seconds') ?? '1') || 1;
@@ -330,11 +369,9 @@ function markerPlugin(
   };
 }
 
-/** The kind a timeline action is drawn as: tighten, loosen, revert, budget. */
+/** The kind a timeline action is drawn as: tighten, loosen, budget (a loosening for the node's budget), or its own action. */
 function actionKind(a: ActionView): string {
-  if (a.origin === 'budget' || a.id.startsWith('budget')) return 'budget';
-  if (Object.values(a.states).includes('reverted'))
-    return a.action === 'loosen' ? 'loosen' : a.action;
+  if (/ over budget: /.test(a.reason)) return 'budget';
   return a.action;
 }
 
@@ -344,10 +381,15 @@ async function refreshTimeline(): Promise<void> {
   const root = $('view-timeline');
   try {
     const since = Date.now() - 3600_000;
-    const [series, tl] = await Promise.all([
+    const [series, all] = await Promise.all([
       featureSeries(since),
       api<{ anomalies: AnomalyView[]; actions: ActionView[] }>(`/v1/timeline?since=${since}`),
     ]);
+    noteNodes([...all.anomalies.map((a) => a.node), ...all.actions.flatMap((a) => a.nodes)]);
+    const tl = {
+      anomalies: all.anomalies.filter((a) => shown(a.node)),
+      actions: all.actions.filter((a) => nodeFilter === '' || a.nodes.includes(nodeFilter)),
+    };
     const marks = [
       ...tl.anomalies.map((a) => ({
         t: Date.parse(a.window_start) / 1000,
@@ -359,6 +401,13 @@ async function refreshTimeline(): Promise<void> {
         color: ACTION_COLOR[actionKind(a)] ?? '#2458c6',
         label: `${actionKind(a)} ${a.probe}`,
       })),
+      ...tl.actions.flatMap((a) =>
+        a.reverted.map((r) => ({
+          t: Date.parse(r.at) / 1000,
+          color: ACTION_COLOR.revert!,
+          label: `revert ${a.probe}`,
+        })),
+      ),
     ];
     for (const c of charts.splice(0)) c.destroy();
     root.replaceChildren(
@@ -395,7 +444,7 @@ async function refreshTimeline(): Promise<void> {
             value: (_u: uPlot, v: number | null) => (v === null ? '-' : unit(v)),
           })),
         ],
-        axes: [{}, { values: (_u: uPlot, vs: number[]) => vs.map(unit), size: 70 }],
+        axes: [{}, { values: (_u: uPlot, vs: number[]) => vs.map(unit), size: 80 }],
         plugins: [markerPlugin(() => marks)],
       };
       charts.push(new uPlot(opts, [series.xs, ...data] as uPlot.AlignedData, $(id)));
@@ -437,6 +486,26 @@ async function refreshTimeline(): Promise<void> {
           ),
         ),
       })),
+      ...tl.actions.flatMap((a) =>
+        a.reverted
+          .filter((r) => shown(r.node))
+          .map((r) => ({
+            t: Date.parse(r.at),
+            el: h(
+              'tr',
+              {
+                'data-kind': 'action',
+                'data-action': 'revert',
+                'data-request': a.id,
+                'data-workload': a.workload ?? '',
+              },
+              h('td', {}, time(r.at)),
+              h('td', { class: 'kind-action' }, `revert ${a.probe}`),
+              h('td', {}, `${r.node} ${a.workload ?? ''}`),
+              h('td', {}, `${actionKind(a)} ${a.id} taken back: ${r.reason}`),
+            ),
+          })),
+      ),
     ].sort((x, y) => y.t - x.t);
     root.append(
       h('h2', {}, 'Anomalies and feedback actions'),
@@ -493,6 +562,10 @@ async function refreshFeedback(): Promise<void> {
   const root = $('view-feedback');
   try {
     const r = await api<{ controller: boolean; requests: RequestRow[] }>('/v1/feedback');
+    noteNodes(r.requests.flatMap((q) => Object.keys(q.status)));
+    r.requests = r.requests.filter(
+      (q) => nodeFilter === '' || q.decisions.some((d) => d.node === nodeFilter || d.node === '*'),
+    );
     const msg =
       document.getElementById('feedback-msg') ?? h('p', { id: 'feedback-msg', class: 'muted' });
     root.replaceChildren(
