@@ -15,7 +15,7 @@
  * With TRACEFEED_CONSOLE_SCREENSHOTS=<dir> (npm run docs:console) it writes a
  * screenshot of each view there.
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -409,7 +409,27 @@ describe('the operator console, in a browser, on a running pipeline', () => {
     const status = (await controller.service!.store.thresholdsStatus())!;
     expect(JSON.parse(shown)).toEqual(status.thresholds);
     expect(await page.$('#view-thresholds button, #view-thresholds input')).toBeNull();
+    expect(await page.$eval('#th-error', (e) => e.textContent ?? '')).toBe('no validation error');
+
+    // An invalid edit: the controller keeps the old file in force and says why; the page shows it.
+    const good = readFileSync(thresholdsPath, 'utf8');
+    writeFileSync(thresholdsPath, good.replace('cooldown_seconds: 0', 'cooldown_seconds: -5'));
+    await page.waitForFunction(
+      () =>
+        (
+          (
+            globalThis as unknown as {
+              document: { getElementById(id: string): { textContent: string | null } | null };
+            }
+          ).document.getElementById('th-error')?.textContent ?? ''
+        ).includes('cooldown_seconds'),
+      { timeout: 20_000 },
+    );
+    expect(JSON.parse(await page.$eval('#th-body', (e) => e.textContent ?? ''))).toEqual(
+      status.thresholds,
+    );
     await shot('thresholds');
+    writeFileSync(thresholdsPath, good);
     expect(pageErrors).toEqual([]);
   });
 });

@@ -767,7 +767,7 @@ async function refreshThresholds(): Promise<void> {
         path: string | null;
         loaded_at?: string;
         reloads?: number;
-        last_error?: string | null;
+        last_error?: { at: string; message: string } | string | null;
         thresholds: unknown;
       };
     }>('/v1/thresholds');
@@ -785,7 +785,9 @@ async function refreshThresholds(): Promise<void> {
               ? h(
                   'div',
                   { class: 'error-box', id: 'th-error' },
-                  `last validation error (the previous file stays in force): ${s.last_error}`,
+                  typeof s.last_error === 'string'
+                    ? `last validation error (the previous file stays in force): ${s.last_error}`
+                    : `last validation error, ${time(s.last_error.at)} (the previous file stays in force): ${s.last_error.message}`,
                 )
               : h('p', { id: 'th-error', class: 'muted' }, 'no validation error'),
             h('pre', { id: 'th-body' }, JSON.stringify(s.thresholds, null, 2)),
