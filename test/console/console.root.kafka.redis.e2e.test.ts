@@ -261,6 +261,16 @@ describe('the operator console, in a browser, on a running pipeline', () => {
     });
     await page.evaluate(() => ((globalThis as unknown as { loadMark: number }).loadMark = 42));
     expect(await nodeNumber('process', 'generation')).toBeGreaterThanOrEqual(1);
+    // One heading per column.
+    const heads = await page.$$eval(`[data-node="${node}"] th`, (els) =>
+      els.map((e) => e.textContent ?? ''),
+    );
+    const cells = await page.$$eval(
+      `[data-node="${node}"] tr[data-probe="process"] td`,
+      (els) => els.length,
+    );
+    expect(heads).toContain('bytes/s');
+    expect(heads.length).toBe(cells);
     expect(pageErrors).toEqual([]);
   });
 

@@ -160,7 +160,7 @@ function renderNow(all: NowNode[]): void {
           { class: 'node-head' },
           h('span', { class: 'n' }, n.node),
           h('span', { 'data-field': 'node-eps' }, `${num(n.events_per_second)} events/s`),
-          h('span', { 'data-field': 'node-bps' }, bytes(n.bytes_per_second)),
+          h('span', { 'data-field': 'node-bps' }, `${bytes(n.bytes_per_second)} to Kafka`),
           h(
             'span',
             { class: n.kafka_connected === false ? 'bad' : 'muted' },
@@ -188,6 +188,7 @@ function renderNow(all: NowNode[]): void {
                 'state',
                 'gen',
                 'events/s',
+                'bytes/s',
                 'drops by reason',
                 'sampling',
                 'filters in force',
