@@ -36,6 +36,7 @@ import {
 } from '../../src/agent/index.js';
 import { startConsole, type ConsoleServer } from '../../src/console/server.js';
 import { BROKERS } from '../helpers/kafka.js';
+import { startScriptedServer, type ScriptedServer } from '../agent/scripted-openai.js';
 import { testAgent, testStage } from '../helpers/pipeline.js';
 import { makeWorkload, type Workload } from '../agent/helpers.js';
 
@@ -78,6 +79,7 @@ describe('the operator console, in a browser, on a running pipeline', () => {
   let controller: FeedbackController;
   let console_: ConsoleServer;
   let browser: Browser;
+  let model: ScriptedServer;
   let page: Page;
   let base: string;
   const pageErrors: string[] = [];
@@ -149,7 +151,11 @@ describe('the operator console, in a browser, on a running pipeline', () => {
         );
       }
     });
+    // The agent on the real LangChain/openai client code; the model is the only fake: an
+    // OpenAI-compatible server on loopback answering from this test's script.
+    model = await startScriptedServer();
     const ai = new TracefeedAgent({
+      config: { base_url: model.url, model: 'scripted-model', api_key: 'test-key' },
       deps: {
         features: stageFeatureSource(stage),
         anomalies: new AnomalyStore(),
@@ -174,6 +180,7 @@ describe('the operator console, in a browser, on a running pipeline', () => {
   afterAll(async () => {
     await browser?.close();
     await console_?.close();
+    await model?.close();
     // The stage first: its windows feed the controller.
     await stage?.stop();
     await Promise.all(relaying);
@@ -252,7 +259,8 @@ describe('the operator console, in a browser, on a running pipeline', () => {
     page.on('pageerror', (e) => pageErrors.push(`pageerror: ${(e as Error).message}`));
     page.on('requestfailed', (r) => {
       // The live stream is cut when the page closes; anything else failing is an error.
-      if (!r.url().endsWith('/v1/now/stream')) pageErrors.push(`requestfailed: ${r.url()}`);
+      if (!r.url().endsWith('/v1/now/stream'))
+        pageErrors.push(`requestfailed: ${r.url()} ${r.failure()?.errorText ?? ''}`);
     });
     await page.goto(console_.loginUrl());
     expect(page.url()).toBe(`${base}/`);
@@ -389,7 +397,35 @@ describe('the operator console, in a browser, on a running pipeline', () => {
     expect(pageErrors).toEqual([]);
   });
 
-  it('asks the agent and shows the answer with its citations', async () => {
+  it('asks the agent and shows the streamed answer with its citations', async () => {
+    const answerText = `The refused connections come from the tf-console-refused workload on ${node}.`;
+    const toolCall = {
+      name: 'query_features',
+      arguments: JSON.stringify({
+        metric: 'tcp_connect_failures',
+        since_minutes: 10,
+        node,
+        group_by: 'workload',
+      }),
+    };
+    // Over the API first: the answer arrives as several token events, then the result.
+    model.push({ tool_calls: [toolCall] }, { content: answerText });
+    const res = await fetch(`${base}/v1/ask`, {
+      method: 'POST',
+      headers: { ...authHeaders(), 'content-type': 'application/json' },
+      body: JSON.stringify({ question: 'who fails to connect?' }),
+    });
+    expect(res.headers.get('content-type')).toBe('text/event-stream');
+    const sse = await res.text();
+    const tokens = [...sse.matchAll(/^event: token\ndata: (.*)$/gm)].map(
+      (m) => (JSON.parse(m[1]!) as { text: string }).text,
+    );
+    expect(tokens.length).toBeGreaterThan(1);
+    expect(tokens.join('')).toBe(answerText);
+    expect(sse).toMatch(/^event: result$/m);
+
+    // In the page.
+    model.push({ tool_calls: [toolCall] }, { content: answerText });
     await page.goto(`${base}/?node=${node}#ask`);
     await page.waitForSelector('#ask-q');
     await page.type('#ask-q', `which workloads on ${node} fail to connect?`);
@@ -405,9 +441,17 @@ describe('the operator console, in a browser, on a running pipeline', () => {
         ).includes('ms'),
       { timeout: 30_000 },
     );
-    const answer = await page.$eval('#ask-answer', (e) => e.textContent ?? '');
-    expect(answer.length).toBeGreaterThan(0);
-    expect(answer).not.toMatch(/^error/);
+    expect(await page.$eval('#ask-answer', (e) => e.textContent ?? '')).toBe(answerText);
+    expect(await page.$eval('#ask-meta', (e) => e.textContent ?? '')).toMatch(
+      /^llm \(scripted-model\)/,
+    );
+    const cites = await page.$$eval('#ask-citations li', (els) =>
+      els.map((e) => e.textContent ?? ''),
+    );
+    expect(cites.length).toBeGreaterThan(0);
+    expect(cites.every((c) => c.startsWith('query_features'))).toBe(true);
+    expect(cites.join(' ')).toContain('tcp_connect_failures');
+    expect(model.remaining()).toBe(0);
     await shot('ask');
     expect(pageErrors).toEqual([]);
   });
