@@ -28,7 +28,8 @@ case ${1:-} in
 *) tf_die "unknown argument '$1' (usage: scripts/bootstrap.sh [--force])" ;;
 esac
 
-DEBIAN_PACKAGES=(clang llvm libbpf-dev librdkafka-dev bpftool make gcc g++ redis-server nftables iproute2 python3 python3-venv libcap2-bin)
+# chromium: the console's browser tests (driven by puppeteer-core, which downloads no browser).
+DEBIAN_PACKAGES=(clang llvm libbpf-dev librdkafka-dev bpftool make gcc g++ redis-server nftables iproute2 python3 python3-venv libcap2-bin chromium)
 LOGDIR="$TF_HOME/logs"
 STAMPS="$TF_HOME/stamps"
 START=$SECONDS
@@ -146,8 +147,10 @@ if [[ -f native/build.mjs ]]; then
     build_step native "building native addon (node native/build.mjs)" "native bpf package-lock.json" -- node native/build.mjs
 fi
 if [[ -f tsconfig.build.json ]]; then
-  build_step tsc "compiling TypeScript (tsc -p tsconfig.build.json)" \
-    "src tsconfig.json tsconfig.build.json package-lock.json dist" -- npx --no-install tsc -p tsconfig.build.json
+  # The console page (src/console/web) is bundled into dist/console/web in the same step.
+  build_step tsc "compiling TypeScript (tsc -p tsconfig.build.json) and bundling the console page" \
+    "src tsconfig.json tsconfig.build.json scripts/build-console.mjs package-lock.json dist" -- \
+    bash -c 'npx --no-install tsc -p tsconfig.build.json && node scripts/build-console.mjs'
 fi
 
 # --- 4b. Python environment: the example notebooks and the scenario timeline (matplotlib) ---

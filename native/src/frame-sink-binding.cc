@@ -61,6 +61,7 @@ Napi::Function FrameSink::Init(Napi::Env env) {
 	                       InstanceMethod<&FrameSink::Append>("append"),
 	                       InstanceMethod<&FrameSink::Stats>("stats"),
 	                       InstanceMethod<&FrameSink::OpCounts>("opCounts"),
+	                       InstanceMethod<&FrameSink::OpBytes>("opBytes"),
 	                       InstanceMethod<&FrameSink::TakeWantedCgroups>("takeWantedCgroups"),
 	                       InstanceMethod<&FrameSink::DroppedByOp>("droppedByOp"),
 	                       InstanceMethod<&FrameSink::TakeSeenCgroups>("takeSeenCgroups"),
@@ -169,6 +170,12 @@ Napi::Value FrameSink::Stats(const Napi::CallbackInfo& info) {
 Napi::Value FrameSink::OpCounts(const Napi::CallbackInfo& info) {
 	Napi::Float64Array out = Napi::Float64Array::New(info.Env(), 256);
 	core_->OpCounts(out.Data());
+	return out;
+}
+
+Napi::Value FrameSink::OpBytes(const Napi::CallbackInfo& info) {
+	Napi::Float64Array out = Napi::Float64Array::New(info.Env(), 256);
+	core_->OpBytes(out.Data());
 	return out;
 }
 

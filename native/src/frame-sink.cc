@@ -81,6 +81,8 @@ FrameSinkCore::FrameSinkCore(const SinkOptions& opts) : opts_(opts) {
 	header_len_ = Align8(kFrameFixedHeader + opts_.node.size());
 	for (auto& c : op_counts_)
 		c.store(0, std::memory_order_relaxed);
+	for (auto& c : op_bytes_)
+		c.store(0, std::memory_order_relaxed);
 }
 
 std::shared_ptr<FrameSinkCore> FrameSinkCore::Create(const SinkOptions& opts, Napi::ThreadSafeFunction events,
@@ -193,7 +195,8 @@ void FrameSinkCore::Wake() {
 // frame, closing it first when they would not fit and after when it is full.
 // A failed allocation drops them, counted.
 bool FrameSinkCore::PlaceLocked(const uint8_t* data, size_t len, uint32_t seen,
-                                const std::vector<uint64_t>& cgroups, const uint32_t* counts) {
+                                const std::vector<uint64_t>& cgroups, const uint32_t* counts,
+                                const uint64_t* bytes) {
 	if (rec_len_ > 0 && rec_len_ + len > opts_.frame_max_bytes)
 		CloseFrameLocked();
 	const bool opened = rec_len_ == 0;
@@ -228,6 +231,7 @@ bool FrameSinkCore::PlaceLocked(const uint8_t* data, size_t len, uint32_t seen,
 		if (counts[op] != 0) {
 			frame_ops_[op] += counts[op];
 			op_counts_[op].fetch_add(counts[op], std::memory_order_relaxed);
+			op_bytes_[op].fetch_add(bytes[op], std::memory_order_relaxed);
 		}
 	if (rec_len_ >= opts_.frame_max_bytes)
 		CloseFrameLocked();
@@ -239,6 +243,7 @@ bool FrameSinkCore::Append(const uint8_t* data, size_t len, uint32_t n) {
 		return true;
 	// One pass: validate boundaries, count ops, note cgroups.
 	uint32_t counts[256] = {};
+	uint64_t bytes[256] = {};
 	std::vector<uint64_t> cgroups;  // each change of cgroup along the region
 	uint64_t last_cg = 0;
 	size_t off = 0;
@@ -252,6 +257,7 @@ bool FrameSinkCore::Append(const uint8_t* data, size_t len, uint32_t n) {
 		if (size < sizeof(struct tf_event_header) || size % 8 != 0 || off + size > len)
 			break;
 		counts[op]++;
+		bytes[op] += size;
 		const uint8_t at = opts_.cgroup_offset[op];
 		if (at != 0 && at + 8u <= size) {
 			uint64_t id;
@@ -283,7 +289,7 @@ bool FrameSinkCore::Append(const uint8_t* data, size_t len, uint32_t n) {
 	}
 	bool placed = true;
 	if (len <= opts_.frame_max_bytes) {
-		placed = PlaceLocked(data, len, seen, cgroups, counts);
+		placed = PlaceLocked(data, len, seen, cgroups, counts, bytes);
 	} else {
 		// A region over the frame bound (a large summary flush) is split at
 		// record boundaries, so that every frame stays under the broker's
@@ -293,6 +299,7 @@ bool FrameSinkCore::Append(const uint8_t* data, size_t len, uint32_t n) {
 			size_t end = start;
 			uint32_t piece_seen = 0;
 			uint32_t piece_counts[256] = {};
+			uint64_t piece_bytes[256] = {};
 			std::vector<uint64_t> piece_cgroups;
 			uint64_t piece_last = 0;
 			while (end < len) {
@@ -302,6 +309,7 @@ bool FrameSinkCore::Append(const uint8_t* data, size_t len, uint32_t n) {
 					break;  // a lone record over the bound still gets its own frame
 				const uint8_t op = data[end + kRecordOp];
 				piece_counts[op]++;
+				piece_bytes[op] += size;
 				const uint8_t at = opts_.cgroup_offset[op];
 				if (at != 0 && at + 8u <= size) {
 					uint64_t id;
@@ -314,7 +322,8 @@ bool FrameSinkCore::Append(const uint8_t* data, size_t len, uint32_t n) {
 				end += size;
 				piece_seen++;
 			}
-			placed = PlaceLocked(data + start, end - start, piece_seen, piece_cgroups, piece_counts) &&
+			placed = PlaceLocked(data + start, end - start, piece_seen, piece_cgroups, piece_counts,
+			                     piece_bytes) &&
 			         placed;
 			start = end;
 		}
@@ -652,6 +661,11 @@ SinkStats FrameSinkCore::Stats() {
 void FrameSinkCore::OpCounts(double out[256]) {
 	for (int i = 0; i < 256; i++)
 		out[i] = double(op_counts_[i].load(std::memory_order_relaxed));
+}
+
+void FrameSinkCore::OpBytes(double out[256]) {
+	for (int i = 0; i < 256; i++)
+		out[i] = double(op_bytes_[i].load(std::memory_order_relaxed));
 }
 
 void FrameSinkCore::DroppedByOp(double out[256]) {

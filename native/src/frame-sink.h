@@ -99,6 +99,8 @@ public:
 
 	SinkStats Stats();
 	void OpCounts(double out[256]);
+	// Record bytes framed, by op (the records' own sizes, headers included).
+	void OpBytes(double out[256]);
 	// Records dropped after the ring (buffer bound, stop, failed delivery), by op.
 	void DroppedByOp(double out[256]);
 	// cgroup ids the frames closed since the last call carried (bounded by kMaxCgroupNames).
@@ -119,9 +121,10 @@ private:
 	};
 
 	void Run();
-	// Puts one region (whole records, `counts` of them per op) into the open frame; the caller holds mu_.
+	// Puts one region (whole records, `counts` of them and `bytes` of them per op) into the open
+	// frame; the caller holds mu_.
 	bool PlaceLocked(const uint8_t* data, size_t len, uint32_t seen, const std::vector<uint64_t>& cgroups,
-	                 const uint32_t* counts);
+	                 const uint32_t* counts, const uint64_t* bytes);
 	void CloseFrameLocked();
 	void AskNameLocked(uint64_t id);
 	void SignalWantedLocked();
@@ -169,6 +172,7 @@ private:
 	std::unordered_set<uint64_t> seen_cgroups_;  // cgroups of closed frames since TakeSeenCgroups
 
 	std::atomic<uint64_t> op_counts_[256];
+	std::atomic<uint64_t> op_bytes_[256];
 };
 
 // JS class FrameSink over a shared FrameSinkCore (ring threads hold it too).
@@ -186,6 +190,7 @@ private:
 	Napi::Value Append(const Napi::CallbackInfo& info);
 	Napi::Value Stats(const Napi::CallbackInfo& info);
 	Napi::Value OpCounts(const Napi::CallbackInfo& info);
+	Napi::Value OpBytes(const Napi::CallbackInfo& info);
 	Napi::Value TakeWantedCgroups(const Napi::CallbackInfo& info);
 	Napi::Value DroppedByOp(const Napi::CallbackInfo& info);
 	Napi::Value TakeSeenCgroups(const Napi::CallbackInfo& info);

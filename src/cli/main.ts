@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, TracefeedError } from '../common/errors.js';
-import { createLogger } from '../common/logger.js';
+import { createLogger, LOG_FORMATS } from '../common/logger.js';
 import { brokersFrom } from '../common/kafka.js';
 import { repoRoot } from '../common/paths.js';
 import { runInfraScript } from '../infra/index.js';
@@ -18,6 +18,8 @@ import { registerAgentCommands } from './agent.js';
 import { registerMcpCommand } from './mcp.js';
 import { registerScenarioCommands } from './scenario.js';
 import { DEFAULT_API_PORT } from '../ingest/control-api.js';
+import { DEFAULT_CONSOLE_PORT } from '../console/server.js';
+import { authHeaders } from '../common/http-auth.js';
 import type { ProbePatch } from '../ingest/probe-settings.js';
 
 function nonNegativeNumber(name: string) {
@@ -69,6 +71,12 @@ const program = new Command('tracefeed')
     'eBPF kernel events to Kafka and Arrow, with a feedback loop that tunes what the kernel collects',
   )
   .version(version)
+  .addOption(
+    new Option(
+      '--log-format <format>',
+      'log lines: pretty (short human lines) or json (default: pretty on a terminal, json when piped; or TRACEFEED_LOG_FORMAT)',
+    ).choices(LOG_FORMATS),
+  )
   .showHelpAfterError();
 
 const outputOption = (): Option =>
@@ -129,6 +137,12 @@ program
     9465,
   )
   .option(
+    '--console-port <port>',
+    'operator console port (browser, on loopback); 0 turns it off',
+    nonNegativeNumber('--console-port'),
+    DEFAULT_CONSOLE_PORT,
+  )
+  .option(
     '--metrics-open',
     'serve GET /metrics of the local APIs without the bearer token (for scrapers that cannot send one)',
     false,
@@ -136,6 +150,7 @@ program
   .addOption(outputOption())
   .action(
     async (opts: {
+      consolePort: number;
       metricsOpen: boolean;
       agent: boolean;
       agentPort: number;
@@ -166,6 +181,7 @@ program
         feedback: opts.feedback,
         agent: opts.agent,
         agentPort: opts.agentPort,
+        consolePort: opts.consolePort,
         metricsOpen: opts.metricsOpen,
         thresholdsPath: opts.thresholds,
         redisUrl: redisUrlFrom(opts.redis),
@@ -368,6 +384,28 @@ events
       });
     },
   );
+
+program
+  .command('console-login')
+  .description('print a fresh one-time login link to the operator console of `tracefeed up`')
+  .option('--port <port>', 'the console port', nonNegativeNumber('--port'), DEFAULT_CONSOLE_PORT)
+  .action(async (opts: { port: number }) => {
+    const r = await fetch(`http://127.0.0.1:${opts.port}/v1/login-codes`, {
+      method: 'POST',
+      headers: authHeaders(),
+    }).catch((err: unknown) => {
+      throw new TracefeedError(`cannot reach the console on 127.0.0.1:${opts.port}`, {
+        cause: err,
+        hint: 'is `tracefeed up` running (with --console-port)?',
+      });
+    });
+    const body = (await r.json()) as { url?: string; error?: string; hint?: string };
+    if (!r.ok || !body.url)
+      throw new TracefeedError(`the console refused: ${body.error ?? r.status}`, {
+        ...(body.hint ? { hint: body.hint } : {}),
+      });
+    process.stdout.write(`${body.url}\n`);
+  });
 
 // feedback and thresholds command groups (src/cli/feedback.ts)
 registerFeedbackCommands(program);

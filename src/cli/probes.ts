@@ -106,6 +106,7 @@ export function printProbes(probes: ProbeStats[], format: OutputFormat): void {
           'enabled',
           'attached',
           'events/s',
+          'bytes/s',
           'events',
           'sample',
           'drops (full/filtered/sampled/map)',
@@ -119,6 +120,7 @@ export function printProbes(probes: ProbeStats[], format: OutputFormat): void {
           p.enabled ? 'yes' : 'no',
           p.attached ? 'yes' : 'no',
           p.eventsPerSecond,
+          p.bytesPerSecond ?? 0,
           p.events,
           p.settings.sample_n === 1 ? 'all' : `1/${p.settings.sample_n}`,
           `${p.drops.ringbuf_full ?? 0}/${p.drops.filtered ?? 0}/${p.drops.sampled_out ?? 0}/${p.drops.map_full ?? 0}`,
@@ -161,7 +163,14 @@ export async function setProbe(
     patch,
   )) as ProbeStats;
   printProbes(
-    [{ ...state, events: state.events ?? 0, eventsPerSecond: state.eventsPerSecond ?? 0 }],
+    [
+      {
+        ...state,
+        events: state.events ?? 0,
+        eventsPerSecond: state.eventsPerSecond ?? 0,
+        bytesPerSecond: state.bytesPerSecond ?? 0,
+      },
+    ],
     format,
   );
   return 0;

@@ -22,6 +22,7 @@ import {
   NodeFeedbackWorker,
   type ControllerStats,
 } from '../feedback/index.js';
+import { startConsole, type ConsoleServer } from '../console/server.js';
 import { StatusLine, jsonLine, table, type OutputFormat } from './output.js';
 
 export interface UpOptions {
@@ -47,6 +48,8 @@ export interface UpOptions {
   agent: boolean;
   /** Port of the agent's HTTP API (POST /v1/ask); 0 turns it off. */
   agentPort: number;
+  /** Port of the operator console (browser); 0 turns it off. */
+  consolePort?: number;
   /** Serve GET /metrics on every local API without a token. Default false. */
   metricsOpen?: boolean;
   format: OutputFormat;
@@ -74,7 +77,9 @@ export async function runUp(o: UpOptions): Promise<number> {
   let analysis: AnalysisWorker | undefined;
   let processes: ProcessIndex | undefined;
   let agentApi: Awaited<ReturnType<typeof startAgentApi>> | undefined;
+  let consoleServer: ConsoleServer | undefined;
   const stopFeedback = async (): Promise<void> => {
+    await consoleServer?.close();
     agentApi?.close();
     await analysis?.stop();
     await processes?.stop();
@@ -117,9 +122,10 @@ export async function runUp(o: UpOptions): Promise<number> {
         log: o.log,
       }).start();
     }
+    let ai: TracefeedAgent | undefined;
     if (o.agent && stage) {
       processes = await new ProcessIndex().start({ brokers: o.brokers, log: o.log });
-      const ai = new TracefeedAgent({
+      ai = new TracefeedAgent({
         deps: {
           features: stageFeatureSource(stage),
           anomalies: new AnomalyStore(),
@@ -139,6 +145,20 @@ export async function runUp(o: UpOptions): Promise<number> {
       analysis = await new AnalysisWorker({ agent: ai, brokers: o.brokers, log: o.log }).start();
       if (o.agentPort > 0)
         agentApi = await startAgentApi(ai, o.agentPort, { log: o.log, security });
+    }
+    if ((o.consolePort ?? 0) > 0) {
+      consoleServer = await startConsole(
+        {
+          nodes: [agent],
+          ...(stage ? { stage } : {}),
+          feedback: () => controller?.service,
+          ...(ai ? { agent: ai } : {}),
+        },
+        { port: o.consolePort, security, log: o.log },
+      );
+      // A one-time login link on the terminal (not in the log); `tracefeed console-login` makes more.
+      o.log.info({ port: consoleServer.port }, 'console listening');
+      process.stderr.write(`console: open ${consoleServer.loginUrl()} (one-time login link)\n`);
     }
   } catch (err) {
     api?.close();

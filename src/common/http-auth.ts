@@ -16,6 +16,14 @@
  *
  * Clients (the CLI, the agent's data sources, tests) call `authHeaders()`:
  * TRACEFEED_TOKEN when set, otherwise the token file.
+ *
+ * A browser cannot send a bearer header when it loads a page, so an API that
+ * serves pages (the console) also takes `BrowserSessions`: a holder of the
+ * token mints a one-time login code (`issueCode()`, or `POST /v1/login-codes`
+ * on that API); `GET /login?code=…` redeems it once and sets an HttpOnly,
+ * SameSite=Strict session cookie; requests carrying that cookie pass the
+ * guard like the bearer token. The Host, Origin and media-type checks apply
+ * to both.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -187,6 +195,75 @@ function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
+/** The console's session cookie. */
+export const SESSION_COOKIE = 'tracefeed_session';
+
+/** The value of cookie `name` in a Cookie header, if any. */
+export function cookieValue(header: string | undefined, name: string): string | undefined {
+  for (const part of (header ?? '').split(';')) {
+    const i = part.indexOf('=');
+    if (i > 0 && part.slice(0, i).trim() === name) return part.slice(i + 1).trim();
+  }
+  return undefined;
+}
+
+/**
+ * One-time login codes and the browser sessions they open, in memory (a
+ * restart logs every browser out). Codes and session ids are 32 random bytes,
+ * kept as digests; a code works once and only until it expires.
+ */
+export class BrowserSessions {
+  private readonly codes = new Map<string, number>();
+  private readonly sessions = new Map<string, number>();
+
+  constructor(
+    /** How long a login code stays valid, ms. Default 10 minutes. */
+    readonly codeTtlMs = 10 * 60_000,
+    /** How long a session lasts, ms. Default 12 hours. */
+    readonly sessionTtlMs = 12 * 3600_000,
+  ) {}
+
+  private static key(s: string): string {
+    return createHash('sha256').update(s).digest('hex');
+  }
+
+  private sweep(now: number): void {
+    for (const [k, t] of this.codes) if (t <= now) this.codes.delete(k);
+    for (const [k, t] of this.sessions) if (t <= now) this.sessions.delete(k);
+  }
+
+  /** A fresh one-time login code. */
+  issueCode(now = Date.now()): string {
+    this.sweep(now);
+    const code = randomBytes(32).toString('hex');
+    this.codes.set(BrowserSessions.key(code), now + this.codeTtlMs);
+    return code;
+  }
+
+  /** Redeems a login code (once): the new session id, or undefined for an unknown, used or expired code. */
+  redeem(code: string, now = Date.now()): string | undefined {
+    this.sweep(now);
+    const k = BrowserSessions.key(code);
+    if (!this.codes.delete(k)) return undefined;
+    const session = randomBytes(32).toString('hex');
+    this.sessions.set(BrowserSessions.key(session), now + this.sessionTtlMs);
+    return session;
+  }
+
+  /** Whether a Cookie header carries a live session. */
+  valid(cookieHeader: string | undefined, now = Date.now()): boolean {
+    const id = cookieValue(cookieHeader, SESSION_COOKIE);
+    if (!id) return false;
+    const until = this.sessions.get(BrowserSessions.key(id));
+    return until !== undefined && until > now;
+  }
+
+  /** The Set-Cookie value of a session. */
+  cookie(session: string, secure: boolean): string {
+    return `${SESSION_COOKIE}=${session}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${Math.floor(this.sessionTtlMs / 1000)}${secure ? '; Secure' : ''}`;
+  }
+}
+
 /** Counts of refused requests, by reason (exposed on each API's stats). */
 export interface ApiGuardStats {
   unauthorized: number;
@@ -210,6 +287,8 @@ export class ApiGuard {
     private readonly sec: ApiSecurity,
     bindHost: string,
     token: string,
+    /** Browser sessions accepted in place of the bearer token (APIs that serve pages). */
+    private readonly sessions?: BrowserSessions,
   ) {
     this.tokenDigest = digest(token);
     const hosts = new Set<string>(['localhost', ...sec.allowed_hosts.map((h) => h.toLowerCase())]);
@@ -249,16 +328,28 @@ export class ApiGuard {
     }
     const open =
       req.method === 'GET' &&
-      (pathname === '/healthz' || (pathname === '/metrics' && this.sec.metrics_open));
-    if (!open && !this.tokenMatches(req.headers.authorization)) {
+      (pathname === '/healthz' ||
+        (pathname === '/metrics' && this.sec.metrics_open) ||
+        // The handler redeems the one-time code; a bad one is refused there.
+        (pathname === '/login' && this.sessions !== undefined));
+    const authenticated =
+      this.tokenMatches(req.headers.authorization) ||
+      (this.sessions?.valid(req.headers.cookie) ?? false);
+    if (!open && !authenticated) {
       this.stats.unauthorized++;
       const given = req.headers.authorization !== undefined;
       sendJson(
         res,
         401,
         {
-          error: given ? 'invalid bearer token' : 'missing bearer token',
-          hint: `send "Authorization: Bearer <token>"; the token is in ${tokenPath()} (root only) or set ${TOKEN_ENV}`,
+          error: given
+            ? 'invalid bearer token'
+            : this.sessions
+              ? 'not logged in (no bearer token, no live session cookie)'
+              : 'missing bearer token',
+          hint: this.sessions
+            ? 'open the one-time login URL that `tracefeed up` printed, or get a new one with `tracefeed console-login`'
+            : `send "Authorization: Bearer <token>"; the token is in ${tokenPath()} (root only) or set ${TOKEN_ENV}`,
         },
         {
           'www-authenticate': given
@@ -303,6 +394,8 @@ export interface ServeApiOptions {
   host?: string;
   /** Authentication and TLS; see apiSecuritySchema. Default: token file, loopback, HTTP. */
   security?: ApiSecurityInput;
+  /** Browser sessions (cookie) accepted in place of the bearer token; `GET /login` is left to the handler. */
+  sessions?: BrowserSessions;
   log?: Logger;
 }
 
@@ -329,7 +422,7 @@ export async function serveApi(opts: ServeApiOptions, handler: ApiHandler): Prom
     );
   const sec = parsed.data;
   assertBindAllowed(host, sec, opts.what, '--host');
-  const guard = new ApiGuard(sec, host, sec.token ?? loadOrCreateToken());
+  const guard = new ApiGuard(sec, host, sec.token ?? loadOrCreateToken(), opts.sessions);
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     let url: URL;
     try {

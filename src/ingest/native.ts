@@ -110,6 +110,8 @@ export interface NativeFrameSink {
   stats(): FrameSinkStats;
   /** Records appended per op since start (index = op). */
   opCounts(): Float64Array;
+  /** Record bytes appended per op since start (index = op; the records' sizes, headers included). */
+  opBytes(): Float64Array;
   /** Records dropped after the ring (buffer bound exceeded, stop, failed delivery) per op (index = op). */
   droppedByOp(): Float64Array;
   /** cgroup ids the frames closed since the previous call carried (then forgotten). */

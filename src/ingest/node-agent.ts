@@ -89,6 +89,8 @@ export interface ProbeStats extends ProbeState {
   events: number;
   /** Events per second over the last second. */
   eventsPerSecond: number;
+  /** Record bytes (as the kernel wrote them, headers included) framed per second over the last second. */
+  bytesPerSecond: number;
   /** Kernel drops by reason; same as `drops`. */
   kernelDrops: Record<string, number>;
 }
@@ -130,6 +132,8 @@ export class NodeAgent {
   private lastSummaryAt = process.hrtime.bigint();
   private readonly rates = new Map<string, number>();
   private prevCounts = new Map<string, number>();
+  private readonly byteRates = new Map<string, number>();
+  private prevBytes = new Map<string, number>();
   private stopped = false;
   private readonly cgroupStats: CgroupStatsCollector | undefined;
   private readonly probeStats = new ProbeStatsReporter();
@@ -320,6 +324,7 @@ export class NodeAgent {
         ...s,
         events: events.get(f.spec.name) ?? 0,
         eventsPerSecond: this.rates.get(f.spec.name) ?? 0,
+        bytesPerSecond: this.byteRates.get(f.spec.name) ?? 0,
         kernelDrops: s.drops,
       };
     });
@@ -334,8 +339,12 @@ export class NodeAgent {
 
   /** Records received per probe (summary records included), from the sink's per-op counts. */
   private eventsByProbe(): Map<string, number> {
+    return this.byProbe(this.sink?.opCounts());
+  }
+
+  /** Per-op sink counters summed per probe. */
+  private byProbe(counts: Float64Array | undefined): Map<string, number> {
     const out = new Map<string, number>();
-    const counts = this.sink?.opCounts();
     if (!counts) return out;
     for (let op = 0; op < 256; op++) {
       const n = counts[op]!;
@@ -350,6 +359,9 @@ export class NodeAgent {
     const next = this.eventsByProbe();
     for (const [probe, n] of next) this.rates.set(probe, n - (this.prevCounts.get(probe) ?? 0));
     this.prevCounts = next;
+    const bytes = this.byProbe(this.sink?.opBytes());
+    for (const [probe, n] of bytes) this.byteRates.set(probe, n - (this.prevBytes.get(probe) ?? 0));
+    this.prevBytes = bytes;
   }
 
   /** One look at ring and sink pressure: overload sampling up or down. */

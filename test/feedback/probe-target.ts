@@ -68,6 +68,7 @@ export class RecordingTarget implements ProbeTarget {
       ...this.stateOf(p),
       events: 0,
       eventsPerSecond: this.eps[p] ?? 0,
+      bytesPerSecond: 0,
       kernelDrops: {},
     }));
   }
