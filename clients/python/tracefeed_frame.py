@@ -24,10 +24,13 @@ EVENT_HEADER = struct.Struct("<BBHIQII")  # 24 bytes: op, flags, pad, size, ktim
 
 OP_EXEC = 1
 OP_EXIT = 2
+OP_FILE_OPEN = 12
 OP_CGROUP_STATS = 16
 OP_PROBE_STATS = 17
 FLAG_FOCUS = 0x02  # TF_FLAG_FOCUS: collected under a per-cgroup focus
 FLAG_TRUNCATED = 0x01
+FLAG_PATH_UNVERIFIED = 0x04  # TF_FLAG_PATH_UNVERIFIED: file.open path is the caller's string (failed open)
+FLAG_PATH_PARTIAL = 0x08  # TF_FLAG_PATH_PARTIAL: file.open path walk found no mount namespace root
 # enum tf_probe, then user-space sources (SOURCE_NAMES in src/ingest/layout.ts)
 SOURCE_NAMES = ["process", "tcp", "syscalls", "file", "sched", "cgroup"]
 DROP_REASON_NAMES = ["ringbuf_full", "filtered", "sampled_out", "map_full"]
@@ -36,6 +39,8 @@ DROP_REASON_NAMES = ["ringbuf_full", "filtered", "sampled_out", "map_full"]
 EXEC_BODY = struct.Struct("<IIIIQ16s256s")
 # struct tf_exit_event (72 bytes) after the header: pid, ppid, exit_code, exit_signal, cgroup_id, lifetime_ns, comm[16]
 EXIT_BODY = struct.Struct("<IIiIQQ16s")
+# struct tf_file_open (320 bytes) after the header: pid, flags, ret, pad, cgroup_id, comm[16], path[256]
+FILE_OPEN_BODY = struct.Struct("<IiiIQ16s256s")
 # struct tf_cgroup_stats (144 bytes) after the header: cgroup_id, interval_ns, then the counters below
 CGROUP_STATS_FIELDS = [
     "interval_ns",
@@ -60,10 +65,11 @@ PROBE_STATS_BODY = struct.Struct("<IIIIQQ4QQQ")
 RECORD_SIZE = {
     OP_EXEC: EVENT_HEADER.size + EXEC_BODY.size,
     OP_EXIT: EVENT_HEADER.size + EXIT_BODY.size,
+    OP_FILE_OPEN: EVENT_HEADER.size + FILE_OPEN_BODY.size,
     OP_CGROUP_STATS: EVENT_HEADER.size + CGROUP_STATS_BODY.size,
     OP_PROBE_STATS: EVENT_HEADER.size + PROBE_STATS_BODY.size,
 }
-PROBE_OF_OP = {OP_EXEC: "process", OP_EXIT: "process", OP_CGROUP_STATS: "cgroup"}
+PROBE_OF_OP = {OP_EXEC: "process", OP_EXIT: "process", OP_FILE_OPEN: "file", OP_CGROUP_STATS: "cgroup"}
 
 
 class FrameError(ValueError):
@@ -126,6 +132,21 @@ def _decode_record(buf: memoryview, off: int, node: str, boot_time_ns: int) -> d
             "process.exit.signal": signal,
             "process.lifetime_ns": lifetime,
             "cgroup.id": str(cgroup),
+            "host.name": node,
+        }
+    elif op == OP_FILE_OPEN:
+        pid, open_flags, ret, _p, cgroup, comm, path = FILE_OPEN_BODY.unpack_from(buf, off + EVENT_HEADER.size)
+        event["type"] = "file.open"
+        event["attributes"] = {
+            "process.pid": pid,
+            "file.open.flags": open_flags,
+            "file.open.result": ret,
+            "cgroup.id": str(cgroup),
+            "process.executable.name": _cstr(comm),
+            "file.path": _cstr(path),
+            # Failed opens carry the caller's string; successful ones the file the kernel opened.
+            "file.path.verified": not (flags & FLAG_PATH_UNVERIFIED),
+            "file.path.partial": bool(flags & FLAG_PATH_PARTIAL),
             "host.name": node,
         }
     elif op == OP_CGROUP_STATS:

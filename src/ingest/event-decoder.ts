@@ -11,6 +11,9 @@ import {
   SOURCE_NAMES,
   EXEC_LAYOUT,
   EXIT_LAYOUT,
+  COMM_LEN,
+  FILE_OPEN_LAYOUT,
+  PATH_LEN,
   Flag,
   HIST_SLOTS,
   Op,
@@ -67,6 +70,14 @@ const EXEC = {
   cgroup: fieldOffset(EXEC_LAYOUT, 'cgroup_id'),
   comm: fieldOffset(EXEC_LAYOUT, 'comm'),
   filename: fieldOffset(EXEC_LAYOUT, 'filename'),
+};
+const FILE = {
+  pid: fieldOffset(FILE_OPEN_LAYOUT, 'pid'),
+  flags: fieldOffset(FILE_OPEN_LAYOUT, 'flags'),
+  ret: fieldOffset(FILE_OPEN_LAYOUT, 'ret'),
+  cgroup: fieldOffset(FILE_OPEN_LAYOUT, 'cgroup_id'),
+  comm: fieldOffset(FILE_OPEN_LAYOUT, 'comm'),
+  path: fieldOffset(FILE_OPEN_LAYOUT, 'path'),
 };
 const EXIT = {
   pid: fieldOffset(EXIT_LAYOUT, 'pid'),
@@ -274,12 +285,15 @@ export function decodeRecord(
         ...base,
         type: 'file.open',
         attributes: {
-          'process.pid': dv.getUint32(24, true),
-          'file.open.flags': dv.getInt32(28, true),
-          'file.open.result': dv.getInt32(32, true),
-          'cgroup.id': dv.getBigUint64(40, true).toString(),
-          'process.executable.name': readCString(records, offset + 48, 16),
-          'file.path': readCString(records, offset + 64, 256),
+          'process.pid': dv.getUint32(FILE.pid, true),
+          'file.open.flags': dv.getInt32(FILE.flags, true),
+          'file.open.result': dv.getInt32(FILE.ret, true),
+          'cgroup.id': dv.getBigUint64(FILE.cgroup, true).toString(),
+          'process.executable.name': readCString(records, offset + FILE.comm, COMM_LEN),
+          'file.path': readCString(records, offset + FILE.path, PATH_LEN),
+          // Failed opens carry the caller's string; successful ones the file the kernel opened.
+          'file.path.verified': (flags & Flag.PATH_UNVERIFIED) === 0,
+          'file.path.partial': (flags & Flag.PATH_PARTIAL) !== 0,
           'host.name': node,
         },
       };

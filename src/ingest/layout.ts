@@ -80,6 +80,10 @@ export const DROP_REASON_NAMES = ['ringbuf_full', 'filtered', 'sampled_out', 'ma
 export const HIST_SLOTS = 32;
 export const PATH_LEN = 256;
 export const PATH_PREFIX_LEN = 64;
+/** `TF_PATH_COMPONENTS`: root-most components a resolved file.open path keeps. */
+export const PATH_COMPONENTS = 64;
+/** `TF_PATH_WALK_MAX`: dentries and mount crossings the file probe walks to reach the root. */
+export const PATH_WALK_MAX = 256;
 /** `TF_FOCUS_MAX`: entries of a probe's tf_focus map (cgroups focused at once). */
 export const FOCUS_MAX = 256;
 /** `TF_SET_ID_MAX`: entries of tf_set_cgroup, tf_set_pid, tf_set_port (allow and deny together). */
@@ -102,6 +106,10 @@ export const Flag = {
   TRUNCATED: 0x01,
   /** Collected under a per-cgroup focus. */
   FOCUS: 0x02,
+  /** file.open: the path is the caller's string (failed open), not the file the kernel opened. */
+  PATH_UNVERIFIED: 0x04,
+  /** file.open: the path walk found no mount namespace root; the path is relative, not judged by filters. */
+  PATH_PARTIAL: 0x08,
 } as const;
 
 export type FieldKind = 'u8' | 'u16' | 'u32' | 's32' | 'u64' | 'char';
