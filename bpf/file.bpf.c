@@ -52,7 +52,8 @@ struct {
 
 /* One path component found by the walk: a dentry's name. */
 struct path_comp {
-	__u64 name; /* kernel pointer to the name bytes */
+	__u64 dentry; /* kernel pointer to the dentry */
+	__u64 name;   /* kernel pointer to the name bytes */
 	__u32 len;
 	__u32 pad;
 };
@@ -125,6 +126,7 @@ static long walk_step(__u64 i, void *ctx)
 	if (!s)
 		return 1;
 	c = &s->comp[w->n & (TF_PATH_COMPONENTS - 1)];
+	c->dentry = w->dentry;
 	c->name = (__u64)d->d_name.name;
 	c->len = d->d_name.len;
 	w->n++;
@@ -137,8 +139,32 @@ struct copy {
 	__u32 n;    /* components walked */
 	__u32 off;  /* bytes written to rec.path; > TF_PATH_LEN - 1: cut */
 	__u32 bare; /* 1: no '/' before the first component (partial path) */
-	__u32 pad;
+	__u32 done; /* components written */
 };
+
+/*
+ * A short name lives inside its dentry (d_shortname, 40 bytes): copied with
+ * five plain loads instead of a helper call. The words run past the name;
+ * the next component or the final clear overwrites the excess.
+ */
+static __always_inline bool copy_inline_name(char *dst, const struct path_comp *p, __u32 len)
+{
+	const struct dentry *d;
+	__u64 *out = (__u64 *)dst;
+
+	if (!bpf_core_field_exists(struct dentry, d_shortname))
+		return false;
+	if (len >= sizeof(d->d_shortname) ||
+	    p->name != p->dentry + bpf_core_field_offset(struct dentry, d_shortname))
+		return false;
+	d = TF_CAST(dentry, p->dentry);
+	out[0] = d->d_shortname.words[0];
+	out[1] = d->d_shortname.words[1];
+	out[2] = d->d_shortname.words[2];
+	out[3] = d->d_shortname.words[3];
+	out[4] = d->d_shortname.words[4];
+	return true;
+}
 
 static long copy_step(__u64 k, void *ctx)
 {
@@ -156,9 +182,11 @@ static long copy_step(__u64 k, void *ctx)
 	len = p->len & 0xff; /* NAME_MAX */
 	if (!(k == 0 && c->bare))
 		s->rec.path[off++ & 0xff] = '/';
-	/* off <= 255 and len <= 255: the copy ends inside rec.path + spill. */
-	bpf_probe_read_kernel(&s->rec.path[off & 0xff], len, (const void *)p->name);
+	/* off <= 255, and len <= 255 or 40 inline bytes: the copy ends inside rec.path + spill. */
+	if (!copy_inline_name(&s->rec.path[off & 0xff], p, len))
+		bpf_probe_read_kernel(&s->rec.path[off & 0xff], len, (const void *)p->name);
 	c->off = off + len;
+	c->done++;
 	return 0;
 }
 
@@ -176,6 +204,7 @@ static __always_inline int resolve_fd_path(struct open_scratch *s, long fd)
 	struct copy c = {};
 	struct file **fds = fdt->fd;
 	__u64 fp = 0, vfsmnt;
+	__u32 ncopy;
 	int flags = 0;
 
 	if (fd < 0 || fd >= fdt->max_fds)
@@ -197,10 +226,21 @@ static __always_inline int resolve_fd_path(struct open_scratch *s, long fd)
 	c.bare = w.state != WALK_ROOTED;
 	if (w.n > TF_PATH_COMPONENTS)
 		flags |= TF_FLAG_TRUNCATED;
-	bpf_loop(w.n < TF_PATH_COMPONENTS ? w.n : TF_PATH_COMPONENTS, copy_step, &c, 0);
+	ncopy = w.n < TF_PATH_COMPONENTS ? w.n : TF_PATH_COMPONENTS;
+	bpf_loop(ncopy, copy_step, &c, 0);
+	if (c.off < TF_PATH_LEN) {
+		/* Clear what an inline copy wrote past the last name. */
+		__u64 *z = (__u64 *)&s->rec.path[c.off & 0xff];
+
+		z[0] = 0;
+		z[1] = 0;
+		z[2] = 0;
+		z[3] = 0;
+		z[4] = 0;
+	}
 	if (c.off == 0 && !c.bare) {
 		s->rec.path[0] = '/'; /* the root itself */
-	} else if (c.off > TF_PATH_LEN - 1) {
+	} else if (c.off > TF_PATH_LEN - 1 || c.done < ncopy) {
 		s->rec.path[TF_PATH_LEN - 1] = '\0';
 		flags |= TF_FLAG_TRUNCATED;
 	}

@@ -306,6 +306,42 @@ describe.skipIf(!isRoot)('file probe (root)', () => {
     );
   });
 
+  it('copies long names, and flags a path whose directories fill the buffer exactly', async () => {
+    const real = realpathSync(tmp);
+    // Names over the 40 bytes a dentry holds inline are copied another way.
+    const longName = path.join(real, `${'L'.repeat(60)}.txt`);
+    writeFileSync(longName, 'x');
+    // Directories that end exactly at byte 255, then one more component.
+    const segs: string[] = [];
+    for (let rem = TF_PATH_LEN - 1 - `${real}/e`.length; rem > 0;) {
+      const n = Math.min(rem - 1, 50);
+      const name = n >= 1 ? 'e'.repeat(n) : '';
+      segs.push(name);
+      rem -= n + 1;
+    }
+    const full = path.join(real, 'e', ...segs.filter(Boolean));
+    expect(Buffer.byteLength(full)).toBe(TF_PATH_LEN - 1);
+    mkdirSync(full, { recursive: true });
+    writeFileSync(path.join(full, 'f'), 'x');
+    await withProbe(
+      0,
+      () => {},
+      async (records) => {
+        const a = await runIn(cgDir, `exec cat ${longName}`);
+        const b = await runIn(cgDir, `exec cat ${path.join(full, 'f')}`);
+        expect([a.code, b.code]).toEqual([0, 0]);
+        await waitFor(() => records.some((x) => x.pid === b.pid && x.path.startsWith(real)), 3000);
+        const ra = records.find((x) => x.pid === a.pid && x.path.startsWith(real));
+        expect(ra?.path).toBe(longName);
+        expect(ra!.pathTailZero).toBe(true);
+        expect(ra!.flags).toBe(0);
+        const rb = records.find((x) => x.pid === b.pid && x.path.startsWith(real));
+        expect(rb?.path).toBe(full);
+        expect(rb!.flags).toBe(TF_FLAG_TRUNCATED);
+      },
+    );
+  });
+
   it('keeps the root-most components of a deep path; past the walk bound the path is partial and passes path filters', async () => {
     const real = realpathSync(tmp);
     // 70 one-byte directories: 140 bytes, more components than a path keeps.
