@@ -21,6 +21,8 @@
 #define TF_FILENAME_LEN 256
 #define TF_PATH_LEN 256
 #define TF_PATH_PREFIX_LEN 64 /* bytes of a path-prefix filter key */
+#define TF_PATH_COMPONENTS 64 /* file.open: root-most components a resolved path keeps */
+#define TF_PATH_WALK_MAX 256  /* file.open: dentries and mount crossings walked to reach the root */
 #define TF_HIST_SLOTS 32      /* log2 buckets: slot i counts [2^i, 2^(i+1)) ns; slot 0 also 0 ns; the last is open-ended */
 
 /* Op codes: append-only. */
@@ -67,6 +69,21 @@ enum tf_drop_reason {
 /* Bits of tf_event_header.flags. */
 #define TF_FLAG_TRUNCATED 0x01 /* a string field was cut at its bound */
 #define TF_FLAG_FOCUS 0x02     /* collected under a per-cgroup focus (struct tf_focus) */
+/*
+ * file.open: path is the caller's string read from user memory, not the
+ * file the kernel opened (a failed open has no file). It may be relative,
+ * hold //, /./, .. or symlinks, and another thread of the caller may have
+ * rewritten it after the kernel read it. Path filters judged this string.
+ */
+#define TF_FLAG_PATH_UNVERIFIED 0x04
+/*
+ * file.open: the walk from the opened file up to its mount namespace root
+ * did not get there (more than TF_PATH_WALK_MAX dentries and mounts, a
+ * mount attached to no namespace, a disconnected dentry). path holds the
+ * components found, without the leading '/'. Path filters cannot judge it:
+ * such a record passes them.
+ */
+#define TF_FLAG_PATH_PARTIAL 0x08
 
 /*
  * The event frame (docs/frame-format.md): one Kafka record value carrying
@@ -181,7 +198,15 @@ struct tf_syscall_slow {
 	char comm[TF_COMM_LEN];
 };
 
-/* TF_OP_FILE_OPEN. 320 bytes. */
+/*
+ * TF_OP_FILE_OPEN. 320 bytes. For a successful open, path is the file the
+ * kernel opened, read from the new fd's struct file: absolute from the root
+ * of the opener's mount namespace (not its chroot), symlinks resolved, no
+ * //, /./ or .. (TF_FLAG_TRUNCATED: cut at TF_PATH_LEN - 1 bytes or after
+ * TF_PATH_COMPONENTS components, the leading part kept; TF_FLAG_PATH_PARTIAL:
+ * not rooted). For a failed open (ret < 0), the caller's string, flagged
+ * TF_FLAG_PATH_UNVERIFIED.
+ */
 struct tf_file_open {
 	struct tf_event_header hdr;
 	__u32 pid;
@@ -190,7 +215,7 @@ struct tf_file_open {
 	__u32 pad;
 	__u64 cgroup_id;
 	char comm[TF_COMM_LEN];
-	char path[TF_PATH_LEN]; /* as passed by the caller (may be relative) */
+	char path[TF_PATH_LEN];
 };
 
 /* TF_OP_RUNQ_SUMMARY: built by user space from the sched map. 312 bytes. */

@@ -7,6 +7,7 @@
  *   syscall_loop [cpu]       pin to `cpu` (optional), print "ready <pid>"
  *   stdin "run N"            N getppid() calls flat out   -> "done N <ns>"
  *   stdin "pace N R"         N getppid() calls at R calls/s -> "done N <ns>"
+ *   stdin "open N PATH"      N open(PATH, O_RDONLY) + close flat out -> "done N <ns>"
  *   stdin "quit"
  *
  * getppid is issued through syscall(2) so libc can never cache it.
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,7 +32,8 @@ static long long now_ns(void)
 
 int main(int argc, char **argv)
 {
-	char line[256];
+	char line[4352];
+	char path[4096];
 
 	if (argc > 1) {
 		cpu_set_t set;
@@ -52,6 +55,16 @@ int main(int argc, char **argv)
 			t0 = now_ns();
 			for (i = 0; i < n; i++)
 				syscall(SYS_getppid);
+			t1 = now_ns();
+			printf("done %lld %lld\n", n, t1 - t0);
+		} else if (sscanf(line, "open %lld %4095s", &n, path) == 2) {
+			t0 = now_ns();
+			for (i = 0; i < n; i++) {
+				int fd = open(path, O_RDONLY);
+
+				if (fd >= 0)
+					close(fd);
+			}
 			t1 = now_ns();
 			printf("done %lld %lld\n", n, t1 - t0);
 		} else if (sscanf(line, "pace %lld %lld", &n, &rate) == 2 && rate > 0) {

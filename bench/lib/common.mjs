@@ -169,6 +169,11 @@ export async function startSyscallLoop(cpu) {
       const r = await c.send(`run ${n}`);
       return Number(r.split(' ')[2]);
     },
+    /** n open(path) + close() flat out; returns elapsed ns. */
+    async open(n, path) {
+      const r = await c.send(`open ${n} ${path}`);
+      return Number(r.split(' ')[2]);
+    },
     /** n calls at `rate` calls/s; returns elapsed ns. */
     async pace(n, rate) {
       const r = await c.send(`pace ${n} ${Math.round(rate)}`);

@@ -26,6 +26,8 @@ FRAME_MAGIC = TF_DEFINES["TF_FRAME_MAGIC"]  # b"TFEV" little-endian
 FRAME_VERSION = TF_DEFINES["TF_FRAME_VERSION"]
 FLAG_TRUNCATED = TF_DEFINES["TF_FLAG_TRUNCATED"]
 FLAG_FOCUS = TF_DEFINES["TF_FLAG_FOCUS"]  # collected under a per-cgroup focus
+FLAG_PATH_UNVERIFIED = TF_DEFINES["TF_FLAG_PATH_UNVERIFIED"]  # file.open path is the caller's string (failed open)
+FLAG_PATH_PARTIAL = TF_DEFINES["TF_FLAG_PATH_PARTIAL"]  # file.open path walk found no mount namespace root
 OP = {name[len("TF_OP_") :]: v for name, v in TF_ENUMS["tf_op"].items()}
 # enum tf_probe, then user-space sources (SOURCE_NAMES in src/ingest/layout.ts)
 SOURCE_NAMES = ["process", "tcp", "syscalls", "file", "sched", "cgroup"]
@@ -191,7 +193,7 @@ def _hist_json(hist: list) -> str:
     return json.dumps(hist, separators=(",", ":"))
 
 
-def _attributes(op: int, buf: memoryview, at: int) -> dict:
+def _attributes(op: int, flags: int, buf: memoryview, at: int) -> dict:
     L = LAYOUTS[STRUCT_OF_OP[op]]
     r = lambda name, i=0: L.read(buf, at, name, i)  # noqa: E731
     cstr = lambda name: L.cstr(buf, at, name)  # noqa: E731
@@ -272,6 +274,9 @@ def _attributes(op: int, buf: memoryview, at: int) -> dict:
             "cgroup.id": str(r("cgroup_id")),
             "process.executable.name": cstr("comm"),
             "file.path": cstr("path"),
+            # Failed opens carry the caller's string; successful ones the file the kernel opened.
+            "file.path.verified": not (flags & FLAG_PATH_UNVERIFIED),
+            "file.path.partial": bool(flags & FLAG_PATH_PARTIAL),
         }
     if op == OP["RUNQ_SUMMARY"]:
         hist = L.array(buf, at, "hist")
@@ -338,7 +343,7 @@ def _decode_record(buf: memoryview, off: int, node: str, boot_time_ns: int) -> d
         event["attributes"] = {"host.name": node}
         return event
     event["type"] = OP_TYPE[op]
-    attributes = _attributes(op, buf, off)
+    attributes = _attributes(op, flags, buf, off)
     attributes["host.name"] = node
     event["attributes"] = attributes
     if op == OP["PROBE_STATS"]:

@@ -28,7 +28,15 @@ function detail(e: TracefeedEvent): string {
       ? `${peer} sent ${a['tcp.bytes_sent']} recv ${a['tcp.bytes_received']}`
       : peer;
   }
-  if (e.type === 'file.open') return `${a['file.path']} -> ${a['file.open.result']}`;
+  if (e.type === 'file.open') {
+    const note =
+      a['file.path.verified'] === false
+        ? ' (caller string, unverified)'
+        : a['file.path.partial']
+          ? ' (partial)'
+          : '';
+    return `${a['file.path']}${note} -> ${a['file.open.result']}`;
+  }
   if (e.type === 'syscall.slow')
     return `nr ${a['syscall.nr']} ${(Number(a['syscall.duration_ns']) / 1e6).toFixed(1)} ms`;
   if (e.type === 'syscall.summary')

@@ -12,6 +12,7 @@ import { decodeFrame } from '../ingest/frame.js';
 import {
   CGROUP_STATS_LAYOUT,
   DROP_REASON_MAX,
+  FILE_OPEN_LAYOUT,
   Op,
   OpTable,
   PROBE_MAX,
@@ -44,6 +45,9 @@ const CGROUP_STAT_COLUMNS: ReadonlyArray<[number, number]> = (
     ['memory_oom_kill', S.memory_oom_kills],
   ] as const
 ).map(([field, col]) => [fieldOffset(CGROUP_STATS_LAYOUT, field), col]);
+
+/** Offset of file.open's result (fd or -errno). */
+const FILE_RET = fieldOffset(FILE_OPEN_LAYOUT, 'ret');
 
 const PSL = PROBE_STATS_LAYOUT;
 const PS_OFF = {
@@ -407,7 +411,7 @@ export class WindowAggregator {
           break;
         case Op.FILE_OPEN:
           sums[b + S.file_opens]! += weight;
-          if (dv.getInt32(off + 32, true) < 0) sums[b + S.file_open_errors]! += weight;
+          if (dv.getInt32(off + FILE_RET, true) < 0) sums[b + S.file_open_errors]! += weight;
           break;
         case Op.RUNQ_SUMMARY: {
           sums[b + S.runq_count]! +=

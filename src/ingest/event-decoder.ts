@@ -202,7 +202,7 @@ export function decodeRecord(
   if (!layout) return { ...base, type: `unknown.${op}`, attributes: { 'host.name': node } };
   const r = new RecordReader(layout, dv, records, offset);
   const type = OP_TYPE.get(op) ?? `unknown.${op}`;
-  const attributes = decodeAttributes(op, r, records, offset);
+  const attributes = decodeAttributes(op, flags, r, records, offset);
   attributes['host.name'] = node;
   if (op === Op.PROBE_STATS) {
     const probeId = r.u32('probe');
@@ -214,6 +214,7 @@ export function decodeRecord(
 /** The OpenTelemetry-style attributes of one known record. */
 function decodeAttributes(
   op: number,
+  flags: number,
   r: RecordReader,
   records: Uint8Array,
   offset: number,
@@ -303,6 +304,9 @@ function decodeAttributes(
         'cgroup.id': r.id('cgroup_id'),
         'process.executable.name': r.cstr('comm'),
         'file.path': r.cstr('path'),
+        // Failed opens carry the caller's string; successful ones the file the kernel opened.
+        'file.path.verified': (flags & Flag.PATH_UNVERIFIED) === 0,
+        'file.path.partial': (flags & Flag.PATH_PARTIAL) !== 0,
       };
     case Op.RUNQ_SUMMARY: {
       const hist = r.hist('hist');

@@ -70,6 +70,10 @@ export const DROP_REASON_NAMES = ['ringbuf_full', 'filtered', 'sampled_out', 'ma
 export const HIST_SLOTS = D.TF_HIST_SLOTS;
 export const PATH_LEN = D.TF_PATH_LEN;
 export const PATH_PREFIX_LEN = D.TF_PATH_PREFIX_LEN;
+/** `TF_PATH_COMPONENTS`: root-most components a resolved file.open path keeps. */
+export const PATH_COMPONENTS = D.TF_PATH_COMPONENTS;
+/** `TF_PATH_WALK_MAX`: dentries and mount crossings the file probe walks to reach the root. */
+export const PATH_WALK_MAX = D.TF_PATH_WALK_MAX;
 /** `TF_FOCUS_MAX`: entries of a probe's tf_focus map (cgroups focused at once). */
 export const FOCUS_MAX = D.TF_FOCUS_MAX;
 /** `TF_SET_ID_MAX`: entries of tf_set_cgroup, tf_set_pid, tf_set_port (allow and deny together). */
@@ -92,6 +96,10 @@ export const Flag = {
   TRUNCATED: D.TF_FLAG_TRUNCATED,
   /** Collected under a per-cgroup focus. */
   FOCUS: D.TF_FLAG_FOCUS,
+  /** file.open: the path is the caller's string (failed open), not the file the kernel opened. */
+  PATH_UNVERIFIED: D.TF_FLAG_PATH_UNVERIFIED,
+  /** file.open: the path walk found no mount namespace root; the path is relative, not judged by filters. */
+  PATH_PARTIAL: D.TF_FLAG_PATH_PARTIAL,
 } as const;
 
 export type FieldKind = 'u8' | 'u16' | 'u32' | 'u64' | 's8' | 's16' | 's32' | 's64' | 'char';

@@ -20,7 +20,7 @@ import {
   SK_LOST_NAMES,
 } from './layout.js';
 import { toBpfError, type NativeBpfObject } from './native.js';
-import type { FocusSettings, ProbeSettings } from './probe-settings.js';
+import { normalizePathPrefix, type FocusSettings, type ProbeSettings } from './probe-settings.js';
 
 export interface ProbeState {
   probe: string;
@@ -122,12 +122,14 @@ function comm(s: string): Buffer {
   return b;
 }
 function pathKey(prefix: string): Buffer {
-  const bytes = Buffer.from(prefix, 'utf8');
-  if (bytes.length > PATH_PREFIX_LEN)
+  // Settings come normalised from the schema; a prefix that is not is refused, not guessed at.
+  const normal = normalizePathPrefix(prefix);
+  if (normal !== prefix)
     throw new ConfigError(
-      `path prefix "${prefix}" is over ${PATH_PREFIX_LEN} bytes`,
+      `path prefix "${prefix}" is not normalised (the kernel compares resolved paths): use "${normal}"`,
       'filters.path_prefix',
     );
+  const bytes = Buffer.from(prefix, 'utf8');
   const b = Buffer.alloc(4 + PATH_PREFIX_LEN);
   b.writeUInt32LE(bytes.length * 8, 0);
   bytes.copy(b, 4);

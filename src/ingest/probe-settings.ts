@@ -2,9 +2,10 @@
  * What an operator (or the feedback loop) can change on a running probe.
  * Every field maps onto a map write in the kernel; none needs a reload.
  */
+import { posix } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../common/errors.js';
-import { FILTER_SETS, FOCUS_MAX, PROBE_NAMES, type ProbeName } from './layout.js';
+import { FILTER_SETS, FOCUS_MAX, PATH_PREFIX_LEN, PROBE_NAMES, type ProbeName } from './layout.js';
 
 const idList = <T extends z.ZodTypeAny>(item: T) =>
   z.array(item).max(FILTER_SETS.cgroup.maxEntries).default([]);
@@ -33,11 +34,37 @@ const commSchema = z
   .string()
   .min(1)
   .max(15, 'a comm is at most 15 bytes (the kernel truncates longer names)');
+/**
+ * Why a path prefix cannot be a filter, or undefined. The file probe reports
+ * the path the kernel opened (absolute, symlinks resolved, no //, /./ or ..)
+ * and the kernel compares prefixes byte by byte, so a prefix must be absolute
+ * and is normalised before it reaches the map.
+ */
+export function pathPrefixError(prefix: string): string | undefined {
+  if (!prefix.startsWith('/'))
+    return `a path prefix is absolute: "${prefix}" is relative (opened paths are reported from the root)`;
+  if (prefix.includes('\0')) return 'a path prefix holds no NUL byte';
+  const normal = posix.normalize(prefix);
+  if (Buffer.byteLength(normal, 'utf8') > PATH_PREFIX_LEN)
+    return `a path prefix is at most ${PATH_PREFIX_LEN} bytes once normalised: "${normal}" is longer`;
+  return undefined;
+}
+
+/** The prefix as the kernel map holds it: path.posix.normalize of an absolute path ("/a//b/../c/" -> "/a/c/"). */
+export function normalizePathPrefix(prefix: string): string {
+  const err = pathPrefixError(prefix);
+  if (err) throw new ConfigError(err, 'filters.path_prefix');
+  return posix.normalize(prefix);
+}
+
 const pathPrefixSchema = z
   .string()
-  .min(1)
-  .max(64, 'a path prefix is at most 64 bytes')
-  .startsWith('/', 'a path prefix is absolute');
+  .min(1, 'a path prefix is not empty')
+  .superRefine((p, ctx) => {
+    const message = pathPrefixError(p);
+    if (message) ctx.addIssue({ code: 'custom', message });
+  })
+  .transform((p) => posix.normalize(p));
 /** A cgroup by path relative to the cgroup v2 root ("/system.slice/x.service") or by numeric id. */
 const cgroupSchema = z.union([
   z.string().startsWith('/', 'a cgroup path starts with "/"'),

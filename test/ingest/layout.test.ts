@@ -2,11 +2,14 @@
  * bpf/events.h and the TypeScript decoders agree on every size and offset:
  * checked against the BTF the compiler wrote into the objects.
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { bpfObjectPath } from '../../src/common/paths.js';
+import { bpfObjectPath, repoRoot } from '../../src/common/paths.js';
 import { compareLayout, readBtfStructs } from '../../src/ingest/btf-layout.js';
-import { CHECKED_LAYOUTS, EXEC_LAYOUT, type RecordLayout } from '../../src/ingest/layout.js';
+import { CHECKED_LAYOUTS, EXEC_LAYOUT, Flag, type RecordLayout } from '../../src/ingest/layout.js';
+import { TF_DEFINES } from '../../src/ingest/layout.generated.js';
 
 const layoutObject = bpfObjectPath('layout');
 
@@ -32,6 +35,27 @@ describe('events.h layout vs TypeScript', () => {
         if (reference) expect(s, `${name} in ${family}.bpf.o`).toEqual(reference);
       }
     }
+  });
+
+  it('every TF_FLAG_* of events.h is named in TypeScript and Python', () => {
+    const flagsInHeader = Object.entries(TF_DEFINES).filter(([k]) => k.startsWith('TF_FLAG_'));
+    expect(flagsInHeader.length).toBeGreaterThanOrEqual(4);
+    expect(Object.fromEntries(flagsInHeader)).toEqual(
+      Object.fromEntries(Object.entries(Flag).map(([k, v]) => [`TF_FLAG_${k}`, v])),
+    );
+    const py = JSON.parse(
+      execFileSync(
+        'python3',
+        [
+          '-c',
+          'import json, sys; sys.path.insert(0, sys.argv[1]); import tracefeed_frame as t; ' +
+            'print(json.dumps({k: v for k, v in vars(t).items() if k.startswith("FLAG_")}))',
+          join(repoRoot, 'clients/python'),
+        ],
+        { encoding: 'utf8' },
+      ),
+    ) as Record<string, number>;
+    expect(py).toEqual(Object.fromEntries(flagsInHeader.map(([k, v]) => [k.slice(3), v])));
   });
 
   it('reports a drift: a moved field and a changed size fail the comparison', () => {

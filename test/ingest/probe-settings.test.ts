@@ -4,6 +4,8 @@ import { SET_ID_MAX, SET_STR_MAX } from '../../src/ingest/layout.js';
 import {
   applyPatch,
   defaultSettings,
+  normalizePathPrefix,
+  probePatchSchema,
   probeSettingsSchema,
 } from '../../src/ingest/probe-settings.js';
 
@@ -39,5 +41,48 @@ describe('probe settings filter limits', () => {
       filters: { comm: { allow: range(0, 256).map((i) => `c${i}`), deny: ['c0', 'c1'] } },
     });
     expect(s.filters.comm.allow).toHaveLength(256);
+  });
+});
+
+describe('path prefix filters', () => {
+  it('normalises prefixes before they reach the kernel map', () => {
+    const s = applyPatch(defaultSettings(true), {
+      filters: {
+        path_prefix: {
+          allow: ['/tmp//tfX/', '/tmp/./a/../tfY/.', '//srv'],
+          deny: ['/tmp/tfX/../tfZ/'],
+        },
+      },
+    });
+    expect(s.filters.path_prefix.allow).toEqual(['/tmp/tfX/', '/tmp/tfY', '/srv']);
+    expect(s.filters.path_prefix.deny).toEqual(['/tmp/tfZ/']);
+    expect(normalizePathPrefix('/a/b/../../..//c/')).toBe('/c/');
+  });
+
+  it('refuses a relative prefix, naming it', () => {
+    const r = probeSettingsSchema.safeParse({
+      enabled: true,
+      filters: { path_prefix: { deny: ['tmp/tfX'] } },
+    });
+    expect(r.success).toBe(false);
+    expect(r.error?.issues[0]?.path).toEqual(['filters', 'path_prefix', 'deny', 0]);
+    expect(r.error?.issues[0]?.message).toBe(
+      'a path prefix is absolute: "tmp/tfX" is relative (opened paths are reported from the root)',
+    );
+    const p = probePatchSchema.safeParse({ filters: { path_prefix: { allow: ['./x'] } } });
+    expect(p.error?.issues[0]?.message).toMatch(/"\.\/x" is relative/);
+    expect(() => normalizePathPrefix('../etc')).toThrow(/"\.\.\/etc" is relative/);
+  });
+
+  it('measures the 64-byte bound after normalising', () => {
+    const long = `/${'a'.repeat(62)}/`; // 64 bytes
+    expect(
+      applyPatch(defaultSettings(true), {
+        filters: { path_prefix: { allow: [`${long}./`] } },
+      }).filters.path_prefix.allow,
+    ).toEqual([long]);
+    expect(() =>
+      applyPatch(defaultSettings(true), { filters: { path_prefix: { allow: [`${long}b`] } } }),
+    ).toThrow(/at most 64 bytes once normalised/);
   });
 });

@@ -57,12 +57,26 @@ describe('python frame decoder', () => {
         b.writeBigUInt64LE(BigInt(10 + r), o('drops') + r * 8);
       b.writeBigUInt64LE(3n, o('sink_dropped'));
     });
+    const fileOpen = (flags: number, ret: number, path: string): Buffer =>
+      record(layout.Op.FILE_OPEN, layout.FILE_OPEN_LAYOUT.size, (b) => {
+        const o = (n: string): number => layout.fieldOffset(layout.FILE_OPEN_LAYOUT, n);
+        b.writeUInt8(flags, 1);
+        b.writeUInt32LE(4321, o('pid'));
+        b.writeInt32LE(0o100101, o('flags'));
+        b.writeInt32LE(ret, o('ret'));
+        b.writeBigUInt64LE(99n, o('cgroup_id'));
+        b.write('naïve-proc', o('comm'), 'utf8');
+        b.write(path, o('path'), 'utf8');
+      });
+    const opened = fileOpen(0, 3, '/tmp/tfX/naïve.txt');
+    const failed = fileOpen(layout.Flag.PATH_UNVERIFIED, -2, 'rel/../x');
+    const partial = fileOpen(layout.Flag.PATH_PARTIAL | layout.Flag.TRUNCATED, 5, 'a/b');
     const frame = encodeFrame({
       node: 'nœud-1',
       bootTimeNs: 1_764_000_000_123_456_789n,
       sequence: 7n,
-      chunks: [exec, exit, cgStats, probeStats],
-      eventCount: 4,
+      chunks: [exec, exit, cgStats, probeStats, opened, failed, partial],
+      eventCount: 7,
     });
     const dir = mkdtempSync(join(tmpdir(), 'tf-py-'));
     writeFileSync(join(dir, 'frame.bin'), frame);
@@ -98,6 +112,32 @@ describe('python frame decoder', () => {
         'probe.sink_dropped': 3,
       },
     });
+    expect(py.slice(4)).toMatchObject([
+      {
+        type: 'file.open',
+        probe: 'file',
+        truncated: false,
+        attributes: {
+          'file.path': '/tmp/tfX/naïve.txt',
+          'file.open.result': 3,
+          'file.open.flags': 0o100101,
+          'file.path.verified': true,
+          'file.path.partial': false,
+        },
+      },
+      {
+        attributes: {
+          'file.path': 'rel/../x',
+          'file.open.result': -2,
+          'file.path.verified': false,
+          'file.path.partial': false,
+        },
+      },
+      {
+        truncated: true,
+        attributes: { 'file.path': 'a/b', 'file.path.verified': true, 'file.path.partial': true },
+      },
+    ]);
   });
 
   it('decodes every op the way the TypeScript decoder does', () => {

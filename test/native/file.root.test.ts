@@ -4,7 +4,7 @@
 // v2: needs root, `make -C bpf` and `node native/build.mjs`.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -37,6 +37,10 @@ const TF_FILTER_ALLOW_PATH = 0x0010;
 const TF_SET_ALLOW = 0x1;
 const TF_PATH_LEN = 256;
 const TF_PATH_PREFIX_LEN = 64;
+const TF_FLAG_TRUNCATED = 0x01;
+const TF_FLAG_PATH_UNVERIFIED = 0x04;
+const TF_FLAG_PATH_PARTIAL = 0x08;
+const PATH_COMPONENTS = 64;
 const O_WRONLY = 0o1;
 const O_CREAT = 0o100;
 const O_TRUNC = 0o1000;
@@ -225,6 +229,7 @@ describe.skipIf(!isRoot)('file probe (root)', () => {
       expect(f, 'failed open').toBeDefined();
       expect(f!.path).toBe(missing);
       expect(f!.ret).toBe(-2); // -ENOENT
+      expect(f!.flags).toBe(TF_FLAG_PATH_UNVERIFIED); // no file: the caller's string
 
       // Only our prefix, only our cgroup: the loader's and the outside opens are filtered.
       expect(records.some((x) => x.pid === out.pid)).toBe(false);
@@ -241,29 +246,134 @@ describe.skipIf(!isRoot)('file probe (root)', () => {
     }
   });
 
-  it('flags a path that fills the buffer as truncated', async () => {
+  /** Loads the probe for this test's cgroup (plus `mask`), runs `fn` with the records seen. */
+  async function withProbe(
+    mask: number,
+    setup: (obj: Native.BpfObject) => void,
+    fn: (records: OpenRecord[]) => Promise<void>,
+  ): Promise<void> {
     const obj = new native.BpfObject(probePath, { consts: { wakeup_bytes: 1n } });
     try {
       obj.load();
-      obj.mapUpdate('tf_config', Buffer.alloc(4), configBuf(1, 1, 1, TF_FILTER_ALLOW_CGROUP));
+      obj.mapUpdate(
+        'tf_config',
+        Buffer.alloc(4),
+        configBuf(1, 1, 1, TF_FILTER_ALLOW_CGROUP | mask),
+      );
       obj.mapUpdate('tf_set_cgroup', u64Key(cg), Buffer.from([TF_SET_ALLOW]));
+      setup(obj);
       obj.attach('handle_openat_enter');
       obj.attach('handle_openat_exit');
       const records: OpenRecord[] = [];
       obj.startRing('rb', { flushMs: 10 }, (batch) => records.push(...decodeBatch(batch)));
-      // "/./././...": a valid 300-byte path the kernel resolves to tmp.
-      const long = `${tmp}${'/.'.repeat(150)}/known.txt`;
-      const run = await runIn(cgDir, `exec cat ${long}`);
-      expect(run.code).toBe(0);
-      await waitFor(() => records.some((x) => x.pid === run.pid && x.path.startsWith(tmp)), 3000);
+      await fn(records);
       obj.stopRing();
-      const rec = records.find((x) => x.pid === run.pid && x.path.startsWith(tmp));
-      expect(rec).toBeDefined();
-      expect(rec!.flags & 1).toBe(1); // TF_FLAG_TRUNCATED
-      expect(rec!.path).toBe(long.slice(0, TF_PATH_LEN - 1));
-      expect(rec!.ret).toBeGreaterThanOrEqual(3);
     } finally {
       obj.close();
     }
+  }
+
+  it('reports the resolved path, cut at the buffer with its leading part kept', async () => {
+    // "/./././...": a 300-byte spelling the kernel resolves to known.txt; reported resolved.
+    const dotted = `${tmp}${'/.'.repeat(150)}/known.txt`;
+    // A real path over the buffer: 30 directories of 10 bytes.
+    const deepDir = path.join(
+      tmp,
+      ...Array.from({ length: 30 }, (_, i) => `d${String(i).padStart(9, '0')}`),
+    );
+    mkdirSync(deepDir, { recursive: true });
+    const deep = path.join(deepDir, 'f.txt');
+    writeFileSync(deep, 'x');
+    await withProbe(
+      0,
+      () => {},
+      async (records) => {
+        const a = await runIn(cgDir, `exec cat ${dotted}`);
+        const b = await runIn(cgDir, `exec cat ${deep}`);
+        expect([a.code, b.code]).toEqual([0, 0]);
+        await waitFor(() => records.some((x) => x.pid === b.pid && x.path.startsWith(tmp)), 3000);
+        const ra = records.find((x) => x.pid === a.pid && x.path.startsWith(tmp));
+        expect(ra?.path).toBe(path.join(realpathSync(tmp), 'known.txt'));
+        expect(ra!.flags & (TF_FLAG_TRUNCATED | TF_FLAG_PATH_UNVERIFIED)).toBe(0);
+        const rb = records.find((x) => x.pid === b.pid && x.path.startsWith(tmp));
+        expect(rb).toBeDefined();
+        expect(rb!.flags & TF_FLAG_TRUNCATED).toBe(TF_FLAG_TRUNCATED);
+        expect(rb!.flags & (TF_FLAG_PATH_UNVERIFIED | TF_FLAG_PATH_PARTIAL)).toBe(0);
+        expect(rb!.path).toBe(realpathSync(deep).slice(0, TF_PATH_LEN - 1));
+        expect(rb!.pathTailZero).toBe(true);
+        expect(rb!.ret).toBeGreaterThanOrEqual(3);
+      },
+    );
+  });
+
+  it('copies long names, and flags a path whose directories fill the buffer exactly', async () => {
+    const real = realpathSync(tmp);
+    // Names over the 40 bytes a dentry holds inline are copied another way.
+    const longName = path.join(real, `${'L'.repeat(60)}.txt`);
+    writeFileSync(longName, 'x');
+    // Directories that end exactly at byte 255, then one more component.
+    const segs: string[] = [];
+    for (let rem = TF_PATH_LEN - 1 - `${real}/e`.length; rem > 0;) {
+      const n = Math.min(rem - 1, 50);
+      const name = n >= 1 ? 'e'.repeat(n) : '';
+      segs.push(name);
+      rem -= n + 1;
+    }
+    const full = path.join(real, 'e', ...segs.filter(Boolean));
+    expect(Buffer.byteLength(full)).toBe(TF_PATH_LEN - 1);
+    mkdirSync(full, { recursive: true });
+    writeFileSync(path.join(full, 'f'), 'x');
+    await withProbe(
+      0,
+      () => {},
+      async (records) => {
+        const a = await runIn(cgDir, `exec cat ${longName}`);
+        const b = await runIn(cgDir, `exec cat ${path.join(full, 'f')}`);
+        expect([a.code, b.code]).toEqual([0, 0]);
+        await waitFor(() => records.some((x) => x.pid === b.pid && x.path.startsWith(real)), 3000);
+        const ra = records.find((x) => x.pid === a.pid && x.path.startsWith(real));
+        expect(ra?.path).toBe(longName);
+        expect(ra!.pathTailZero).toBe(true);
+        expect(ra!.flags).toBe(0);
+        const rb = records.find((x) => x.pid === b.pid && x.path.startsWith(real));
+        expect(rb?.path).toBe(full);
+        expect(rb!.flags).toBe(TF_FLAG_TRUNCATED);
+      },
+    );
+  });
+
+  it('keeps the root-most components of a deep path; past the walk bound the path is partial and passes path filters', async () => {
+    const real = realpathSync(tmp);
+    // 70 one-byte directories: 140 bytes, more components than a path keeps.
+    const d70 = path.join(real, 'c', ...Array.from({ length: 69 }, () => 'a'));
+    mkdirSync(d70, { recursive: true });
+    writeFileSync(path.join(d70, 'f'), 'x');
+    // 300 directories: more steps than the walk takes (openat from a directory fd).
+    const d300 = path.join(real, 'w', ...Array.from({ length: 299 }, () => 'b'));
+    mkdirSync(d300, { recursive: true });
+    writeFileSync(path.join(d300, 'f'), 'x');
+    const comps = path.join(d70, 'f').split('/').filter(Boolean);
+    const allowOnly = `${real}/c/`;
+    await withProbe(
+      TF_FILTER_ALLOW_PATH,
+      (obj) => obj.mapUpdate('tf_set_path', pathKey(allowOnly), Buffer.from([TF_SET_ALLOW])),
+      async (records) => {
+        const a = await runIn(cgDir, `exec cat ${path.join(d70, 'f')}`);
+        const b = await runIn(cgDir, `cd ${d300} && exec cat f`);
+        expect([a.code, b.code]).toEqual([0, 0]);
+        await waitFor(() => records.some((x) => x.pid === b.pid), 3000);
+        const ra = records.filter((x) => x.pid === a.pid);
+        expect(ra).toHaveLength(1);
+        expect(ra[0]!.path).toBe(`/${comps.slice(0, PATH_COMPONENTS).join('/')}`);
+        expect(ra[0]!.flags & (TF_FLAG_TRUNCATED | TF_FLAG_PATH_PARTIAL)).toBe(TF_FLAG_TRUNCATED);
+        // Outside the allowed prefix, but the walk cannot reach the root: reported, flagged.
+        const rb = records.filter((x) => x.pid === b.pid && x.ret >= 0);
+        expect(rb.some((x) => x.path.startsWith('/'))).toBe(false);
+        const deepOpen = rb.find((x) => x.path.endsWith('b/b/b'));
+        expect(deepOpen, rb.map((x) => `${x.flags} ${x.path}`).join('\n')).toBeDefined();
+        expect(deepOpen!.flags & TF_FLAG_PATH_PARTIAL).toBe(TF_FLAG_PATH_PARTIAL);
+        expect(deepOpen!.flags & TF_FLAG_PATH_UNVERIFIED).toBe(0);
+      },
+    );
   });
 });
