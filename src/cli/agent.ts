@@ -205,7 +205,12 @@ export function registerAgentCommands(program: Command): void {
         'text (streamed; default on a terminal), json, or jsonl (default when piped)',
       ),
     )
-    .action(async (words: string[], o: CommonOpts & { output?: string }) => {
+    .option(
+      '--wait-for-data <seconds>',
+      'when the answer proposes collection it lacks, wait up to this long for the data, then answer again',
+      numberArg('--wait-for-data', 0),
+    )
+    .action(async (words: string[], o: CommonOpts & { output?: string; waitForData?: number }) => {
       const format = o.output === 'text' ? 'table' : resolveFormat(o.output);
       const { deps, close } = await buildDeps(o, log);
       try {
@@ -213,6 +218,7 @@ export function registerAgentCommands(program: Command): void {
         const text = format === 'table';
         let streamed = false;
         const r = await agent.ask(words.join(' '), {
+          ...(o.waitForData !== undefined ? { waitForDataMs: o.waitForData * 1000 } : {}),
           ...(text
             ? {
                 onToken: (t: string) => {
