@@ -8,7 +8,7 @@
 //          [--out docs/eval-agent] [--save-recording FILE]
 // (root; Kafka and Redis up; builds dist/ first). OPENAI_BASE_URL / OPENAI_API_KEY /
 // TRACEFEED_AGENT_MODEL select an endpoint too.
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../dist/common/logger.js';
 import { preflight } from '../dist/ingest/index.js';
@@ -24,19 +24,23 @@ const { values: a } = parseArgs({
     'price-completion': { type: 'string' },
     out: { type: 'string', default: 'docs/eval-agent' },
     'save-recording': { type: 'string' },
+    // Grade a recording saved earlier by --save-recording instead of recording one.
+    recording: { type: 'string' },
   },
 });
 const log = createLogger('eval', 'error');
-preflight(log);
+if (!a.recording) preflight(log);
 const incidents = a.incidents.split(',').flatMap((n) => resolveIncidents(n.trim()));
 const say = (l) => process.stderr.write(`eval:agent: ${l}\n`);
-const rec = await recordRun({
-  brokers: (process.env.TRACEFEED_KAFKA_BROKERS ?? '127.0.0.1:9092').split(','),
-  redisUrl: process.env.TRACEFEED_REDIS_URL ?? 'redis://127.0.0.1:6379',
-  log,
-  incidents,
-  progress: say,
-});
+const rec = a.recording
+  ? JSON.parse(readFileSync(a.recording, 'utf8'))
+  : await recordRun({
+      brokers: (process.env.TRACEFEED_KAFKA_BROKERS ?? '127.0.0.1:9092').split(','),
+      redisUrl: process.env.TRACEFEED_REDIS_URL ?? 'redis://127.0.0.1:6379',
+      log,
+      incidents,
+      progress: say,
+    });
 if (a['save-recording']) writeFileSync(a['save-recording'], JSON.stringify(rec));
 const baseUrl = a['base-url'] ?? process.env.OPENAI_BASE_URL;
 const llm = baseUrl

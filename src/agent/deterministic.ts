@@ -190,7 +190,12 @@ export function parseQuestion(question: string): ParsedQuestion {
       q,
     )
   )
-    return { intent: 'coverage', minutes: minutes ?? 5, ...base };
+    return {
+      intent: 'coverage',
+      minutes: minutes ?? 5,
+      ...base,
+      ...(metric !== undefined ? { metric } : {}),
+    };
   if (
     /\b(which|what|top|busiest|noisiest|most active)\s+(\w+\s+)?(process|program|executable|binary|command)(es|s)?\b|\b(by|per)\s+(process|program|executable|binary|command)\b|\bprocess(es)?\s+(with|had|has|made|making)\b/.test(
       q,

@@ -513,6 +513,27 @@ export const checkCoverage: AgentTool<typeof checkCoverageSchema> = {
           });
         }
       }
+      if (!family && sampledWindows.size > 0) {
+        const sampledProbes = [
+          ...new Set(
+            mine
+              .filter(
+                (r) =>
+                  Number(r.probe_sample_n ?? 0) > 1 ||
+                  Number(r.probe_overload_n ?? 0) > 1 ||
+                  Number(r.sample_weight_max ?? 1) > 1,
+              )
+              .map((r) => String(r.probe)),
+          ),
+        ].sort();
+        gaps.push({
+          kind: 'sampled',
+          node,
+          probe: sampledProbes.join(','),
+          detail: `records of ${sampledProbes.join(', ')} were sampled on ${node} in ${sampledWindows.size} window(s) of the range: counts there are weighted estimates, not exact`,
+          windows: [...sampledWindows].sort(),
+        });
+      }
       if (dropWindows.size > 0)
         gaps.push({
           kind: 'drops',

@@ -183,7 +183,7 @@ class Truth {
   }
 
   workloads(): string[] {
-    return [...new Set(this.rec.rows.map((r) => String(r.workload)))];
+    return [...new Set(this.rec.rows.map((r) => String(r.workload)))].filter((w) => w.length > 0);
   }
 
   /** Executables by a per-process count over 10 s buckets starting in the range. */
@@ -208,7 +208,7 @@ class Truth {
   }
 
   executables(): string[] {
-    return [...new Set(this.events.map((e) => e.name))];
+    return [...new Set(this.events.map((e) => e.name))].filter((n) => n.length > 0);
   }
 
   anomaliesOf(workload: string, minutes: number) {
@@ -273,6 +273,14 @@ function topCheck(
       };
   }
   return { pass: true, why: 'top names and values match' };
+}
+
+/** Text with every workload name removed. */
+function withoutNames(answer: string, names: string[]): string {
+  let out = answer;
+  for (const n of [...names].sort((a, b) => b.length - a.length))
+    if (n.length > 1) out = out.replaceAll(n, '');
+  return out;
 }
 
 /** Text with `node <name>` mentions removed (node names are not executables). */
@@ -384,7 +392,8 @@ export function buildQuestions(rec: Recording): EvalQuestion[] {
       `what caused the anomaly on workload ${inc.victim}?`,
       { incident: inc.incident, title: INCIDENTS[inc.incident].title, detected: inc.detected },
       (r) =>
-        re.test(r.answer)
+        // Workload names are left out: a victim's name may say what was injected.
+        re.test(withoutNames(r.answer, workloads))
           ? { pass: true, why: `names the cause (${re.source.slice(0, 40)}...)` }
           : {
               pass: false,
@@ -417,50 +426,48 @@ export function buildQuestions(rec: Recording): EvalQuestion[] {
   const lastState = (id: string): string | undefined =>
     rec.audit.filter((a) => a.request_id === id && a.state !== 'submitted' && a.node).pop()?.state;
   const latest = subs[0];
-  add(
-    'loop',
-    `what did the feedback loop do in the last ${span} minutes?`,
-    latest
-      ? {
-          latest: latest.id,
-          probe: latest.req.probe,
-          action: latest.req.action,
-          state: lastState(latest.id),
-          requests: ids.length,
-        }
-      : { requests: 0 },
-    (r) => {
-      if (!latest)
-        return SAYS_NONE.test(r.answer)
-          ? { pass: true, why: 'none, as the audit' }
-          : { pass: false, why: 'the audit has no request' };
-      const st = lastState(latest.id);
-      const line = lineOf(r.answer, latest.id);
-      if (!line) return { pass: false, why: `the latest request ${latest.id} is not named` };
-      return line.includes(String(latest.req.probe)) &&
-        line.includes(String(latest.req.action)) &&
-        (st === undefined || line.includes(st))
-        ? { pass: true, why: 'names the latest request, its probe, action and state' }
-        : {
-            pass: false,
-            why: `the line of ${latest.id} lacks ${latest.req.action} ${latest.req.probe} ${st}`,
-          };
-    },
+  // Requests made in the same instant are all "the latest".
+  const latestSet = subs.filter((x) => x.req.created_at === latest?.req.created_at);
+  const latestTruth = latest
+    ? {
+        latest: latestSet.map((x) => ({
+          id: x.id,
+          probe: x.req.probe,
+          action: x.req.action,
+          state: lastState(x.id),
+        })),
+        requests: ids.length,
+      }
+    : { requests: 0 };
+  const latestCheck = (answer: string): Verdict => {
+    if (!latest)
+      return SAYS_NONE.test(answer)
+        ? { pass: true, why: 'none, as the audit' }
+        : { pass: false, why: 'the audit has no request' };
+    for (const x of latestSet) {
+      const st = lastState(x.id);
+      const named = answer
+        .split('\n')
+        .some(
+          (l) =>
+            l.includes(x.id) &&
+            l.includes(String(x.req.probe)) &&
+            l.includes(String(x.req.action)) &&
+            (st === undefined || l.includes(st)),
+        );
+      if (named)
+        return { pass: true, why: `names the latest request ${x.id}, its probe, action and state` };
+    }
+    return {
+      pass: false,
+      why: `no line names a latest request with its probe, action and state (${latestSet.map((x) => `${x.id} ${x.req.action} ${x.req.probe} ${lastState(x.id)}`).join('; ')})`,
+    };
+  };
+  add('loop', `what did the feedback loop do in the last ${span} minutes?`, latestTruth, (r) =>
+    latestCheck(r.answer),
   );
-  add(
-    'loop',
-    'which probe did the feedback loop change last?',
-    latest ? { latest: latest.id, probe: latest.req.probe } : { requests: 0 },
-    (r) => {
-      if (!latest)
-        return SAYS_NONE.test(r.answer)
-          ? { pass: true, why: 'none, as the audit' }
-          : { pass: false, why: 'the audit has no request' };
-      const first = order(r.answer, ids)[0];
-      return first === latest.id && lineOf(r.answer, latest.id).includes(String(latest.req.probe))
-        ? { pass: true, why: 'the latest request first' }
-        : { pass: false, why: `first request named ${first ?? 'none'}, latest is ${latest.id}` };
-    },
+  add('loop', 'which probe did the feedback loop change last?', latestTruth, (r) =>
+    latestCheck(r.answer),
   );
   const states = FAMILIES.map((f) => {
     const p = rec.probes.find((x) => x.probe === f.name);
@@ -492,7 +499,7 @@ export function buildQuestions(rec: Recording): EvalQuestion[] {
   const agentGated = th.approval.origins.includes('agent');
   add(
     'loop',
-    'do feedback changes proposed by the agent need approval?',
+    'does the feedback policy require operator approval for agent proposals?',
     { agent_needs_approval: agentGated, origins: th.approval.origins },
     (r) => {
       const yes = /agent[^.\n]*(need|wait|require)[^.\n]*approv|approv[^.\n]*agent/i.test(r.answer);

@@ -145,9 +145,9 @@ export async function recordRun(o: RecordOptions): Promise<Recording> {
     const at = new Date().toISOString();
     session.agent.setProbe('tcp', { sample_n: sampleN });
     await sleep((o.sampled_seconds ?? 6) * 1000);
-    const probes = await agentProbeSource(session.agent, session.node).probes();
-    // Let the last windows close before the recording ends.
+    // Let the last windows close before the recording ends; the probe state is the end's.
     await sleep((session.windowSeconds + 2) * 1000);
+    const probes = await agentProbeSource(session.agent, session.node).probes();
     const ended = Date.now();
     log.push({
       kind: 'operator_sampling',
