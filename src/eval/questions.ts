@@ -225,7 +225,12 @@ class Truth {
     const drops = new Set<string>();
     for (const r of rows) {
       const w = String(r.window_start);
-      if (Number(r.probe_sample_n ?? 0) > 1 || Number(r.sample_weight_max ?? 1) > 1) sampled.add(w);
+      if (
+        Number(r.probe_sample_n ?? 0) > 1 ||
+        Number(r.probe_overload_n ?? 0) > 1 ||
+        Number(r.sample_weight_max ?? 1) > 1
+      )
+        sampled.add(w);
       if (
         Number(r.probe_ringbuf_full ?? 0) + Number(r.probe_sink_dropped ?? 0) > 0 ||
         (typeof r.coverage_ratio === 'number' && r.coverage_ratio < 1)
@@ -355,7 +360,11 @@ export function buildQuestions(rec: Recording): EvalQuestion[] {
   ].slice(0, 5);
   for (const w of scoped) {
     const found = T.anomaliesOf(w, span);
-    const metrics = [...new Set(found.map((a) => a.metric))];
+    // A list of anomalies is a list of the newest: with more than ten, those ten are asked for.
+    const newest = [...found]
+      .sort((x, y) => y.window_start.localeCompare(x.window_start) || y.score - x.score)
+      .slice(0, 10);
+    const metrics = [...new Set(newest.map((a) => a.metric))];
     add(
       'anomalies',
       `any anomalies on workload ${w} in the last ${span} minutes?`,
@@ -466,7 +475,7 @@ export function buildQuestions(rec: Recording): EvalQuestion[] {
   add('loop', `what did the feedback loop do in the last ${span} minutes?`, latestTruth, (r) =>
     latestCheck(r.answer),
   );
-  add('loop', 'which probe did the feedback loop change last?', latestTruth, (r) =>
+  add('loop', 'what was the last action of the feedback loop?', latestTruth, (r) =>
     latestCheck(r.answer),
   );
   const states = FAMILIES.map((f) => {
@@ -479,7 +488,9 @@ export function buildQuestions(rec: Recording): EvalQuestion[] {
         .split('\n')
         .find((l) => new RegExp(`(^|[^\\w])${s.probe}\\b`).test(l) && !/^Policy/.test(l));
       if (!line) return { pass: false, why: `no line for ${s.probe}` };
-      const saysOff = /\b(off|disabled|not enabled|inactive)\b/i.test(line);
+      // The state, not the reason for it ("off by default" explains an enabled family too).
+      const state = line.split(/\bwhy\b|\bbecause\b/i)[0]!;
+      const saysOff = /\b(off|disabled|not enabled|inactive)\b/i.test(state);
       if (saysOff === s.enabled)
         return {
           pass: false,
@@ -522,8 +533,11 @@ export function buildQuestions(rec: Recording): EvalQuestion[] {
     add('completeness', q, c, (r) => {
       const a = r.answer;
       const sampled = c.sampled_now || c.sampled_windows > 0;
-      const complete = !c.off && !sampled && c.drop_windows === 0;
+      const noData = !c.off && c.windows === 0;
+      const complete = !c.off && !noData && !sampled && c.drop_windows === 0;
       const problems: string[] = [];
+      if (noData && !/\bno (feature )?windows|\bno data\b/i.test(a))
+        problems.push('should say there is no data in the range');
       if (c.off && !/\boff\b|not collected|disabled|not enabled/i.test(a))
         problems.push('should say the family is off');
       if (sampled !== /sampl/i.test(a))

@@ -595,7 +595,7 @@ describe('the agent over real features, anomalies and the real policy engine', (
       second.messages.filter((m) => m.role === 'tool').map((m) => [m.tool_call_id, text(m)]),
     );
     expect(errors.call_bad_name).toMatch(
-      /^Error: unknown tool "drop_all_probes"\. Available tools: query_features, list_anomalies, explain_anomaly, describe_probes, propose_feedback/,
+      /^Error: unknown tool "drop_all_probes"\. Available tools: query_features, top_processes, check_coverage, list_anomalies, explain_anomaly, describe_probes, propose_feedback/,
     );
     expect(errors.call_bad_json).toMatch(
       /^Error: the arguments of query_features are not valid JSON/,
