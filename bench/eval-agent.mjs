@@ -3,7 +3,7 @@
 // phase), asks every question of the deterministic mode and of each
 // OpenAI-compatible endpoint given, grades the answers against ground truth
 // computed from the recording, and writes docs/eval-agent.md and .json.
-// usage: npm run eval:agent [-- --incidents crash-loop,refused-storm]
+// usage: npm run eval:agent [-- --incidents crash-loop,refused-storm,cpu-hog]
 //          [--base-url URL --model NAME [--price-prompt USD --price-completion USD]]
 //          [--out docs/eval-agent] [--save-recording FILE]
 // (root; Kafka and Redis up; builds dist/ first). OPENAI_BASE_URL / OPENAI_API_KEY /
@@ -17,7 +17,7 @@ import { evaluate, markdownReport, recordRun, writeEvalReport } from '../dist/ev
 
 const { values: a } = parseArgs({
   options: {
-    incidents: { type: 'string', default: 'crash-loop,refused-storm' },
+    incidents: { type: 'string', default: 'crash-loop,refused-storm,cpu-hog' },
     'base-url': { type: 'string' },
     model: { type: 'string' },
     'price-prompt': { type: 'string' },

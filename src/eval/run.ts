@@ -252,6 +252,14 @@ export function markdownReport(r: EvalReport, command: string): string {
     `Generated ${r.generated_at} by \`${command}\`: ${r.questions} questions over a run recorded by the evaluation itself (node \`${r.recording.node}\`, ${r.recording.seconds} s, ${r.recording.window_seconds} s windows, ${r.recording.rows} feature rows, ${r.recording.frames} event frames, ${r.recording.anomalies} anomalies, ${r.recording.audit_records} audit records). Each answer is checked against ground truth computed from the recorded rows, event frames, incident log, audit trail, probe state and thresholds.`,
   );
   out.push('');
+  out.push(
+    'The recording is made by the evaluation from a fresh start: a scenario session on this host (node agent on the real kernel, feature stage on Kafka, the feedback controller and node worker on Redis, three bystander workloads), one incident after another in its own victim workload, then a phase in which an operator samples the tcp family 1 in 4. The agent then reads the recording as its sources, with the clock at the end of the recording: feature rows, anomalies, probe state at the end, feedback history from the audit trail, a process index fed with the event frames, and the policy engine (decisions only, nothing delivered).',
+  );
+  out.push('');
+  out.push(
+    `Categories: ${CATEGORIES.join(', ')}. The deterministic mode claims ${DETERMINISTIC_CLAIMS.join(', ')}; it must be exact on those (\`npm run eval:agent\` exits non-zero otherwise). The categories it does not claim are run and shown as "not claimed", never counted as passes. A model (\`--base-url\`, \`--model\`, or OPENAI_BASE_URL) is graded on every category with the same checks, with its tokens, latency and cost (\`--price-prompt\`, \`--price-completion\`, USD per 1000 tokens).`,
+  );
+  out.push('');
   out.push('Injected incidents and actions:');
   out.push('');
   for (const i of r.recording.incidents)
