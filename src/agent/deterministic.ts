@@ -335,7 +335,13 @@ function gapLines(d: CoverageData): string[] {
 
 /** Before a top-k answer: a family that is off everywhere asked is a gap to fill, not an empty answer. */
 async function gapFirst(c: Ctx, p: ParsedQuestion, metric: string): Promise<string | undefined> {
-  const d = await coverage(c, p, metric);
+  let d: CoverageData;
+  try {
+    d = await coverage(c, p, metric);
+  } catch {
+    // Coverage unknown (its sources failed; the call is in tool_calls): answer what can be.
+    return undefined;
+  }
   const off = d.gaps.filter((g) => g.kind === 'family_off');
   const withFamily = d.nodes.filter((n) => n.family !== undefined);
   if (off.length === 0 || off.length < withFamily.length) return undefined;

@@ -14,6 +14,7 @@ import { type Consumer } from 'kafkajs';
 import { kafkaClient, Topics } from '../common/kafka.js';
 import type { Logger } from '../common/logger.js';
 import { decodeFrameEvents } from '../ingest/event-decoder.js';
+import { readTopicSince } from './anomaly-store.js';
 
 export interface ProcessSeen {
   /** `process.executable.name` (comm, at most 15 bytes). */
@@ -283,6 +284,29 @@ export class ProcessIndex {
     const e = this.entries.get(`${node}|${id}`);
     if (!e) return [];
     return [...e.procs.values()].sort((x, y) => y.execs - x.execs).slice(0, limit);
+  }
+
+  /**
+   * Indexes the event frames published since `sinceMs` (for one-shot questions
+   * without a live subscription). Returns how many frames were read.
+   */
+  async readRecent(opts: {
+    brokers: string[];
+    sinceMs: number;
+    log: Logger;
+    timeoutMs?: number;
+    topic?: string;
+  }): Promise<number> {
+    return readTopicSince({
+      ...opts,
+      topic: opts.topic ?? Topics.events,
+      onValue: (v) => {
+        if (!v) return false;
+        const before = this.undecodable;
+        this.ingestFrame(v);
+        return this.undecodable === before;
+      },
+    });
   }
 
   /** Subscribes to the events topic (from now on) and indexes what arrives. */

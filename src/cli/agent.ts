@@ -40,6 +40,8 @@ interface CommonOpts {
   pricePrompt?: number;
   priceCompletion?: number;
   anomaliesMinutes: number;
+  /** Minutes of tracefeed.events.v1 indexed by process at start (one-shot questions). */
+  processesMinutes?: number;
 }
 
 function numberArg(name: string, min: number) {
@@ -159,6 +161,20 @@ async function buildDeps(
       log.warn({ err: (err as Error).message }, 'could not read recent anomalies from Kafka');
     }
   }
+  if ((o.processesMinutes ?? 0) > 0) {
+    const processes = new ProcessIndex();
+    try {
+      await processes.readRecent({
+        brokers,
+        sinceMs: Date.now() - o.processesMinutes! * 60_000,
+        log,
+        timeoutMs: 15_000,
+      });
+      deps.processes = processes;
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'could not read recent events from Kafka');
+    }
+  }
   return { deps, close: async () => void (await Promise.all(closers.map((c) => c()))) };
 }
 
@@ -204,6 +220,12 @@ export function registerAgentCommands(program: Command): void {
         '-o, --output <format>',
         'text (streamed; default on a terminal), json, or jsonl (default when piped)',
       ),
+    )
+    .option(
+      '--processes-minutes <n>',
+      'events read from tracefeed.events.v1 at start for per-process answers, minutes back (0: none)',
+      numberArg('--processes-minutes', 0),
+      5,
     )
     .option(
       '--wait-for-data <seconds>',
