@@ -125,7 +125,7 @@ describe('the agent evaluation', () => {
     const byId = new Map(llm.results.map((r) => [r.id, r]));
     expect(byId.get('top-k-1')?.pass).toBe(true);
     expect(llm.categories.refusals.passed).toBe(0);
-    expect(llm.categories.gaps.passed).toBe(0);
+    expect(llm.categories.gaps.passed).toBeLessThan(llm.categories.gaps.questions);
     expect(llm.accuracy).toBeGreaterThan(0);
     expect(llm.accuracy).toBeLessThan(0.5);
   }, 120_000);
