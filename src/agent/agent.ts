@@ -262,7 +262,7 @@ export class TracefeedAgent {
       return true;
     };
     let ok = false;
-    while (Date.now() - started < wait) {
+    while (Date.now() - started < wait && !opts.signal?.aborted) {
       if ((ok = await arrived())) break;
       await new Promise((r) => setTimeout(r, opts.waitPollMs ?? 2000));
     }

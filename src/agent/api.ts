@@ -33,6 +33,8 @@ export const askRequestSchema = z.strictObject({
     .regex(/^[A-Za-z0-9._:-]+$/, 'letters, digits, ".", "_", ":", "-"')
     .optional(),
   stream: z.boolean().default(false),
+  /** When the answer proposes collection it lacks, wait up to this long for the data, then answer again. */
+  wait_for_data_seconds: z.number().min(0).max(600).optional(),
 });
 
 class HttpError extends Error {
@@ -103,6 +105,9 @@ export async function startAgentApi(
                 200,
                 await agent.ask(body.question, {
                   ...(body.conversation_id ? { conversationId: body.conversation_id } : {}),
+                  ...(body.wait_for_data_seconds !== undefined
+                    ? { waitForDataMs: body.wait_for_data_seconds * 1000 }
+                    : {}),
                   signal: ac.signal,
                 }),
               );
@@ -118,6 +123,9 @@ export async function startAgentApi(
             };
             const result = await agent.ask(body.question, {
               ...(body.conversation_id ? { conversationId: body.conversation_id } : {}),
+              ...(body.wait_for_data_seconds !== undefined
+                ? { waitForDataMs: body.wait_for_data_seconds * 1000 }
+                : {}),
               signal: ac.signal,
               onToken: (text) => event('token', { text }),
             });
