@@ -41,6 +41,7 @@ import {
   type AgentTool,
   type Citation,
   type ToolCallRecord,
+  type CoverageGap,
   type ToolResult,
 } from './tools.js';
 import { fenceToolData } from './untrusted.js';
@@ -72,6 +73,10 @@ export interface AskResult {
   duration_ms: number;
   /** Set without a model: says so. */
   notice?: string;
+  /** What the question needed and was not (completely) collected (deterministic mode). */
+  gaps?: CoverageGap[];
+  /** Set when the answer waited for proposed collection: how long, and whether it arrived. */
+  waited?: { ms: number; data_arrived: boolean };
 }
 
 export interface AskOptions {
@@ -82,6 +87,13 @@ export interface AskOptions {
   signal?: AbortSignal;
   /** The token budget of this answer's tool results (default: answer_budget_tokens). */
   budget?: AnswerBudget;
+  /**
+   * When the answer proposed collection it lacked, wait up to this long for the
+   * change to be in force and a window of the new data to close, then answer again.
+   */
+  waitForDataMs?: number;
+  /** Poll interval while waiting for data, ms. Default 2000. */
+  waitPollMs?: number;
 }
 
 export interface TracefeedAgentOptions {
@@ -156,6 +168,21 @@ function assistantWithCalls(content: string, calls: Call[]): AIMessage {
   return m;
 }
 
+/** The metric whose coverage shows a probe's data arrived. */
+function coverageMetricOf(probe: string): string {
+  return (
+    (
+      {
+        process: 'exec_count',
+        tcp: 'tcp_connects',
+        syscalls: 'syscall_count',
+        file: 'file_opens',
+        sched: 'runq_count',
+      } as Record<string, string>
+    )[probe] ?? 'events_per_second'
+  );
+}
+
 export class TracefeedAgent {
   readonly config: AgentConfig;
   readonly endpoint: ModelEndpoint | undefined;
@@ -202,8 +229,62 @@ export class TracefeedAgent {
     );
   }
 
-  /** Answers one question (with the model when there is one). */
+  /**
+   * Answers one question (with the model when there is one). With
+   * `waitForDataMs`, an answer that proposed collection it lacked waits for
+   * the data (the probe in force and a window of it closed after the
+   * proposal) and is asked again.
+   */
   async ask(question: string, opts: AskOptions = {}): Promise<AskResult> {
+    const first = await this.askOnce(question, opts);
+    const wait = opts.waitForDataMs ?? 0;
+    const pending = first.proposals.filter((p) => p.verdict !== 'reject');
+    if (wait <= 0 || pending.length === 0) return first;
+    const started = Date.now();
+    const proposedAt = Date.parse(pending[0]!.request.created_at);
+    const arrived = async (): Promise<boolean> => {
+      for (const p of pending) {
+        const r = await this.runTool(
+          {
+            id: `wait_${p.request.id}`,
+            name: 'check_coverage',
+            args: { metric: coverageMetricOf(p.request.probe), since_minutes: 60 },
+          },
+          0,
+        );
+        const d = r.result?.data as
+          { gaps: CoverageGap[]; nodes: Array<{ node: string; windows: number }> } | undefined;
+        if (!d) return false;
+        const nodes = 'nodes' in p.request.target ? p.request.target.nodes : undefined;
+        const mine = (n: string): boolean => nodes === undefined || nodes.includes(n);
+        if (d.gaps.some((g) => g.kind === 'family_off' && mine(g.node))) return false;
+        // A window of the probe that closed after the proposal.
+        const rows = await this.deps.features.query({
+          sinceMs: proposedAt,
+          untilMs: (this.deps.now?.() ?? Date.now()) + 1,
+          probe: p.request.probe,
+        });
+        if (!rows.some((x) => mine(String(x.node)))) return false;
+      }
+      return true;
+    };
+    let ok = false;
+    while (Date.now() - started < wait && !opts.signal?.aborted) {
+      if ((ok = await arrived())) break;
+      await new Promise((r) => setTimeout(r, opts.waitPollMs ?? 2000));
+    }
+    const waited = { ms: Date.now() - started, data_arrived: ok };
+    if (!ok)
+      return {
+        ...first,
+        answer: `${first.answer}\n\nWaited ${Math.round(waited.ms / 1000)} s: the data has not arrived (the change may be waiting for approval).`,
+        waited,
+      };
+    const again = await this.askOnce(question, { ...opts, conversationId: first.conversation_id });
+    return { ...again, proposals: [...first.proposals, ...again.proposals], waited };
+  }
+
+  private async askOnce(question: string, opts: AskOptions): Promise<AskResult> {
     const started = Date.now();
     const q = question.trim();
     if (q.length === 0) throw new AgentError('the question is empty', 'api');
@@ -221,7 +302,8 @@ export class TracefeedAgent {
           answer: `${NO_MODEL_NOTICE}\n\n${r.answer}`,
           citations: dedupeCitations(r.citations),
           tool_calls: r.tool_calls,
-          proposals: [],
+          proposals: r.proposals,
+          gaps: r.gaps,
           rounds: 0,
           usage: { ...NO_USAGE },
           cost_usd: 0,

@@ -110,7 +110,27 @@ export async function readRecentAnomalies(
   store: AnomalyStore,
   opts: { brokers: string[]; sinceMs: number; log: Logger; timeoutMs?: number; topic?: string },
 ): Promise<number> {
-  const topic = opts.topic ?? Topics.anomalies;
+  return readTopicSince({
+    ...opts,
+    topic: opts.topic ?? Topics.anomalies,
+    onValue: (v) => store.addRecord(v) !== undefined,
+  });
+}
+
+/**
+ * Reads a topic's records published since `sinceMs` (offsets looked up by
+ * timestamp, read up to the end of each partition as it was when asked).
+ * `onValue` returns whether the record was taken. Returns how many were.
+ */
+export async function readTopicSince(opts: {
+  brokers: string[];
+  sinceMs: number;
+  log: Logger;
+  topic: string;
+  onValue: (value: Buffer | null) => boolean;
+  timeoutMs?: number;
+}): Promise<number> {
+  const topic = opts.topic;
   const kafka = kafkaClient({
     role: 'agent',
     clientId: 'tracefeed-agent-read',
@@ -156,7 +176,7 @@ export async function readRecentAnomalies(
         const range = need.get(partition);
         if (!range) return;
         const off = BigInt(message.offset);
-        if (off >= range.from && off < range.to && store.addRecord(message.value)) read++;
+        if (off >= range.from && off < range.to && opts.onValue(message.value)) read++;
         if (off + 1n >= range.to) {
           pending.delete(partition);
           if (pending.size === 0) done();
@@ -165,7 +185,12 @@ export async function readRecentAnomalies(
     });
     for (const [partition, r] of need)
       consumer.seek({ topic, partition, offset: r.from.toString() });
-    await Promise.race([finished, new Promise((r) => setTimeout(r, opts.timeoutMs ?? 5000))]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      finished,
+      new Promise((r) => (timer = setTimeout(r, opts.timeoutMs ?? 5000))),
+    ]);
+    clearTimeout(timer);
   } finally {
     await consumer.disconnect();
   }

@@ -36,6 +36,8 @@ export const askRequestSchema = z.strictObject({
     .regex(/^[A-Za-z0-9._:-]+$/, 'letters, digits, ".", "_", ":", "-"')
     .optional(),
   stream: z.boolean().default(false),
+  /** When the answer proposes collection it lacks, wait up to this long for the data, then answer again. */
+  wait_for_data_seconds: z.number().min(0).max(600).optional(),
 });
 
 class HttpError extends Error {
@@ -127,6 +129,9 @@ export async function startAgentApi(
                 200,
                 await agent.ask(body.question, {
                   ...(body.conversation_id ? { conversationId: body.conversation_id } : {}),
+                  ...(body.wait_for_data_seconds !== undefined
+                    ? { waitForDataMs: body.wait_for_data_seconds * 1000 }
+                    : {}),
                   signal: ac.signal,
                 }),
               );
@@ -142,6 +147,9 @@ export async function startAgentApi(
             };
             const result = await agent.ask(body.question, {
               ...(body.conversation_id ? { conversationId: body.conversation_id } : {}),
+              ...(body.wait_for_data_seconds !== undefined
+                ? { waitForDataMs: body.wait_for_data_seconds * 1000 }
+                : {}),
               signal: ac.signal,
               onToken: (text) => event('token', { text }),
             });

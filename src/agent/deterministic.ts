@@ -1,16 +1,28 @@
 /**
  * Answers without a model: a small parser maps the common questions (top
- * workloads by a metric, anomalies now, what probes are active and why, what
- * changed in the last N minutes) onto the same tools the model uses, and
- * formats their results. Untrusted strings are printed JSON-quoted.
+ * workloads or processes by a metric, anomalies now, what probes are active
+ * and why, what changed in the last N minutes, is the data complete) onto the
+ * same tools the model uses, and formats their results. When a question needs
+ * data that is not collected, it says so and proposes exactly the collection
+ * it lacks to the policy engine. Requests to change or stop collection are
+ * refused. Untrusted strings are printed JSON-quoted.
  */
 import { AgentError } from './errors.js';
 import { formatMetricValue as fmt, type Explanation } from './explain.js';
 import { round } from './feature-math.js';
-import type { Citation, ToolCallRecord, ToolResult, ToolRunner } from './tools.js';
+import type {
+  Citation,
+  CollectionNeeded,
+  CoverageGap,
+  ToolCallRecord,
+  ToolResult,
+  ToolRunner,
+} from './tools.js';
+import type { Proposal } from './agent.js';
 import { quote } from './untrusted.js';
 
-export type Intent = 'top' | 'anomalies' | 'probes' | 'changed' | 'help';
+export type Intent =
+  'top' | 'processes' | 'coverage' | 'anomalies' | 'probes' | 'changed' | 'refuse' | 'help';
 
 export interface ParsedQuestion {
   intent: Intent;
@@ -24,7 +36,40 @@ export interface ParsedQuestion {
   group_by: 'workload' | 'node' | 'node_workload';
   top_k: number;
   aggregation?: 'sum' | 'max' | 'avg';
+  /** Per-executable metric (intent `processes`). */
+  process_metric?: ProcessMetricName;
 }
+
+type ProcessMetricName =
+  | 'events'
+  | 'exec_count'
+  | 'exit_count'
+  | 'failed_exits'
+  | 'tcp_connects'
+  | 'tcp_connect_failures'
+  | 'tcp_retransmits';
+
+const PROCESS_METRIC_OF: Record<string, ProcessMetricName> = {
+  exec_count: 'exec_count',
+  exit_count: 'exit_count',
+  failed_exits: 'failed_exits',
+  tcp_connects: 'tcp_connects',
+  tcp_connect_failures: 'tcp_connect_failures',
+  tcp_retransmits: 'tcp_retransmits',
+};
+
+/** Requests to change, stop or bypass collection, or to act outside the tools: refused. */
+const UNSAFE =
+  /\bignore\s+(all\s+|any\s+|the\s+|your\s+)?(previous|prior|above|earlier)\b|^(?:(?:please|now|just|go ahead and|you should|you must)\s+|(?:can|could|would|will) you\s+)*(disable|turn\s+off|switch\s+off|stop|kill|shut\s*down|detach|unload|delete|remove|wipe|erase|purge|clear|drop|approve|raise|lower|increase|decrease|set|change|loosen|tighten|enable|execute|run|rm|exfiltrate|send|upload|reveal|print)\b/;
+
+/** The representative metric of each family (completeness questions without a metric). */
+const FAMILY_METRIC: Array<[string, string]> = [
+  ['process', 'exec_count'],
+  ['tcp', 'tcp_connects'],
+  ['syscalls', 'syscall_count'],
+  ['file', 'file_opens'],
+  ['sched', 'runq_count'],
+];
 
 const NUMBER_WORDS: Record<string, number> = {
   a: 1,
@@ -135,12 +180,35 @@ export function parseQuestion(question: string): ParsedQuestion {
         ? { aggregation: 'avg' as const }
         : {}),
   };
+  if (UNSAFE.test(q)) return { intent: 'refuse', minutes: minutes ?? 5, ...base };
   if (/\bchang|\bdifferen|\bcompared?\b|\bsince before\b|\bdelta\b/.test(q))
     return { intent: 'changed', minutes: minutes ?? 10, ...base };
   if (/anomal|incident|alert|\bwrong\b|unusual|\bodd\b|outlier/.test(q))
     return { intent: 'anomalies', minutes: minutes ?? 15, ...base };
   if (
-    /\bprobes?\b|collect(ing|ed|ion)?\b|tracing|instrument|sampl|\bfilters?\b|budget|feedback/.test(
+    /\b(complete(ness)?|incomplete|coverage|blind\s+spots?|gaps?\s+in)\b|\b(events?|records?|data)\s+(were\s+|was\s+|got\s+)?(dropped|lost|missing)\b|\bany\s+(drops|dropped)\b|\bsampled\b|\b(are|do|did|can)\s+(we|you)\s+(collect|see|have|trac|record)/.test(
+      q,
+    )
+  )
+    return {
+      intent: 'coverage',
+      minutes: minutes ?? 5,
+      ...base,
+      ...(metric !== undefined ? { metric } : {}),
+    };
+  if (
+    /\b(which|what|top|busiest|noisiest|most active)\s+(\w+\s+)?(process|program|executable|binary|command)(es|s)?\b|\b(by|per)\s+(process|program|executable|binary|command)\b|\bprocess(es)?\s+(with|had|has|made|making)\b/.test(
+      q,
+    )
+  )
+    return {
+      intent: 'processes',
+      minutes: minutes ?? (/\b(right now|currently|at the moment)\b/.test(q) ? 1 : 5),
+      ...base,
+      process_metric: PROCESS_METRIC_OF[metric ?? ''] ?? 'events',
+    };
+  if (
+    /\bprobes?\b|collect(ing|ed|ion)?\b|tracing|instrument|sampl|\bfilters?\b|budget|feedback|\bloop\b/.test(
       q,
     ) &&
     !/\bwhich workloads?\b/.test(q)
@@ -155,6 +223,10 @@ export interface DeterministicAnswer {
   citations: Citation[];
   tool_calls: ToolCallRecord[];
   parsed: ParsedQuestion;
+  /** Collection proposed to fill a gap, with the policy engine's verdicts. */
+  proposals: Proposal[];
+  /** What the question needed and was not (completely) collected. */
+  gaps: CoverageGap[];
 }
 
 function hm(iso: string | null | undefined): string {
@@ -171,6 +243,9 @@ interface Ctx {
   agent: ToolRunner;
   calls: ToolCallRecord[];
   citations: Citation[];
+  proposals: Proposal[];
+  gaps: CoverageGap[];
+  lastCoverage?: CoverageData;
   n: number;
 }
 
@@ -179,7 +254,113 @@ async function call<T>(c: Ctx, name: string, args: Record<string, unknown>): Pro
   c.calls.push(r.record);
   if (!r.result) throw new AgentError(r.record.error ?? `${name} failed`, 'tool');
   c.citations.push(...(r.result as ToolResult).citations);
+  if (r.result.proposal) c.proposals.push(r.result.proposal);
   return r.result.data as T;
+}
+
+interface CoverageData {
+  metric: string;
+  probe: string | null;
+  complete: boolean;
+  nodes: Array<{
+    node: string;
+    family?: string;
+    enabled?: boolean;
+    attached?: boolean;
+    sample_n?: number;
+    windows: number;
+    windows_with_drops: number;
+    windows_sampled: number;
+  }>;
+  gaps: CoverageGap[];
+  collection_needed: CollectionNeeded[];
+  approval_needed_for_agent: boolean | null;
+}
+
+async function coverage(c: Ctx, p: ParsedQuestion, metric: string): Promise<CoverageData> {
+  const d = await call<CoverageData>(c, 'check_coverage', {
+    metric,
+    since_minutes: p.minutes,
+    ...(p.node ? { node: p.node } : {}),
+    ...(p.workload ? { workload: p.workload } : {}),
+  });
+  c.gaps.push(...d.gaps);
+  c.lastCoverage = d;
+  return d;
+}
+
+const VERDICT_TEXT: Record<string, string> = {
+  accept: 'accepted',
+  clamp: 'accepted with limits',
+  queue_for_approval: 'queued for operator approval',
+  reject: 'rejected',
+};
+
+/** Proposes each collection needed to the policy engine; lines reporting the verdicts. */
+async function proposeNeeded(c: Ctx, needed: CollectionNeeded[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const n of needed) {
+    const what = `${n.action} ${n.probe} on node ${n.node}${n.workload ? ` for ${quote(n.workload)}` : ''}${n.sample_n !== undefined ? ` (every event)` : ''} for ${n.ttl_seconds} s`;
+    try {
+      const r = await call<{ request: { id: string }; verdict: string; reason: string }>(
+        c,
+        'propose_feedback',
+        {
+          probe: n.probe,
+          action: n.action,
+          node: n.node,
+          ...(n.workload ? { workload: n.workload } : {}),
+          ...(n.sample_n !== undefined ? { sample_n: n.sample_n } : {}),
+          ttl_seconds: n.ttl_seconds,
+          reason: n.reason,
+        },
+      );
+      out.push(
+        `Proposed to the policy engine: ${what} (${r.request.id}): ${VERDICT_TEXT[r.verdict] ?? r.verdict}: ${r.reason}.`,
+      );
+    } catch (err) {
+      out.push(`Needed: ${what}; not proposed: ${(err as Error).message}.`);
+    }
+  }
+  if (out.length > 0)
+    out.push(
+      'Ask again once the change is in force and a window has closed (or ask with --wait-for-data to wait for it).',
+    );
+  return out;
+}
+
+function gapLines(d: CoverageData): string[] {
+  return d.gaps.map((g) => `- ${g.detail}.`);
+}
+
+/** Before a top-k answer: a family that is off everywhere asked is a gap to fill, not an empty answer. */
+async function gapFirst(c: Ctx, p: ParsedQuestion, metric: string): Promise<string | undefined> {
+  let d: CoverageData;
+  try {
+    d = await coverage(c, p, metric);
+  } catch {
+    // Coverage unknown (its sources failed; the call is in tool_calls): answer what can be.
+    return undefined;
+  }
+  const off = d.gaps.filter((g) => g.kind === 'family_off');
+  const withFamily = d.nodes.filter((n) => n.family !== undefined);
+  if (off.length === 0 || off.length < withFamily.length) return undefined;
+  const lines = [
+    `I cannot answer this from the data: ${metric} is not collected.`,
+    ...gapLines(d),
+    ...(await proposeNeeded(
+      c,
+      d.collection_needed.filter((n) => n.action === 'enable'),
+    )),
+  ];
+  return lines.join('\n');
+}
+
+/** After an answer: what in the range was incomplete. */
+function completenessNote(d: CoverageData | undefined): string {
+  if (!d || d.complete) return '';
+  const g = d.gaps.filter((x) => x.kind !== 'no_data');
+  return g.length === 0 ? '' : `\nCompleteness:\n${g.map((x) => `- ${x.detail}.`).join('\n')}`;
 }
 
 interface FeaturesData {
@@ -271,6 +452,9 @@ function windowsLine(d: FeaturesData): string {
 }
 
 async function top(c: Ctx, p: ParsedQuestion): Promise<string> {
+  const gap = await gapFirst(c, p, p.metric!);
+  if (gap !== undefined) return gap;
+  const cov = c.lastCoverage;
   const d = await call<FeaturesData>(c, 'query_features', {
     metric: p.metric,
     since_minutes: p.minutes,
@@ -294,8 +478,68 @@ async function top(c: Ctx, p: ParsedQuestion): Promise<string> {
             : ''
       }`,
   );
-  return `${d.total_groups} ${what} had ${d.metric}${d.total_groups > d.groups.length ? ` (top ${d.groups.length} shown)` : ''}:\n${lines.join('\n')}\n${head}\nSeries: ${d.groups.flatMap((g) => g.series.slice(0, 1).map(quote)).join(', ')}`;
+  return `${d.total_groups} ${what} had ${d.metric}${d.total_groups > d.groups.length ? ` (top ${d.groups.length} shown)` : ''}:\n${lines.join('\n')}\n${head}\nSeries: ${d.groups.flatMap((g) => g.series.slice(0, 1).map(quote)).join(', ')}${completenessNote(cov)}`;
 }
+
+interface ProcessesData {
+  metric: string;
+  range: { since: string; until: string };
+  bucket_seconds: number;
+  total_executables: number;
+  processes: Array<{
+    node: string;
+    executable: string;
+    value: number;
+    buckets: number;
+    workloads: string[];
+  }>;
+}
+
+async function processes(c: Ctx, p: ParsedQuestion): Promise<string> {
+  const metric = p.process_metric ?? 'events';
+  const featureMetric = metric === 'events' ? 'events_per_second' : metric;
+  const gap = await gapFirst(c, p, featureMetric);
+  if (gap !== undefined) return gap;
+  const cov = c.lastCoverage;
+  const d = await call<ProcessesData>(c, 'top_processes', {
+    metric,
+    since_minutes: p.minutes,
+    top_k: p.top_k,
+    ...(p.node ? { node: p.node } : {}),
+    ...(p.workload ? { workload: p.workload } : {}),
+  });
+  const span = `in the last ${rangeText(p.minutes)} (${hm(d.range.since)} to ${hm(d.range.until)}, ${d.bucket_seconds} s buckets)`;
+  const label = metric === 'events' ? 'records naming the process' : metric;
+  if (d.processes.length === 0) return `No process had any ${label} ${span}.`;
+  const lines = d.processes.map(
+    (x, i) =>
+      `${i + 1}. ${quote(x.executable)} on node ${x.node}: ${fmt(metric, x.value)} (in ${x.workloads.map(quote).join(', ')})`,
+  );
+  return `${d.total_executables} executables had ${label} ${span}${d.total_executables > d.processes.length ? ` (top ${d.processes.length} shown)` : ''}:\n${lines.join('\n')}${completenessNote(cov)}`;
+}
+
+async function coverageAnswer(c: Ctx, p: ParsedQuestion): Promise<string> {
+  const metrics = p.metric ? [p.metric] : FAMILY_METRIC.map(([, m]) => m);
+  const out: string[] = [];
+  const needed: CollectionNeeded[] = [];
+  for (const m of metrics) {
+    const d = await coverage(c, p, m);
+    const fam = d.probe ?? 'every probe';
+    const n = d.nodes.map(
+      (x) =>
+        `${x.node}: ${x.enabled === false ? 'off' : `${x.windows} window(s)${x.windows_with_drops > 0 ? `, ${x.windows_with_drops} with drops` : ''}${x.windows_sampled > 0 || (x.sample_n ?? 1) > 1 ? `, sampled` : ''}`}`,
+    );
+    out.push(
+      `${m} (${fam}) in the last ${rangeText(p.minutes)}: ${d.complete ? 'complete' : 'incomplete'}${n.length > 0 ? ` (${n.join('; ')})` : ''}.`,
+    );
+    out.push(...gapLines(d));
+    if (p.metric) needed.push(...d.collection_needed);
+  }
+  out.push(...(await proposeNeeded(c, needed)));
+  return out.join('\n');
+}
+
+const REFUSAL = `I will not do that. I only read features, anomalies and probe state, and propose changes to collection through the policy engine when a question needs data that is not collected; I never disable, narrow or reconfigure collection on request, change budgets or approvals, or act outside those tools. An operator can change collection with \`tracefeed feedback\` or the thresholds file.`;
 
 async function anomalies(c: Ctx, p: ParsedQuestion): Promise<string> {
   const d = await call<AnomaliesData>(c, 'list_anomalies', {
@@ -459,6 +703,8 @@ const HELP = `Without a model I answer these kinds of questions:
 - anomalies: "anomalies now", "any anomalies in the last 30 minutes?"
 - probes: "what probes are active and why?"
 - changes: "what changed in the last 10 minutes?"
+- processes: "what is the busiest process right now?", "which process failed the most in the last 10 minutes?"
+- completeness: "is the tcp data complete?", "were any events dropped in the last 5 minutes?"
 Metrics: retransmits, resets, connect failures, connects, accepts, bytes sent/received, execs, exits, failed exits, syscalls, syscall errors, syscall latency, run-queue latency, file opens, file open errors, events/s.`;
 
 export async function answerDeterministically(
@@ -466,11 +712,20 @@ export async function answerDeterministically(
   agent: ToolRunner,
 ): Promise<DeterministicAnswer> {
   const parsed = parseQuestion(question);
-  const c: Ctx = { agent, calls: [], citations: [], n: 0 };
+  const c: Ctx = { agent, calls: [], citations: [], proposals: [], gaps: [], n: 0 };
   let answer: string;
   switch (parsed.intent) {
+    case 'refuse':
+      answer = REFUSAL;
+      break;
     case 'top':
       answer = await top(c, parsed);
+      break;
+    case 'processes':
+      answer = await processes(c, parsed);
+      break;
+    case 'coverage':
+      answer = await coverageAnswer(c, parsed);
       break;
     case 'anomalies':
       answer = await anomalies(c, parsed);
@@ -485,5 +740,12 @@ export async function answerDeterministically(
       answer = `I could not match this question to one I can answer without a model.\n${HELP}`;
       break;
   }
-  return { answer, citations: c.citations, tool_calls: c.calls, parsed };
+  return {
+    answer,
+    citations: c.citations,
+    tool_calls: c.calls,
+    parsed,
+    proposals: c.proposals,
+    gaps: c.gaps,
+  };
 }

@@ -22,6 +22,7 @@ import {
   METRICS,
   aggregate,
   defaultAggregation,
+  metricProbe,
   metricRows,
   round,
   windowSpan,
@@ -29,7 +30,7 @@ import {
   type GroupBy,
 } from './feature-math.js';
 import type { FeedbackGateway, GatewayResult, PolicySummary, RecentFeedback } from './gateway.js';
-import type { ProcessIndex } from './process-index.js';
+import { PROCESS_METRICS, type ProcessIndex } from './process-index.js';
 import type { FeatureRow, FeatureSource, ProbeSource, ProbeView } from './sources.js';
 
 /** What answers cite: the windows, series and numbers a tool result holds. */
@@ -266,6 +267,325 @@ export const queryFeatures: AgentTool<typeof queryFeaturesSchema> = {
         aggregation,
       });
     return { data, citations };
+  },
+};
+
+// ---------------------------------------------------------------- top_processes
+
+export const topProcessesSchema = z.strictObject({
+  metric: z
+    .enum(PROCESS_METRICS)
+    .default('events')
+    .describe(
+      'per executable: events (every record naming the process), exec_count, exit_count, failed_exits, tcp_connects, tcp_connect_failures, tcp_retransmits; default events',
+    ),
+  ...range,
+  node: z.string().min(1).max(253).optional().describe('only this node'),
+  workload: z
+    .string()
+    .min(1)
+    .max(4096)
+    .optional()
+    .describe('only executables seen in this workload (cgroup path, or cgroup:<id>)'),
+  top_k: z.number().int().min(1).max(50).default(10),
+});
+
+export const topProcesses: AgentTool<typeof topProcessesSchema> = {
+  name: 'top_processes',
+  description:
+    'Executables (process names, per node) ranked by one metric over a time range, from the event stream: exec count, exits, failed exits, TCP connects, connect failures, retransmits, or every record naming the process. Answers by process where workloads (cgroups) do not separate programs.',
+  schema: topProcessesSchema,
+  writes: false,
+  async run(a, deps) {
+    if (!deps.processes)
+      throw new ToolError(
+        'no process index is connected (the agent indexes tracefeed.events.v1 when serving; per-process answers are unavailable here)',
+      );
+    const now = deps.now?.() ?? Date.now();
+    const { sinceMs, untilMs } = resolveRange(a, now, 5);
+    const bucketMs = deps.processes.bucketMs;
+    const all = deps.processes.topExecutables({
+      metric: a.metric,
+      sinceMs,
+      untilMs,
+      ...(a.node !== undefined ? { node: a.node } : {}),
+      ...(a.workload !== undefined ? { workload: a.workload } : {}),
+    });
+    const top = all.slice(0, a.top_k);
+    return {
+      data: {
+        metric: a.metric,
+        range: { since: iso(sinceMs), until: iso(untilMs) },
+        bucket_seconds: bucketMs / 1000,
+        total_executables: all.length,
+        processes: top.map((p) => ({
+          node: p.node,
+          executable: p.executable,
+          value: round(p.value),
+          buckets: p.buckets,
+          workloads: p.workloads.slice(0, 3),
+        })),
+        indexed_records: deps.processes.records,
+      },
+      citations: top.map((p) => ({
+        tool: 'top_processes',
+        series: `${p.node}|process:${p.executable}|${a.metric}`,
+        metric: a.metric,
+        window_start: iso(sinceMs),
+        window_end: iso(untilMs),
+        value: round(p.value),
+      })),
+    };
+  },
+};
+
+// ---------------------------------------------------------------- check_coverage
+
+export const checkCoverageSchema = z.strictObject({
+  metric: z.enum(METRICS).describe('the metric a question needs'),
+  ...range,
+  node: z.string().min(1).max(253).optional().describe('only this node'),
+  workload: z
+    .string()
+    .min(1)
+    .max(4096)
+    .optional()
+    .describe('the workload the question is about (cgroup path)'),
+});
+
+/** Something a question needs that was not collected (or not all of it). */
+export interface CoverageGap {
+  kind: 'family_off' | 'not_attached' | 'filtered_out' | 'sampled' | 'drops' | 'no_data';
+  node: string;
+  probe: string;
+  detail: string;
+  /** Windows concerned (drops, sampling). */
+  windows?: string[];
+}
+
+/** The collection that would fill a gap, as a propose_feedback call. */
+export interface CollectionNeeded {
+  probe: ProbeName;
+  action: 'enable' | 'tighten';
+  node: string;
+  workload?: string;
+  sample_n?: number;
+  ttl_seconds: number;
+  reason: string;
+}
+
+/** Lifetime of a change proposed to fill a gap, bounded by the policy's maximum. */
+const GAP_TTL_SECONDS = 900;
+
+async function probeViews(deps: AgentDeps): Promise<{ views: ProbeView[]; errors: string[] }> {
+  const views: ProbeView[] = [];
+  const errors: string[] = [];
+  for (const s of deps.probes ?? []) {
+    try {
+      views.push(...(await s.probes()));
+    } catch (err) {
+      errors.push(`${s.name}: ${(err as Error).message}`);
+    }
+  }
+  const covered = new Set(views.map((v) => v.node));
+  for (const r of (await deps.gateway?.reports?.().catch(() => [])) ?? []) {
+    if (covered.has(r.node)) continue;
+    for (const p of r.probes)
+      views.push({
+        node: r.node,
+        probe: p.probe,
+        enabled: p.enabled,
+        attached: p.attached,
+        generation: p.generation,
+        settings: p.settings,
+        events_per_second: p.events_per_second,
+        drops: {},
+      });
+  }
+  return { views, errors };
+}
+
+export const checkCoverage: AgentTool<typeof checkCoverageSchema> = {
+  name: 'check_coverage',
+  description:
+    "Is the data a question needs collected, and completely? For a metric's probe family on each node: off, filtered to other workloads, sampled, or windows with drops; and the exact collection that would fill each gap (to pass to propose_feedback, which the policy engine decides; agent proposals wait for approval by default).",
+  schema: checkCoverageSchema,
+  writes: false,
+  async run(a, deps) {
+    const now = deps.now?.() ?? Date.now();
+    const { sinceMs, untilMs } = resolveRange(a, now, 5);
+    const probe = metricProbe(a.metric);
+    const family = probe !== undefined ? FAMILIES.find((f) => f.name === probe) : undefined;
+    const { views, errors } = await probeViews(deps);
+    const policy = await deps.gateway?.policy?.().catch(() => undefined);
+    const ttl = Math.min(GAP_TTL_SECONDS, policy?.max_ttl_seconds ?? GAP_TTL_SECONDS);
+    const rows = await deps.features.query({
+      sinceMs,
+      untilMs,
+      ...(a.node !== undefined ? { node: a.node } : {}),
+      ...(probe !== undefined ? { probe } : {}),
+    });
+    const nodes = [
+      ...new Set([
+        ...views.filter((v) => v.probe === probe || probe === undefined).map((v) => v.node),
+        ...rows.map((r) => String(r.node)),
+      ]),
+    ]
+      .filter((n) => a.node === undefined || n === a.node)
+      .sort();
+    if (a.node !== undefined && !nodes.includes(a.node)) nodes.push(a.node);
+    const gaps: CoverageGap[] = [];
+    const needed: CollectionNeeded[] = [];
+    const perNode = nodes.map((node) => {
+      const v = family ? views.find((x) => x.node === node && x.probe === family.name) : undefined;
+      const mine = rows.filter((r) => r.node === node);
+      const windows = new Set(mine.map((r) => String(r.window_start)));
+      const dropWindows = new Set<string>();
+      const sampledWindows = new Set<string>();
+      let lost = 0;
+      for (const r of mine) {
+        const l = Number(r.probe_ringbuf_full ?? 0) + Number(r.probe_sink_dropped ?? 0);
+        if (l > 0 || (typeof r.coverage_ratio === 'number' && r.coverage_ratio < 1)) {
+          if (!dropWindows.has(String(r.window_start))) lost += l;
+          dropWindows.add(String(r.window_start));
+        }
+        const wl = a.workload === undefined || r.workload === a.workload;
+        if (
+          wl &&
+          (Number(r.probe_sample_n ?? 0) > 1 ||
+            Number(r.probe_overload_n ?? 0) > 1 ||
+            Number(r.sample_weight_max ?? 1) > 1)
+        )
+          sampledWindows.add(String(r.window_start));
+      }
+      if (family && v && !v.enabled) {
+        gaps.push({
+          kind: 'family_off',
+          node,
+          probe: family.name,
+          detail: `the ${family.name} family is off on node ${node}: ${a.metric} is not collected there`,
+        });
+        needed.push({
+          probe: family.name,
+          action: 'enable',
+          node,
+          ...(a.workload?.startsWith('/') ? { workload: a.workload } : {}),
+          ttl_seconds: ttl,
+          reason: `${a.metric} was asked for and the ${family.name} family is off on ${node}`,
+        });
+      } else if (family && v && !v.attached) {
+        gaps.push({
+          kind: 'not_attached',
+          node,
+          probe: family.name,
+          detail: `the ${family.name} family is enabled on node ${node} but not attached`,
+        });
+      } else if (family && v) {
+        const allow = (v.settings.filters as Record<string, { allow?: unknown[] }>).cgroup?.allow;
+        if (
+          a.workload !== undefined &&
+          allow !== undefined &&
+          allow.length > 0 &&
+          !allow.map(String).includes(a.workload)
+        )
+          gaps.push({
+            kind: 'filtered_out',
+            node,
+            probe: family.name,
+            detail: `the ${family.name} family on ${node} is filtered to other workloads`,
+          });
+        if (v.settings.sample_n > 1 || sampledWindows.size > 0) {
+          gaps.push({
+            kind: 'sampled',
+            node,
+            probe: family.name,
+            detail: `the ${family.name} family ${v.settings.sample_n > 1 ? `samples 1 in ${v.settings.sample_n} events on ${node}` : `was sampled on ${node}`}${sampledWindows.size > 0 ? ` (${sampledWindows.size} window(s) of the range)` : ''}: counts are weighted estimates, not exact`,
+            windows: [...sampledWindows].sort(),
+          });
+          needed.push({
+            probe: family.name,
+            action: 'tighten',
+            node,
+            ...(a.workload?.startsWith('/') ? { workload: a.workload } : {}),
+            sample_n: 1,
+            ttl_seconds: ttl,
+            reason: `exact ${a.metric} was asked for and the ${family.name} family is sampled on ${node}`,
+          });
+        }
+      }
+      if (!family && sampledWindows.size > 0) {
+        const sampledProbes = [
+          ...new Set(
+            mine
+              .filter(
+                (r) =>
+                  Number(r.probe_sample_n ?? 0) > 1 ||
+                  Number(r.probe_overload_n ?? 0) > 1 ||
+                  Number(r.sample_weight_max ?? 1) > 1,
+              )
+              .map((r) => String(r.probe)),
+          ),
+        ].sort();
+        gaps.push({
+          kind: 'sampled',
+          node,
+          probe: sampledProbes.join(','),
+          detail: `records of ${sampledProbes.join(', ')} were sampled on ${node} in ${sampledWindows.size} window(s) of the range: counts there are weighted estimates, not exact`,
+          windows: [...sampledWindows].sort(),
+        });
+      }
+      if (dropWindows.size > 0)
+        gaps.push({
+          kind: 'drops',
+          node,
+          probe: probe ?? '*',
+          detail: `${dropWindows.size} window(s) of the range lost events on ${node} (${lost} records dropped before Kafka): values there are lower bounds`,
+          windows: [...dropWindows].sort(),
+        });
+      if (windows.size === 0 && !(family && v && !v.enabled))
+        gaps.push({
+          kind: 'no_data',
+          node,
+          probe: probe ?? '*',
+          detail: `no feature windows of ${probe ?? 'any probe'} on ${node} in the range`,
+        });
+      return {
+        node,
+        ...(family && v
+          ? {
+              family: family.name,
+              enabled: v.enabled,
+              attached: v.attached,
+              sample_n: v.settings.sample_n,
+            }
+          : {}),
+        windows: windows.size,
+        windows_with_drops: dropWindows.size,
+        windows_sampled: sampledWindows.size,
+      };
+    });
+    return {
+      data: {
+        metric: a.metric,
+        probe: probe ?? null,
+        range: { since: iso(sinceMs), until: iso(untilMs) },
+        complete: gaps.length === 0,
+        nodes: perNode,
+        gaps,
+        collection_needed: needed,
+        approval_needed_for_agent: policy?.approval.origins.includes('agent') ?? null,
+        ...(errors.length > 0 ? { unavailable: errors } : {}),
+      },
+      citations: [
+        {
+          tool: 'check_coverage',
+          metric: a.metric,
+          window_start: iso(sinceMs),
+          window_end: iso(untilMs),
+          value: gaps.length === 0 ? 'complete' : gaps.map((g) => g.kind).join(','),
+        },
+      ],
+    };
   },
 };
 
@@ -639,6 +959,8 @@ export const proposeFeedback: AgentTool<typeof proposeFeedbackSchema> = {
 
 export const ALL_TOOLS: AgentTool[] = [
   queryFeatures,
+  topProcesses,
+  checkCoverage,
   listAnomalies,
   explainAnomalyTool,
   describeProbes,

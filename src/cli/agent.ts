@@ -40,6 +40,8 @@ export interface CommonOpts {
   pricePrompt?: number;
   priceCompletion?: number;
   anomaliesMinutes: number;
+  /** Minutes of tracefeed.events.v1 indexed by process at start (one-shot questions). */
+  processesMinutes?: number;
 }
 
 function numberArg(name: string, min: number) {
@@ -159,6 +161,20 @@ export async function buildDeps(
       log.warn({ err: (err as Error).message }, 'could not read recent anomalies from Kafka');
     }
   }
+  if ((o.processesMinutes ?? 0) > 0) {
+    const processes = new ProcessIndex();
+    try {
+      await processes.readRecent({
+        brokers,
+        sinceMs: Date.now() - o.processesMinutes! * 60_000,
+        log,
+        timeoutMs: 15_000,
+      });
+      deps.processes = processes;
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'could not read recent events from Kafka');
+    }
+  }
   return { deps, close: async () => void (await Promise.all(closers.map((c) => c()))) };
 }
 
@@ -205,7 +221,18 @@ export function registerAgentCommands(program: Command): void {
         'text (streamed; default on a terminal), json, or jsonl (default when piped)',
       ),
     )
-    .action(async (words: string[], o: CommonOpts & { output?: string }) => {
+    .option(
+      '--processes-minutes <n>',
+      'events read from tracefeed.events.v1 at start for per-process answers, minutes back (0: none)',
+      numberArg('--processes-minutes', 0),
+      5,
+    )
+    .option(
+      '--wait-for-data <seconds>',
+      'when the answer proposes collection it lacks, wait up to this long for the data, then answer again',
+      numberArg('--wait-for-data', 0),
+    )
+    .action(async (words: string[], o: CommonOpts & { output?: string; waitForData?: number }) => {
       const format = o.output === 'text' ? 'table' : resolveFormat(o.output);
       const { deps, close } = await buildDeps(o, log);
       try {
@@ -213,6 +240,7 @@ export function registerAgentCommands(program: Command): void {
         const text = format === 'table';
         let streamed = false;
         const r = await agent.ask(words.join(' '), {
+          ...(o.waitForData !== undefined ? { waitForDataMs: o.waitForData * 1000 } : {}),
           ...(text
             ? {
                 onToken: (t: string) => {

@@ -253,7 +253,9 @@ describe('the agent over real features, anomalies and the real policy engine', (
     expect(r.mode).toBe('deterministic');
     expect(r.notice).toBe(NO_MODEL_NOTICE);
     expect(r.answer.startsWith(NO_MODEL_NOTICE)).toBe(true);
-    expect(r.tool_calls[0]).toMatchObject({
+    // Coverage first (process is on and complete), then the features.
+    expect(r.tool_calls.map((c) => c.name)).toEqual(['check_coverage', 'query_features']);
+    expect(r.tool_calls[1]).toMatchObject({
       name: 'query_features',
       outcome: 'ok',
       args: { metric: 'exec_count', since_minutes: 2 },
@@ -272,7 +274,10 @@ describe('the agent over real features, anomalies and the real policy engine', (
     );
 
     const bytes = await plain.ask('which workloads sent the most bytes in the last two minutes?');
-    expect(bytes.tool_calls[0]?.args).toMatchObject({ metric: 'tcp_bytes_sent', since_minutes: 2 });
+    expect(bytes.tool_calls.find((c) => c.name === 'query_features')?.args).toMatchObject({
+      metric: 'tcp_bytes_sent',
+      since_minutes: 2,
+    });
     expect(bytes.answer).toContain(`${JSON.stringify(tcpWl.path)} on node ${node}: 195.3 KiB`);
 
     const an = await plain.ask('anomalies now');
@@ -368,6 +373,8 @@ describe('the agent over real features, anomalies and the real policy engine', (
     // The tools went out as JSON Schema.
     expect(reqs[0]!.tools!.map((t) => t.function.name)).toEqual([
       'query_features',
+      'top_processes',
+      'check_coverage',
       'list_anomalies',
       'explain_anomaly',
       'describe_probes',
@@ -595,7 +602,7 @@ describe('the agent over real features, anomalies and the real policy engine', (
       second.messages.filter((m) => m.role === 'tool').map((m) => [m.tool_call_id, text(m)]),
     );
     expect(errors.call_bad_name).toMatch(
-      /^Error: unknown tool "drop_all_probes"\. Available tools: query_features, list_anomalies, explain_anomaly, describe_probes, propose_feedback/,
+      /^Error: unknown tool "drop_all_probes"\. Available tools: query_features, top_processes, check_coverage, list_anomalies, explain_anomaly, describe_probes, propose_feedback/,
     );
     expect(errors.call_bad_json).toMatch(
       /^Error: the arguments of query_features are not valid JSON/,
