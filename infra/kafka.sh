@@ -199,8 +199,11 @@ check_port() {
 
 # render_config FILE: write server.properties to FILE (mode 0600: it holds the admin password).
 render_config() {
-  local admin_pw
+  local admin_pw role plain_users=""
   admin_pw=$(tf_secret_value kafka-admin) || exit 1
+  for role in "${ROLES[@]}"; do
+    plain_users+=" user_$role=\"$(tf_secret_value "kafka-$role")\""
+  done
   mkdir -p "$DATA" "$LOGS"
   rm -f "$1"
   (umask 077 && : >"$1")
@@ -216,10 +219,13 @@ controller.listener.names=CONTROLLER
 inter.broker.listener.name=CLIENT
 listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT
 # Clients and the broker itself: SCRAM-SHA-512, users in the metadata log (created when
-# the storage is formatted). The controller listener cannot use SCRAM (its users live in
-# the log it serves): PLAIN with the admin user only, from this file.
-listener.name.client.sasl.enabled.mechanisms=SCRAM-SHA-512
+# the storage is formatted). The same users and passwords over PLAIN, from this file, for
+# librdkafka before 2.6.1 (Debian's 2.0.2 in the node agent), whose SCRAM Kafka 4
+# rejects. The controller listener cannot use SCRAM (its users live in the log it
+# serves): PLAIN with the admin user only.
+listener.name.client.sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
 listener.name.client.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$admin_pw";
+listener.name.client.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required$plain_users;
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
 listener.name.controller.sasl.enabled.mechanisms=PLAIN
 listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="$admin_pw" user_admin="$admin_pw";

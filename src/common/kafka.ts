@@ -191,13 +191,20 @@ export function kafkaSecurity(role: KafkaRole): Pick<KafkaConfig, 'sasl' | 'ssl'
   return out;
 }
 
-/** The librdkafka properties of a role's security settings, for the native frame sink. */
+/**
+ * The librdkafka properties of a role's security settings, for the native frame sink.
+ * On the local cluster it authenticates with PLAIN (same user and password; the
+ * listener is on loopback): the SCRAM of librdkafka before 2.6.1, such as Debian's
+ * 2.0.2, sends a nonce that Kafka 4 rejects (confluentinc/librdkafka#4895). For a
+ * cluster of your own the mechanism is yours: TRACEFEED_KAFKA_NODE_SASL_MECHANISM=plain
+ * (over TLS) with an older librdkafka.
+ */
 export function nativeKafkaSecurity(role: KafkaRole): Record<string, string> {
   const a = kafkaAuth(role);
   const out: Record<string, string> = {};
   if (a.sasl) {
     out['security.protocol'] = a.tls ? 'sasl_ssl' : 'sasl_plaintext';
-    out['sasl.mechanisms'] = a.sasl.mechanism.toUpperCase();
+    out['sasl.mechanisms'] = a.source === 'local' ? 'PLAIN' : a.sasl.mechanism.toUpperCase();
     out['sasl.username'] = a.sasl.username;
     out['sasl.password'] = a.sasl.password;
   } else if (a.tls) {
