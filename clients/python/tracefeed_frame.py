@@ -5,6 +5,13 @@
     for event in frame.events:
         print(event["type"], event["attributes"])
 
+Kafka wants credentials: user "agent" (the reader role), SASL mechanism
+SCRAM-SHA-512 over SASL_PLAINTEXT, password in .tracefeed/secrets/kafka-agent.password:
+    KafkaConsumer("tracefeed.events.v1", bootstrap_servers="127.0.0.1:9092",
+                  security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-512",
+                  sasl_plain_username="agent", sasl_plain_password=password)
+(librdkafka before 2.6.1: sasl.mechanism PLAIN, same user and password.)
+
 The layout is documented in docs/frame-format.md; the record structs come from
 bpf/events.h. Run as a script to decode frames from files:
     python3 tracefeed_frame.py frame.bin [...]

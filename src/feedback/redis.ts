@@ -69,6 +69,8 @@ export function redisOptions(url: string, overrides: RedisOptions = {}): RedisOp
     ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
     ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
     ...(local ?? {}),
+    // rediss://: TLS (system CAs).
+    ...(u.protocol === 'rediss:' ? { tls: { servername: u.hostname } } : {}),
     db: u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0,
     maxRetriesPerRequest: null,
     retryStrategy: (times: number) => Math.min(2000, 50 * 2 ** Math.min(times, 6)),
