@@ -293,6 +293,9 @@ auth_fingerprint() {
 # them back.
 apply_acls() {
   local log="$LOGS/acls.log"
+  tf_need_cmd node "install Node.js 20+ (it sets the ACLs of the tracefeed users)"
+  [[ -f $TF_REPO/node_modules/kafkajs/package.json ]] ||
+    tf_die "kafkajs is not installed in $TF_REPO/node_modules (it sets the ACLs of the tracefeed users); run npm ci (or scripts/bootstrap.sh)"
   if ! TRACEFEED_HOME="$TF_HOME" node "$ACLS" "127.0.0.1:$PORT" >>"$log" 2>&1; then
     tf_show_log_tail "$log" 20
     tf_die "could not set the ACLs of the tracefeed users (log: $log)"
