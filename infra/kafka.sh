@@ -199,10 +199,11 @@ check_port() {
 
 # render_config FILE: write server.properties to FILE (mode 0600: it holds the admin password).
 render_config() {
-  local admin_pw role plain_users=""
+  local admin_pw role pw plain_users=""
   admin_pw=$(tf_secret_value kafka-admin) || exit 1
   for role in "${ROLES[@]}"; do
-    plain_users+=" user_$role=\"$(tf_secret_value "kafka-$role")\""
+    pw=$(tf_secret_value "kafka-$role") || exit 1
+    plain_users+=" user_$role=\"$pw\""
   done
   mkdir -p "$DATA" "$LOGS"
   rm -f "$1"
@@ -280,13 +281,13 @@ config_current() {
 # auth_fingerprint: what the data dir's users were made from (version and passwords),
 # hashed; stored in AUTH_MARKER when the storage is formatted.
 auth_fingerprint() {
-  local role
-  {
-    printf 'tracefeed-kafka-auth v%s\n' "$AUTH_VERSION"
-    for role in "${ROLES[@]}"; do
-      printf '%s %s\n' "$role" "$(tf_secret_value "kafka-$role")"
-    done
-  } | sha256sum | cut -d' ' -f1
+  local role pw text
+  text="tracefeed-kafka-auth v$AUTH_VERSION"$'\n'
+  for role in "${ROLES[@]}"; do
+    pw=$(tf_secret_value "kafka-$role") || exit 1
+    text+="$role $pw"$'\n'
+  done
+  printf '%s' "$text" | sha256sum | cut -d' ' -f1
 }
 
 # apply_acls: the ACLs of every role, as the admin user (idempotent), checked by reading
@@ -304,7 +305,7 @@ apply_acls() {
 
 format_storage() {
   local fp aside
-  fp=$(auth_fingerprint)
+  fp=$(auth_fingerprint) || exit 1
   if [[ -f $DATA/meta.properties ]]; then
     [[ -f $AUTH_MARKER && $(<"$AUTH_MARKER") == "$fp" ]] && return 0
     # Formatted before authentication, or with other users or passwords: its metadata
@@ -319,10 +320,11 @@ format_storage() {
     mv "$DATA" "$aside"
     mkdir -p "$DATA"
   fi
-  local cid="" log="$LOGS/format.log" role
+  local cid="" log="$LOGS/format.log" role pw
   local -a scram=()
   for role in "${ROLES[@]}"; do
-    scram+=(--add-scram "SCRAM-SHA-512=[name=$role,password=$(tf_secret_value "kafka-$role")]")
+    pw=$(tf_secret_value "kafka-$role") || exit 1
+    scram+=(--add-scram "SCRAM-SHA-512=[name=$role,password=$pw]")
   done
   [[ -s $CLUSTER_ID_FILE ]] && read -r cid <"$CLUSTER_ID_FILE"
   if [[ -z $cid ]]; then
