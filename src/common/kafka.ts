@@ -266,7 +266,10 @@ export async function ensureTopics(
       {
         cause: err,
         retriable: true,
-        hint: 'start the local broker with `tracefeed infra up`, or point --brokers / TRACEFEED_KAFKA_BROKERS at yours',
+        hint:
+          kafkaAuth('admin').source === 'none'
+            ? 'start the local broker with `tracefeed infra up`, or point --brokers / TRACEFEED_KAFKA_BROKERS at yours; a broker that wants SASL closes the connection: set --kafka-username and --kafka-password-file'
+            : 'start the local broker with `tracefeed infra up`, or point --brokers / TRACEFEED_KAFKA_BROKERS at yours; `SASL authentication failed`: the password does not match (docs/security.md, "Kafka and Redis")',
       },
     );
   }
