@@ -1,11 +1,11 @@
 /**
- * The upgrade of a Kafka data dir formatted before authentication (every installation
- * from before it, such as a developer's .tracefeed): infra/kafka.sh start moves it
- * aside, says so, formats a new one with the SCRAM users and starts a broker that
- * takes the roles' passwords. Runs a second broker of its own (own TRACEFEED_HOME,
+ * The upgrade of a broker running from before authentication, on a data dir formatted
+ * then (every installation from before it, such as a developer's .tracefeed):
+ * infra/kafka.sh start stops it, moves the data dir aside, says so, formats a new one
+ * with the SCRAM users and starts a broker that takes the roles' passwords. Runs a second broker of its own (own TRACEFEED_HOME,
  * own ports), sharing only the jars of the test infrastructure.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   existsSync,
@@ -78,7 +78,8 @@ describe('infra/kafka.sh on a data dir from before authentication', () => {
     symlinkSync(jars, join(kdir, version));
     // A data dir formatted the way infra/kafka.sh did before authentication.
     const data = join(kdir, 'data');
-    const conf = join(home, 'pre-auth.properties');
+    // Where infra/kafka.sh keeps its configuration: the running broker is "ours".
+    const conf = join(kdir, 'server.properties');
     writeFileSync(
       conf,
       [
@@ -90,6 +91,8 @@ describe('infra/kafka.sh on a data dir from before authentication', () => {
         'inter.broker.listener.name=PLAINTEXT',
         'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
         `log.dirs=${data}`,
+        'offsets.topic.replication.factor=1',
+        'transaction.state.log.replication.factor=1',
         '',
       ].join('\n'),
     );
@@ -101,17 +104,36 @@ describe('infra/kafka.sh on a data dir from before authentication', () => {
       { stdio: 'pipe' },
     );
     writeFileSync(join(data, 'pre-auth-witness'), 'old data\n');
-  }, 60_000);
+    // Running, as the old infra/kafka.sh started it: anyone may talk to it.
+    const broker = spawn('java', ['-Xmx256m', '-cp', `${jars}/lib/*`, 'kafka.Kafka', conf], {
+      cwd: kdir,
+      detached: true,
+      stdio: 'ignore',
+    });
+    broker.unref();
+    const probe = join(repoRoot, 'infra', 'kafka', 'probe.mjs');
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      try {
+        execFileSync('node', [probe, '127.0.0.1', String(port)], { stdio: 'pipe' });
+        break;
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((ok) => setTimeout(ok, 500));
+      }
+    }
+  }, 90_000);
 
   afterAll(async () => {
     await kafkaSh('stop', '--kill');
     rmSync(home, { recursive: true, force: true });
   }, 60_000);
 
-  it('moves the old data dir aside, formats with the users, and the roles get in', async () => {
+  it('restarts the running broker, moves the old data dir aside, formats with the users, and the roles get in', async () => {
     expect(existsSync(join(kdir, 'data', 'meta.properties'))).toBe(true);
     const r = await kafkaSh('start');
     expect(r.code, r.stderr + r.stdout).toBe(0);
+    expect(r.stderr).toMatch(/runs an older configuration .* restarting it/);
     expect(r.stderr).toMatch(/was formatted without authentication/);
     expect(r.stderr).toMatch(/moving it to \S+data\.replaced-\d{8}T\d{6}Z/);
     const aside = readdirSync(kdir).filter((d) => d.startsWith('data.replaced-'));
