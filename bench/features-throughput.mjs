@@ -18,7 +18,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Kafka, logLevel } from 'kafkajs';
+import { logLevel } from 'kafkajs';
 
 const root = new URL('..', import.meta.url).pathname;
 const { values: args } = parseArgs({
@@ -34,16 +34,24 @@ const { NodeAgent, DEFAULT_AGENT_OPTIONS, decodeFrameHeader } = await dist('inge
 const { WindowAggregator, buildWindowBatch, featureSchema, toIpcStream } =
   await dist('features/index.js');
 const { createLogger } = await dist('common/logger.js');
-const { Topics } = await dist('common/kafka.js');
-const brokers = (process.env.TRACEFEED_BROKERS ?? '127.0.0.1:9092').split(',');
+const { Topics, brokersFrom, kafkaClient } = await dist('common/kafka.js');
+const brokers = brokersFrom(process.env.TRACEFEED_BROKERS);
 
 const framesPath = join(root, '.tracefeed', 'bench', 'frames.bin');
 
 /** Frames of one node as a consumer of the events topic receives them. */
 async function consumeNode(node) {
   const frames = [];
-  const kafka = new Kafka({ clientId: 'tf-bench-features', brokers, logLevel: logLevel.NOTHING });
-  const consumer = kafka.consumer({ groupId: `tf-bench-${randomUUID()}`, maxWaitTimeInMs: 100 });
+  const kafka = kafkaClient({
+    role: 'agent',
+    clientId: 'tf-bench-features',
+    brokers,
+    logLevel: logLevel.NOTHING,
+  });
+  const consumer = kafka.consumer({
+    groupId: `tracefeed-bench-${randomUUID()}`,
+    maxWaitTimeInMs: 100,
+  });
   await consumer.connect();
   await consumer.subscribe({ topic: Topics.events, fromBeginning: false });
   const joined = new Promise((r) => consumer.on(consumer.events.GROUP_JOIN, r));

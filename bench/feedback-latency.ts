@@ -12,8 +12,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Kafka, logLevel } from 'kafkajs';
-import { brokersFrom, ensureTopics, Topics } from '../src/common/kafka.js';
+import { logLevel } from 'kafkajs';
+import { brokersFrom, ensureTopics, kafkaClient, Topics } from '../src/common/kafka.js';
 import { createLogger } from '../src/common/logger.js';
 import { AuditTrail, readAudit } from '../src/feedback/audit.js';
 import { FeedbackController } from '../src/feedback/controller.js';
@@ -64,11 +64,13 @@ async function main(): Promise<void> {
     thresholdsPath,
     audit,
     log,
-    groupId: `tracefeed-bench-${node}`,
+    groupId: `tracefeed-feedback-bench-${node}`,
     budgetIntervalMs: 0,
   }).start();
   await controller.ready;
-  const producer = new Kafka({
+  // Anomalies are written by the feature stage: its role.
+  const producer = kafkaClient({
+    role: 'features',
     clientId: 'tracefeed-bench',
     brokers,
     logLevel: logLevel.NOTHING,

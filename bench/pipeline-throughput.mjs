@@ -25,7 +25,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { Kafka, logLevel } from 'kafkajs';
+import { logLevel } from 'kafkajs';
 import {
   LineChild,
   QUICK,
@@ -45,11 +45,13 @@ const SECONDS = argNum('seconds', QUICK ? 6 : 20);
 const OVERLOAD = argNum('overload', 4);
 const OVERLOAD_SECONDS = argNum('overload-seconds', QUICK ? 4 : 10);
 const RING_KIB = argNum('ring-kib', 4096);
-const BROKERS = (process.env.TRACEFEED_BROKERS ?? '127.0.0.1:9092').split(',');
 
 ensureBuilt();
 const { WindowAggregator } = await import(join(repoRoot, 'dist', 'features', 'aggregator.js'));
-const { Topics } = await import(join(repoRoot, 'dist', 'common', 'kafka.js'));
+const { Topics, brokersFrom, kafkaClient } = await import(
+  join(repoRoot, 'dist', 'common', 'kafka.js')
+);
+const BROKERS = brokersFrom(process.env.TRACEFEED_BROKERS);
 
 const node = `bench-e2e-${randomUUID().slice(0, 8)}`;
 
@@ -79,12 +81,16 @@ async function startAgent(loopPid) {
 
 /** A consumer of the events topic that windows this node's frames, as the feature stage does. */
 async function startConsumer() {
-  const kafka = new Kafka({
+  const kafka = kafkaClient({
+    role: 'agent',
     clientId: 'tf-bench-e2e',
     brokers: BROKERS,
     logLevel: logLevel.NOTHING,
   });
-  const consumer = kafka.consumer({ groupId: `tf-bench-${randomUUID()}`, maxWaitTimeInMs: 100 });
+  const consumer = kafka.consumer({
+    groupId: `tracefeed-bench-${randomUUID()}`,
+    maxWaitTimeInMs: 100,
+  });
   const agg = new WindowAggregator({ windowMs: 1000, allowedLatenessMs: 60_000 });
   const counted = { frames: 0, records: 0, slowRecords: 0, slowWeighted: 0, bytes: 0 };
   await consumer.connect();

@@ -216,7 +216,8 @@ async function main() {
       secondsPerWindow: SECONDS,
       reps: REPS,
       targetEventsPerSec: TARGET_EPS,
-      brokers: process.env.TRACEFEED_BROKERS ?? '127.0.0.1:9092',
+      brokers:
+        process.env.TRACEFEED_BROKERS ?? process.env.TRACEFEED_KAFKA_BROKERS ?? '127.0.0.1:9092',
     },
     syscallLoop: a,
     eventLoad: b,

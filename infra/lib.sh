@@ -193,3 +193,45 @@ tf_quiesce_distro_redis() {
   fi
   return 0
 }
+
+# --- secrets ---------------------------------------------------------------------------
+# Passwords of the local services live in $TF_SECRETS (mode 0700), one file per user,
+# mode 0600, 48 hex digits (192 random bits) each. They are created once and never
+# rewritten; remove a file to rotate it (infra/README.md, "Credentials").
+TF_SECRETS="$TF_HOME/secrets"
+
+# tf_secret NAME: print the path of $TF_SECRETS/NAME.password, creating it if missing.
+# Dies when the file or its directory can be read by other users.
+tf_secret() {
+  local file="$TF_SECRETS/$1.password" tmp mode
+  if [[ ! -d $TF_SECRETS ]]; then
+    (umask 077 && mkdir -p "$TF_SECRETS")
+  fi
+  mode=$(stat -c %a "$TF_SECRETS")
+  if ((8#$mode & 8#077)); then
+    tf_die "$TF_SECRETS is accessible to other users (mode $mode); fix it with: chmod 700 $TF_SECRETS"
+  fi
+  if [[ ! -s $file ]]; then
+    tmp="$file.$$.tmp"
+    (umask 077 && od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$tmp")
+    # First creator wins (concurrent starts): link fails if the file appeared meanwhile.
+    ln "$tmp" "$file" 2>/dev/null || true
+    rm -f "$tmp"
+    [[ -s $file ]] || tf_die "could not create $file"
+  fi
+  mode=$(stat -c %a "$file")
+  if ((8#$mode & 8#077)); then
+    tf_die "$file is readable by other users (mode $mode); fix it with: chmod 600 $file (and rotate it: rm $file)"
+  fi
+  printf '%s\n' "$file"
+}
+
+# tf_secret_value NAME: print the password NAME (created if missing).
+tf_secret_value() {
+  local file value
+  file=$(tf_secret "$1") || exit 1
+  read -r value <"$file" || true
+  [[ $value =~ ^[0-9a-f]{48}$ ]] ||
+    tf_die "$file does not hold a tracefeed password (48 hex digits); remove it so that a new one is created"
+  printf '%s\n' "$value"
+}

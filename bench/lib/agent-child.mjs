@@ -12,8 +12,9 @@
 import { createInterface } from 'node:readline';
 import { DEFAULT_AGENT_OPTIONS, NodeAgent } from '../../dist/ingest/index.js';
 import { createLogger } from '../../dist/common/logger.js';
+import { brokersFrom } from '../../dist/common/kafka.js';
 
-const brokers = (process.env.TRACEFEED_BROKERS ?? '127.0.0.1:9092').split(',');
+const brokers = brokersFrom(process.env.TRACEFEED_BROKERS);
 const probes = process.argv[2] ? JSON.parse(process.argv[2]) : {};
 const extra = process.argv[3] ? JSON.parse(process.argv[3]) : {};
 const agent = new NodeAgent({

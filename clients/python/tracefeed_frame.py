@@ -5,6 +5,13 @@
     for event in decode_events(frame):       # every op, cgroups named
         print(event["type"], event["attributes"])
 
+Kafka wants credentials: user "agent" (the reader role), SASL mechanism
+SCRAM-SHA-512 over SASL_PLAINTEXT, password in .tracefeed/secrets/kafka-agent.password:
+    KafkaConsumer("tracefeed.events.v1", bootstrap_servers="127.0.0.1:9092",
+                  security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-512",
+                  sasl_plain_username="agent", sasl_plain_password=password)
+(librdkafka before 2.6.1: sasl.mechanism PLAIN, same user and password.)
+
 The layout is documented in docs/frame-format.md; offsets and sizes come from
 tracefeed_layout.py, generated from bpf/events.h (scripts/gen-layouts.mjs).
 Keep both files together. Run as a script to decode frames from files:

@@ -79,6 +79,39 @@ const program = new Command('tracefeed')
   )
   .showHelpAfterError();
 
+// A Kafka cluster of your own: these flags set the environment that kafkaClient reads
+// (src/common/kafka.ts kafkaAuth), for this process and the ones it starts. No password
+// flag: a command line is visible to every user; the password comes from a file.
+program
+  .option(
+    '--kafka-username <name>',
+    'SASL user for a Kafka cluster of your own (TRACEFEED_KAFKA_USERNAME)',
+  )
+  .option(
+    '--kafka-password-file <file>',
+    "that user's password, in a file of mode 0600 (TRACEFEED_KAFKA_PASSWORD_FILE)",
+  )
+  .option(
+    '--kafka-sasl-mechanism <name>',
+    'scram-sha-512 (default), scram-sha-256, plain, or none (TRACEFEED_KAFKA_SASL_MECHANISM)',
+  )
+  .option('--kafka-tls', 'TLS to Kafka (TRACEFEED_KAFKA_TLS=1)')
+  .option('--kafka-tls-ca <file>', 'PEM CA for Kafka TLS (TRACEFEED_KAFKA_TLS_CA)')
+  .hook('preAction', () => {
+    const o = program.opts<{
+      kafkaUsername?: string;
+      kafkaPasswordFile?: string;
+      kafkaSaslMechanism?: string;
+      kafkaTls?: boolean;
+      kafkaTlsCa?: string;
+    }>();
+    if (o.kafkaUsername) process.env.TRACEFEED_KAFKA_USERNAME = o.kafkaUsername;
+    if (o.kafkaPasswordFile) process.env.TRACEFEED_KAFKA_PASSWORD_FILE = o.kafkaPasswordFile;
+    if (o.kafkaSaslMechanism) process.env.TRACEFEED_KAFKA_SASL_MECHANISM = o.kafkaSaslMechanism;
+    if (o.kafkaTls) process.env.TRACEFEED_KAFKA_TLS = '1';
+    if (o.kafkaTlsCa) process.env.TRACEFEED_KAFKA_TLS_CA = o.kafkaTlsCa;
+  });
+
 const outputOption = (): Option =>
   new Option(
     '-o, --output <format>',

@@ -208,7 +208,7 @@ export class ScenarioSession {
       this.stage = new FeatureStage(
         {
           brokers: this.o.brokers,
-          group_id: `tf-scenario-${randomUUID()}`,
+          group_id: `tracefeed-features-scenario-${randomUUID()}`,
           window_seconds: this.windowSeconds,
           allowed_lateness_seconds: 0,
           idle_close_seconds: 1,
@@ -278,7 +278,7 @@ export class ScenarioSession {
           thresholdsPath: thresholds,
           audit: this.audit,
           log,
-          groupId: `tf-scenario-fb-${randomUUID()}`,
+          groupId: `tracefeed-feedback-scenario-${randomUUID()}`,
         }).start();
         await this.controller.ready;
       }

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Server as HttpServer } from 'node:http';
-import { Kafka, logLevel, type Consumer } from 'kafkajs';
+import type { Consumer } from 'kafkajs';
 import type { Redis } from 'ioredis';
 import { authHeaders } from '../../src/common/http-auth.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,7 +25,7 @@ import {
   parseThresholds,
   readAudit,
 } from '../../src/feedback/index.js';
-import { connectRedis, DEFAULT_REDIS_URL } from '../../src/feedback/redis.js';
+import { connectRedis, redisUrlFrom } from '../../src/feedback/redis.js';
 import {
   ANALYSES_TOPIC,
   AnalysisWorker,
@@ -41,7 +41,7 @@ import {
   type AgentDeps,
   type Analysis,
 } from '../../src/agent/index.js';
-import { BROKERS } from '../helpers/kafka.js';
+import { BROKERS, testKafka } from '../helpers/kafka.js';
 import { INJECTION, hostileProgram, makeWorkload, type Workload } from './helpers.js';
 import {
   lastToolData,
@@ -103,7 +103,7 @@ describe('the agent over real features, anomalies and the real policy engine', (
     stage = new FeatureStage(
       {
         brokers: BROKERS,
-        group_id: `tf-test-agent-${randomUUID()}`,
+        group_id: `tracefeed-features-test-agent-${randomUUID()}`,
         window_seconds: 1,
         allowed_lateness_seconds: 1,
         idle_close_seconds: 1,
@@ -116,12 +116,12 @@ describe('the agent over real features, anomalies and the real policy engine', (
     processes = await new ProcessIndex().start({ brokers: BROKERS, log });
     await processes.ready;
 
-    redis = connectRedis(DEFAULT_REDIS_URL);
+    redis = connectRedis(redisUrlFrom(undefined));
     auditPath = join(mkdtempSync(join(tmpdir(), 'tf-agent-audit-')), 'feedback.jsonl');
     audit = new AuditTrail({ path: auditPath, log });
     service = new FeedbackService({
       redis,
-      redisUrl: DEFAULT_REDIS_URL,
+      redisUrl: redisUrlFrom(undefined),
       audit,
       thresholds: () => T,
       actor: 'agent',
@@ -153,16 +153,12 @@ describe('the agent over real features, anomalies and the real policy engine', (
       agent: plain,
       brokers: BROKERS,
       log,
-      groupId: `tf-test-analysis-${randomUUID()}`,
+      groupId: `tracefeed-agent-test-analysis-${randomUUID()}`,
     });
     await worker.start();
-    const kafka = new Kafka({
-      clientId: 'tf-test-analyses',
-      brokers: BROKERS,
-      logLevel: logLevel.NOTHING,
-    });
+    const kafka = testKafka('agent', 'tf-test-analyses');
     analysesConsumer = kafka.consumer({
-      groupId: `tf-test-analyses-${randomUUID()}`,
+      groupId: `tracefeed-test-analyses-${randomUUID()}`,
       maxWaitTimeInMs: 200,
     });
     let joined!: () => void;

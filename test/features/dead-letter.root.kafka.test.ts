@@ -4,14 +4,13 @@
  * and the real events around them still make correct features.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/common/logger.js';
 import { Topics } from '../../src/common/kafka.js';
 import { NodeAgent, encodeFrame, layout } from '../../src/ingest/index.js';
 import { FeatureStage } from '../../src/features/index.js';
 import { testAgent, testStage } from '../helpers/pipeline.js';
-import { BROKERS, subscribe } from '../helpers/kafka.js';
+import { subscribe, testKafka } from '../helpers/kafka.js';
 import { makeCgroup, type TestCgroup } from '../helpers/cgroup.js';
 
 function frameWith(records: Buffer[]): Buffer {
@@ -34,11 +33,8 @@ describe('dead letters', () => {
   const node = `dlq-node-${randomBytes(3).toString('hex')}`;
   const tag = randomUUID();
   const log = createLogger('test', 'silent');
-  const kafka = new Kafka({
-    clientId: 'tf-test-dlq',
-    brokers: BROKERS,
-    logLevel: logLevel.NOTHING,
-  });
+  // Bad records arrive where a node writes: the node's role.
+  const kafka = testKafka('node', 'tf-test-dlq');
   let stage: FeatureStage;
   let agent: NodeAgent;
   let cg: TestCgroup;

@@ -46,7 +46,7 @@ describe('features of a real workload', () => {
     stage = new FeatureStage(
       {
         brokers: BROKERS,
-        group_id: `tf-test-features-${randomUUID()}`,
+        group_id: `tracefeed-features-test-${randomUUID()}`,
         window_seconds: 1,
         allowed_lateness_seconds: 1,
         idle_close_seconds: 1,

@@ -9,14 +9,13 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/common/logger.js';
 import { Topics } from '../../src/common/kafka.js';
 import { NodeAgent, encodeFrame, layout } from '../../src/ingest/index.js';
 import { FeatureStage } from '../../src/features/index.js';
 import { testAgent, testStage } from '../helpers/pipeline.js';
-import { BROKERS, subscribe } from '../helpers/kafka.js';
+import { BROKERS, subscribe, testKafka } from '../helpers/kafka.js';
 import { makeCgroup, type TestCgroup } from '../helpers/cgroup.js';
 
 const { fieldOffset, EXEC_LAYOUT, HEADER_LAYOUT } = layout;
@@ -43,11 +42,8 @@ describe('future-dated records', () => {
   const node = `future-node-${randomBytes(3).toString('hex')}`;
   const tag = randomUUID();
   const log = createLogger('test', 'silent');
-  const kafka = new Kafka({
-    clientId: 'tf-test-future',
-    brokers: BROKERS,
-    logLevel: logLevel.NOTHING,
-  });
+  // Bad records arrive where a node writes: the node's role.
+  const kafka = testKafka('node', 'tf-test-future');
   let stage: FeatureStage;
   let agent: NodeAgent;
   let cg: TestCgroup;
@@ -124,7 +120,12 @@ describe('future-dated records', () => {
       JSON.stringify({ closed_up_to_ms: { [node]: Date.now() + 86_000_000 } }),
     );
     const restarted = new FeatureStage(
-      { brokers: BROKERS, group_id: `tf-test-future-2-${tag}`, data_dir: dir, http_port: 0 },
+      {
+        brokers: BROKERS,
+        group_id: `tracefeed-features-test-future-2-${tag}`,
+        data_dir: dir,
+        http_port: 0,
+      },
       log,
     );
     expect(restarted.stats().stateClamped).toBe(1);

@@ -16,7 +16,7 @@ import { repoRoot } from '../../src/common/paths.js';
 import { NodeAgent } from '../../src/ingest/index.js';
 import { FeatureStage } from '../../src/features/index.js';
 import { testAgent, testStage } from '../helpers/pipeline.js';
-import { BROKERS } from '../helpers/kafka.js';
+import { BROKERS, INFRA_SECRETS } from '../helpers/kafka.js';
 import { makeCgroup, type TestCgroup } from '../helpers/cgroup.js';
 
 function python(): string {
@@ -88,6 +88,9 @@ describe('example notebook', () => {
           // The notebook sends it as a bearer token (it reads the token file otherwise).
           TRACEFEED_TOKEN: clientToken() ?? '',
           TRACEFEED_KAFKA: BROKERS[0],
+          // The notebook's cwd is not the checkout: the state directory, absolute (its
+          // Kafka password, as a reader of the local cluster).
+          TRACEFEED_HOME: join(INFRA_SECRETS, '..'),
           TRACEFEED_NODE: node,
           TRACEFEED_WORKLOAD: cg.path,
           TRACEFEED_NOTEBOOK_RESULT: result,

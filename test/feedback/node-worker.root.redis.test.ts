@@ -539,7 +539,7 @@ describe.skipIf(!isRoot || !available.includes('process') || !available.includes
             thresholdsPath: path,
             audit,
             log,
-            groupId: `tf-test-${node}`,
+            groupId: `tracefeed-feedback-test-${node}`,
             budgetIntervalMs: 1000,
             signer,
           }).start();

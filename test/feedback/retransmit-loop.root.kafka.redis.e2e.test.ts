@@ -24,8 +24,9 @@ import {
 import { BROKERS, startCollector } from '../helpers/kafka.js';
 import { makeCgroup, type TestCgroup } from '../helpers/cgroup.js';
 import { LossyLink } from '../../src/scenario/index.js';
+import { redisUrlFrom } from '../../src/feedback/redis.js';
 
-const REDIS = process.env.TRACEFEED_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const REDIS = redisUrlFrom(undefined);
 const TTL_S = 8;
 
 function tcpConfig(agent: NodeAgent): {
@@ -109,7 +110,7 @@ describe('retransmits tighten tcp collection on the workload, then the TTL rever
     stage = new FeatureStage(
       {
         brokers: BROKERS,
-        group_id: `tf-loop-${randomUUID()}`,
+        group_id: `tracefeed-features-test-loop-${randomUUID()}`,
         window_seconds: 1,
         allowed_lateness_seconds: 0,
         idle_close_seconds: 1,
@@ -140,7 +141,7 @@ describe('retransmits tighten tcp collection on the workload, then the TTL rever
       thresholdsPath: thresholds,
       audit,
       log,
-      groupId: `tf-loop-fb-${randomUUID()}`,
+      groupId: `tracefeed-feedback-test-loop-${randomUUID()}`,
     }).start();
     await controller.ready;
     cg = makeCgroup('tf-loop');

@@ -1,10 +1,31 @@
 /** An independent Kafka consumer for tests: reads the events topic and decodes frames. */
 import { randomUUID } from 'node:crypto';
-import { Kafka, logLevel, type Consumer, type KafkaMessage } from 'kafkajs';
-import { Topics } from '../../src/common/kafka.js';
+import { existsSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { logLevel, type Consumer, type KafkaMessage } from 'kafkajs';
+import { brokersFrom, kafkaClient, Topics, type KafkaRole } from '../../src/common/kafka.js';
+import { stateDir } from '../../src/common/paths.js';
 import { decodeFrameEvents, type TracefeedEvent } from '../../src/ingest/index.js';
 
-export const BROKERS = (process.env.TRACEFEED_KAFKA_BROKERS ?? '127.0.0.1:9092').split(',');
+/** TRACEFEED_KAFKA_BROKERS, else 127.0.0.1:9092. */
+export const BROKERS = brokersFrom(undefined);
+
+/** The infrastructure's secrets directory (of the TRACEFEED_HOME the tests started with). */
+export const INFRA_SECRETS = join(stateDir(), 'secrets');
+
+/**
+ * Makes the infrastructure's passwords visible in another TRACEFEED_HOME (a test's
+ * fresh installation), so that its clients still authenticate to Kafka and Redis.
+ */
+export function linkInfraSecrets(home: string): void {
+  if (existsSync(INFRA_SECRETS) && !existsSync(join(home, 'secrets')))
+    symlinkSync(INFRA_SECRETS, join(home, 'secrets'));
+}
+
+/** A kafkajs client of `role` for a test (logs off). */
+export function testKafka(role: KafkaRole, clientId = 'tracefeed-test') {
+  return kafkaClient({ role, clientId, brokers: BROKERS, logLevel: logLevel.NOTHING });
+}
 
 export interface CollectedRecord {
   key: string | undefined;
@@ -23,11 +44,8 @@ export async function subscribe(
   onMessage: (message: KafkaMessage) => void,
   fromBeginning = false,
 ): Promise<() => Promise<void>> {
-  const kafka = new Kafka({
-    clientId: 'tracefeed-test',
-    brokers: BROKERS,
-    logLevel: logLevel.NOTHING,
-  });
+  // The agent's role reads every tracefeed topic, in groups named tracefeed-*.
+  const kafka = testKafka('agent');
   const consumer: Consumer = kafka.consumer({
     groupId: `tracefeed-test-${randomUUID()}`,
     maxWaitTimeInMs: 200,

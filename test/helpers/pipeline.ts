@@ -26,7 +26,7 @@ export function testStage(
   return new FeatureStage(
     {
       brokers: BROKERS,
-      group_id: `tf-test-${name}-${randomUUID()}`,
+      group_id: `tracefeed-features-test-${name}-${randomUUID()}`,
       window_seconds: 1,
       allowed_lateness_seconds: 1,
       idle_close_seconds: 1,

@@ -4,7 +4,7 @@
  * Kafka and Redis are left running: the suites after this one reuse them.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -14,6 +14,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const kafkaPort = process.env.TRACEFEED_KAFKA_PORT ?? '9092';
 const redisPort = process.env.TRACEFEED_REDIS_PORT ?? '6379';
+const secrets = join(process.env.TRACEFEED_HOME ?? join(repo, '.tracefeed'), 'secrets');
 
 interface Run {
   code: number;
@@ -70,10 +71,24 @@ describe('infra/kafka.sh', () => {
     expect(pid(second.stdout)).toBe(pid(status.stdout));
   });
 
-  it('answers a Kafka Metadata request', async () => {
-    const probe = await run('node', ['infra/kafka/probe.mjs', '127.0.0.1', kafkaPort]);
+  it('answers a Kafka Metadata request after SCRAM authentication, and only then', async () => {
+    const probe = await run('node', ['infra/kafka/probe.mjs', '127.0.0.1', kafkaPort], {
+      TRACEFEED_KAFKA_PROBE_USER: 'admin',
+      TRACEFEED_KAFKA_PROBE_PASSWORD_FILE: join(secrets, 'kafka-admin.password'),
+    });
     expect(probe.code, probe.stderr).toBe(0);
     expect(probe.stdout).toMatch(/cluster=\S+ brokers=1/);
+    const anonymous = await run('node', ['infra/kafka/probe.mjs', '127.0.0.1', kafkaPort]);
+    expect(anonymous.code).toBe(1);
+    const wrong = join(mkdtempSync(join(tmpdir(), 'tracefeed-infra-')), 'pw');
+    tmpHomes.push(dirname(wrong));
+    writeFileSync(wrong, 'f'.repeat(48), { mode: 0o600 });
+    const refused = await run('node', ['infra/kafka/probe.mjs', '127.0.0.1', kafkaPort], {
+      TRACEFEED_KAFKA_PROBE_USER: 'admin',
+      TRACEFEED_KAFKA_PROBE_PASSWORD_FILE: wrong,
+    });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/SASL authentication failed/);
   });
 
   it('refuses a port held by another process', async () => {
@@ -105,18 +120,17 @@ describe('infra/redis.sh', () => {
     expect(second.code, second.stderr + second.stdout).toBe(0);
     expect(second.stdout).toMatch(/^redis: already running \(pid \d+\)$/m);
 
-    const ping = await run('redis-cli', ['-h', '127.0.0.1', '-p', redisPort, 'ping']);
+    // Without the password: refused.
+    const anonymous = await run('redis-cli', ['-h', '127.0.0.1', '-p', redisPort, 'ping']);
+    expect(anonymous.stdout.trim()).toMatch(/^NOAUTH/);
+    const auth = {
+      REDISCLI_AUTH: readFileSync(join(secrets, 'redis.password'), 'utf8').trim(),
+    };
+    const cli = ['--no-auth-warning', '--user', 'tracefeed', '-h', '127.0.0.1', '-p', redisPort];
+    const ping = await run('redis-cli', [...cli, 'ping'], auth);
     expect(ping.stdout.trim()).toBe('PONG');
 
-    const aof = await run('redis-cli', [
-      '-h',
-      '127.0.0.1',
-      '-p',
-      redisPort,
-      'config',
-      'get',
-      'appendonly',
-    ]);
+    const aof = await run('redis-cli', [...cli, 'config', 'get', 'appendonly'], auth);
     expect(aof.stdout.trim().split('\n')).toEqual(['appendonly', 'yes']);
 
     const status = await run('bash', script('redis', 'status'));

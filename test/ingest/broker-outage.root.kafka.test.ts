@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/common/logger.js';
 import { repoRoot } from '../../src/common/paths.js';
 import { DEFAULT_AGENT_OPTIONS, NodeAgent } from '../../src/ingest/index.js';
-import { BROKERS, startCollector } from '../helpers/kafka.js';
+import { BROKERS, startCollector, testKafka } from '../helpers/kafka.js';
 import { churn, uniqueProgram } from '../helpers/workload.js';
 
 function kafka(action: string): void {
@@ -126,18 +126,13 @@ describe('broker outage', () => {
 });
 
 async function readAllEvents() {
-  const { Kafka, logLevel } = await import('kafkajs');
   const { decodeFrameEvents } = await import('../../src/ingest/index.js');
-  const kafka = new Kafka({
-    clientId: 'tf-test-scan',
-    brokers: BROKERS,
-    logLevel: logLevel.NOTHING,
-  });
+  const kafka = testKafka('agent', 'tf-test-scan');
   const admin = kafka.admin();
   await admin.connect();
   const offsets = await admin.fetchTopicOffsets('tracefeed.events.v1');
   await admin.disconnect();
-  const consumer = kafka.consumer({ groupId: `tf-scan-${Date.now()}` });
+  const consumer = kafka.consumer({ groupId: `tracefeed-test-scan-${Date.now()}` });
   await consumer.connect();
   await consumer.subscribe({ topic: 'tracefeed.events.v1', fromBeginning: true });
   const events: ReturnType<typeof decodeFrameEvents> = [];

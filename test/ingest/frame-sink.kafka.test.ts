@@ -6,7 +6,8 @@
  * is needed here; the kernel-to-Kafka path is covered by pipeline.root.kafka.
  */
 import { randomUUID } from 'node:crypto';
-import { Kafka, logLevel, type KafkaMessage } from 'kafkajs';
+import { type KafkaMessage } from 'kafkajs';
+import { nativeKafkaSecurity } from '../../src/common/kafka.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeFrame } from '../../src/ingest/frame.js';
 import { decodeFrameEvents } from '../../src/ingest/index.js';
@@ -17,7 +18,7 @@ import {
   type NativeFrameSink,
 } from '../../src/ingest/native.js';
 import { writeRecordHeader } from '../../src/ingest/summaries.js';
-import { BROKERS, subscribe } from '../helpers/kafka.js';
+import { BROKERS, subscribe, testKafka } from '../helpers/kafka.js';
 
 const topic = `tracefeed.test.sink.${randomUUID().slice(0, 8)}`;
 const SIZE = RUNQ_SUMMARY_LAYOUT.size;
@@ -63,6 +64,8 @@ function makeSink(
       lingerMs: 50,
       bufferMaxBytes: 8 * 1024 * 1024,
       cgroupOffsets: OpTable.cgroupOffset,
+      // The topic is this file's own (created by the admin): the admin's credentials.
+      kafka: nativeKafkaSecurity('admin'),
       ...over,
     },
     onEvent,
@@ -74,11 +77,7 @@ describe('native frame sink', () => {
   let stopConsumer: () => Promise<void>;
 
   beforeAll(async () => {
-    const kafka = new Kafka({
-      clientId: 'tf-test-sink',
-      brokers: BROKERS,
-      logLevel: logLevel.NOTHING,
-    });
+    const kafka = testKafka('admin', 'tf-test-sink');
     const admin = kafka.admin();
     await admin.connect();
     await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
@@ -89,11 +88,7 @@ describe('native frame sink', () => {
 
   afterAll(async () => {
     await stopConsumer?.();
-    const kafka = new Kafka({
-      clientId: 'tf-test-sink',
-      brokers: BROKERS,
-      logLevel: logLevel.NOTHING,
-    });
+    const kafka = testKafka('admin', 'tf-test-sink');
     const admin = kafka.admin();
     await admin.connect();
     await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);

@@ -17,8 +17,9 @@ import {
   type ScenarioCgroup,
 } from '../../src/scenario/index.js';
 import { BROKERS } from '../helpers/kafka.js';
+import { redisUrlFrom } from '../../src/feedback/redis.js';
 
-const REDIS = process.env.TRACEFEED_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const REDIS = redisUrlFrom(undefined);
 export const WINDOW_S = 2;
 export const TTL_S = 10;
 

@@ -33,7 +33,7 @@ import {
   startControlApi,
   type ProbeStats,
 } from '../../src/ingest/index.js';
-import { BROKERS } from '../helpers/kafka.js';
+import { BROKERS, linkInfraSecrets } from '../helpers/kafka.js';
 
 const run = promisify(execFile);
 const cli = `${repoRoot}/bin/tracefeed.js`;
@@ -91,6 +91,8 @@ describe('authenticated local APIs', () => {
   beforeAll(async () => {
     // A fresh installation: its token is created on first use, in this state directory.
     chmodSync(home, 0o755);
+    // Its clients still authenticate to the test infrastructure's Kafka and Redis.
+    linkInfraSecrets(home);
     process.env.TRACEFEED_HOME = home;
     agent = new NodeAgent({
       ...DEFAULT_AGENT_OPTIONS,
@@ -105,7 +107,7 @@ describe('authenticated local APIs', () => {
     stage = new FeatureStage(
       {
         brokers: BROKERS,
-        group_id: `tf-test-auth-${randomBytes(4).toString('hex')}`,
+        group_id: `tracefeed-features-test-auth-${randomBytes(4).toString('hex')}`,
         window_seconds: 1,
         data_dir: join(home, 'features'),
         http_port: featuresPort,
