@@ -81,7 +81,10 @@ class FrameRecorder {
 
   async start(brokers: string[], log: Logger): Promise<void> {
     const kafka = kafkaClient({ role: 'agent', clientId: 'tracefeed-eval-recorder', brokers, log });
-    this.consumer = kafka.consumer({ groupId: `tracefeed-eval-${randomUUID()}`, maxWaitTimeInMs: 200 });
+    this.consumer = kafka.consumer({
+      groupId: `tracefeed-eval-${randomUUID()}`,
+      maxWaitTimeInMs: 200,
+    });
     let joined!: () => void;
     const ready = new Promise<void>((r) => (joined = r));
     this.consumer.on(this.consumer.events.GROUP_JOIN, () => joined());
