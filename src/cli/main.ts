@@ -16,6 +16,7 @@ import { listProbes, parseFocusOption, setProbe } from './probes.js';
 import { registerFeedbackCommands } from './feedback.js';
 import { registerAgentCommands } from './agent.js';
 import { registerScenarioCommands } from './scenario.js';
+import { registerRoleCommands } from './roles.js';
 import { DEFAULT_API_PORT } from '../ingest/control-api.js';
 import type { ProbePatch } from '../ingest/probe-settings.js';
 
@@ -173,6 +174,8 @@ program
       });
     },
   );
+
+registerRoleCommands(program, log);
 
 const probes = program.command('probes').description('probe families on the running agent');
 probes
