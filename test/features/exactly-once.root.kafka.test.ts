@@ -296,11 +296,15 @@ describe('exactly-once feature windows in a consumer group', () => {
         });
         return { events, windows };
       };
+      let seen = 'nothing read';
       const settled = await until('every window committed', 90_000, async () => {
         const s = await Promise.all(live.map(status));
         if (s.some((x) => x.openWindows > 0 || x.unackedWindows > 0)) return undefined;
         const c = await count();
+        seen = `${c.events} of ${produced} events in ${c.windows.length} windows`;
         return c.events >= produced ? { c, s } : undefined;
+      }).catch((err: unknown) => {
+        throw new Error(`${(err as Error).message}: ${seen}`);
       });
       const { c, s } = settled;
       log.info(
