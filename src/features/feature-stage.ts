@@ -332,7 +332,15 @@ export class FeatureStage {
     for (const { partition, producer } of producers) {
       const at = committed.get(partition);
       const offset = at?.offset ?? -1;
-      if (at?.metadata) this.aggregator.restorePartition(partition, at.metadata);
+      if (at?.metadata) {
+        const clamped = this.aggregator.counters.stateClamped;
+        this.aggregator.restorePartition(partition, at.metadata);
+        if (this.aggregator.counters.stateClamped > clamped)
+          this.log.warn(
+            { partition, saved_ms: at.metadata },
+            'committed closed-up-to time is in the future: clamped to the wall clock',
+          );
+      }
       this.owned.set(partition, {
         partition,
         producer,
