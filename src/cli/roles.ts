@@ -1,6 +1,7 @@
 /**
- * The roles `tracefeed up` runs in one process, each on its own: `tracefeed features` is
- * one member of the feature stage's consumer group (run any number of them).
+ * The roles `tracefeed up` runs in one process, each on its own: `tracefeed node` (probes,
+ * frame sink, feedback worker) on every host, `tracefeed features` as one member of the
+ * feature stage's consumer group (run any number of them).
  */
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
@@ -9,6 +10,10 @@ import { brokersFrom, ensureTopics } from '../common/kafka.js';
 import { FeatureStage } from '../features/index.js';
 import type { FeatureStageConfigInput } from '../features/config.js';
 import { jsonLine } from './output.js';
+import { DEFAULT_AGENT_OPTIONS, NodeAgent, preflight } from '../ingest/index.js';
+import { startControlApi, DEFAULT_API_PORT } from '../ingest/control-api.js';
+import { AuditTrail, NodeFeedbackWorker, redisUrlFrom } from '../feedback/index.js';
+import type { ProbeName } from '../ingest/layout.js';
 
 function int(name: string, min: number) {
   return (v: string): number => {
@@ -73,7 +78,99 @@ export async function runFeatures(o: FeaturesOptions, log: Logger): Promise<numb
   return 0;
 }
 
+interface NodeOptions {
+  node: string;
+  brokers?: string;
+  eventsTopic?: string;
+  redis?: string;
+  feedback: boolean;
+  apiPort: number;
+  bufferMaxBytes?: number;
+  probes?: string;
+  metricsOpen: boolean;
+  duration?: number;
+}
+
+/** Runs the node role: probes, the frame sink and this node's feedback worker. */
+export async function runNode(o: NodeOptions, log: Logger): Promise<number> {
+  preflight(log);
+  const brokers = brokersFrom(o.brokers);
+  if (!o.eventsTopic) await ensureTopics(brokers, log);
+  const agent = new NodeAgent({
+    ...DEFAULT_AGENT_OPTIONS,
+    nodeName: o.node,
+    brokers,
+    log,
+    ...(o.eventsTopic ? { topic: o.eventsTopic } : {}),
+    ...(o.bufferMaxBytes !== undefined ? { bufferMaxBytes: o.bufferMaxBytes } : {}),
+    ...(o.probes ? { families: o.probes.split(',').map((p) => p.trim()) as ProbeName[] } : {}),
+  });
+  agent.start();
+  let audit: AuditTrail | undefined;
+  let worker: NodeFeedbackWorker | undefined;
+  const api =
+    o.apiPort > 0
+      ? await startControlApi(agent, o.apiPort, log, '127.0.0.1', { metrics_open: o.metricsOpen })
+      : undefined;
+  try {
+    if (o.feedback) {
+      audit = new AuditTrail({ brokers, log });
+      worker = await new NodeFeedbackWorker(agent, {
+        node: o.node,
+        redisUrl: redisUrlFrom(o.redis),
+        audit,
+        log,
+      }).start();
+    }
+  } catch (err) {
+    api?.close();
+    await agent.stop(0);
+    throw err;
+  }
+  log.info({ node: o.node, api_port: o.apiPort, pid: process.pid }, 'tracefeed node');
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+    if (o.duration !== undefined) setTimeout(resolve, o.duration * 1000).unref();
+  });
+  api?.close();
+  await worker?.stop();
+  await audit?.close();
+  const stats = await agent.stop();
+  process.stdout.write(`${jsonLine({ ...stats, feedback: worker?.counts ?? null })}\n`);
+  return 0;
+}
+
 export function registerRoleCommands(program: Command, log: Logger): void {
+  program
+    .command('node')
+    .description('the node role on this host: probes, the frame sink to Kafka, the feedback worker')
+    .requiredOption('--node <name>', 'node name (the Kafka key and the feedback queue)')
+    .option(
+      '--brokers <list>',
+      'Kafka bootstrap brokers (default: TRACEFEED_KAFKA_BROKERS or 127.0.0.1:9092)',
+    )
+    .option('--events-topic <topic>', 'events topic (default tracefeed.events.v1)')
+    .option('--redis <url>', 'Redis URL (default: TRACEFEED_REDIS_URL or redis://127.0.0.1:6379)')
+    .option('--no-feedback', 'do not run the feedback worker')
+    .option(
+      '--api-port <port>',
+      'local API (probes, /metrics, /healthz); 0 turns it off',
+      int('--api-port', 0),
+      DEFAULT_API_PORT,
+    )
+    .option(
+      '--buffer-max-bytes <bytes>',
+      'frames held while Kafka is unreachable',
+      int('--buffer-max-bytes', 1),
+    )
+    .option('--probes <list>', 'probe families to load (default: all)')
+    .option('--metrics-open', 'serve GET /metrics without the bearer token', false)
+    .option('--duration <seconds>', 'stop by itself after this long', int('--duration', 1))
+    .action(async (opts: NodeOptions) => {
+      process.exitCode = await runNode(opts, log);
+    });
+
   program
     .command('features')
     .description(
