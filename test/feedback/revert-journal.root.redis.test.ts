@@ -12,6 +12,7 @@ import { createServer } from 'node:net';
 import { Queue } from 'bullmq';
 import { afterAll, describe, expect, it } from 'vitest';
 import { authHeaders } from '../../src/common/http-auth.js';
+import { createLogger } from '../../src/common/logger.js';
 import { repoRoot } from '../../src/common/paths.js';
 import { JOB_OPTIONS, QUEUE_PREFIX, revertJobId } from '../../src/feedback/job.js';
 import { loadOrCreateSigner } from '../../src/feedback/job-signing.js';
@@ -24,6 +25,7 @@ const url = redisUrlFrom(undefined);
 const node = `rj-${randomBytes(4).toString('hex')}`;
 const TTL_S = 30;
 const children: ChildProcess[] = [];
+const log = createLogger('test-revert-journal');
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -121,6 +123,7 @@ describe('the node reverts on its own', () => {
       async () => ((await kernel(port)).sample_n === 1 ? Date.now() : undefined),
       TTL_S * 1000 + 15_000,
     );
+    log.info({ ttl_s: TTL_S, late_ms: revertedAt - revertAt }, 'reverted by the node');
     expect(revertedAt).toBeGreaterThanOrEqual(revertAt);
     expect(revertedAt - revertAt).toBeLessThan(3000);
     expect(second.stderr()).toContain('the node reverts on its own');
