@@ -116,6 +116,12 @@ program
     9466,
   )
   .option(
+    '--controller-port <port>',
+    'controller HTTP API port (health, status, metrics); 0 turns it off',
+    nonNegativeNumber('--controller-port'),
+    0,
+  )
+  .option(
     '--thresholds <file>',
     'thresholds file (YAML, hot-reloaded)',
     join(repoRoot, 'config', 'thresholds.yaml'),
@@ -139,6 +145,7 @@ program
       metricsOpen: boolean;
       agent: boolean;
       agentPort: number;
+      controllerPort: number;
       feedback: boolean;
       thresholds: string;
       redis?: string;
@@ -166,6 +173,7 @@ program
         feedback: opts.feedback,
         agent: opts.agent,
         agentPort: opts.agentPort,
+        controllerPort: opts.controllerPort,
         metricsOpen: opts.metricsOpen,
         thresholdsPath: opts.thresholds,
         redisUrl: redisUrlFrom(opts.redis),

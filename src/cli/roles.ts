@@ -1,7 +1,9 @@
 /**
  * The roles `tracefeed up` runs in one process, each on its own: `tracefeed node` (probes,
  * frame sink, feedback worker) on every host, `tracefeed features` as one member of the
- * feature stage's consumer group (run any number of them).
+ * feature stage's consumer group (run any number of them), `tracefeed controller` (rules,
+ * policy, budgets). `tracefeed agent serve` is the agent's. Each serves its own
+ * `/healthz`, `/v1/health` and `/metrics`.
  */
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
@@ -14,6 +16,12 @@ import { DEFAULT_AGENT_OPTIONS, NodeAgent, preflight } from '../ingest/index.js'
 import { startControlApi, DEFAULT_API_PORT } from '../ingest/control-api.js';
 import { AuditTrail, NodeFeedbackWorker, redisUrlFrom } from '../feedback/index.js';
 import type { ProbeName } from '../ingest/layout.js';
+import { FeedbackController } from '../feedback/controller.js';
+import { DEFAULT_CONTROLLER_API_PORT, startControllerApi } from '../feedback/controller-api.js';
+import { join } from 'node:path';
+import { repoRoot } from '../common/paths.js';
+
+const PROBE_NAMES: readonly ProbeName[] = ['process', 'tcp', 'syscalls', 'file', 'sched'];
 
 function int(name: string, min: number) {
   return (v: string): number => {
@@ -78,6 +86,58 @@ export async function runFeatures(o: FeaturesOptions, log: Logger): Promise<numb
   return 0;
 }
 
+function probeList(v: string): ProbeName[] {
+  const names = v
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean);
+  for (const n of names)
+    if (!PROBE_NAMES.includes(n as ProbeName))
+      throw new InvalidArgumentError(
+        `--probes: unknown probe "${n}" (known: ${PROBE_NAMES.join(', ')})`,
+      );
+  return names as ProbeName[];
+}
+
+interface ControllerOptions {
+  brokers?: string;
+  redis?: string;
+  thresholds: string;
+  group: string;
+  anomaliesTopic?: string;
+  port: number;
+  metricsOpen: boolean;
+  duration?: number;
+}
+
+/** Runs the controller role: rules on anomalies, policy, budgets; signs and queues the jobs. */
+export async function runController(o: ControllerOptions, log: Logger): Promise<number> {
+  const brokers = brokersFrom(o.brokers);
+  if (!o.anomaliesTopic) await ensureTopics(brokers, log);
+  const controller = await new FeedbackController({
+    brokers,
+    redisUrl: redisUrlFrom(o.redis),
+    thresholdsPath: o.thresholds,
+    groupId: o.group,
+    log,
+    ...(o.anomaliesTopic ? { topic: o.anomaliesTopic } : {}),
+  }).start();
+  const api =
+    o.port > 0
+      ? await startControllerApi(controller, o.port, log, { metrics_open: o.metricsOpen })
+      : undefined;
+  log.info({ group_id: o.group, port: o.port, pid: process.pid }, 'tracefeed controller');
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+    if (o.duration !== undefined) setTimeout(resolve, o.duration * 1000).unref();
+  });
+  api?.close();
+  await controller.stop();
+  process.stdout.write(`${jsonLine(controller.counters)}\n`);
+  return 0;
+}
+
 interface NodeOptions {
   node: string;
   brokers?: string;
@@ -86,7 +146,7 @@ interface NodeOptions {
   feedback: boolean;
   apiPort: number;
   bufferMaxBytes?: number;
-  probes?: string;
+  probes?: ProbeName[];
   metricsOpen: boolean;
   duration?: number;
 }
@@ -103,7 +163,7 @@ export async function runNode(o: NodeOptions, log: Logger): Promise<number> {
     log,
     ...(o.eventsTopic ? { topic: o.eventsTopic } : {}),
     ...(o.bufferMaxBytes !== undefined ? { bufferMaxBytes: o.bufferMaxBytes } : {}),
-    ...(o.probes ? { families: o.probes.split(',').map((p) => p.trim()) as ProbeName[] } : {}),
+    ...(o.probes ? { families: o.probes } : {}),
   });
   agent.start();
   let audit: AuditTrail | undefined;
@@ -143,6 +203,35 @@ export async function runNode(o: NodeOptions, log: Logger): Promise<number> {
 
 export function registerRoleCommands(program: Command, log: Logger): void {
   program
+    .command('controller')
+    .description(
+      'the controller role: rules on anomalies, policy, budgets; queues signed jobs to nodes',
+    )
+    .option(
+      '--brokers <list>',
+      'Kafka bootstrap brokers (default: TRACEFEED_KAFKA_BROKERS or 127.0.0.1:9092)',
+    )
+    .option('--redis <url>', 'Redis URL (default: TRACEFEED_REDIS_URL or redis://127.0.0.1:6379)')
+    .option(
+      '--thresholds <file>',
+      'thresholds file (YAML, hot-reloaded)',
+      join(repoRoot, 'config', 'thresholds.yaml'),
+    )
+    .option('--group <id>', 'consumer group on the anomalies topic', 'tracefeed-feedback')
+    .option('--anomalies-topic <topic>', 'anomalies topic (default tracefeed.anomalies.v1)')
+    .option(
+      '--port <port>',
+      'HTTP API (/healthz, /v1/health, /v1/status, /metrics); 0 turns it off',
+      int('--port', 0),
+      DEFAULT_CONTROLLER_API_PORT,
+    )
+    .option('--metrics-open', 'serve GET /metrics without the bearer token', false)
+    .option('--duration <seconds>', 'stop by itself after this long', int('--duration', 1))
+    .action(async (opts: ControllerOptions) => {
+      process.exitCode = await runController(opts, log);
+    });
+
+  program
     .command('node')
     .description('the node role on this host: probes, the frame sink to Kafka, the feedback worker')
     .requiredOption('--node <name>', 'node name (the Kafka key and the feedback queue)')
@@ -164,7 +253,7 @@ export function registerRoleCommands(program: Command, log: Logger): void {
       'frames held while Kafka is unreachable',
       int('--buffer-max-bytes', 1),
     )
-    .option('--probes <list>', 'probe families to load (default: all)')
+    .option('--probes <list>', 'probe families to load (default: all)', probeList)
     .option('--metrics-open', 'serve GET /metrics without the bearer token', false)
     .option('--duration <seconds>', 'stop by itself after this long', int('--duration', 1))
     .action(async (opts: NodeOptions) => {

@@ -23,6 +23,7 @@ import {
   type ControllerStats,
 } from '../feedback/index.js';
 import { StatusLine, jsonLine, table, type OutputFormat } from './output.js';
+import { startControllerApi } from '../feedback/controller-api.js';
 
 export interface UpOptions {
   duration?: number;
@@ -47,6 +48,8 @@ export interface UpOptions {
   agent: boolean;
   /** Port of the agent's HTTP API (POST /v1/ask); 0 turns it off. */
   agentPort: number;
+  /** Port of the controller's HTTP API (health, status, metrics); 0 turns it off. Default 0. */
+  controllerPort?: number;
   /** Serve GET /metrics on every local API without a token. Default false. */
   metricsOpen?: boolean;
   format: OutputFormat;
@@ -74,8 +77,10 @@ export async function runUp(o: UpOptions): Promise<number> {
   let analysis: AnalysisWorker | undefined;
   let processes: ProcessIndex | undefined;
   let agentApi: Awaited<ReturnType<typeof startAgentApi>> | undefined;
+  let controllerApi: Awaited<ReturnType<typeof startControllerApi>> | undefined;
   const stopFeedback = async (): Promise<void> => {
     agentApi?.close();
+    controllerApi?.close();
     await analysis?.stop();
     await processes?.stop();
     await controller?.stop();
@@ -116,6 +121,8 @@ export async function runUp(o: UpOptions): Promise<number> {
         audit,
         log: o.log,
       }).start();
+      if ((o.controllerPort ?? 0) > 0)
+        controllerApi = await startControllerApi(controller, o.controllerPort!, o.log, security);
     }
     if (o.agent && stage) {
       processes = await new ProcessIndex().start({ brokers: o.brokers, log: o.log });

@@ -304,6 +304,12 @@ export interface ServeApiOptions {
   /** Authentication and TLS; see apiSecuritySchema. Default: token file, loopback, HTTP. */
   security?: ApiSecurityInput;
   log?: Logger;
+  /**
+   * The component's health: `GET /healthz` (no token) answers `{"ok":…}` only, 200 when ok
+   * and 503 otherwise; `GET /v1/health` (token) answers all of it, with the reason. Default:
+   * `{"ok":true}` while the process serves.
+   */
+  health?: () => { ok: boolean } & Record<string, unknown>;
 }
 
 export type ApiHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => void;
@@ -315,8 +321,8 @@ export interface ApiServer {
 }
 
 /**
- * Creates, guards and starts one API. `GET /healthz` answers `{"ok":true}`
- * and nothing else; every other request reaches `handler` only once the
+ * Creates, guards and starts one API. `GET /healthz` answers whether the
+ * component is healthy (`opts.health`, default `{"ok":true}`) and nothing else; every other request reaches `handler` only once the
  * guard has accepted it.
  */
 export async function serveApi(opts: ServeApiOptions, handler: ApiHandler): Promise<ApiServer> {
@@ -342,8 +348,15 @@ export async function serveApi(opts: ServeApiOptions, handler: ApiHandler): Prom
       req.resume();
       return;
     }
-    if (req.method === 'GET' && url.pathname === '/healthz') {
-      sendJson(res, 200, { ok: true });
+    if (req.method === 'GET' && (url.pathname === '/healthz' || url.pathname === '/v1/health')) {
+      let h: { ok: boolean } & Record<string, unknown> = { ok: true };
+      try {
+        if (opts.health) h = opts.health();
+      } catch (err) {
+        h = { ok: false, reason: (err as Error).message };
+      }
+      // Without a token, /healthz says ok or not and nothing else; /v1/health (token) says why.
+      sendJson(res, h.ok ? 200 : 503, url.pathname === '/healthz' ? { ok: h.ok } : h);
       return;
     }
     handler(req, res, url);

@@ -639,6 +639,26 @@ export class FeatureStage {
     }
   }
 
+  /** Ready once it is a member of its group (it may own no partition: more members than partitions). */
+  health(): {
+    ok: boolean;
+    role: 'features';
+    group_id: string;
+    member: boolean;
+    partitions: number[];
+    reason?: string;
+  } {
+    const member = this.memberId !== undefined && this.consumer !== undefined;
+    return {
+      ok: member,
+      role: 'features',
+      group_id: this.config.group_id,
+      member,
+      partitions: [...this.owned.keys()].sort((a, b) => a - b),
+      ...(member ? {} : { reason: 'not (yet) a member of its consumer group' }),
+    };
+  }
+
   stats(): FeatureStageStats {
     const committed: Record<string, string> = {};
     let unacked = 0;
@@ -689,6 +709,7 @@ export class FeatureStage {
         port,
         security: this.config.http_security,
         log: this.log,
+        health: () => this.health(),
       },
       (req, res, url) => {
         try {

@@ -56,7 +56,15 @@ export async function startControlApi(
 ): Promise<Server> {
   const registry = agentMetrics(agent);
   const { server } = await serveApi(
-    { what: 'agent API', flag: 'pass --api-port', port, host, security, log },
+    {
+      what: 'agent API',
+      flag: 'pass --api-port',
+      port,
+      host,
+      security,
+      log,
+      health: () => nodeHealth(agent),
+    },
     (req, res, url) =>
       void (async () => {
         try {
@@ -103,4 +111,23 @@ export function kernelConfig(agent: NodeAgent, probe: ProbeName): Record<string,
     out[f.name] = f.kind === 'u64' ? Number(b.readBigUInt64LE(f.offset)) : b.readUInt32LE(f.offset);
   }
   return out;
+}
+
+/**
+ * The node role's health: every enabled probe attached. Whether the frame sink reaches
+ * Kafka is reported, not judged (frames are buffered, then dropped and counted, meanwhile).
+ */
+export function nodeHealth(agent: NodeAgent): { ok: boolean } & Record<string, unknown> {
+  const s = agent.stats();
+  const detached = s.probes.filter((p) => p.enabled && !p.attached).map((p) => p.probe);
+  const kafka = s.publisher.connected;
+  const reasons = detached.length ? [`probes not attached: ${detached.join(', ')}`] : [];
+  return {
+    ok: reasons.length === 0,
+    role: 'node',
+    node: s.node,
+    probes: s.probes.map((p) => p.probe),
+    kafka_connected: kafka,
+    ...(reasons.length ? { reason: reasons.join('; ') } : {}),
+  };
 }
