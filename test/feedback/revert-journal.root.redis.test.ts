@@ -70,6 +70,9 @@ describe('the node reverts on its own', () => {
     const port = await freePort();
     const first = startNode(port, { TRACEFEED_TEST_PAUSE_AFTER_KERNEL_CHANGE_MS: '600000' });
     await until('node up', () => first.stderr().includes('"msg":"tracefeed node"'), 60_000);
+    // The node role's own health: probes attached.
+    const health = await fetch(`http://127.0.0.1:${port}/v1/health`, { headers: authHeaders() });
+    expect(await health.json()).toMatchObject({ ok: true, role: 'node', node, probes: ['tcp'] });
     const before = await kernel(port);
     expect(before.sample_n).toBe(1);
 
