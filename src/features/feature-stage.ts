@@ -154,6 +154,8 @@ export class FeatureStage {
   /** Partitions paused after being fenced, until the next assignment. */
   private readonly paused = new Set<number>();
   private memberId: string | undefined;
+  /** An assignment whose take-over failed in part (retried by the tick). */
+  private takeoverPending: { assigned: number[]; memberId: string } | undefined;
   private readonly dead: Record<string, number> = {};
   private featureRecordsSent = 0;
   /** Records re-delivered after a rebalance and skipped (already held, or covered by the committed offset). */
@@ -237,7 +239,7 @@ export class FeatureStage {
       const assigned = e.payload.memberAssignment[c.topics.events] ?? [];
       const memberId = e.payload.memberId;
       void this.serial(() => this.handover(assigned, memberId)).catch((err: unknown) =>
-        this.log.error({ err }, 'feature stage partition hand-over failed'),
+        this.log.error({ err }, 'feature stage partition hand-over failed: retried in a second'),
       );
     });
     await consumer.connect();
@@ -269,6 +271,13 @@ export class FeatureStage {
       },
     });
     this.timer = setInterval(() => {
+      const retry = this.takeoverPending;
+      // Only while no later assignment replaced it (checked when its turn comes).
+      if (retry)
+        void this.serial(async () => {
+          if (this.takeoverPending === retry && retry.memberId === this.memberId)
+            await this.handover(retry.assigned, retry.memberId);
+        }).catch((err: unknown) => this.log.warn({ err }, 'partition take-over retry failed'));
       void this.serial(() => this.flush(c.anomaly.early_fire)).catch((err: unknown) =>
         this.log.error({ err }, 'feature stage tick failed'),
       );
@@ -301,6 +310,17 @@ export class FeatureStage {
    * transaction and refuses its later ones), then resume from what is committed now.
    */
   private async handover(assigned: number[], memberId: string): Promise<void> {
+    this.takeoverPending = undefined;
+    try {
+      await this.takeOver(assigned, memberId);
+    } catch (err) {
+      // Retried by the tick unless a later assignment comes first.
+      this.takeoverPending = { assigned, memberId };
+      throw err;
+    }
+  }
+
+  private async takeOver(assigned: number[], memberId: string): Promise<void> {
     // A new member id: this member was dropped from the group (its session expired), so
     // whatever it held may have been owned by another since: nothing is kept.
     const rejoined = this.memberId !== undefined && memberId !== this.memberId;
@@ -313,22 +333,38 @@ export class FeatureStage {
     }
     const fresh = assigned.filter((p) => !this.owned.has(p));
     if (fresh.length === 0) return;
-    const producers = await Promise.all(
-      fresh.map(async (partition) => {
-        const producer = this.kafka.producer({
-          transactionalId: this.transactionalId(partition),
-          idempotent: true,
-          maxInFlightRequests: 1,
-          allowAutoTopicCreation: false,
-          transactionTimeout: Math.max(10_000, this.config.session_timeout_ms),
-        });
+    const producers: Array<{ partition: number; producer: Producer }> = [];
+    const failed: number[] = [];
+    for (const partition of fresh) {
+      const producer = this.kafka.producer({
+        transactionalId: this.transactionalId(partition),
+        idempotent: true,
+        maxInFlightRequests: 1,
+        allowAutoTopicCreation: false,
+        transactionTimeout: Math.max(10_000, this.config.session_timeout_ms),
+      });
+      try {
         await producer.connect();
         const t = await producer.transaction(); // InitProducerId: the previous owner is fenced
         await t.abort();
-        return { partition, producer };
-      }),
-    );
-    const committed = await this.fetchCommitted();
+        producers.push({ partition, producer });
+      } catch (err) {
+        failed.push(partition);
+        this.log.warn(
+          { partition, err: (err as Error).message },
+          'partition take-over failed: retried in a second',
+        );
+        await producer.disconnect().catch(() => undefined);
+      }
+    }
+    if (failed.length > 0) this.takeoverPending = { assigned, memberId };
+    let committed: Awaited<ReturnType<FeatureStage['fetchCommitted']>>;
+    try {
+      committed = await this.fetchCommitted();
+    } catch (err) {
+      for (const { producer } of producers) await producer.disconnect().catch(() => undefined);
+      throw err;
+    }
     for (const { partition, producer } of producers) {
       const at = committed.get(partition);
       const offset = at?.offset ?? -1;
