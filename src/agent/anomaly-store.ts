@@ -142,6 +142,8 @@ export async function readRecentAnomalies(
   const consumer = kafka.consumer({
     groupId: `tracefeed-agent-read-${randomUUID()}`,
     maxWaitTimeInMs: 100,
+    // Anomalies are written in transactions: only committed ones (docs/exactly-once.md).
+    readUncommitted: false,
   });
   let read = 0;
   const pending = new Set(need.keys());

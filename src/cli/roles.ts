@@ -12,6 +12,7 @@ import { brokersFrom, ensureTopics } from '../common/kafka.js';
 import { FeatureStage } from '../features/index.js';
 import type { FeatureStageConfigInput } from '../features/config.js';
 import { jsonLine } from './output.js';
+import { mirrorCounter } from '../common/metrics.js';
 import { DEFAULT_AGENT_OPTIONS, NodeAgent, preflight } from '../ingest/index.js';
 import { startControlApi, DEFAULT_API_PORT } from '../ingest/control-api.js';
 import { AuditTrail, NodeFeedbackWorker, redisUrlFrom } from '../feedback/index.js';
@@ -170,7 +171,25 @@ export async function runNode(o: NodeOptions, log: Logger): Promise<number> {
   let worker: NodeFeedbackWorker | undefined;
   const api =
     o.apiPort > 0
-      ? await startControlApi(agent, o.apiPort, log, '127.0.0.1', { metrics_open: o.metricsOpen })
+      ? await startControlApi(
+          agent,
+          o.apiPort,
+          log,
+          '127.0.0.1',
+          { metrics_open: o.metricsOpen },
+          (registry) =>
+            mirrorCounter(
+              registry,
+              'tracefeed_node_feedback_jobs_total',
+              'Feedback jobs of this node, by outcome (reverted_locally: by the node on its own; restored_from_journal: put back after a restart).',
+              ['outcome'],
+              () =>
+                Object.entries(worker?.counts ?? {}).map(([k, v]) => [
+                  { outcome: k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`) },
+                  v,
+                ]),
+            ),
+        )
       : undefined;
   try {
     if (o.feedback) {

@@ -123,6 +123,8 @@ export class FeedbackController {
       maxWaitTimeInMs: 100,
       sessionTimeout: 30_000,
       heartbeatInterval: 3000,
+      // Anomalies are written in transactions: only committed ones (docs/exactly-once.md).
+      readUncommitted: false,
     });
     this.consumer.on(this.consumer.events.GROUP_JOIN, () => {
       this.joined = true;

@@ -18,6 +18,7 @@ import { serveApi, type ApiSecurityInput } from '../common/http-auth.js';
 import type { Logger } from '../common/logger.js';
 import { agentMetrics } from './metrics.js';
 import type { NodeAgent } from './node-agent.js';
+import type { Registry } from 'prom-client';
 import { PROBE_CONFIG_LAYOUT, type ProbeName } from './layout.js';
 
 export const DEFAULT_API_PORT = 9464;
@@ -53,8 +54,11 @@ export async function startControlApi(
   log: Logger,
   host = '127.0.0.1',
   security: ApiSecurityInput = {},
+  /** Adds the metrics of what runs with the agent (the node's feedback worker). */
+  extendMetrics?: (registry: Registry) => void,
 ): Promise<Server> {
   const registry = agentMetrics(agent);
+  extendMetrics?.(registry);
   const { server } = await serveApi(
     {
       what: 'agent API',

@@ -132,6 +132,15 @@ describe('the node reverts on its own', () => {
     expect(second.stderr()).toContain('the node reverts on its own');
     const after = readFileSync(journalPath(node), 'utf8');
     expect(after).toMatch(new RegExp(`"t":"reverted","id":"${req.id}"`));
+    const metrics = await (
+      await fetch(`http://127.0.0.1:${port}/metrics`, { headers: authHeaders() })
+    ).text();
+    expect(metrics).toMatch(
+      /^tracefeed_node_feedback_jobs_total\{outcome="reverted_locally"\} 1$/m,
+    );
+    expect(metrics).toMatch(
+      /^tracefeed_node_feedback_jobs_total\{outcome="restored_from_journal"\} 1$/m,
+    );
     second.child.kill('SIGTERM');
     await second.exit;
   }, 180_000);
