@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,14 +24,21 @@ import { BROKERS } from '../helpers/kafka.js';
 
 const log = createLogger('test-exactly-once');
 const cli = `${repoRoot}/bin/tracefeed.js`;
-const run = randomBytes(4).toString('hex');
-const topics = {
-  events: `tf-test-eos-events-${run}`,
-  features: `tf-test-eos-features-${run}`,
-  anomalies: `tf-test-eos-anomalies-${run}`,
-  dlq: `tf-test-eos-dlq-${run}`,
-};
-const group = `tf-test-eos-${run}`;
+let run = '';
+let topics = { events: '', features: '', anomalies: '', dlq: '' };
+let group = '';
+
+/** A topic set and group of its own for one scenario. */
+function fresh(): void {
+  run = randomBytes(4).toString('hex');
+  topics = {
+    events: `tf-test-eos-events-${run}`,
+    features: `tf-test-eos-features-${run}`,
+    anomalies: `tf-test-eos-anomalies-${run}`,
+    dlq: `tf-test-eos-dlq-${run}`,
+  };
+  group = `tf-test-eos-${run}`;
+}
 const PARTITIONS = 6;
 const WINDOW_MS = 2000;
 const WEIGHT = fieldOffset(HEADER_LAYOUT, 'sample_weight');
@@ -95,6 +102,9 @@ async function startMember(name: string): Promise<Member> {
   );
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  // Each member's log, for a failure's post-mortem.
+  const logFile = join(tmpdir(), `tf-eos-${run}-${name}.log`);
+  child.on('exit', () => writeFileSync(logFile, err));
   child.stdout!.resume();
   const exit = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   const m = { name, child, port, stderr: () => err, exit };
@@ -179,7 +189,8 @@ afterAll(async () => {
 });
 
 describe('exactly-once feature windows in a consumer group', () => {
-  it('three members, one SIGKILLed mid-window and one added back: every event counted once, no window twice', async () => {
+  async function scenario(disrupt: 'kill' | 'stall'): Promise<void> {
+    fresh();
     const kafka = kafkaClient({
       role: 'admin',
       clientId: 'tf-test-eos-admin',
@@ -234,7 +245,7 @@ describe('exactly-once feature windows in a consumer group', () => {
         return s.reduce((n, x) => n + x.featureRecordsSent, 0) >= 4 ? true : undefined;
       });
 
-      // The victim: the member holding the most open windows, killed mid-window.
+      // The victim: the member holding the most open windows, hit mid-window.
       let victim!: Member;
       let victimStats!: FeatureStageStats;
       await until('a member with open windows in the middle of a window', 30_000, async () => {
@@ -248,23 +259,45 @@ describe('exactly-once feature windows in a consumer group', () => {
         if (s[best]!.openWindows === 0) return undefined;
         victim = first[best]!;
         victimStats = s[best]!;
-        victim.child.kill('SIGKILL');
+        victim.child.kill(disrupt === 'kill' ? 'SIGKILL' : 'SIGSTOP');
         return true;
       });
-      log.info({ victim: victim.name, stats: victimStats }, 'SIGKILLed');
+      log.info({ victim: victim.name, disrupt, stats: victimStats }, 'victim hit');
       expect(victimStats.openWindows).toBeGreaterThan(0);
-      expect(await victim.exit).toBeNull();
 
-      const survivors = first.filter((m) => m !== victim);
-      await new Promise((r) => setTimeout(r, 3000));
-      const added = await startMember('d');
-      const live = [...survivors, added];
-      // The group settles: the victim's partitions are owned again, the newcomer has some.
-      await until('partitions re-owned after the kill and the join', 90_000, async () => {
-        const s = await Promise.all(live.map(status));
-        const owned = s.flatMap((x) => x.partitions);
-        return owned.length === PARTITIONS && s[2]!.partitions.length > 0 ? true : undefined;
-      });
+      let live: Member[];
+      if (disrupt === 'kill') {
+        expect(await victim.exit).toBeNull();
+        const survivors = first.filter((m) => m !== victim);
+        await new Promise((r) => setTimeout(r, 3000));
+        const added = await startMember('d');
+        live = [...survivors, added];
+        // The group settles: the victim's partitions are owned again, the newcomer has some.
+        await until('partitions re-owned after the kill and the join', 90_000, async () => {
+          const s = await Promise.all(live.map(status));
+          const owned = s.flatMap((x) => x.partitions);
+          return owned.length === PARTITIONS && s[2]!.partitions.length > 0 ? true : undefined;
+        });
+      } else {
+        // Stalled past its session: the others take its partitions while it still holds
+        // their windows; then it wakes up and tries to write them.
+        const others = first.filter((m) => m !== victim);
+        await until("the stalled member's partitions taken over", 60_000, async () => {
+          const s = await Promise.all(others.map(status));
+          return s.flatMap((x) => x.partitions).length === PARTITIONS ? true : undefined;
+        });
+        await new Promise((r) => setTimeout(r, 2000));
+        victim.child.kill('SIGCONT');
+        live = first;
+        await until('the woken member back in the group', 90_000, async () => {
+          const s = await Promise.all(live.map(status));
+          const v = s[first.indexOf(victim)]!;
+          return s.flatMap((x) => x.partitions).length === PARTITIONS &&
+            v.partitionsRevoked >= victimStats.partitionsRevoked + victimStats.partitions.length
+            ? v
+            : undefined;
+        });
+      }
       await new Promise((r) => setTimeout(r, 4000));
       for (const a of agents) await a.stop(0);
       agents.length = 0;
@@ -332,6 +365,19 @@ describe('exactly-once feature windows in a consumer group', () => {
       expect(s.reduce((n, x) => n + x.partitionsAssigned, 0)).toBeGreaterThan(
         PARTITIONS - victimStats.partitions.length,
       );
+      if (disrupt === 'stall') {
+        // The woken member wrote nothing of what it held when it stalled.
+        const v = s[first.indexOf(victim)]!;
+        expect(v.windowsDroppedOnRevoke).toBeGreaterThan(victimStats.windowsDroppedOnRevoke);
+        log.info(
+          {
+            revoked: v.partitionsRevoked - victimStats.partitionsRevoked,
+            dropped: v.windowsDroppedOnRevoke - victimStats.windowsDroppedOnRevoke,
+            aborted: v.transactionsAborted,
+          },
+          'the woken member',
+        );
+      }
       for (const x of s) {
         expect(x.late).toBe(0);
         expect(x.futureDated).toBe(0);
@@ -339,6 +385,17 @@ describe('exactly-once feature windows in a consumer group', () => {
       }
     } finally {
       load.kill('SIGKILL');
+      for (const m of members) if (m.child.exitCode === null) m.child.kill('SIGKILL');
+      for (const a of agents) await a.stop(0).catch(() => undefined);
+      agents.length = 0;
     }
+  }
+
+  it('three members, one SIGKILLed mid-window and one added back: every event counted once, no window twice', async () => {
+    await scenario('kill');
+  }, 420_000);
+
+  it('a member stalled past its session mid-window wakes up as a zombie: fenced, every event counted once, no window twice', async () => {
+    await scenario('stall');
   }, 420_000);
 });
