@@ -595,7 +595,17 @@ export class WindowAggregator {
   }
 
   /** Closes every window whose time has come and returns them, oldest first. */
-  closeDue(nowMs = Date.now(), force = false): ClosedWindow[] {
+  /**
+   * @param caughtUp whether a partition's consumer has read all there is: a node is only
+   *   "quiet" (windows closed by the wall clock) on a partition read to its end. A partition
+   *   with a backlog (after a rebalance, a take-over, a stall) is left to the watermark, so
+   *   the events still to be read are not made late. Default: every partition is.
+   */
+  closeDue(
+    nowMs = Date.now(),
+    force = false,
+    caughtUp: (partition: number) => boolean = () => true,
+  ): ClosedWindow[] {
     const out: ClosedWindow[] = [];
     const { windowMs, allowedLatenessMs, idleCloseMs, maxFutureSkewMs } = this.opts;
     for (const st of this.nodes.values()) {
@@ -607,7 +617,7 @@ export class WindowAggregator {
         // By event time (the watermark), or, for a node gone quiet, by the wall clock. A node
         // whose frames keep coming (a live stream, or a backlog being read) is left to its
         // watermark, so catching up does not close windows early.
-        const quiet = nowMs - st.lastFrameWallMs >= idleCloseMs;
+        const quiet = nowMs - st.lastFrameWallMs >= idleCloseMs && caughtUp(st.partition);
         const due = force || end <= watermark || (quiet && end + allowedLatenessMs <= nowMs);
         if (!due) break; // windows close in order per node
         const w = st.windows.get(idx) as OpenWindow;

@@ -106,6 +106,11 @@ interface OwnedPartition {
   consumed: number;
   /** Offset committed (-1: none). */
   committed: number;
+  /**
+   * The last batch reached the partition's high watermark, and no rebalance since: only
+   * then may its nodes' windows close by the wall clock.
+   */
+  caughtUp: boolean;
   /** Closed windows whose transaction has not committed yet. */
   unacked: PreparedWindow[];
   dead: DeadLetter[];
@@ -242,6 +247,10 @@ export class FeatureStage {
         this.log.error({ err }, 'feature stage partition hand-over failed: retried in a second'),
       );
     });
+    // While the group rebalances nothing is fetched: no partition counts as read to its end.
+    consumer.on(consumer.events.REBALANCING, () => {
+      for (const part of this.owned.values()) part.caughtUp = false;
+    });
     await consumer.connect();
     await consumer.subscribe({ topic: c.topics.events, fromBeginning: c.from_beginning });
     await consumer.run({
@@ -252,7 +261,10 @@ export class FeatureStage {
           const part = this.owned.get(batch.partition);
           if (!part) return; // not (or no longer) ours: the owner reads it
           for (const m of batch.messages) {
-            if (!isRunning() || isStale()) break;
+            if (!isRunning() || isStale()) {
+              part.caughtUp = false;
+              break;
+            }
             const offset = Number(m.offset);
             // After a rebalance the group re-delivers from the committed offset; what this
             // process already holds, or a previous owner already committed, is not added again.
@@ -265,6 +277,8 @@ export class FeatureStage {
             part.consumed = offset + 1;
             resolveOffset(m.offset);
           }
+          // Read to the end of the partition: a quiet node there is quiet indeed.
+          part.caughtUp = Number(batch.lastOffset()) + 1 >= Number(batch.highWatermark);
           await this.flush();
           await heartbeat();
         });
@@ -382,6 +396,7 @@ export class FeatureStage {
         producer,
         consumed: offset,
         committed: offset,
+        caughtUp: false,
         unacked: [],
         dead: [],
         early: [],
@@ -520,7 +535,8 @@ export class FeatureStage {
    * writes in one transaction its closed windows, anomalies, dead letters and offset.
    */
   private async flush(scoreOpen = false): Promise<void> {
-    for (const w of this.aggregator.closeDue(Date.now())) {
+    const caughtUp = (p: number): boolean => this.owned.get(p)?.caughtUp === true;
+    for (const w of this.aggregator.closeDue(Date.now(), false, caughtUp)) {
       const part = this.owned.get(w.partition);
       if (!part) continue; // cannot happen: a partition's windows go with it
       if (w.rows === 0) continue;

@@ -334,7 +334,12 @@ describe('exactly-once feature windows in a consumer group', () => {
         const s = await Promise.all(live.map(status));
         if (s.some((x) => x.openWindows > 0 || x.unackedWindows > 0)) return undefined;
         const c = await count();
-        seen = `${c.events} of ${produced} events in ${c.windows.length} windows`;
+        seen =
+          `${c.events} of ${produced} events in ${c.windows.length} windows; members: ` +
+          JSON.stringify(
+            s.map((x) => ({ late: x.late, replayed: x.alreadyEmitted, partitions: x.partitions })),
+          ) +
+          `; logs: ${join(tmpdir(), `tf-eos-${run}-*.log`)}`;
         return c.events >= produced ? { c, s } : undefined;
       }).catch((err: unknown) => {
         throw new Error(`${(err as Error).message}: ${seen}`);
