@@ -182,6 +182,7 @@ const w = {
   probeIds: Uint8Array.from({ length: N }, (_, i) => i % 5),
   sums: Float64Array.from({ length: N * NSUM }, (_, i) => i % 97),
   hists: Float64Array.from({ length: N * NHIST }, (_, i) => (i % 7 === 0 ? 3 : 0)),
+  partition: 0,
   minOffsets: new Map(),
 };
 const names = new Map(

@@ -16,6 +16,8 @@ if [[ $# -eq 0 || ${TRACEFEED_CHECKS:-0} == 1 ]]; then
   npm run -s lint
 fi
 
+# Tests run roles against scratch topics of their own (tracefeed.test.*): infra/kafka/acls.mjs.
+export TRACEFEED_KAFKA_TEST_TOPICS=1
 bash infra/up.sh >&2
 # The notebook suite runs the example notebook with this interpreter.
 TRACEFEED_PYTHON="$(bash scripts/python-env.sh)"

@@ -77,9 +77,27 @@ export const RoleAcls = {
   ],
 };
 
+/**
+ * Scratch topics for the test suite: with TRACEFEED_KAFKA_TEST_TOPICS=1 (set by
+ * scripts/test.sh), every role may create, write and read topics prefixed
+ * `tracefeed.test.` and use transactional ids prefixed `tracefeed-features-test`,
+ * so that a test can run a role against topics of its own. A start without it
+ * (`npm start`, `tracefeed infra up`) removes these rows again.
+ */
+export const TEST_TOPIC_PREFIX = 'tracefeed.test.';
+const testRows = [...topicsPrefixed(TEST_TOPIC_PREFIX, Op.CREATE, Op.WRITE, Op.READ, Op.DESCRIBE)];
+
+/** The table for this start: the roles' rows, plus the scratch rows when asked for. */
+export function roleAcls(env = process.env) {
+  if (env.TRACEFEED_KAFKA_TEST_TOPICS !== '1') return RoleAcls;
+  return Object.fromEntries(
+    Object.entries(RoleAcls).map(([role, rows]) => [role, [...rows, ...testRows]]),
+  );
+}
+
 /** The table as kafkajs ACL entries. */
 export function aclEntries() {
-  return Object.entries(RoleAcls).flatMap(([role, rows]) =>
+  return Object.entries(roleAcls()).flatMap(([role, rows]) =>
     rows.map(([resourceType, resourceName, resourcePatternType, operation]) => ({
       resourceType,
       resourceName,

@@ -191,6 +191,8 @@ export class AnalysisWorker {
       maxWaitTimeInMs: 100,
       sessionTimeout: 60_000,
       heartbeatInterval: 3000,
+      // Anomalies are written in transactions: only committed ones (docs/exactly-once.md).
+      readUncommitted: false,
     });
     this.consumer.on(this.consumer.events.GROUP_JOIN, () => this.markReady());
     await this.consumer.connect();

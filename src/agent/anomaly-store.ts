@@ -162,6 +162,8 @@ export async function readTopicSince(opts: {
   const consumer = kafka.consumer({
     groupId: `tracefeed-agent-read-${randomUUID()}`,
     maxWaitTimeInMs: 100,
+    // Anomalies are written in transactions: only committed ones (docs/exactly-once.md).
+    readUncommitted: false,
   });
   let read = 0;
   const pending = new Set(need.keys());

@@ -17,6 +17,7 @@ import { registerFeedbackCommands } from './feedback.js';
 import { registerAgentCommands } from './agent.js';
 import { registerMcpCommand } from './mcp.js';
 import { registerScenarioCommands } from './scenario.js';
+import { registerRoleCommands } from './roles.js';
 import { DEFAULT_API_PORT } from '../ingest/control-api.js';
 import { DEFAULT_CONSOLE_PORT } from '../console/server.js';
 import { authHeaders } from '../common/http-auth.js';
@@ -157,6 +158,12 @@ program
     9466,
   )
   .option(
+    '--controller-port <port>',
+    'controller HTTP API port (health, status, metrics); 0 turns it off',
+    nonNegativeNumber('--controller-port'),
+    0,
+  )
+  .option(
     '--thresholds <file>',
     'thresholds file (YAML, hot-reloaded)',
     join(repoRoot, 'config', 'thresholds.yaml'),
@@ -187,6 +194,7 @@ program
       metricsOpen: boolean;
       agent: boolean;
       agentPort: number;
+      controllerPort: number;
       feedback: boolean;
       thresholds: string;
       redis?: string;
@@ -215,6 +223,7 @@ program
         agent: opts.agent,
         agentPort: opts.agentPort,
         consolePort: opts.consolePort,
+        controllerPort: opts.controllerPort,
         metricsOpen: opts.metricsOpen,
         thresholdsPath: opts.thresholds,
         redisUrl: redisUrlFrom(opts.redis),
@@ -223,6 +232,8 @@ program
       });
     },
   );
+
+registerRoleCommands(program, log);
 
 const probes = program.command('probes').description('probe families on the running agent');
 probes

@@ -24,6 +24,7 @@ import {
 } from '../feedback/index.js';
 import { startConsole, type ConsoleServer } from '../console/server.js';
 import { StatusLine, jsonLine, table, type OutputFormat } from './output.js';
+import { startControllerApi } from '../feedback/controller-api.js';
 
 export interface UpOptions {
   duration?: number;
@@ -50,6 +51,8 @@ export interface UpOptions {
   agentPort: number;
   /** Port of the operator console (browser); 0 turns it off. */
   consolePort?: number;
+  /** Port of the controller's HTTP API (health, status, metrics); 0 turns it off. Default 0. */
+  controllerPort?: number;
   /** Serve GET /metrics on every local API without a token. Default false. */
   metricsOpen?: boolean;
   format: OutputFormat;
@@ -78,9 +81,11 @@ export async function runUp(o: UpOptions): Promise<number> {
   let processes: ProcessIndex | undefined;
   let agentApi: Awaited<ReturnType<typeof startAgentApi>> | undefined;
   let consoleServer: ConsoleServer | undefined;
+  let controllerApi: Awaited<ReturnType<typeof startControllerApi>> | undefined;
   const stopFeedback = async (): Promise<void> => {
     await consoleServer?.close();
     agentApi?.close();
+    controllerApi?.close();
     await analysis?.stop();
     await processes?.stop();
     await controller?.stop();
@@ -121,6 +126,8 @@ export async function runUp(o: UpOptions): Promise<number> {
         audit,
         log: o.log,
       }).start();
+      if ((o.controllerPort ?? 0) > 0)
+        controllerApi = await startControllerApi(controller, o.controllerPort!, o.log, security);
     }
     let ai: TracefeedAgent | undefined;
     if (o.agent && stage) {

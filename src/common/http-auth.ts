@@ -397,6 +397,12 @@ export interface ServeApiOptions {
   /** Browser sessions (cookie) accepted in place of the bearer token; `GET /login` is left to the handler. */
   sessions?: BrowserSessions;
   log?: Logger;
+  /**
+   * The component's health: `GET /healthz` (no token) answers `{"ok":…}` only, 200 when ok
+   * and 503 otherwise; `GET /v1/health` (token) answers all of it, with the reason. Default:
+   * `{"ok":true}` while the process serves.
+   */
+  health?: () => { ok: boolean } & Record<string, unknown>;
 }
 
 export type ApiHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => void;
@@ -408,8 +414,8 @@ export interface ApiServer {
 }
 
 /**
- * Creates, guards and starts one API. `GET /healthz` answers `{"ok":true}`
- * and nothing else; every other request reaches `handler` only once the
+ * Creates, guards and starts one API. `GET /healthz` answers whether the
+ * component is healthy (`opts.health`, default `{"ok":true}`) and nothing else; every other request reaches `handler` only once the
  * guard has accepted it.
  */
 export async function serveApi(opts: ServeApiOptions, handler: ApiHandler): Promise<ApiServer> {
@@ -435,8 +441,15 @@ export async function serveApi(opts: ServeApiOptions, handler: ApiHandler): Prom
       req.resume();
       return;
     }
-    if (req.method === 'GET' && url.pathname === '/healthz') {
-      sendJson(res, 200, { ok: true });
+    if (req.method === 'GET' && (url.pathname === '/healthz' || url.pathname === '/v1/health')) {
+      let h: { ok: boolean } & Record<string, unknown> = { ok: true };
+      try {
+        if (opts.health) h = opts.health();
+      } catch (err) {
+        h = { ok: false, reason: (err as Error).message };
+      }
+      // Without a token, /healthz says ok or not and nothing else; /v1/health (token) says why.
+      sendJson(res, h.ok ? 200 : 503, url.pathname === '/healthz' ? { ok: h.ok } : h);
       return;
     }
     handler(req, res, url);

@@ -117,6 +117,8 @@ export interface ClosedWindow {
   weightMax: Float64Array;
   /** TF_OP_PROBE_STATS of the window per probe id: PROBE_MAX * NPS, slots in PROBE_STAT_SLOTS order. */
   probeStats: Float64Array;
+  /** The input partition whose records fed this window (windows are kept per node and partition). */
+  partition: number;
   /** Lowest Kafka offset per partition that fed this window (for commits). */
   minOffsets: Map<number, number>;
 }
@@ -134,6 +136,8 @@ interface OpenWindow {
 }
 
 interface NodeState {
+  node: string;
+  partition: number;
   windows: Map<number, OpenWindow>; // window index -> window
   maxEventMs: number;
   /** Event time (ms) below which windows are closed. */
@@ -143,6 +147,9 @@ interface NodeState {
   /** Wall clock of the node's last frame. */
   lastFrameWallMs: number;
 }
+
+/** Node states are kept per input partition: a window is fed by one partition only. */
+const stateKey = (partition: number, node: string): string => `${partition}\u0000${node}`;
 
 export class WindowAggregator {
   readonly counters: AggregatorCounters = {
@@ -165,9 +172,8 @@ export class WindowAggregator {
   lastFrameFutureDated = 0;
 
   /**
-   * @param emittedUpTo per node, event time up to which windows were written by a previous
-   *   run; a time beyond the wall clock plus the future skew (saved after a future-dated
-   *   record) is clamped to the wall clock and counted in `stateClamped`.
+   * @param emittedUpTo per node, event time up to which windows of partition 0 were written
+   *   by a previous run (see `restorePartition`).
    */
   constructor(
     opts: Partial<AggregatorOptions> = {},
@@ -175,28 +181,76 @@ export class WindowAggregator {
     nowMs = Date.now(),
   ) {
     this.opts = { ...DEFAULT_AGGREGATOR_OPTIONS, ...opts };
+    this.restorePartition(0, emittedUpTo, nowMs);
+  }
+
+  /**
+   * Per node, the event time up to which the windows fed by `partition` were written (as
+   * committed with the partition's offset). Events of that partition earlier than it are
+   * replays: counted in `alreadyEmitted`, not added. A time beyond the wall clock plus the
+   * future skew (saved after a future-dated record) is clamped to the wall clock and
+   * counted in `stateClamped`.
+   */
+  restorePartition(
+    partition: number,
+    emittedUpTo: Record<string, number>,
+    nowMs = Date.now(),
+  ): void {
     for (const [node, saved] of Object.entries(emittedUpTo)) {
+      if (typeof saved !== 'number' || !Number.isFinite(saved)) continue;
       let ms = saved;
       if (ms > nowMs + this.opts.maxFutureSkewMs) {
         this.clampedState[node] = ms;
         this.counters.stateClamped++;
         ms = nowMs;
       }
-      const st = this.nodeState(node);
+      const st = this.nodeState(node, partition);
       st.closedUpToMs = ms;
       st.restoredUpToMs = ms;
     }
+  }
+
+  /**
+   * Forgets everything fed by `partition` (open windows and closed-up-to times): another
+   * consumer owns it now and re-reads it from its committed offset. Returns the open
+   * windows dropped.
+   */
+  dropPartition(partition: number): number {
+    let dropped = 0;
+    for (const [key, st] of this.nodes) {
+      if (st.partition !== partition) continue;
+      dropped += st.windows.size;
+      this.nodes.delete(key);
+    }
+    return dropped;
   }
 
   get windowMs(): number {
     return this.opts.windowMs;
   }
 
-  /** Event time up to which each node's windows are closed (persist it to resume without double counting). */
-  closedUpTo(): Record<string, number> {
+  /**
+   * Event time up to which each node's windows are closed, of one partition or (highest)
+   * over all; persist it with the partition's offset to resume without double counting.
+   * `limit`: at most this many nodes, those heard from last.
+   */
+  closedUpTo(partition?: number, limit = Infinity): Record<string, number> {
+    const states = [...this.nodes.values()]
+      .filter(
+        (st) => (partition === undefined || st.partition === partition) && st.closedUpToMs > 0,
+      )
+      .sort((a, b) => b.lastFrameWallMs - a.lastFrameWallMs)
+      .slice(0, limit);
     const out: Record<string, number> = {};
-    for (const [node, st] of this.nodes) out[node] = st.closedUpToMs;
+    for (const st of states) out[st.node] = Math.max(out[st.node] ?? 0, st.closedUpToMs);
     return out;
+  }
+
+  /** Nodes with state fed by `partition`. */
+  nodesOf(partition: number): number {
+    let n = 0;
+    for (const st of this.nodes.values()) if (st.partition === partition) n++;
+    return n;
   }
 
   openWindows(): number {
@@ -229,17 +283,20 @@ export class WindowAggregator {
     return m;
   }
 
-  private nodeState(node: string): NodeState {
-    let st = this.nodes.get(node);
+  private nodeState(node: string, partition: number): NodeState {
+    const key = stateKey(partition, node);
+    let st = this.nodes.get(key);
     if (!st) {
       st = {
+        node,
+        partition,
         windows: new Map(),
         maxEventMs: 0,
         closedUpToMs: 0,
         restoredUpToMs: 0,
         lastFrameWallMs: 0,
       };
-      this.nodes.set(node, st);
+      this.nodes.set(key, st);
     }
     return st;
   }
@@ -250,7 +307,7 @@ export class WindowAggregator {
    */
   ingestFrame(bytes: Uint8Array, partition = 0, offset = 0, nowMs = Date.now()): number {
     const frame = decodeFrame(bytes, { knownOpsOnly: true });
-    const st = this.nodeState(frame.node);
+    const st = this.nodeState(frame.node, partition);
     const rec = frame.records;
     const names = this.cgroupNames(frame.node);
     const dv = new DataView(rec.buffer, rec.byteOffset, rec.byteLength);
@@ -519,11 +576,12 @@ export class WindowAggregator {
   snapshotOpen(): ClosedWindow[] {
     const out: ClosedWindow[] = [];
     const { windowMs } = this.opts;
-    for (const [node, st] of this.nodes) {
+    for (const st of this.nodes.values()) {
       for (const [idx, w] of st.windows) {
         const rows = w.cgroupIds.length;
         out.push({
-          node,
+          node: st.node,
+          partition: st.partition,
           windowStartMs: w.start,
           windowEndMs: (idx + 1) * windowMs,
           rows,
@@ -541,10 +599,20 @@ export class WindowAggregator {
   }
 
   /** Closes every window whose time has come and returns them, oldest first. */
-  closeDue(nowMs = Date.now(), force = false): ClosedWindow[] {
+  /**
+   * @param caughtUp whether a partition's consumer has read all there is: a node is only
+   *   "quiet" (windows closed by the wall clock) on a partition read to its end. A partition
+   *   with a backlog (after a rebalance, a take-over, a stall) is left to the watermark, so
+   *   the events still to be read are not made late. Default: every partition is.
+   */
+  closeDue(
+    nowMs = Date.now(),
+    force = false,
+    caughtUp: (partition: number) => boolean = () => true,
+  ): ClosedWindow[] {
     const out: ClosedWindow[] = [];
     const { windowMs, allowedLatenessMs, idleCloseMs, maxFutureSkewMs } = this.opts;
-    for (const [node, st] of this.nodes) {
+    for (const st of this.nodes.values()) {
       // Never above the wall clock plus the future skew, whatever a record claimed.
       const watermark = Math.min(st.maxEventMs, nowMs + maxFutureSkewMs) - allowedLatenessMs;
       const indices = [...st.windows.keys()].sort((a, b) => a - b);
@@ -553,7 +621,7 @@ export class WindowAggregator {
         // By event time (the watermark), or, for a node gone quiet, by the wall clock. A node
         // whose frames keep coming (a live stream, or a backlog being read) is left to its
         // watermark, so catching up does not close windows early.
-        const quiet = nowMs - st.lastFrameWallMs >= idleCloseMs;
+        const quiet = nowMs - st.lastFrameWallMs >= idleCloseMs && caughtUp(st.partition);
         const due = force || end <= watermark || (quiet && end + allowedLatenessMs <= nowMs);
         if (!due) break; // windows close in order per node
         const w = st.windows.get(idx) as OpenWindow;
@@ -561,7 +629,8 @@ export class WindowAggregator {
         if (end > st.closedUpToMs) st.closedUpToMs = end;
         const rows = w.cgroupIds.length;
         out.push({
-          node,
+          node: st.node,
+          partition: st.partition,
           windowStartMs: w.start,
           windowEndMs: end,
           rows,

@@ -25,15 +25,50 @@ export function featureMetrics(stats: () => FeatureStageStats): Registry {
     ],
     [
       'tracefeed_features_state_clamped_total',
-      'Nodes whose saved closed-up-to time was in the future at load (clamped to the wall clock).',
+      'Nodes whose committed closed-up-to time was in the future at take-over (clamped to the wall clock).',
       (s) => s.stateClamped,
     ],
     [
       'tracefeed_features_replayed_events_total',
-      'Events of windows written before a restart (skipped).',
+      'Events of windows already committed, re-read after a take-over or restart (skipped).',
       (s) => s.alreadyEmitted,
     ],
-    ['tracefeed_features_windows_total', 'Windows written.', (s) => s.windowsClosed],
+    ['tracefeed_features_windows_total', 'Windows closed.', (s) => s.windowsClosed],
+    [
+      'tracefeed_features_records_total',
+      'Feature records (one per window) committed to the features topic.',
+      (s) => s.featureRecordsSent,
+    ],
+    [
+      'tracefeed_features_transactions_total',
+      'Transactions committed (windows, anomalies, dead letters and offsets of one partition).',
+      (s) => s.transactionsCommitted,
+    ],
+    [
+      'tracefeed_features_transactions_aborted_total',
+      'Transactions aborted (their windows kept and retried, or dropped when fenced).',
+      (s) => s.transactionsAborted,
+    ],
+    [
+      'tracefeed_features_partitions_assigned_total',
+      'Input partitions taken over.',
+      (s) => s.partitionsAssigned,
+    ],
+    [
+      'tracefeed_features_partitions_revoked_total',
+      'Input partitions given up (revoked, or fenced by a new owner).',
+      (s) => s.partitionsRevoked,
+    ],
+    [
+      'tracefeed_features_windows_dropped_on_revoke_total',
+      'Open or unacknowledged windows dropped with a partition given up (its new owner re-reads them).',
+      (s) => s.windowsDroppedOnRevoke,
+    ],
+    [
+      'tracefeed_features_redelivered_records_total',
+      'Records re-delivered after a rebalance and skipped (held already, or committed by a previous owner).',
+      (s) => s.redelivered,
+    ],
     ['tracefeed_features_rows_total', 'Feature rows written.', (s) => s.rowsEmitted],
     ['tracefeed_anomalies_total', 'Anomalies published.', (s) => s.anomaliesPublished],
     [
@@ -57,6 +92,22 @@ export function featureMetrics(stats: () => FeatureStageStats): Registry {
     registers: [registry],
     collect() {
       this.set(stats().openWindows);
+    },
+  });
+  new Gauge({
+    name: 'tracefeed_features_unacked_windows',
+    help: 'Closed windows whose transaction has not committed yet.',
+    registers: [registry],
+    collect() {
+      this.set(stats().unackedWindows);
+    },
+  });
+  new Gauge({
+    name: 'tracefeed_features_partitions',
+    help: 'Input partitions owned by this member.',
+    registers: [registry],
+    collect() {
+      this.set(stats().partitions.length);
     },
   });
   return registry;

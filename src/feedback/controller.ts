@@ -66,6 +66,7 @@ export class FeedbackController {
   /** Resolves once the consumer has joined its group (anomalies published after are seen). */
   ready: Promise<void>;
   private markReady!: () => void;
+  private joined = false;
   readonly counters: ControllerStats = {
     anomalies: 0,
     invalidAnomalies: 0,
@@ -122,8 +123,13 @@ export class FeedbackController {
       maxWaitTimeInMs: 100,
       sessionTimeout: 30_000,
       heartbeatInterval: 3000,
+      // Anomalies are written in transactions: only committed ones (docs/exactly-once.md).
+      readUncommitted: false,
     });
-    this.consumer.on(this.consumer.events.GROUP_JOIN, () => this.markReady());
+    this.consumer.on(this.consumer.events.GROUP_JOIN, () => {
+      this.joined = true;
+      this.markReady();
+    });
     await this.consumer.connect();
     await this.consumer.subscribe({
       topic: this.opts.topic ?? Topics.anomalies,
@@ -227,6 +233,22 @@ export class FeedbackController {
       this.budgetRunning = false;
     }
     return out;
+  }
+
+  /** Healthy once its consumer joined its group and Redis answers. */
+  health(): { ok: boolean; role: 'controller'; joined: boolean; redis: string; reason?: string } {
+    const redis = this.redis?.status ?? 'none';
+    const reasons = [
+      ...(this.joined ? [] : ['not (yet) a member of its consumer group']),
+      ...(redis === 'ready' ? [] : [`Redis ${redis}`]),
+    ];
+    return {
+      ok: reasons.length === 0,
+      role: 'controller',
+      joined: this.joined,
+      redis,
+      ...(reasons.length ? { reason: reasons.join('; ') } : {}),
+    };
   }
 
   async stop(): Promise<void> {

@@ -9,6 +9,12 @@
  *
  * Applied once: the job id is the request id; a job seen again (a retry
  * after a fault, a duplicate) finds the applied record and returns it.
+ *
+ * Reverts that cannot be lost: before the kernel changes, the change and when it
+ * must be reverted are fsync'd to the node's own journal (src/feedback/revert-journal.ts).
+ * The node reverts on its own when that time comes, whether or not the delayed revert
+ * job exists in Redis; after a crash at any point, the restarted worker puts back what
+ * is still in force and reverts it when due, and reverts at once what is overdue.
  */
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -34,6 +40,13 @@ import { connectRedis, redisOptions } from './redis.js';
 import { formatIssues } from './request.js';
 import { FeedbackStore, type AppliedRecord } from './store.js';
 import { Queue } from 'bullmq';
+import { RevertJournal, journalPath, type JournaledChange } from './revert-journal.js';
+
+/**
+ * Test hook: after the kernel change and before any bookkeeping, wait this long (ms)
+ * and log "paused after the kernel change", so a test can kill the node right there.
+ */
+const PAUSE_AFTER_KERNEL_CHANGE_ENV = 'TRACEFEED_TEST_PAUSE_AFTER_KERNEL_CHANGE_MS';
 
 /** What the worker needs of a node agent (NodeAgent has it). */
 export interface ProbeTarget {
@@ -84,6 +97,8 @@ export interface NodeFeedbackWorkerOptions {
   lockDurationMs?: number;
   /** BullMQ stalled-job check interval, ms. Default 30000. */
   stalledIntervalMs?: number;
+  /** The node's revert journal. Default `<TRACEFEED_HOME>/feedback/journal-<node>.jsonl`. */
+  journalPath?: string;
 }
 
 export interface ApplyResult {
@@ -236,6 +251,8 @@ export class NodeFeedbackWorker {
   private lastBytes: { at: number; bytes: number } | undefined;
   private readonly actor: string;
   private verifier: JobVerifier | undefined;
+  private journal: RevertJournal | undefined;
+  private readonly localReverts = new Map<string, NodeJS.Timeout>();
   /** Counters: jobs by outcome; `badSignature` counts the rejected jobs whose signature was refused. */
   readonly counts = {
     applied: 0,
@@ -245,6 +262,10 @@ export class NodeFeedbackWorker {
     rejected: 0,
     expired: 0,
     badSignature: 0,
+    /** Changes reverted by the node's own timer (the Redis revert job was late or gone). */
+    revertedLocally: 0,
+    /** Changes put back from the journal after a restart (still in force). */
+    restoredFromJournal: 0,
   };
 
   constructor(
@@ -254,8 +275,18 @@ export class NodeFeedbackWorker {
     this.actor = `node/${opts.node}`;
   }
 
-  /** Registers the node, starts reporting and consuming its queue. */
+  /**
+   * Recovers from the journal (before anything touches Redis), then registers the node,
+   * starts reporting and consuming its queue.
+   */
   async start(): Promise<this> {
+    this.journal = new RevertJournal(this.opts.journalPath ?? journalPath(this.opts.node));
+    if (this.journal.torn > 0)
+      this.opts.log.warn(
+        { journal: this.journal.path, torn: this.journal.torn },
+        'revert journal had torn lines (a crash mid-write): ignored',
+      );
+    this.recover();
     this.verifier =
       this.opts.verifier ??
       (this.opts.verifyKeyPath ? loadVerifier(this.opts.verifyKeyPath) : installationVerifier());
@@ -403,6 +434,19 @@ export class NodeFeedbackWorker {
       if (!prior.audited) await this.recordApplied(prior);
       return { ...this.resultOf(prior), duplicate: true };
     }
+    const journaled = this.journal!.get(req.id);
+    if (journaled) return this.finishFromJournal(job, journaled);
+    if (this.journal!.isReverted(req.id)) {
+      // Applied and already reverted by this node (its bookkeeping never reached Redis).
+      this.counts.duplicates++;
+      const reason = 'applied, then reverted by the node before its bookkeeping completed';
+      await store.setStatus(req.id, node, {
+        state: 'reverted',
+        at: new Date().toISOString(),
+        reason,
+      });
+      return { state: 'expired', request_id: req.id, node, probe: req.probe, duplicate: true };
+    }
     if (attemptsMade === 0)
       this.opts.audit.record({ request_id: req.id, state: 'delivered', actor: this.actor, node });
 
@@ -436,14 +480,36 @@ export class NodeFeedbackWorker {
         'rejected',
       );
     const previous = structuredClone(before.settings);
+    const atMs = Date.now();
+    const revertAtMs = job.ttl_seconds > 0 && job.ttl_revert ? atMs + job.ttl_seconds * 1000 : null;
+    // Durable before the kernel changes: a crash from here on is recovered from the journal.
+    this.journal!.append({
+      t: 'intent',
+      id: req.id,
+      probe: req.probe,
+      patch: job.patch,
+      previous,
+      at_ms: atMs,
+      revert_at_ms: revertAtMs,
+    });
     let state: ProbeState;
     try {
       state = this.agent.setProbe(req.probe, job.patch);
     } catch (err) {
+      // Nothing changed (the probe controller rolls back a partial write).
+      this.journal!.append({ t: 'reverted', id: req.id, at_ms: Date.now(), cause: 'failed' });
       const retriable = err instanceof TracefeedError && err.retriable;
       if (retriable) throw err;
       this.fail(req.id, `${(err as Error).message}; not applied`, 'failed');
     }
+    await this.pauseForTest(req.id);
+    this.journal!.append({
+      t: 'applied',
+      id: req.id,
+      applied: structuredClone(state.settings),
+      generation: state.generation,
+    });
+    if (revertAtMs !== null) this.scheduleLocalRevert(req.id, req.probe, revertAtMs);
     this.counts.applied++;
     const layer = this.layers.get(req.probe);
     if (layer) {
@@ -465,7 +531,7 @@ export class NodeFeedbackWorker {
       previous,
       applied: structuredClone(state.settings),
       generation: state.generation,
-      applied_at: new Date().toISOString(),
+      applied_at: new Date(atMs).toISOString(),
       ttl_seconds: job.ttl_seconds,
       events_per_second_before: before.eventsPerSecond,
     };
@@ -589,9 +655,30 @@ export class NodeFeedbackWorker {
     const seen = this.ledger.get(key) as RevertResult | undefined;
     if (seen) return { ...seen, duplicate: true };
     const store = this.store!;
-    const done = await store.reverted(node, job.request_id);
-    if (done) return { ...(done as unknown as RevertResult), duplicate: true };
-    const applied = await store.applied(node, job.request_id);
+    // The kernel side first, from the node's own journal: no Redis round trip before it.
+    const journaled = this.journal!.get(job.request_id);
+    if (!journaled) {
+      const done = await store.reverted(node, job.request_id);
+      if (done) return { ...(done as unknown as RevertResult), duplicate: true };
+    }
+    if (!journaled && this.journal!.isReverted(job.request_id)) {
+      // Reverted by the node before Redis heard of it: record it now.
+      const result: RevertResult = {
+        state: 'reverted',
+        request_id: job.request_id,
+        node,
+        probe: job.probe,
+        cause: job.cause,
+        restored: [],
+        kept: [],
+      };
+      this.ledger.set(key, result);
+      await this.revertBookkeeping(job, result, 'reverted by the node on its own', {});
+      return result;
+    }
+    const applied = journaled
+      ? this.recordOf(journaled)
+      : await store.applied(node, job.request_id);
     if (!applied)
       this.fail(
         job.request_id,
@@ -636,6 +723,13 @@ export class NodeFeedbackWorker {
         this.fail(job.request_id, `revert failed: ${(err as Error).message}`, 'failed');
       }
     }
+    this.journal!.append({
+      t: 'reverted',
+      id: job.request_id,
+      at_ms: Date.now(),
+      cause: job.cause,
+    });
+    this.cancelLocalRevert(job.request_id);
     this.counts.reverted++;
     const result: RevertResult = {
       state: 'reverted',
@@ -652,6 +746,18 @@ export class NodeFeedbackWorker {
       (job.cause === 'ttl' ? `TTL of ${applied.ttl_seconds} s expired` : 'reverted by operator') +
       (restored.length ? `; restored ${restored.join(', ')}` : '; nothing to restore') +
       (kept.length ? `; kept ${kept.join(', ')} (changed since)` : '');
+    this.opts.log.info({ request: job.request_id, restored, kept }, 'feedback reverted');
+    await this.revertBookkeeping(job, result, reason, patch);
+    return result;
+  }
+
+  private async revertBookkeeping(
+    job: Pick<RevertJob, 'request_id' | 'cause'>,
+    result: RevertResult,
+    reason: string,
+    patch: ProbePatch,
+  ): Promise<void> {
+    const node = this.opts.node;
     this.opts.audit.record({
       request_id: job.request_id,
       state: 'reverted',
@@ -660,18 +766,154 @@ export class NodeFeedbackWorker {
       reason,
       data: { revert: result, patch },
     });
-    await store.markReverted(node, job.request_id, result as unknown as Record<string, unknown>);
-    await store.setStatus(job.request_id, node, {
+    await this.store!.markReverted(
+      node,
+      job.request_id,
+      result as unknown as Record<string, unknown>,
+    );
+    await this.store!.setStatus(job.request_id, node, {
       state: 'reverted',
       at: new Date().toISOString(),
       reason,
       result: result as unknown as Record<string, unknown>,
     });
-    this.opts.log.info({ request: job.request_id, restored, kept }, 'feedback reverted');
-    return result;
+  }
+
+  /** The applied record a journaled change stands for (what was applied, or would have been). */
+  private recordOf(c: JournaledChange): AppliedRecord {
+    const i = c.intent;
+    return {
+      request_id: i.id,
+      node: this.opts.node,
+      probe: i.probe,
+      patch: i.patch,
+      previous: i.previous,
+      applied: c.applied?.applied ?? applyPatch(i.previous, i.patch),
+      generation: c.applied?.generation ?? 0,
+      applied_at: new Date(i.at_ms).toISOString(),
+      ttl_seconds: i.revert_at_ms === null ? 0 : Math.round((i.revert_at_ms - i.at_ms) / 1000),
+      events_per_second_before: 0,
+    };
+  }
+
+  /**
+   * A job whose change the journal holds: the kernel was changed (perhaps by a run that
+   * crashed before its bookkeeping). Completes the bookkeeping; changes nothing again.
+   */
+  private async finishFromJournal(job: ApplyJob, c: JournaledChange): Promise<ApplyResult> {
+    const record = this.recordOf(c);
+    record.ttl_seconds = job.ttl_seconds;
+    const store = this.store!;
+    await store.putApplied(record);
+    if (c.intent.revert_at_ms !== null && job.ttl_revert)
+      await this.queue!.add('revert', job.ttl_revert, {
+        jobId: revertJobId(record.request_id),
+        delay: Math.max(0, c.intent.revert_at_ms - Date.now()),
+      });
+    await this.recordApplied(record);
+    this.counts.duplicates++;
+    const result = this.resultOf(record);
+    this.ledger.set(record.request_id, result);
+    return { ...result, duplicate: true };
+  }
+
+  private async pauseForTest(id: string): Promise<void> {
+    const ms = Number(process.env[PAUSE_AFTER_KERNEL_CHANGE_ENV] ?? 0);
+    if (!(ms > 0)) return;
+    this.opts.log.warn({ request: id, ms }, 'paused after the kernel change');
+    await new Promise((r) => setTimeout(r, ms));
+  }
+
+  private scheduleLocalRevert(id: string, probe: ProbeName, atMs: number): void {
+    this.cancelLocalRevert(id);
+    const t = setTimeout(
+      () => {
+        this.localReverts.delete(id);
+        if (!this.journal!.get(id)) return; // reverted already
+        this.counts.revertedLocally++;
+        this.opts.log.info({ request: id, probe }, 'TTL due: the node reverts on its own');
+        void this.revert({
+          kind: 'revert',
+          node: this.opts.node,
+          request_id: id,
+          probe,
+          cause: 'ttl',
+          created_at: new Date().toISOString(),
+          signature: 'node-local',
+        }).catch((err: unknown) =>
+          this.opts.log.warn(
+            { request: id, err: (err as Error).message },
+            'local revert: bookkeeping failed (the kernel change is reverted)',
+          ),
+        );
+      },
+      Math.max(0, atMs - Date.now()),
+    );
+    this.localReverts.set(id, t);
+  }
+
+  private cancelLocalRevert(id: string): void {
+    const t = this.localReverts.get(id);
+    if (t) clearTimeout(t);
+    this.localReverts.delete(id);
+  }
+
+  /**
+   * After a restart: what the journal holds in force is put back (a restarted node agent
+   * starts from its defaults) and its revert scheduled; what is overdue is reverted now.
+   */
+  private recover(): void {
+    const now = Date.now();
+    for (const c of this.journal!.inForce()) {
+      const i = c.intent;
+      const current = this.agent.probes().find((p) => p.probe === i.probe);
+      if (!current) {
+        this.opts.log.warn(
+          { request: i.id, probe: i.probe },
+          'journaled change on a probe not loaded: nothing in force, marked reverted',
+        );
+        this.journal!.append({ t: 'reverted', id: i.id, at_ms: now, cause: 'restart' });
+        continue;
+      }
+      const target = c.applied?.applied ?? applyPatch(i.previous, i.patch);
+      if (i.revert_at_ms !== null && i.revert_at_ms <= now) {
+        // Overdue: undo it where it is still in force (a worker restarted in a live agent).
+        const { patch, restored } = revertPatch(i.previous, target, current.settings);
+        if (restored.length > 0) this.agent.setProbe(i.probe, patch);
+        this.journal!.append({ t: 'reverted', id: i.id, at_ms: now, cause: 'restart' });
+        this.counts.revertedLocally++;
+        this.opts.log.info(
+          { request: i.id, restored },
+          'overdue journaled change reverted at start',
+        );
+        continue;
+      }
+      if (!isDeepStrictEqual(current.settings, target)) {
+        const state = this.agent.setProbe(i.probe, i.patch);
+        this.journal!.append({
+          t: 'applied',
+          id: i.id,
+          applied: structuredClone(state.settings),
+          generation: state.generation,
+        });
+        this.counts.restoredFromJournal++;
+        this.opts.log.info(
+          { request: i.id, probe: i.probe, revert_at: i.revert_at_ms && new Date(i.revert_at_ms) },
+          'journaled change put back (still in force)',
+        );
+      }
+      this.layers.set(i.probe, {
+        baseline: structuredClone(i.previous),
+        active: [...(this.layers.get(i.probe)?.active ?? []), { id: i.id, patch: i.patch }],
+        last: structuredClone(this.agent.probes().find((p) => p.probe === i.probe)!.settings),
+      });
+      if (i.revert_at_ms !== null) this.scheduleLocalRevert(i.id, i.probe, i.revert_at_ms);
+    }
   }
 
   async stop(): Promise<void> {
+    for (const t of this.localReverts.values()) clearTimeout(t);
+    this.localReverts.clear();
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     await this.worker?.close();

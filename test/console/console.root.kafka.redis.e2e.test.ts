@@ -68,7 +68,7 @@ function focusSampleN(agent: NodeAgent, cgroupId: bigint): number | undefined {
 
 describe('the operator console, in a browser, on a running pipeline', () => {
   const node = `console-${randomBytes(3).toString('hex')}`;
-  const topic = `tf-test-console-anomalies-${randomBytes(4).toString('hex')}`;
+  const topic = `tracefeed.test.console-anomalies-${randomBytes(4).toString('hex')}`;
   const log = createLogger('test', 'silent');
   const dir = mkdtempSync(join(tmpdir(), 'tf-console-'));
   const thresholdsPath = join(dir, 'thresholds.yaml');
@@ -136,7 +136,7 @@ describe('the operator console, in a browser, on a running pipeline', () => {
       audit,
       log,
       topic,
-      groupId: `tf-console-fb-${randomUUID()}`,
+      groupId: `tracefeed-feedback-test-console-${randomUUID()}`,
     }).start();
     await controller.ready;
     stage.onWindow((w) => {

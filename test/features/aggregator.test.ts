@@ -184,6 +184,36 @@ describe('window aggregator', () => {
     agg.closeDue(base); // watermark 1200 closes window 0
     expect(agg.pendingMinOffsets().get(0)).toBe(11);
   });
+
+  it('keeps windows per input partition: one is dropped whole, another restored, none mixed', () => {
+    const agg = new WindowAggregator({
+      windowMs: WINDOW,
+      allowedLatenessMs: 0,
+      idleCloseMs: 60_000,
+    });
+    agg.ingestFrame(frame('n1', [exec(100, 1n)]), 0, 5);
+    agg.ingestFrame(frame('n1', [exec(200, 1n)]), 1, 7); // the same node on another partition
+    expect(agg.openWindows()).toBe(2);
+    expect(agg.pendingMinOffsets()).toEqual(
+      new Map([
+        [0, 5],
+        [1, 7],
+      ]),
+    );
+    expect(agg.dropPartition(1)).toBe(1);
+    expect(agg.pendingMinOffsets()).toEqual(new Map([[0, 5]]));
+    // Partition 1 comes back with its committed closed-up-to time: earlier events are replays.
+    agg.restorePartition(1, { n1: base + 1000 });
+    agg.ingestFrame(frame('n1', [exec(200, 1n), exec(1100, 1n)]), 1, 7);
+    expect(agg.counters.alreadyEmitted).toBe(1);
+    expect(agg.closedUpTo(1)).toEqual({ n1: base + 1000 });
+    expect(agg.closedUpTo(0)).toEqual({});
+    const closed = agg.closeDue(base + 60_000, true);
+    expect(closed.map((w) => [w.partition, w.windowStartMs - base, w.rows])).toEqual([
+      [0, 0, 1],
+      [1, 1000, 1],
+    ]);
+  });
 });
 
 describe('cgroup signals and completeness columns', () => {

@@ -2,10 +2,10 @@
  * A future-dated record on the raw topic: a frame under a real node's name
  * with one exec dated an hour ahead (inside the old one-day skew) is counted
  * and dead-lettered, and does not move that node's watermark: the node's
- * real events keep closing their windows whole. A saved state in the future
- * is clamped at load.
+ * real events keep closing their windows whole. A committed closed-up-to
+ * time in the future is clamped when the partition is taken over.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -113,21 +113,50 @@ describe('future-dated records', () => {
     expect(Math.max(...ends)).toBeLessThan(Date.now() + 5_000);
   }, 90_000);
 
-  it('clamps a saved closed-up-to time in the future at load, and counts it', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tf-future-state-'));
-    writeFileSync(
-      join(dir, 'state.json'),
-      JSON.stringify({ closed_up_to_ms: { [node]: Date.now() + 86_000_000 } }),
-    );
+  it('clamps a committed closed-up-to time in the future at take-over, and counts it', async () => {
+    // The stage keeps each node's closed-up-to time as its partition offset's metadata.
+    const topic = `tracefeed.test.future-state-${tag}`;
+    const group = `tracefeed-features-test-future-2-${tag}`;
+    const admin = testKafka('admin', 'tf-test-future-admin').admin();
+    await admin.connect();
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: [{ topic, numPartitions: 1, replicationFactor: 1 }],
+    });
+    await admin.disconnect();
+    // The committed offset is written as the feature stage writes it: its role, in a transaction.
+    const producer = testKafka('features', 'tf-test-future-txn').producer({
+      transactionalId: `tracefeed-features-test-${tag}`,
+      idempotent: true,
+      maxInFlightRequests: 1,
+    });
+    await producer.connect();
+    const txn = await producer.transaction();
+    const metadata = JSON.stringify({ v: 1, closed_up_to_ms: { [node]: Date.now() + 86_000_000 } });
+    await txn.sendOffsets({
+      consumerGroupId: group,
+      topics: [{ topic, partitions: [{ partition: 0, offset: '0', metadata } as never] }],
+    });
+    await txn.commit();
+    await producer.disconnect();
     const restarted = new FeatureStage(
       {
         brokers: BROKERS,
-        group_id: `tracefeed-features-test-future-2-${tag}`,
-        data_dir: dir,
+        group_id: group,
+        topics: { events: topic },
+        data_dir: mkdtempSync(join(tmpdir(), 'tf-future-state-')),
         http_port: 0,
       },
       log,
     );
-    expect(restarted.stats().stateClamped).toBe(1);
+    await restarted.start();
+    try {
+      const deadline = Date.now() + 30_000;
+      while (restarted.stats().partitionsAssigned < 1 && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 200));
+      expect(restarted.stats().stateClamped).toBe(1);
+    } finally {
+      await restarted.stop();
+    }
   });
 });
