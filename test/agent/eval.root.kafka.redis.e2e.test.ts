@@ -7,7 +7,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/common/logger.js';
-import { DEFAULT_REDIS_URL } from '../../src/feedback/redis.js';
+import { redisUrlFrom } from '../../src/feedback/redis.js';
+const REDIS_URL = redisUrlFrom(undefined);
 import {
   CATEGORIES,
   DETERMINISTIC_CLAIMS,
@@ -29,7 +30,7 @@ describe('the agent evaluation', () => {
   beforeAll(async () => {
     rec = await recordRun({
       brokers: BROKERS,
-      redisUrl: DEFAULT_REDIS_URL,
+      redisUrl: REDIS_URL,
       log,
       incidents: ['refused-storm'],
       warmup_seconds: 6,

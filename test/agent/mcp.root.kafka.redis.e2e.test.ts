@@ -23,7 +23,8 @@ import { createLogger } from '../../src/common/logger.js';
 import { repoRoot } from '../../src/common/paths.js';
 import type { FeatureStage } from '../../src/features/index.js';
 import { AuditTrail, FeedbackService, parseThresholds } from '../../src/feedback/index.js';
-import { connectRedis, DEFAULT_REDIS_URL } from '../../src/feedback/redis.js';
+import { connectRedis, redisUrlFrom } from '../../src/feedback/redis.js';
+const REDIS_URL = redisUrlFrom(undefined);
 import { DEFAULT_AGENT_OPTIONS, NodeAgent, startControlApi } from '../../src/ingest/index.js';
 import {
   AnomalyStore,
@@ -145,14 +146,14 @@ describe('the MCP server over real features, anomalies and the real policy engin
     });
     await stage.start();
 
-    redis = connectRedis(DEFAULT_REDIS_URL);
+    redis = connectRedis(REDIS_URL);
     audit = new AuditTrail({
       path: join(mkdtempSync(join(tmpdir(), 'tf-mcp-audit-')), 'feedback.jsonl'),
       log,
     });
     service = new FeedbackService({
       redis,
-      redisUrl: DEFAULT_REDIS_URL,
+      redisUrl: REDIS_URL,
       audit,
       thresholds: () => T,
       actor: 'agent',
@@ -353,7 +354,7 @@ describe('the MCP server over real features, anomalies and the real policy engin
         '--brokers',
         BROKERS.join(','),
         '--redis',
-        DEFAULT_REDIS_URL,
+        REDIS_URL,
         '--anomalies-minutes',
         '10',
       ],

@@ -14,7 +14,8 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/common/logger.js';
 import { AuditTrail, FeedbackService, parseThresholds } from '../../src/feedback/index.js';
-import { connectRedis, DEFAULT_REDIS_URL } from '../../src/feedback/redis.js';
+import { connectRedis, redisUrlFrom } from '../../src/feedback/redis.js';
+const REDIS_URL = redisUrlFrom(undefined);
 import { ScenarioSession } from '../../src/scenario/session.js';
 import {
   AnomalyStore,
@@ -47,20 +48,20 @@ describe('a question whose data is not collected', () => {
   beforeAll(async () => {
     session = await new ScenarioSession({
       brokers: BROKERS,
-      redisUrl: DEFAULT_REDIS_URL,
+      redisUrl: REDIS_URL,
       log,
       window_seconds: 2,
       ttl_seconds: 60,
       lifetime_seconds: 120,
     }).start();
-    redis = connectRedis(DEFAULT_REDIS_URL);
+    redis = connectRedis(REDIS_URL);
     audit = new AuditTrail({
       path: join(mkdtempSync(join(tmpdir(), 'tf-wait-audit-')), 'feedback.jsonl'),
       log,
     });
     service = new FeedbackService({
       redis,
-      redisUrl: DEFAULT_REDIS_URL,
+      redisUrl: REDIS_URL,
       audit,
       thresholds: () => T,
       actor: 'agent',
