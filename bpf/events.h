@@ -21,6 +21,7 @@
 #define TF_FILENAME_LEN 256
 #define TF_PATH_LEN 256
 #define TF_PATH_PREFIX_LEN 64 /* bytes of a path-prefix filter key */
+#define TF_DNS_NAME_LEN 128   /* bytes of a DNS query name, dotted, not NUL-terminated when full */
 #define TF_HIST_SLOTS 32      /* log2 buckets: slot i counts [2^i, 2^(i+1)) ns; slot 0 also 0 ns; the last is open-ended */
 
 /* Op codes: append-only. */
@@ -42,6 +43,7 @@ enum tf_op {
 	TF_OP_CGROUP_INFO = 15,     /* user space: the path of a cgroup id seen in the frame */
 	TF_OP_CGROUP_STATS = 16,    /* user space: a cgroup's pressure, cpu.stat and memory.events over an interval */
 	TF_OP_PROBE_STATS = 17,     /* user space: one probe's emitted and lost events and sampling over an interval */
+	TF_OP_DNS_RESPONSE = 18,    /* a DNS response matched to the query this host sent (struct tf_dns_event) */
 };
 
 /* Probe ids index the per-probe counter maps. Append-only. */
@@ -52,6 +54,7 @@ enum tf_probe {
 	TF_PROBE_FILE = 3,
 	TF_PROBE_SCHED = 4,
 	TF_PROBE_CGROUP = 5, /* user space only: cgroup v2 files read by the node agent (no program) */
+	TF_PROBE_DNS = 6,
 	TF_PROBE_MAX = 8,
 };
 
@@ -259,6 +262,33 @@ struct tf_probe_stats {
 	__u64 pad;
 };
 
+/*
+ * TF_OP_DNS_RESPONSE: a DNS response (UDP, port 53) received by a socket of
+ * this host, matched to the query the same socket sent (bpf/dns.bpf.c). The
+ * task is the one that sent the query. TF_FLAG_TRUNCATED: the name was longer
+ * than TF_DNS_NAME_LEN. 240 bytes.
+ */
+struct tf_dns_event {
+	struct tf_event_header hdr;
+	__u32 pid;          /* tgid that sent the query */
+	__u16 family;       /* AF_INET (2) or AF_INET6 (10) */
+	__u16 sport;        /* client (local) port, host byte order */
+	__u16 dport;        /* server port, host byte order */
+	__u16 id;           /* DNS transaction id */
+	__u16 qtype;        /* first question's QTYPE (1 A, 28 AAAA, ...); 0 when the name ran past the parse bound */
+	__u16 dns_flags;    /* the response's header flags (QR, opcode, AA, TC, RD, RA, rcode) */
+	__u16 ancount;      /* answer records in the response */
+	__u8 rcode;         /* dns_flags & 0xf: 0 NOERROR, 2 SERVFAIL, 3 NXDOMAIN, 5 REFUSED, ... */
+	__u8 name_len;      /* bytes of name used */
+	__u32 pad;          /* zero */
+	__u64 cgroup_id;    /* the socket's cgroup v2 id (bpf_skb_cgroup_id) */
+	__u64 latency_ns;   /* query left the host -> response arrived */
+	__u8 saddr[16];     /* client address; IPv4 in the first 4 bytes */
+	__u8 daddr[16];     /* server address */
+	char comm[TF_COMM_LEN];
+	char name[TF_DNS_NAME_LEN]; /* the question's name, dotted, no trailing dot */
+};
+
 /* Kernel aggregation map values (read and deleted by user space each interval). */
 struct tf_syscall_key {
 	__u64 cgroup_id;
@@ -352,5 +382,12 @@ struct tf_path_key {
 #define TF_SK_EVICTED 0    /* a new socket took the way of the oldest one in a full set */
 #define TF_SK_CLAIM_LOST 1 /* racing claims won every way this socket tried */
 #define TF_SK_LOST_ENTRIES 2
+
+/* Slots of the dns probe's tf_dns_counts counters. */
+#define TF_DNS_QUERIES 0      /* queries stored to await their response */
+#define TF_DNS_UNMATCHED 1    /* responses with no stored query (sent before attach, filtered, sampled out, evicted) */
+#define TF_DNS_MALFORMED 2    /* port-53 packets too short or not DNS */
+#define TF_DNS_REPLACED 3     /* a query's slot was taken by a retry with the same key before its response */
+#define TF_DNS_COUNTS_ENTRIES 4
 
 #endif /* TRACEFEED_EVENTS_H */
