@@ -3,6 +3,7 @@
  * bpf/.output/<name>.bpf.o; every program in it is attached while enabled.
  */
 import { Probe, type ProbeName } from './layout.js';
+import { DNS_FAMILY } from '../families/dns/index.js';
 
 export interface FamilySpec {
   name: ProbeName;
@@ -11,6 +12,8 @@ export interface FamilySpec {
   summaries: ReadonlyArray<{ map: string; kind: 'syscall' | 'errno' | 'runq' }>;
   /** Programs that may not attach on every kernel or architecture (their absence is logged, not fatal). */
   optionalPrograms?: readonly string[];
+  /** Its programs attach to the cgroup v2 root (cgroup_skb), not by their section. */
+  attachToCgroupRoot?: boolean;
   /** Enabled when the agent starts with no other instruction. */
   defaultEnabled: boolean;
   description: string;
@@ -62,6 +65,7 @@ export const FAMILIES: readonly FamilySpec[] = [
     defaultEnabled: false,
     description: 'run-queue latency per cgroup as log2 histograms',
   },
+  DNS_FAMILY,
 ];
 
 export function familySpec(name: string): FamilySpec | undefined {

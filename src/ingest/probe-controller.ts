@@ -4,7 +4,7 @@
  * reload: program ids stay the same; the generation in records advances.
  */
 import { BpfError, ConfigError } from '../common/errors.js';
-import type { CgroupResolver } from './cgroup-resolver.js';
+import { cgroup2Root, type CgroupResolver } from './cgroup-resolver.js';
 import type { FamilySpec } from './families.js';
 import {
   DROP_REASON_MAX,
@@ -306,7 +306,13 @@ export class ProbeController {
       for (const p of this.obj.programs()) {
         if (this.unavailable.has(p.name)) continue;
         try {
-          this.obj.attach(p.name);
+          if (this.spec.attachToCgroupRoot) {
+            const root = cgroup2Root();
+            if (!root) throw new Error(`${this.spec.name}: no cgroup v2 mount to attach to`);
+            this.obj.attach(p.name, root);
+          } else {
+            this.obj.attach(p.name);
+          }
         } catch (err) {
           if (!this.spec.optionalPrograms?.includes(p.name)) throw err;
           this.unavailable.add(p.name); // e.g. no sys_enter_open tracepoint on this architecture
