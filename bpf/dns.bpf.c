@@ -165,7 +165,7 @@ struct tf_name_walk {
 	__u32 avail; /* valid bytes in s->wire */
 	__u32 next;  /* index of the next label's length byte */
 	__u32 end;   /* index of the name's terminating zero */
-	__u32 stop;  /* 1: ended at the zero; 2: ran out or hit a pointer */
+	__u32 stop;  /* 0: ran to the bound; 1: ended at the zero; 2: packet ended or a pointer */
 };
 
 /*
@@ -231,7 +231,7 @@ static __always_inline void tf_dns_name(struct __sk_buff *skb, struct tf_dns_scr
 	/* Past the bound: keep what fits, then hop over the remaining labels to the type. */
 	q->name_len = avail > 1 ? (avail - 1 < TF_DNS_NAME_LEN ? avail - 1 : TF_DNS_NAME_LEN) : 0;
 	q->hdr_flags |= TF_FLAG_TRUNCATED;
-	if (w.stop != 2 || avail < TF_DNS_WIRE_LEN)
+	if (w.stop != 0)
 		return; /* the packet ended or had a pointer: no type */
 	next = w.next;
 	for (i = 0; i < TF_DNS_SKIP_LABELS; i++) {

@@ -12,6 +12,11 @@ export interface FamilySpec {
   summaries: ReadonlyArray<{ map: string; kind: 'syscall' | 'errno' | 'runq' }>;
   /** Programs that may not attach on every kernel or architecture (their absence is logged, not fatal). */
   optionalPrograms?: readonly string[];
+  /**
+   * A per-CPU u64 array of the family's own losses, reported with its drops:
+   * names by slot ('' skips a slot that counts no loss).
+   */
+  lossCounters?: { map: string; names: readonly string[] };
   /** Its programs attach to the cgroup v2 root (cgroup_skb), not by their section. */
   attachToCgroupRoot?: boolean;
   /** Enabled when the agent starts with no other instruction. */

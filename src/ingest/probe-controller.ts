@@ -360,6 +360,18 @@ export class ProbeController {
     return Object.fromEntries(SK_LOST_NAMES.map((n, i) => [n, Number(c[i] ?? 0n)]));
   }
 
+  /** The family's own loss counters (FamilySpec.lossCounters), by name. */
+  private familyLosses(): Record<string, number> {
+    const spec = this.spec.lossCounters;
+    if (!spec) return {};
+    const c = this.obj.sumPercpuCounters(spec.map);
+    const out: Record<string, number> = {};
+    spec.names.forEach((n, i) => {
+      if (n) out[n] = Number(c[i] ?? 0n);
+    });
+    return out;
+  }
+
   /** Per-cgroup focuses in force in the kernel (distinct cgroup ids). */
   get focusCount(): number {
     return this.focusEntries.size;
@@ -385,7 +397,7 @@ export class ProbeController {
         counters[this.spec.probeId * DROP_REASON_MAX + r] ?? 0n,
       );
     }
-    Object.assign(drops, this.socketLosses());
+    Object.assign(drops, this.socketLosses(), this.familyLosses());
     return {
       probe: this.spec.name,
       description: this.spec.description,

@@ -21,6 +21,11 @@ export const DNS_FAMILY = {
   summaries: [],
   /** Both programs attach to the cgroup v2 root: every workload's sockets. */
   attachToCgroupRoot: true,
+  /** bpf/events.h TF_DNS_* slots of tf_dns_counts (slot 0 counts stored queries, not a loss). */
+  lossCounters: {
+    map: 'tf_dns_counts',
+    names: ['', 'dns_unmatched_responses', 'dns_malformed', 'dns_query_replaced'],
+  },
   /* On by default: its records are the steady-state signal the dns rules watch. */
   defaultEnabled: true,
   description:
