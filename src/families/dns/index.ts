@@ -164,3 +164,31 @@ export const DNS_ANOMALY_METRICS = [
   { metric: 'dns_failures', probe: 'dns', min_delta: 5, prior_min: 20 },
   { metric: 'dns_p99_ns', probe: 'dns', min_delta: 50_000_000, prior_min: 500_000_000 },
 ] as const;
+
+/**
+ * Default feedback rules (src/feedback/thresholds.ts DEFAULT_RULES, and
+ * config/thresholds.yaml): a failure storm (NXDOMAIN, SERVFAIL, any non-zero
+ * rcode) or slow resolution raises the workload's dns records to full detail
+ * (no sampling, no duration floor) for the TTL. dns is on in steady state: its
+ * own rows are the trigger.
+ */
+export const DNS_RULES = [
+  {
+    name: 'dns-failures',
+    metric: 'dns_failures',
+    source: 'dns',
+    action: 'tighten',
+    probe: 'dns',
+    focus: 'workload',
+    ttl_seconds: 300,
+  },
+  {
+    name: 'dns-slow',
+    metric: 'dns_p99_ns',
+    source: 'dns',
+    action: 'tighten',
+    probe: 'dns',
+    focus: 'workload',
+    ttl_seconds: 300,
+  },
+] as const;
