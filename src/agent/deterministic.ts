@@ -4,6 +4,7 @@
  * changed in the last N minutes) onto the same tools the model uses, and
  * formats their results. Untrusted strings are printed JSON-quoted.
  */
+import { DNS_AGENT } from '../families/dns/index.js';
 import { AgentError } from './errors.js';
 import { formatMetricValue as fmt, type Explanation } from './explain.js';
 import { round } from './feature-math.js';
@@ -53,6 +54,7 @@ const NUMBER_WORDS: Record<string, number> = {
 
 /** Metric keywords, most specific first. */
 const METRIC_PATTERNS: Array<[RegExp, string]> = [
+  ...DNS_AGENT.metricPatterns,
   [/retransmi/, 'tcp_retransmits'],
   [/\bresets?\b|\brst\b/, 'tcp_resets'],
   [
@@ -377,6 +379,8 @@ const CHANGE_METRICS = [
   'tcp_bytes_sent',
   'syscall_p99_ns',
   'runq_p99_ns',
+  'dns_failures',
+  'dns_p99_ns',
 ];
 
 function significant(metric: string, prev: number, now: number): boolean {

@@ -192,3 +192,38 @@ export const DNS_RULES = [
     ttl_seconds: 300,
   },
 ] as const;
+
+/** How the agent speaks of the family (src/agent: prompt, question keywords, likely causes). */
+export const DNS_AGENT = {
+  /** Question keywords -> metric, most specific first (src/agent/deterministic.ts). */
+  metricPatterns: [
+    [
+      /\bnxdomain\b|\bservfail\b|dns\w*\s+(fail|error)|(fail|error)\w*\s+(dns|lookup|resolv)|name\s+resolution\s+fail/,
+      'dns_failures',
+    ],
+    [
+      /(slow|latency|p99)\w*\s+(dns|lookup|resolv)|(dns|lookup|resolv)\w*\s+(slow|latency|p99|time)/,
+      'dns_p99_ns',
+    ],
+    [/\bdns\b|lookups?\b|resolv/, 'dns_queries'],
+  ] as Array<[RegExp, string]>,
+  /** Metrics compared against the windows before an anomaly (src/agent/explain.ts). */
+  correlated: ['dns_failures', 'dns_p99_ns'],
+  /** The likely cause of an anomaly on a dns metric, or undefined for another metric. */
+  likelyCause(metric: string, up: ReadonlySet<string>): string | undefined {
+    switch (metric) {
+      case 'dns_failures':
+      case 'dns_nxdomain':
+      case 'dns_servfail':
+        return up.has('dns_nxdomain') || metric === 'dns_nxdomain'
+          ? 'name lookups failing with NXDOMAIN: a wrong or removed host name (configuration, a deleted service) or a search-domain walk'
+          : 'name lookups failing: the resolver answers SERVFAIL or refuses (an upstream resolver down, a DNSSEC failure, or a policy)';
+      case 'dns_p99_ns':
+        return 'slow name resolution: the resolver or its upstream is slow or losing packets (client retries add seconds)';
+      case 'dns_queries':
+        return 'the workload resolves far more names than before (a cache lost or disabled, a retry loop, or new fan-out)';
+      default:
+        return undefined;
+    }
+  },
+};
