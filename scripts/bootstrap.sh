@@ -28,7 +28,7 @@ case ${1:-} in
 *) tf_die "unknown argument '$1' (usage: scripts/bootstrap.sh [--force])" ;;
 esac
 
-DEBIAN_PACKAGES=(clang llvm libbpf-dev librdkafka-dev bpftool make gcc g++ redis-server nftables iproute2 python3 python3-venv libcap2-bin)
+DEBIAN_PACKAGES=(clang llvm libbpf-dev librdkafka-dev bpftool make gcc g++ redis-server nftables iproute2 python3 python3-venv libcap2-bin dnsmasq-base dnsutils)
 LOGDIR="$TF_HOME/logs"
 STAMPS="$TF_HOME/stamps"
 START=$SECONDS
