@@ -8,6 +8,7 @@
 //   bench/probe-emit-cost.mjs    per-event cost: ring emit vs count only
 //   bench/probe-default-set.mjs  default probe set: syscall slowdown, CPU at 10k events/s
 //   bench/ring-drain.mjs         ring buffer -> JS drain rate with zero drops
+//   bench/dns-cost.mjs           dns probe: ns per packet (not dns, dns query, dns answer)
 // Extra flags are passed to every bench. Exits non-zero only if a bench fails
 // to run; missed targets are reported, not failed.
 
@@ -15,7 +16,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { JSON_OUT, ensureBuilt, log, machine, renderTable, repoRoot } from './lib/common.mjs';
 
-const BENCHES = ['probe-emit-cost.mjs', 'probe-default-set.mjs', 'ring-drain.mjs'];
+const BENCHES = ['probe-emit-cost.mjs', 'probe-default-set.mjs', 'ring-drain.mjs', 'dns-cost.mjs'];
 const passthrough = process.argv.slice(2).filter((a) => a !== '--json');
 
 ensureBuilt();

@@ -104,8 +104,80 @@ struct tf_pkt {
 	__u32 dns_len; /* bytes from the DNS header to the end of the packet */
 };
 
-/* Parses IPv4/IPv6 + UDP. Returns 0 when the packet is UDP with the wanted port at `want_dport` or source. */
+static __always_inline int tf_parse_udp_slow(struct __sk_buff *skb, struct tf_pkt *p);
+
+/*
+ * Fast path of tf_parse_udp: the headers read in place (direct packet access,
+ * plain loads), ports first so that a packet that is not to or from port 53
+ * costs a few loads. Returns 1 when the headers are not in the linear part
+ * (then the helper path reads them).
+ */
+static __always_inline int tf_parse_udp_direct(struct __sk_buff *skb, struct tf_pkt *p)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct udphdr *udp;
+	__u32 l4;
+
+	if (skb->protocol == bpf_htons(TF_ETH_P_IP)) {
+		struct iphdr *ip = data;
+
+		if ((void *)(ip + 1) > end)
+			return 1;
+		if (ip->protocol != TF_IPPROTO_UDP || (ip->frag_off & bpf_htons(0x1fff)))
+			return -1;
+		l4 = ip->ihl * 4;
+		if (l4 < 20)
+			return -1;
+		udp = data + l4;
+		if ((void *)(udp + 1) > end)
+			return 1;
+		p->sport = bpf_ntohs(udp->source);
+		p->dport = bpf_ntohs(udp->dest);
+		if (p->sport != TF_DNS_PORT && p->dport != TF_DNS_PORT)
+			return -1;
+		__builtin_memset(p->saddr, 0, 32);
+		__builtin_memcpy(p->saddr, &ip->saddr, 4);
+		__builtin_memcpy(p->daddr, &ip->daddr, 4);
+		p->family = TF_AF_INET;
+	} else if (skb->protocol == bpf_htons(TF_ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data;
+
+		if ((void *)(ip6 + 1) > end)
+			return 1;
+		if (ip6->nexthdr != TF_IPPROTO_UDP)
+			return -1;
+		l4 = 40;
+		udp = data + l4;
+		if ((void *)(udp + 1) > end)
+			return 1;
+		p->sport = bpf_ntohs(udp->source);
+		p->dport = bpf_ntohs(udp->dest);
+		if (p->sport != TF_DNS_PORT && p->dport != TF_DNS_PORT)
+			return -1;
+		__builtin_memcpy(p->saddr, &ip6->saddr, 16);
+		__builtin_memcpy(p->daddr, &ip6->daddr, 16);
+		p->family = TF_AF_INET6;
+	} else {
+		return -1;
+	}
+	p->dns_off = l4 + 8;
+	p->dns_len = skb->len > p->dns_off ? skb->len - p->dns_off : 0;
+	return 0;
+}
+
+/* Parses IPv4/IPv6 + UDP. Returns 0 for UDP to or from port 53. */
 static __always_inline int tf_parse_udp(struct __sk_buff *skb, struct tf_pkt *p)
+{
+	int r = tf_parse_udp_direct(skb, p);
+
+	if (r <= 0)
+		return r;
+	return tf_parse_udp_slow(skb, p);
+}
+
+/* Helper path: headers outside the linear part of the packet. */
+static __always_inline int tf_parse_udp_slow(struct __sk_buff *skb, struct tf_pkt *p)
 {
 	__u16 ports[2];
 	__u32 l4;
@@ -149,6 +221,8 @@ static __always_inline int tf_parse_udp(struct __sk_buff *skb, struct tf_pkt *p)
 		return -1;
 	p->sport = bpf_ntohs(ports[0]);
 	p->dport = bpf_ntohs(ports[1]);
+	if (p->sport != TF_DNS_PORT && p->dport != TF_DNS_PORT)
+		return -1;
 	p->dns_off = l4 + 8;
 	p->dns_len = skb->len > p->dns_off ? skb->len - p->dns_off : 0;
 	return 0;
