@@ -36,33 +36,10 @@ _Static_assert(sizeof(struct tf_dns_event) == 240, "tf_dns_event is 240 bytes");
 /* Labels skipped one load each past the bound, to reach the question's type. */
 #define TF_DNS_SKIP_LABELS 16
 
-/* A query awaiting its response: key. */
-struct tf_dns_key {
-	__u64 sock_cookie; /* bpf_get_socket_cookie: the socket (unique across namespaces) */
-	__u8 server[16];   /* server address */
-	__u16 server_port; /* host order */
-	__u16 id;          /* DNS transaction id */
-	__u32 pad;
-};
-
-/* A query awaiting its response: what the response's record needs from it. */
-struct tf_dns_query {
-	__u64 start_ns;
-	__u64 cgroup_id;
-	__u32 pid;
-	__u32 weight;      /* sample weight decided at the query */
-	__u16 qtype;
-	__u8 name_len;
-	__u8 hdr_flags;    /* TF_FLAG_* for the record (truncated, focus) */
-	__u32 generation;
-	char comm[TF_COMM_LEN];
-	char name[TF_DNS_NAME_LEN];
-};
-
 /*
- * Queries in flight. LRU: a query that is never answered stays until newer
- * queries push it out, or until user space collects it as unanswered (it
- * scans for entries older than its timeout).
+ * Queries in flight (struct tf_dns_query in events.h). LRU: a query that is
+ * never answered stays until user space collects it as timed out (it scans
+ * for entries older than the family's timeout) or newer queries push it out.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -371,6 +348,9 @@ static __always_inline void tf_dns_query(struct __sk_buff *skb, const struct tf_
 	s->q.hdr_flags = e.flags;
 	tf_dns_name(skb, s, p->dns_off + TF_DNS_HDR_LEN, avail);
 	s->q.cgroup_id = cgroup_id;
+	s->q.family = p->family;
+	s->q.sport = p->sport;
+	__builtin_memcpy(s->q.saddr, p->saddr, 16);
 	s->q.weight = weight;
 	s->q.generation = c->generation;
 

@@ -44,6 +44,7 @@ enum tf_op {
 	TF_OP_CGROUP_STATS = 16,    /* user space: a cgroup's pressure, cpu.stat and memory.events over an interval */
 	TF_OP_PROBE_STATS = 17,     /* user space: one probe's emitted and lost events and sampling over an interval */
 	TF_OP_DNS_RESPONSE = 18,    /* a DNS response matched to the query this host sent (struct tf_dns_event) */
+	TF_OP_DNS_TIMEOUT = 19,     /* user space: a query with no response after the family's timeout (struct tf_dns_event) */
 };
 
 /* Probe ids index the per-probe counter maps. Append-only. */
@@ -287,6 +288,37 @@ struct tf_dns_event {
 	__u8 daddr[16];     /* server address */
 	char comm[TF_COMM_LEN];
 	char name[TF_DNS_NAME_LEN]; /* the question's name, dotted, no trailing dot */
+};
+
+/*
+ * The dns probe's queries in flight (map tf_dns_pending): written by the
+ * kernel at the query, deleted at its response, or by user space once it is
+ * older than the timeout (then a TF_OP_DNS_TIMEOUT record: rcode 0,
+ * latency_ns the query's age, dns_flags 0).
+ */
+struct tf_dns_key {
+	__u64 sock_cookie;  /* bpf_get_socket_cookie: the socket (unique across namespaces) */
+	__u8 server[16];    /* server address */
+	__u16 server_port;  /* host order */
+	__u16 id;           /* DNS transaction id */
+	__u32 pad;
+};
+
+struct tf_dns_query {
+	__u64 start_ns;     /* ktime the query left */
+	__u64 cgroup_id;
+	__u32 pid;
+	__u32 weight;       /* sample weight decided at the query */
+	__u32 generation;
+	__u16 qtype;
+	__u16 family;
+	__u16 sport;        /* client port */
+	__u8 name_len;
+	__u8 hdr_flags;     /* TF_FLAG_* for the record (truncated, focus) */
+	__u32 pad;
+	__u8 saddr[16];     /* client address */
+	char comm[TF_COMM_LEN];
+	char name[TF_DNS_NAME_LEN];
 };
 
 /* Kernel aggregation map values (read and deleted by user space each interval). */

@@ -50,6 +50,7 @@ OP_TYPE = {
     OP["CGROUP_STATS"]: "cgroup.stats",
     OP["PROBE_STATS"]: "probe.stats",
     OP["DNS_RESPONSE"]: "dns.response",
+    OP["DNS_TIMEOUT"]: "dns.timeout",
 }
 STRUCT_OF_OP = {
     OP["EXEC"]: "tf_exec_event",
@@ -64,6 +65,7 @@ STRUCT_OF_OP = {
     OP["CGROUP_STATS"]: "tf_cgroup_stats",
     OP["PROBE_STATS"]: "tf_probe_stats",
     OP["DNS_RESPONSE"]: "tf_dns_event",
+    OP["DNS_TIMEOUT"]: "tf_dns_event",
 }
 PROBE_OF_OP = {
     OP["EXEC"]: "process",
@@ -76,6 +78,7 @@ PROBE_OF_OP = {
     OP["RUNQ_SUMMARY"]: "sched",
     OP["CGROUP_STATS"]: "cgroup",
     OP["DNS_RESPONSE"]: "dns",
+    OP["DNS_TIMEOUT"]: "dns",
 }
 # Fixed-size records; TF_OP_CGROUP_INFO is variable (its path follows).
 RECORD_SIZE = {op: TF_STRUCTS[name]["size"] for op, name in STRUCT_OF_OP.items() if op != OP["CGROUP_INFO"]}
@@ -309,7 +312,7 @@ def _attributes(op: int, buf: memoryview, at: int) -> dict:
             if name not in ("hdr", "cgroup_id"):
                 out[f"cgroup.{name}"] = r(name)
         return out
-    if op == OP["DNS_RESPONSE"]:
+    if op in (OP["DNS_RESPONSE"], OP["DNS_TIMEOUT"]):
         family, rcode, qtype = r("family"), r("rcode"), r("qtype")
         return {
             "process.pid": r("pid"),
@@ -326,7 +329,7 @@ def _attributes(op: int, buf: memoryview, at: int) -> dict:
             "dns.question.type_code": qtype,
             "dns.id": r("id"),
             "dns.flags": r("dns_flags"),
-            "dns.response_code": DNS_RCODES[rcode] if rcode < len(DNS_RCODES) else f"RCODE{rcode}",
+            "dns.response_code": "TIMEOUT" if op == OP["DNS_TIMEOUT"] else DNS_RCODES[rcode] if rcode < len(DNS_RCODES) else f"RCODE{rcode}",
             "dns.rcode": rcode,
             "dns.answer_count": r("ancount"),
             "dns.latency_ns": r("latency_ns"),

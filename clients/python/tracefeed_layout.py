@@ -69,7 +69,8 @@ TF_ENUMS = {
         "TF_OP_CGROUP_INFO": 15,
         "TF_OP_CGROUP_STATS": 16,
         "TF_OP_PROBE_STATS": 17,
-        "TF_OP_DNS_RESPONSE": 18
+        "TF_OP_DNS_RESPONSE": 18,
+        "TF_OP_DNS_TIMEOUT": 19
     },
     "tf_probe": {
         "TF_PROBE_PROCESS": 0,
@@ -135,6 +136,35 @@ TF_STRUCTS = {
             {"name":"daddr","offset":80,"size":16,"kind":"u8","count":16},
             {"name":"comm","offset":96,"size":16,"kind":"char","count":16},
             {"name":"name","offset":112,"size":128,"kind":"char","count":128},
+        ],
+    },
+    "tf_dns_key": {
+        "size": 32,
+        "fields": [
+            {"name":"sock_cookie","offset":0,"size":8,"kind":"u64","count":1},
+            {"name":"server","offset":8,"size":16,"kind":"u8","count":16},
+            {"name":"server_port","offset":24,"size":2,"kind":"u16","count":1},
+            {"name":"id","offset":26,"size":2,"kind":"u16","count":1},
+            {"name":"pad","offset":28,"size":4,"kind":"u32","count":1},
+        ],
+    },
+    "tf_dns_query": {
+        "size": 200,
+        "fields": [
+            {"name":"start_ns","offset":0,"size":8,"kind":"u64","count":1},
+            {"name":"cgroup_id","offset":8,"size":8,"kind":"u64","count":1},
+            {"name":"pid","offset":16,"size":4,"kind":"u32","count":1},
+            {"name":"weight","offset":20,"size":4,"kind":"u32","count":1},
+            {"name":"generation","offset":24,"size":4,"kind":"u32","count":1},
+            {"name":"qtype","offset":28,"size":2,"kind":"u16","count":1},
+            {"name":"family","offset":30,"size":2,"kind":"u16","count":1},
+            {"name":"sport","offset":32,"size":2,"kind":"u16","count":1},
+            {"name":"name_len","offset":34,"size":1,"kind":"u8","count":1},
+            {"name":"hdr_flags","offset":35,"size":1,"kind":"u8","count":1},
+            {"name":"pad","offset":36,"size":4,"kind":"u32","count":1},
+            {"name":"saddr","offset":40,"size":16,"kind":"u8","count":16},
+            {"name":"comm","offset":56,"size":16,"kind":"char","count":16},
+            {"name":"name","offset":72,"size":128,"kind":"char","count":128},
         ],
     },
     "tf_errno_key": {

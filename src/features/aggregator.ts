@@ -422,9 +422,11 @@ export class WindowAggregator {
           }
           break;
         }
-        case Op.DNS_RESPONSE: {
+        case Op.DNS_RESPONSE:
+        case Op.DNS_TIMEOUT: {
           const hb = row * NHIST + H.dns_latency;
           dnsAggregate(
+            op,
             dv,
             off,
             weight,

@@ -319,6 +319,8 @@ function decodeAttributes(
     }
     case Op.DNS_RESPONSE:
       return dnsAttributes(r);
+    case Op.DNS_TIMEOUT:
+      return { ...dnsAttributes(r), 'dns.response_code': 'TIMEOUT' };
     case Op.CGROUP_INFO: {
       const at = offset + CGROUP_INFO_LAYOUT.size;
       const path = textDecoder.decode(records.subarray(at, at + r.u16('path_len')));

@@ -3,6 +3,7 @@
  * bpf/.output/<name>.bpf.o; every program in it is attached while enabled.
  */
 import { Probe, type ProbeName } from './layout.js';
+import type { NativeBpfObject } from './native.js';
 import { DNS_FAMILY } from '../families/dns/index.js';
 
 export interface FamilySpec {
@@ -17,6 +18,11 @@ export interface FamilySpec {
    * names by slot ('' skips a slot that counts no loss).
    */
   lossCounters?: { map: string; names: readonly string[] };
+  /**
+   * Records the family builds in user space every summary interval from its
+   * maps (dns: timed-out queries), stamped `ktime` (CLOCK_MONOTONIC now).
+   */
+  flush?: (obj: NativeBpfObject, ktime: bigint) => { records: Buffer; count: number };
   /** Its programs attach to the cgroup v2 root (cgroup_skb), not by their section. */
   attachToCgroupRoot?: boolean;
   /** Enabled when the agent starts with no other instruction. */

@@ -5,7 +5,14 @@
  * is out of date). This file only names things and groups them.
  */
 import { TF_DEFINES as D, TF_ENUMS, TF_STRUCTS, type TfStructName } from './layout.generated.js';
-import { DNS_EVENT_TYPE, DNS_LAYOUT } from '../families/dns/layout.js';
+import {
+  DNS_EVENT_TYPE,
+  DNS_KEY_LAYOUT,
+  DNS_LAYOUT,
+  DNS_QUERY_LAYOUT,
+  DNS_TIMEOUT_EVENT_TYPE,
+  DNS_TIMEOUT_OP,
+} from '../families/dns/layout.js';
 
 /** `enum NAME` with its common prefix cut: { TF_OP_EXEC: 1 } -> { EXEC: 1 }. */
 type Unprefixed<E, P extends string> = {
@@ -47,6 +54,7 @@ export const OP_TYPE: ReadonlyMap<number, string> = new Map([
   [16, 'cgroup.stats'],
   [17, 'probe.stats'],
   [DNS_LAYOUT.op, DNS_EVENT_TYPE],
+  [DNS_TIMEOUT_OP, DNS_TIMEOUT_EVENT_TYPE],
 ]);
 export type OpCode = (typeof Op)[keyof typeof Op];
 
@@ -221,6 +229,7 @@ export const RECORD_LAYOUTS: readonly RecordLayout[] = [
   CGROUP_STATS_LAYOUT,
   PROBE_STATS_LAYOUT,
   DNS_LAYOUT,
+  { ...DNS_LAYOUT, op: DNS_TIMEOUT_OP },
 ];
 
 /** Layouts checked against the BTF of the compiled objects. */
@@ -242,6 +251,8 @@ export const CHECKED_LAYOUTS: readonly RecordLayout[] = [
   PROBE_STATS_LAYOUT,
   FOCUS_LAYOUT,
   DNS_LAYOUT,
+  DNS_KEY_LAYOUT,
+  DNS_QUERY_LAYOUT,
 ];
 
 /** Filter mask bits (TF_FILTER_*). */
@@ -293,6 +304,7 @@ export const PROBE_OF_OP: ReadonlyMap<number, SourceName> = new Map<number, Sour
   [Op.RUNQ_SUMMARY, 'sched'],
   [Op.CGROUP_STATS, 'cgroup'],
   [Op.DNS_RESPONSE, 'dns'],
+  [Op.DNS_TIMEOUT, 'dns'],
 ]);
 
 /** Offset of the cgroup id in each op's record (absent: the op carries none). */

@@ -13,6 +13,8 @@ export interface DnsServers {
   address: string;
   /** Delay of answers under slow.tf.test, ms. */
   slowMs: number;
+  /** Another loopback address, port 53, where queries are received and never answered. */
+  blackhole: string;
   stop: () => Promise<void>;
 }
 
@@ -93,11 +95,17 @@ export async function startDnsServers(slowMs = 300): Promise<DnsServers> {
     }
     await new Promise((r) => setTimeout(r, 50));
   }
+  const blackhole = freeLoopbackAddress();
+  const hole = createSocket('udp4');
+  hole.on('message', () => {});
+  await new Promise<void>((r) => hole.bind(53, blackhole, () => r()));
   return {
     address,
     slowMs,
+    blackhole,
     stop: async () => {
       upstream.close();
+      hole.close();
       if (child.exitCode === null) {
         const exited = new Promise((r) => child.once('exit', r));
         child.kill();

@@ -124,6 +124,31 @@ describe('dns records from real queries', () => {
     expect(e.attributes['dns.response_code']).toBe('NXDOMAIN');
   }, 30_000);
 
+  it('a query nobody answers becomes one dns.timeout record after 5 s', async () => {
+    const lost = `lost-${tag}.tf.test`;
+    const r = await client.run(
+      `echo $$; exec dig @${dns.blackhole} ${lost} A +tries=1 +time=1 > /dev/null`,
+    );
+    expect(r.code).not.toBe(0); // dig gave up: no answer
+    const e = await events.waitFor(
+      (x) =>
+        x.type === 'dns.timeout' && x.node === node && x.attributes['dns.question.name'] === lost,
+      20_000,
+    );
+    expect(e.probe).toBe('dns');
+    expect(e.attributes['dns.response_code']).toBe('TIMEOUT');
+    expect(e.attributes['cgroup.id']).toBe(client.id.toString());
+    expect(e.attributes['process.pid']).toBe(Number(r.stdout.trim()));
+    expect(e.attributes['server.address']).toBe(dns.blackhole);
+    expect(e.attributes['network.local.address']).toBe('127.0.0.1');
+    expect(e.attributes['dns.question.type']).toBe('A');
+    expect(e.attributes['dns.latency_ns']).toBeGreaterThanOrEqual(5e9);
+    expect(e.attributes['dns.latency_ns']).toBeLessThan(15e9);
+    expect(events.events().filter((x) => x.attributes['dns.question.name'] === lost)).toHaveLength(
+      1,
+    );
+  }, 40_000);
+
   it('a deny filter on the client cgroup stops its records; other cgroups keep theirs', async () => {
     agent.setProbe('dns', { filters: { cgroup: { deny: [client.path] } } });
     const denied = `denied-${tag}.tf.test`;

@@ -9,10 +9,20 @@
  * src/ingest/families.ts, src/features (columns, aggregator,
  * anomaly-detector), src/ingest/event-decoder.ts.
  */
+import type { NativeBpfObject } from '../../ingest/native.js';
 import { fieldOffset } from '../../ingest/layout.js';
-import { DNS_LAYOUT, DNS_PROBE_ID } from './layout.js';
+import { DNS_LAYOUT, DNS_PROBE_ID, DNS_TIMEOUT_OP } from './layout.js';
+import { collectDnsTimeouts } from './timeouts.js';
 
-export { DNS_EVENT_TYPE, DNS_LAYOUT, DNS_NAME_LEN, DNS_OP, DNS_PROBE_ID } from './layout.js';
+export {
+  DNS_EVENT_TYPE,
+  DNS_LAYOUT,
+  DNS_NAME_LEN,
+  DNS_OP,
+  DNS_PROBE_ID,
+  DNS_TIMEOUT_OP,
+} from './layout.js';
+export { DNS_TIMEOUT_NS, collectDnsTimeouts } from './timeouts.js';
 
 /** The family as the node agent loads it (bpf/.output/dns.bpf.o). */
 export const DNS_FAMILY = {
@@ -21,6 +31,8 @@ export const DNS_FAMILY = {
   summaries: [],
   /** Both programs attach to the cgroup v2 root: every workload's sockets. */
   attachToCgroupRoot: true,
+  /** Every summary interval: queries unanswered for 5 s become TF_OP_DNS_TIMEOUT records. */
+  flush: (obj: NativeBpfObject, ktime: bigint) => collectDnsTimeouts(obj, ktime),
   /** bpf/events.h TF_DNS_* slots of tf_dns_counts (slot 0 counts stored queries, not a loss). */
   lossCounters: {
     map: 'tf_dns_counts',
@@ -117,6 +129,7 @@ export const DNS_SUM_COLUMNS = [
   'dns_failures',
   'dns_nxdomain',
   'dns_servfail',
+  'dns_timeouts',
   'dns_latency_total_ns',
 ] as const;
 /** Its latency histogram and the quantiles derived from it. */
@@ -137,12 +150,19 @@ const OFF = {
  * `hist(latencyNs)` for the latency histogram; `weight` is the sample weight.
  */
 export function dnsAggregate(
+  op: number,
   dv: DataView,
   off: number,
   weight: number,
   sum: (column: (typeof DNS_SUM_COLUMNS)[number], value: number) => void,
   hist: (valueNs: number) => void,
 ): void {
+  if (op === DNS_TIMEOUT_OP) {
+    // A query with no answer: counted, kept out of the latency (its age is the timeout).
+    sum('dns_queries', weight);
+    sum('dns_timeouts', weight);
+    return;
+  }
   const rcode = dv.getUint8(off + OFF.rcode);
   const latency =
     dv.getUint32(off + OFF.latency, true) + dv.getUint32(off + OFF.latency + 4, true) * 4294967296;
@@ -163,6 +183,8 @@ export function dnsAggregate(
 export const DNS_ANOMALY_METRICS = [
   { metric: 'dns_failures', probe: 'dns', min_delta: 5, prior_min: 20 },
   { metric: 'dns_p99_ns', probe: 'dns', min_delta: 50_000_000, prior_min: 500_000_000 },
+  // Queries nobody answers: a few are packet loss, ten in a window is a resolver gone.
+  { metric: 'dns_timeouts', probe: 'dns', min_delta: 3, prior_min: 10 },
 ] as const;
 
 /**
@@ -184,7 +206,7 @@ export const DNS_RULES = [
   },
   {
     name: 'dns-slow',
-    metric: 'dns_p99_ns',
+    metric: ['dns_p99_ns', 'dns_timeouts'] as string[],
     source: 'dns',
     action: 'tighten',
     probe: 'dns',
