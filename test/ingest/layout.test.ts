@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { bpfObjectPath } from '../../src/common/paths.js';
 import { compareLayout, readBtfStructs } from '../../src/ingest/btf-layout.js';
-import { CHECKED_LAYOUTS, EXEC_LAYOUT, type RecordLayout } from '../../src/ingest/layout.js';
+import { CHECKED_LAYOUTS, EXEC_LAYOUT, PROBE_NAMES, type RecordLayout } from '../../src/ingest/layout.js';
 
 const layoutObject = bpfObjectPath('layout');
 
@@ -23,7 +23,7 @@ describe('events.h layout vs TypeScript', () => {
   }
 
   it('the probe objects lay the structs out the same way', () => {
-    for (const family of ['process', 'tcp', 'syscalls', 'file', 'sched']) {
+    for (const family of PROBE_NAMES) {
       const path = bpfObjectPath(family);
       if (!existsSync(path)) continue;
       const structs = readBtfStructs(path);
