@@ -149,6 +149,23 @@ describe('dns records from real queries', () => {
     );
   }, 40_000);
 
+  it('baseline off, a focus on the client: only its queries, flagged as focused', async () => {
+    agent.setProbe('dns', { enabled: false, focus: { [client.path]: {} } });
+    const focused = `focused-${tag}.tf.test`;
+    const unfocused = `unfocused-${tag}.tf.test`;
+    expect((await other.run(dig(unfocused))).code).toBe(0);
+    expect((await client.run(dig(focused))).code).toBe(0);
+    const e = await events.waitFor(named(client, focused), 15_000);
+    expect(e.focused).toBe(true);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(events.events().filter(named(other, unfocused))).toHaveLength(0);
+    agent.setProbe('dns', { enabled: true, focus: { [client.path]: null } });
+    const back = `back-${tag}.tf.test`;
+    expect((await other.run(dig(back))).code).toBe(0);
+    const b = await events.waitFor(named(other, back), 15_000);
+    expect(b.focused).toBe(false);
+  }, 60_000);
+
   it('a deny filter on the client cgroup stops its records; other cgroups keep theirs', async () => {
     agent.setProbe('dns', { filters: { cgroup: { deny: [client.path] } } });
     const denied = `denied-${tag}.tf.test`;
