@@ -6,7 +6,12 @@ import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { bpfObjectPath } from '../../src/common/paths.js';
 import { compareLayout, readBtfStructs } from '../../src/ingest/btf-layout.js';
-import { CHECKED_LAYOUTS, EXEC_LAYOUT, PROBE_NAMES, type RecordLayout } from '../../src/ingest/layout.js';
+import {
+  CHECKED_LAYOUTS,
+  EXEC_LAYOUT,
+  PROBE_NAMES,
+  type RecordLayout,
+} from '../../src/ingest/layout.js';
 
 const layoutObject = bpfObjectPath('layout');
 
