@@ -35,6 +35,7 @@ describe('dns features and the failure-storm rule', () => {
   let agent: NodeAgent;
   let storm: TestCgroup;
   let bystander: TestCgroup;
+  let slow: TestCgroup;
   const rows: Row[] = [];
   const anomalies: Anomaly[] = [];
   const stops: Array<() => Promise<void>> = [];
@@ -58,6 +59,7 @@ describe('dns features and the failure-storm rule', () => {
     agent = testAgent(node, ['dns'], log);
     storm = makeCgroup('tf-dns-storm');
     bystander = makeCgroup('tf-dns-bystander');
+    slow = makeCgroup('tf-dns-slow');
   }, 60_000);
 
   afterAll(async () => {
@@ -67,6 +69,7 @@ describe('dns features and the failure-storm rule', () => {
     await dns?.stop();
     storm?.remove();
     bystander?.remove();
+    slow?.remove();
   });
 
   it('rows of source dns count queries, failures and the p99; the storm fires, the bystander does not', async () => {
@@ -78,12 +81,15 @@ describe('dns features and the failure-storm rule', () => {
       Array.from({ length: 120 }, (_, i) => `nx-${i}-${tag}.tf.test`).join('\n') + '\n',
     );
     const digOpts = `@${dns.address} +tries=1 +time=2`;
-    const [s, b] = await Promise.all([
+    const [s, b, sl] = await Promise.all([
       storm.run(`dig ${digOpts} -f ${names} > /dev/null`),
       bystander.run(`for i in 1 2 3 4 5; do dig ${digOpts} ok.tf.test > /dev/null; done`),
+      // Answered after 300 ms by the slow upstream, in one window.
+      slow.run(`dig ${digOpts} s1-${tag}.slow.tf.test s2-${tag}.slow.tf.test > /dev/null`),
     ]);
     expect(s.code).toBe(0);
     expect(b.code).toBe(0);
+    expect(sl.code).toBe(0);
 
     const sum = (cg: TestCgroup, col: string) =>
       rows
@@ -91,7 +97,9 @@ describe('dns features and the failure-storm rule', () => {
         .reduce((a, r) => a + Number(r[col] ?? 0), 0);
     const deadline = Date.now() + 20_000;
     while (
-      (sum(storm, 'dns_queries') < 120 || sum(bystander, 'dns_queries') < 5) &&
+      (sum(storm, 'dns_queries') < 120 ||
+        sum(bystander, 'dns_queries') < 5 ||
+        sum(slow, 'dns_queries') < 2) &&
       Date.now() < deadline
     )
       await new Promise((r) => setTimeout(r, 200));
@@ -102,6 +110,17 @@ describe('dns features and the failure-storm rule', () => {
     expect(sum(storm, 'dns_servfail')).toBe(0);
     expect(sum(bystander, 'dns_queries')).toBe(5);
     expect(sum(bystander, 'dns_failures')).toBe(0);
+    // 300 ms answers fall in the log2 slot [2^28, 2^29) ns: the p99 says so, the bystander's is far below.
+    const p99 = (cg: TestCgroup) =>
+      Math.max(
+        ...rows
+          .filter((r) => r.workload === cg.path && r.probe === 'dns')
+          .map((r) => Number(r.dns_p99_ns ?? 0)),
+      );
+    expect(sum(slow, 'dns_queries')).toBe(2);
+    expect(p99(slow)).toBeGreaterThanOrEqual(2 ** 28);
+    expect(p99(slow)).toBeLessThan(2 ** 29);
+    expect(p99(bystander)).toBeLessThan(2 ** 26);
     const stormRows = rows.filter((r) => r.workload === storm.path && r.probe === 'dns');
     for (const r of stormRows) {
       expect(r.cgroup_id?.toString()).toBe(storm.id.toString());
