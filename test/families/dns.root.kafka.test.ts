@@ -6,6 +6,7 @@
  * client's cgroup and task; a deny filter on a cgroup stops its records.
  */
 import { randomBytes } from 'node:crypto';
+import { createSocket, type Socket } from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/common/logger.js';
 import type { NodeAgent, TracefeedEvent } from '../../src/ingest/index.js';
@@ -165,6 +166,33 @@ describe('dns records from real queries', () => {
     const b = await events.waitFor(named(other, back), 15_000);
     expect(b.focused).toBe(false);
   }, 60_000);
+
+  it('reads IPv6: a query to [::1]:53 and its answer', async () => {
+    // A responder of our own on ::1 port 53: every query answered NXDOMAIN at once.
+    const v6: Socket = createSocket({ type: 'udp6', ipv6Only: true });
+    v6.on('message', (msg, rinfo) => {
+      const r = Buffer.from(msg);
+      r[2] = 0x80 | (msg[2]! & 0x01);
+      r[3] = 0x83;
+      v6.send(r, rinfo.port, rinfo.address);
+    });
+    await new Promise<void>((resolve, reject) => {
+      v6.once('error', reject);
+      v6.bind(53, '::1', () => resolve());
+    });
+    try {
+      const name = `v6-${tag}.tf.test`;
+      expect((await client.run(`dig @::1 ${name} AAAA +tries=1 +time=3 > /dev/null`)).code).toBe(0);
+      const e = await events.waitFor(named(client, name, 'AAAA'), 15_000);
+      expect(e.attributes['network.type']).toBe('ipv6');
+      expect(e.attributes['server.address']).toBe('::1');
+      expect(e.attributes['network.local.address']).toBe('::1');
+      expect(e.attributes['dns.response_code']).toBe('NXDOMAIN');
+      expect(e.attributes['dns.latency_ns']).toBeGreaterThan(0);
+    } finally {
+      v6.close();
+    }
+  }, 30_000);
 
   it('a deny filter on the client cgroup stops its records; other cgroups keep theirs', async () => {
     agent.setProbe('dns', { filters: { cgroup: { deny: [client.path] } } });
