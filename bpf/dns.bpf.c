@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
 /*
- * DNS probe: queries and responses on the wire, UDP port 53, seen by two
+ * DNS probe: queries and responses on the wire, UDP and TCP port 53, seen by two
  * cgroup_skb programs attached to the cgroup v2 root (so every workload's
  * sockets pass through them). A query leaving a socket (egress, destination
  * port 53) is parsed (id, first question's name and type) and stored with the
@@ -27,6 +27,7 @@ _Static_assert(sizeof(struct tf_dns_event) == 240, "tf_dns_event is 240 bytes");
 #define TF_ETH_P_IP 0x0800
 #define TF_ETH_P_IPV6 0x86DD
 #define TF_IPPROTO_UDP 17
+#define TF_IPPROTO_TCP 6
 #define TF_AF_INET 2
 #define TF_AF_INET6 10
 #define TF_DNS_PORT 53
@@ -76,12 +77,46 @@ struct tf_pkt {
 	__u16 family;
 	__u16 sport;
 	__u16 dport;
-	__u16 pad;
+	__u8 proto;    /* TF_IPPROTO_UDP or TF_IPPROTO_TCP */
+	__u8 pad;
 	__u32 dns_off; /* offset of the DNS header from the network header */
 	__u32 dns_len; /* bytes from the DNS header to the end of the packet */
 };
 
 static __always_inline int tf_parse_udp_slow(struct __sk_buff *skb, struct tf_pkt *p);
+
+/*
+ * Where the DNS message starts: after the 8-byte UDP header, or after the TCP
+ * header and the 2-byte length prefix of DNS over TCP (RFC 7766). A TCP
+ * segment counts only when it carries the whole message (its length prefix
+ * says so: queries always fit) or, for a response, its start; a segment
+ * without payload, or the middle of a long response, is skipped (-1).
+ */
+static __always_inline int tf_dns_offset(struct __sk_buff *skb, struct tf_pkt *p, __u32 l4)
+{
+	__u8 doff;
+	__u16 msg_len;
+
+	if (p->proto == TF_IPPROTO_UDP) {
+		p->dns_off = l4 + 8;
+		p->dns_len = skb->len > p->dns_off ? skb->len - p->dns_off : 0;
+		return 0;
+	}
+	if (bpf_skb_load_bytes(skb, l4 + 12, &doff, 1))
+		return -1;
+	p->dns_off = l4 + (doff >> 4) * 4 + 2;
+	if (skb->len < p->dns_off + TF_DNS_HDR_LEN)
+		return -1; /* no payload (handshake, ACK) or too little to be a DNS start */
+	p->dns_len = skb->len - p->dns_off;
+	if (bpf_skb_load_bytes(skb, p->dns_off - 2, &msg_len, 2))
+		return -1;
+	msg_len = bpf_ntohs(msg_len);
+	if (msg_len < p->dns_len)
+		return -1; /* not a message start (or several messages): not parsed */
+	if (msg_len > p->dns_len && p->dport == TF_DNS_PORT)
+		return -1; /* a query split over segments: not parsed */
+	return 0;
+}
 
 /*
  * Fast path of tf_parse_udp: the headers read in place (direct packet access,
@@ -101,12 +136,14 @@ static __always_inline int tf_parse_udp_direct(struct __sk_buff *skb, struct tf_
 
 		if ((void *)(ip + 1) > end)
 			return 1;
-		if (ip->protocol != TF_IPPROTO_UDP || (ip->frag_off & bpf_htons(0x1fff)))
+		if ((ip->protocol != TF_IPPROTO_UDP && ip->protocol != TF_IPPROTO_TCP) ||
+		    (ip->frag_off & bpf_htons(0x1fff)))
 			return -1;
+		p->proto = ip->protocol;
 		l4 = ip->ihl * 4;
 		if (l4 < 20)
 			return -1;
-		udp = data + l4;
+		udp = data + l4; /* TCP has its ports at the same place */
 		if ((void *)(udp + 1) > end)
 			return 1;
 		p->sport = bpf_ntohs(udp->source);
@@ -122,8 +159,9 @@ static __always_inline int tf_parse_udp_direct(struct __sk_buff *skb, struct tf_
 
 		if ((void *)(ip6 + 1) > end)
 			return 1;
-		if (ip6->nexthdr != TF_IPPROTO_UDP)
+		if (ip6->nexthdr != TF_IPPROTO_UDP && ip6->nexthdr != TF_IPPROTO_TCP)
 			return -1;
+		p->proto = ip6->nexthdr;
 		l4 = 40;
 		udp = data + l4;
 		if ((void *)(udp + 1) > end)
@@ -138,12 +176,10 @@ static __always_inline int tf_parse_udp_direct(struct __sk_buff *skb, struct tf_
 	} else {
 		return -1;
 	}
-	p->dns_off = l4 + 8;
-	p->dns_len = skb->len > p->dns_off ? skb->len - p->dns_off : 0;
-	return 0;
+	return tf_dns_offset(skb, p, l4);
 }
 
-/* Parses IPv4/IPv6 + UDP. Returns 0 for UDP to or from port 53. */
+/* Parses IPv4/IPv6 + UDP or TCP. Returns 0 for a segment to or from port 53. */
 static __always_inline int tf_parse_udp(struct __sk_buff *skb, struct tf_pkt *p)
 {
 	int r = tf_parse_udp_direct(skb, p);
@@ -165,8 +201,9 @@ static __always_inline int tf_parse_udp_slow(struct __sk_buff *skb, struct tf_pk
 
 		if (bpf_skb_load_bytes(skb, 0, &vihl, 1) || bpf_skb_load_bytes(skb, 9, &proto, 1))
 			return -1;
-		if (proto != TF_IPPROTO_UDP)
+		if (proto != TF_IPPROTO_UDP && proto != TF_IPPROTO_TCP)
 			return -1;
+		p->proto = proto;
 		/* Fragments other than the first carry no UDP header. */
 		{
 			__u16 frag;
@@ -183,9 +220,11 @@ static __always_inline int tf_parse_udp_slow(struct __sk_buff *skb, struct tf_pk
 	} else if (skb->protocol == bpf_htons(TF_ETH_P_IPV6)) {
 		__u8 nexthdr;
 
-		/* UDP right after the fixed header; extension headers are not followed. */
-		if (bpf_skb_load_bytes(skb, 6, &nexthdr, 1) || nexthdr != TF_IPPROTO_UDP)
+		/* UDP or TCP right after the fixed header; extension headers are not followed. */
+		if (bpf_skb_load_bytes(skb, 6, &nexthdr, 1) ||
+		    (nexthdr != TF_IPPROTO_UDP && nexthdr != TF_IPPROTO_TCP))
 			return -1;
+		p->proto = nexthdr;
 		if (bpf_skb_load_bytes(skb, 8, p->saddr, 16) ||
 		    bpf_skb_load_bytes(skb, 24, p->daddr, 16))
 			return -1;
@@ -200,9 +239,7 @@ static __always_inline int tf_parse_udp_slow(struct __sk_buff *skb, struct tf_pk
 	p->dport = bpf_ntohs(ports[1]);
 	if (p->sport != TF_DNS_PORT && p->dport != TF_DNS_PORT)
 		return -1;
-	p->dns_off = l4 + 8;
-	p->dns_len = skb->len > p->dns_off ? skb->len - p->dns_off : 0;
-	return 0;
+	return tf_dns_offset(skb, p, l4);
 }
 
 static __always_inline void tf_dns_count(__u32 slot)
@@ -349,6 +386,7 @@ static __always_inline void tf_dns_query(struct __sk_buff *skb, const struct tf_
 	tf_dns_name(skb, s, p->dns_off + TF_DNS_HDR_LEN, avail);
 	s->q.cgroup_id = cgroup_id;
 	s->q.family = p->family;
+	s->q.transport = p->proto;
 	s->q.sport = p->sport;
 	__builtin_memcpy(s->q.saddr, p->saddr, 16);
 	s->q.weight = weight;
@@ -389,7 +427,9 @@ static __always_inline void tf_dns_response(struct __sk_buff *skb, const struct 
 	key.id = (__u16)hdr[0] << 8 | hdr[1];
 	q = bpf_map_lookup_elem(&tf_dns_pending, &key);
 	if (!q) {
-		tf_dns_count(TF_DNS_UNMATCHED);
+		/* Over TCP a retransmitted or later segment can look like a response start: not counted. */
+		if (p->proto == TF_IPPROTO_UDP)
+			tf_dns_count(TF_DNS_UNMATCHED);
 		return;
 	}
 	now = bpf_ktime_get_ns();
@@ -413,7 +453,8 @@ static __always_inline void tf_dns_response(struct __sk_buff *skb, const struct 
 	ev->ancount = (__u16)hdr[6] << 8 | hdr[7];
 	ev->rcode = hdr[3] & 0x0f;
 	ev->name_len = q->name_len;
-	ev->pad = 0;
+	ev->transport = p->proto;
+	ev->pad[0] = ev->pad[1] = ev->pad[2] = 0;
 	ev->cgroup_id = q->cgroup_id;
 	ev->latency_ns = latency;
 	__builtin_memcpy(ev->saddr, p->daddr, 16);

@@ -264,7 +264,7 @@ struct tf_probe_stats {
 };
 
 /*
- * TF_OP_DNS_RESPONSE: a DNS response (UDP, port 53) received by a socket of
+ * TF_OP_DNS_RESPONSE: a DNS response (UDP or TCP, port 53) received by a socket of
  * this host, matched to the query the same socket sent (bpf/dns.bpf.c). The
  * task is the one that sent the query. TF_FLAG_TRUNCATED: the name was longer
  * than TF_DNS_NAME_LEN. 240 bytes.
@@ -281,7 +281,8 @@ struct tf_dns_event {
 	__u16 ancount;      /* answer records in the response */
 	__u8 rcode;         /* dns_flags & 0xf: 0 NOERROR, 2 SERVFAIL, 3 NXDOMAIN, 5 REFUSED, ... */
 	__u8 name_len;      /* bytes of name used */
-	__u32 pad;          /* zero */
+	__u8 transport;     /* IPPROTO_UDP (17) or IPPROTO_TCP (6) */
+	__u8 pad[3];        /* zero */
 	__u64 cgroup_id;    /* the socket's cgroup v2 id (bpf_skb_cgroup_id) */
 	__u64 latency_ns;   /* query left the host -> response arrived */
 	__u8 saddr[16];     /* client address; IPv4 in the first 4 bytes */
@@ -315,7 +316,8 @@ struct tf_dns_query {
 	__u16 sport;        /* client port */
 	__u8 name_len;
 	__u8 hdr_flags;     /* TF_FLAG_* for the record (truncated, focus) */
-	__u32 pad;
+	__u8 transport;     /* IPPROTO_UDP or IPPROTO_TCP */
+	__u8 pad[3];
 	__u8 saddr[16];     /* client address */
 	char comm[TF_COMM_LEN];
 	char name[TF_DNS_NAME_LEN];

@@ -318,7 +318,7 @@ def _attributes(op: int, buf: memoryview, at: int) -> dict:
             "process.pid": r("pid"),
             "process.executable.name": cstr("comm"),
             "cgroup.id": str(r("cgroup_id")),
-            "network.transport": "udp",
+            "network.transport": "tcp" if r("transport") == 6 else "udp",
             "network.type": "ipv6" if family == AF_INET6 else "ipv4",
             "network.local.address": format_address(L.raw(buf, at, "saddr"), family),
             "network.local.port": r("sport"),

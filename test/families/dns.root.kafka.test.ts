@@ -74,6 +74,7 @@ describe('dns records from real queries', () => {
     expect(a.attributes['dns.rcode']).toBe(0);
     expect(a.attributes['dns.answer_count']).toBe(1);
     expect(a.attributes['dns.question.type_code']).toBe(1);
+    expect(a.attributes['network.transport']).toBe('udp');
     expect(a.attributes['server.address']).toBe(dns.address);
     expect(a.attributes['server.port']).toBe(53);
     expect(a.attributes['network.local.address']).toBe('127.0.0.1');
@@ -166,6 +167,29 @@ describe('dns records from real queries', () => {
     const b = await events.waitFor(named(other, back), 15_000);
     expect(b.focused).toBe(false);
   }, 60_000);
+
+  it('reads DNS over TCP (dig +tcp): one record, transport tcp', async () => {
+    const ok = 'ok.tf.test';
+    const missing = `tcp-missing-${tag}.tf.test`;
+    const r = await client.run(
+      `dig @${dns.address} ${ok} A +tcp +tries=1 +time=3 > /dev/null && dig @${dns.address} ${missing} A +tcp +tries=1 +time=3 > /dev/null`,
+    );
+    expect(r.code).toBe(0);
+    const e = await events.waitFor(
+      (x) => named(client, missing)(x) && x.attributes['network.transport'] === 'tcp',
+      15_000,
+    );
+    expect(e.attributes['dns.response_code']).toBe('NXDOMAIN');
+    expect(e.attributes['server.port']).toBe(53);
+    expect(e.attributes['dns.latency_ns']).toBeGreaterThan(0);
+    const tcpOk = await events.waitFor(
+      (x) => named(client, ok)(x) && x.attributes['network.transport'] === 'tcp',
+      5_000,
+    );
+    expect(tcpOk.attributes['dns.answer_count']).toBe(1);
+    // One record per query: the handshake, ACKs and FINs are not mistaken for messages.
+    expect(events.events().filter(named(client, missing))).toHaveLength(1);
+  }, 30_000);
 
   it('reads IPv6: a query to [::1]:53 and its answer', async () => {
     // A responder of our own on ::1 port 53: every query answered NXDOMAIN at once.

@@ -41,7 +41,7 @@ export const DNS_FAMILY = {
   /* On by default: its records are the steady-state signal the dns rules watch. */
   defaultEnabled: true,
   description:
-    'DNS over UDP port 53: each response matched to its query, with name, type, rcode, latency, server and the querying workload',
+    'DNS over UDP and TCP port 53: each response matched to its query, with name, type, rcode, latency, server and the querying workload',
 };
 
 /** Response codes (RFC 1035, 6895) by number, as attributes name them. */
@@ -95,6 +95,7 @@ export interface FieldReader {
 }
 
 const AF_INET6 = 10;
+const IPPROTO_TCP = 6;
 
 /** OpenTelemetry-style attributes of one TF_OP_DNS_RESPONSE record. */
 export function dnsAttributes(r: FieldReader): Record<string, string | number> {
@@ -105,7 +106,7 @@ export function dnsAttributes(r: FieldReader): Record<string, string | number> {
     'process.pid': r.u32('pid'),
     'process.executable.name': r.cstr('comm'),
     'cgroup.id': r.id('cgroup_id'),
-    'network.transport': 'udp',
+    'network.transport': r.u8('transport') === IPPROTO_TCP ? 'tcp' : 'udp',
     'network.type': family === AF_INET6 ? 'ipv6' : 'ipv4',
     'network.local.address': r.address('saddr', family),
     'network.local.port': r.u16('sport'),

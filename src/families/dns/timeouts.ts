@@ -49,6 +49,7 @@ export function collectDnsTimeouts(
     r.writeUInt16LE(key.readUInt16LE(at(K, 'id')), at(E, 'id'));
     r.writeUInt16LE(q.readUInt16LE(at(Q, 'qtype')), at(E, 'qtype'));
     r.writeUInt8(q.readUInt8(at(Q, 'name_len')), at(E, 'name_len'));
+    r.writeUInt8(q.readUInt8(at(Q, 'transport')), at(E, 'transport'));
     r.writeBigUInt64LE(q.readBigUInt64LE(at(Q, 'cgroup_id')), at(E, 'cgroup_id'));
     r.writeBigUInt64LE(ktime - start, at(E, 'latency_ns'));
     q.copy(r, at(E, 'saddr'), at(Q, 'saddr'), at(Q, 'saddr') + 16);
