@@ -9,6 +9,7 @@
 //   bench/probe-default-set.mjs  default probe set: syscall slowdown, CPU at 10k events/s
 //   bench/ring-drain.mjs         ring buffer -> JS drain rate with zero drops
 //   bench/probe-file-cost.mjs    file probe: per-open cost, path resolved from the fd
+//   bench/dns-cost.mjs           dns probe: ns per packet (not dns, dns query, dns answer)
 // Extra flags are passed to every bench. Exits non-zero only if a bench fails
 // to run; missed targets are reported, not failed.
 
@@ -21,6 +22,7 @@ const BENCHES = [
   'probe-default-set.mjs',
   'ring-drain.mjs',
   'probe-file-cost.mjs',
+  'dns-cost.mjs',
 ];
 const passthrough = process.argv.slice(2).filter((a) => a !== '--json');
 

@@ -23,6 +23,7 @@
 #define TF_PATH_PREFIX_LEN 64 /* bytes of a path-prefix filter key */
 #define TF_PATH_COMPONENTS 64 /* file.open: root-most components a resolved path keeps */
 #define TF_PATH_WALK_MAX 256  /* file.open: dentries and mount crossings walked to reach the root */
+#define TF_DNS_NAME_LEN 128   /* bytes of a DNS query name, dotted, not NUL-terminated when full */
 #define TF_HIST_SLOTS 32      /* log2 buckets: slot i counts [2^i, 2^(i+1)) ns; slot 0 also 0 ns; the last is open-ended */
 
 /* Op codes: append-only. */
@@ -44,6 +45,8 @@ enum tf_op {
 	TF_OP_CGROUP_INFO = 15,     /* user space: the path of a cgroup id seen in the frame */
 	TF_OP_CGROUP_STATS = 16,    /* user space: a cgroup's pressure, cpu.stat and memory.events over an interval */
 	TF_OP_PROBE_STATS = 17,     /* user space: one probe's emitted and lost events and sampling over an interval */
+	TF_OP_DNS_RESPONSE = 18,    /* a DNS response matched to the query this host sent (struct tf_dns_event) */
+	TF_OP_DNS_TIMEOUT = 19,     /* user space: a query with no response after the family's timeout (struct tf_dns_event) */
 };
 
 /* Probe ids index the per-probe counter maps. Append-only. */
@@ -54,6 +57,7 @@ enum tf_probe {
 	TF_PROBE_FILE = 3,
 	TF_PROBE_SCHED = 4,
 	TF_PROBE_CGROUP = 5, /* user space only: cgroup v2 files read by the node agent (no program) */
+	TF_PROBE_DNS = 6,
 	TF_PROBE_MAX = 8,
 };
 
@@ -284,6 +288,66 @@ struct tf_probe_stats {
 	__u64 pad;
 };
 
+/*
+ * TF_OP_DNS_RESPONSE: a DNS response (UDP or TCP, port 53) received by a socket of
+ * this host, matched to the query the same socket sent (bpf/dns.bpf.c). The
+ * task is the one that sent the query. TF_FLAG_TRUNCATED: the name was longer
+ * than TF_DNS_NAME_LEN. 240 bytes.
+ */
+struct tf_dns_event {
+	struct tf_event_header hdr;
+	__u32 pid;          /* tgid that sent the query */
+	__u16 family;       /* AF_INET (2) or AF_INET6 (10) */
+	__u16 sport;        /* client (local) port, host byte order */
+	__u16 dport;        /* server port, host byte order */
+	__u16 id;           /* DNS transaction id */
+	__u16 qtype;        /* first question's QTYPE (1 A, 28 AAAA, ...); 0 when the name ran past the parse bound */
+	__u16 dns_flags;    /* the response's header flags (QR, opcode, AA, TC, RD, RA, rcode) */
+	__u16 ancount;      /* answer records in the response */
+	__u8 rcode;         /* dns_flags & 0xf: 0 NOERROR, 2 SERVFAIL, 3 NXDOMAIN, 5 REFUSED, ... */
+	__u8 name_len;      /* bytes of name used */
+	__u8 transport;     /* IPPROTO_UDP (17) or IPPROTO_TCP (6) */
+	__u8 pad[3];        /* zero */
+	__u64 cgroup_id;    /* the socket's cgroup v2 id (bpf_skb_cgroup_id) */
+	__u64 latency_ns;   /* query left the host -> response arrived */
+	__u8 saddr[16];     /* client address; IPv4 in the first 4 bytes */
+	__u8 daddr[16];     /* server address */
+	char comm[TF_COMM_LEN];
+	char name[TF_DNS_NAME_LEN]; /* the question's name, dotted, no trailing dot */
+};
+
+/*
+ * The dns probe's queries in flight (map tf_dns_pending): written by the
+ * kernel at the query, deleted at its response, or by user space once it is
+ * older than the timeout (then a TF_OP_DNS_TIMEOUT record: rcode 0,
+ * latency_ns the query's age, dns_flags 0).
+ */
+struct tf_dns_key {
+	__u64 sock_cookie;  /* bpf_get_socket_cookie: the socket (unique across namespaces) */
+	__u8 server[16];    /* server address */
+	__u16 server_port;  /* host order */
+	__u16 id;           /* DNS transaction id */
+	__u32 pad;
+};
+
+struct tf_dns_query {
+	__u64 start_ns;     /* ktime the query left */
+	__u64 cgroup_id;
+	__u32 pid;
+	__u32 weight;       /* sample weight decided at the query */
+	__u32 generation;
+	__u16 qtype;
+	__u16 family;
+	__u16 sport;        /* client port */
+	__u8 name_len;
+	__u8 hdr_flags;     /* TF_FLAG_* for the record (truncated, focus) */
+	__u8 transport;     /* IPPROTO_UDP or IPPROTO_TCP */
+	__u8 pad[3];
+	__u8 saddr[16];     /* client address */
+	char comm[TF_COMM_LEN];
+	char name[TF_DNS_NAME_LEN];
+};
+
 /* Kernel aggregation map values (read and deleted by user space each interval). */
 struct tf_syscall_key {
 	__u64 cgroup_id;
@@ -377,5 +441,12 @@ struct tf_path_key {
 #define TF_SK_EVICTED 0    /* a new socket took the way of the oldest one in a full set */
 #define TF_SK_CLAIM_LOST 1 /* racing claims won every way this socket tried */
 #define TF_SK_LOST_ENTRIES 2
+
+/* Slots of the dns probe's tf_dns_counts counters. */
+#define TF_DNS_QUERIES 0      /* queries stored to await their response */
+#define TF_DNS_UNMATCHED 1    /* responses with no stored query (sent before attach, filtered, sampled out, evicted) */
+#define TF_DNS_MALFORMED 2    /* port-53 packets too short or not DNS */
+#define TF_DNS_REPLACED 3     /* a query's slot was taken by a retry with the same key before its response */
+#define TF_DNS_COUNTS_ENTRIES 4
 
 #endif /* TRACEFEED_EVENTS_H */

@@ -36,6 +36,9 @@ struct tf_all_layouts {
 	struct tf_cgroup_stats cgroup_stats;
 	struct tf_probe_stats probe_stats;
 	struct tf_focus focus;
+	struct tf_dns_event dns;
+	struct tf_dns_key dns_key;
+	struct tf_dns_query dns_query;
 };
 
 struct tf_all_layouts tf_all_layouts SEC(".bss.layouts");

@@ -70,8 +70,11 @@ export type OnBatch = (batch: Buffer, events: number) => void;
 export class BpfObject {
   constructor(path: string, opts?: BpfObjectOptions);
   load(): void;
-  /** No-op if already attached. */
-  attach(prog: string): void;
+  /**
+   * No-op if already attached. `cgroup`: a cgroup v2 directory, for programs
+   * that attach to a cgroup (cgroup_skb/ingress, cgroup_skb/egress).
+   */
+  attach(prog: string, cgroup?: string): void;
   /** No-op if not attached. */
   detach(prog: string): void;
   programs(): ProgramInfo[];

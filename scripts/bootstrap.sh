@@ -29,7 +29,7 @@ case ${1:-} in
 esac
 
 # chromium: the console's browser tests (driven by puppeteer-core, which downloads no browser).
-DEBIAN_PACKAGES=(clang llvm libbpf-dev librdkafka-dev bpftool make gcc g++ redis-server nftables iproute2 python3 python3-venv libcap2-bin chromium)
+DEBIAN_PACKAGES=(clang llvm libbpf-dev librdkafka-dev bpftool make gcc g++ redis-server nftables iproute2 python3 python3-venv libcap2-bin chromium dnsmasq-base dnsutils)
 LOGDIR="$TF_HOME/logs"
 STAMPS="$TF_HOME/stamps"
 START=$SECONDS

@@ -37,7 +37,7 @@ FLAG_PATH_UNVERIFIED = TF_DEFINES["TF_FLAG_PATH_UNVERIFIED"]  # file.open path i
 FLAG_PATH_PARTIAL = TF_DEFINES["TF_FLAG_PATH_PARTIAL"]  # file.open path walk found no mount namespace root
 OP = {name[len("TF_OP_") :]: v for name, v in TF_ENUMS["tf_op"].items()}
 # enum tf_probe, then user-space sources (SOURCE_NAMES in src/ingest/layout.ts)
-SOURCE_NAMES = ["process", "tcp", "syscalls", "file", "sched", "cgroup"]
+SOURCE_NAMES = ["process", "tcp", "syscalls", "file", "sched", "cgroup", "dns"]
 DROP_REASON_NAMES = ["ringbuf_full", "filtered", "sampled_out", "map_full"]
 TCP_OPS = ("TCP_CONNECT", "TCP_ACCEPT", "TCP_CLOSE", "TCP_CONNECT_FAIL", "TCP_RETRANSMIT", "TCP_RESET_SENT", "TCP_RESET_RECV")
 OP_TYPE = {
@@ -58,6 +58,8 @@ OP_TYPE = {
     OP["CGROUP_INFO"]: "cgroup.info",
     OP["CGROUP_STATS"]: "cgroup.stats",
     OP["PROBE_STATS"]: "probe.stats",
+    OP["DNS_RESPONSE"]: "dns.response",
+    OP["DNS_TIMEOUT"]: "dns.timeout",
 }
 STRUCT_OF_OP = {
     OP["EXEC"]: "tf_exec_event",
@@ -71,6 +73,8 @@ STRUCT_OF_OP = {
     OP["CGROUP_INFO"]: "tf_cgroup_info",
     OP["CGROUP_STATS"]: "tf_cgroup_stats",
     OP["PROBE_STATS"]: "tf_probe_stats",
+    OP["DNS_RESPONSE"]: "tf_dns_event",
+    OP["DNS_TIMEOUT"]: "tf_dns_event",
 }
 PROBE_OF_OP = {
     OP["EXEC"]: "process",
@@ -82,11 +86,16 @@ PROBE_OF_OP = {
     OP["FILE_OPEN"]: "file",
     OP["RUNQ_SUMMARY"]: "sched",
     OP["CGROUP_STATS"]: "cgroup",
+    OP["DNS_RESPONSE"]: "dns",
+    OP["DNS_TIMEOUT"]: "dns",
 }
 # Fixed-size records; TF_OP_CGROUP_INFO is variable (its path follows).
 RECORD_SIZE = {op: TF_STRUCTS[name]["size"] for op, name in STRUCT_OF_OP.items() if op != OP["CGROUP_INFO"]}
 TCP_STATES = ["", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV"]
 AF_INET6 = 10
+# DNS response codes and common query types (src/families/dns/index.ts)
+DNS_RCODES = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET", "NOTAUTH", "NOTZONE"]
+DNS_QTYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA", 33: "SRV", 64: "SVCB", 65: "HTTPS", 255: "ANY"}
 CONTAINER_PATTERNS = [
     re.compile(r"(?:docker|cri-containerd|crio|libpod|containerd)-([0-9a-f]{64})\.scope"),
     re.compile(r"/(?:docker|containerd|crio|libpod)/([0-9a-f]{64})(?:/|$)"),
@@ -315,6 +324,28 @@ def _attributes(op: int, flags: int, buf: memoryview, at: int) -> dict:
             if name not in ("hdr", "cgroup_id"):
                 out[f"cgroup.{name}"] = r(name)
         return out
+    if op in (OP["DNS_RESPONSE"], OP["DNS_TIMEOUT"]):
+        family, rcode, qtype = r("family"), r("rcode"), r("qtype")
+        return {
+            "process.pid": r("pid"),
+            "process.executable.name": cstr("comm"),
+            "cgroup.id": str(r("cgroup_id")),
+            "network.transport": "tcp" if r("transport") == 6 else "udp",
+            "network.type": "ipv6" if family == AF_INET6 else "ipv4",
+            "network.local.address": format_address(L.raw(buf, at, "saddr"), family),
+            "network.local.port": r("sport"),
+            "server.address": format_address(L.raw(buf, at, "daddr"), family),
+            "server.port": r("dport"),
+            "dns.question.name": cstr("name"),
+            "dns.question.type": DNS_QTYPES.get(qtype, f"TYPE{qtype}"),
+            "dns.question.type_code": qtype,
+            "dns.id": r("id"),
+            "dns.flags": r("dns_flags"),
+            "dns.response_code": "TIMEOUT" if op == OP["DNS_TIMEOUT"] else DNS_RCODES[rcode] if rcode < len(DNS_RCODES) else f"RCODE{rcode}",
+            "dns.rcode": rcode,
+            "dns.answer_count": r("ancount"),
+            "dns.latency_ns": r("latency_ns"),
+        }
     if op == OP["PROBE_STATS"]:
         out = {
             "probe.sample_n": r("sample_n"),

@@ -6,6 +6,12 @@ TF_STRUCTS[name] = {"size": bytes, "fields": [{"name", "offset", "size", "kind",
 
 TF_DEFINES = {
     "TF_COMM_LEN": 16,
+    "TF_DNS_COUNTS_ENTRIES": 4,
+    "TF_DNS_MALFORMED": 2,
+    "TF_DNS_NAME_LEN": 128,
+    "TF_DNS_QUERIES": 0,
+    "TF_DNS_REPLACED": 3,
+    "TF_DNS_UNMATCHED": 1,
     "TF_DROPS_ENTRIES": 32,
     "TF_EMITTED_ENTRIES": 8,
     "TF_FILENAME_LEN": 256,
@@ -66,7 +72,9 @@ TF_ENUMS = {
         "TF_OP_SYSCALL_ERRNO": 14,
         "TF_OP_CGROUP_INFO": 15,
         "TF_OP_CGROUP_STATS": 16,
-        "TF_OP_PROBE_STATS": 17
+        "TF_OP_PROBE_STATS": 17,
+        "TF_OP_DNS_RESPONSE": 18,
+        "TF_OP_DNS_TIMEOUT": 19
     },
     "tf_probe": {
         "TF_PROBE_PROCESS": 0,
@@ -75,6 +83,7 @@ TF_ENUMS = {
         "TF_PROBE_FILE": 3,
         "TF_PROBE_SCHED": 4,
         "TF_PROBE_CGROUP": 5,
+        "TF_PROBE_DNS": 6,
         "TF_PROBE_MAX": 8
     }
 }
@@ -108,6 +117,60 @@ TF_STRUCTS = {
             {"name":"memory_max","offset":120,"size":8,"kind":"u64","count":1},
             {"name":"memory_oom","offset":128,"size":8,"kind":"u64","count":1},
             {"name":"memory_oom_kill","offset":136,"size":8,"kind":"u64","count":1},
+        ],
+    },
+    "tf_dns_event": {
+        "size": 240,
+        "fields": [
+            {"name":"hdr","offset":0,"size":24,"kind":"u8","count":24},
+            {"name":"pid","offset":24,"size":4,"kind":"u32","count":1},
+            {"name":"family","offset":28,"size":2,"kind":"u16","count":1},
+            {"name":"sport","offset":30,"size":2,"kind":"u16","count":1},
+            {"name":"dport","offset":32,"size":2,"kind":"u16","count":1},
+            {"name":"id","offset":34,"size":2,"kind":"u16","count":1},
+            {"name":"qtype","offset":36,"size":2,"kind":"u16","count":1},
+            {"name":"dns_flags","offset":38,"size":2,"kind":"u16","count":1},
+            {"name":"ancount","offset":40,"size":2,"kind":"u16","count":1},
+            {"name":"rcode","offset":42,"size":1,"kind":"u8","count":1},
+            {"name":"name_len","offset":43,"size":1,"kind":"u8","count":1},
+            {"name":"transport","offset":44,"size":1,"kind":"u8","count":1},
+            {"name":"pad","offset":45,"size":3,"kind":"u8","count":3},
+            {"name":"cgroup_id","offset":48,"size":8,"kind":"u64","count":1},
+            {"name":"latency_ns","offset":56,"size":8,"kind":"u64","count":1},
+            {"name":"saddr","offset":64,"size":16,"kind":"u8","count":16},
+            {"name":"daddr","offset":80,"size":16,"kind":"u8","count":16},
+            {"name":"comm","offset":96,"size":16,"kind":"char","count":16},
+            {"name":"name","offset":112,"size":128,"kind":"char","count":128},
+        ],
+    },
+    "tf_dns_key": {
+        "size": 32,
+        "fields": [
+            {"name":"sock_cookie","offset":0,"size":8,"kind":"u64","count":1},
+            {"name":"server","offset":8,"size":16,"kind":"u8","count":16},
+            {"name":"server_port","offset":24,"size":2,"kind":"u16","count":1},
+            {"name":"id","offset":26,"size":2,"kind":"u16","count":1},
+            {"name":"pad","offset":28,"size":4,"kind":"u32","count":1},
+        ],
+    },
+    "tf_dns_query": {
+        "size": 200,
+        "fields": [
+            {"name":"start_ns","offset":0,"size":8,"kind":"u64","count":1},
+            {"name":"cgroup_id","offset":8,"size":8,"kind":"u64","count":1},
+            {"name":"pid","offset":16,"size":4,"kind":"u32","count":1},
+            {"name":"weight","offset":20,"size":4,"kind":"u32","count":1},
+            {"name":"generation","offset":24,"size":4,"kind":"u32","count":1},
+            {"name":"qtype","offset":28,"size":2,"kind":"u16","count":1},
+            {"name":"family","offset":30,"size":2,"kind":"u16","count":1},
+            {"name":"sport","offset":32,"size":2,"kind":"u16","count":1},
+            {"name":"name_len","offset":34,"size":1,"kind":"u8","count":1},
+            {"name":"hdr_flags","offset":35,"size":1,"kind":"u8","count":1},
+            {"name":"transport","offset":36,"size":1,"kind":"u8","count":1},
+            {"name":"pad","offset":37,"size":3,"kind":"u8","count":3},
+            {"name":"saddr","offset":40,"size":16,"kind":"u8","count":16},
+            {"name":"comm","offset":56,"size":16,"kind":"char","count":16},
+            {"name":"name","offset":72,"size":128,"kind":"char","count":128},
         ],
     },
     "tf_errno_key": {

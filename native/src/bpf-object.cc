@@ -9,6 +9,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -274,7 +275,20 @@ Napi::Value BpfObject::Attach(const Napi::CallbackInfo& info) {
 	if (links_.count(name))
 		return env.Undefined();
 	errno = 0;
-	struct bpf_link* link = bpf_program__attach(prog);
+	struct bpf_link* link = nullptr;
+	if (info.Length() > 1 && !info[1].IsUndefined()) {
+		// cgroup programs (cgroup_skb/...) attach to a cgroup directory, not by section.
+		std::string cgroup = ArgString(info, 1, "cgroup path");
+		int fd = open(cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			ThrowBpfError(env, Ctx("attach", name), errno, "cannot open cgroup " + cgroup);
+		link = bpf_program__attach_cgroup(prog, fd);
+		const int saved = errno;
+		close(fd);  // the link holds its own reference to the cgroup
+		errno = saved;
+	} else {
+		link = bpf_program__attach(prog);
+	}
 	if (link == nullptr) {
 		const int err = LastErrno();
 		ThrowBpfError(env, Ctx("attach", name), err, AttachHint(prog, err));

@@ -7,6 +7,7 @@
  * it lacks to the policy engine. Requests to change or stop collection are
  * refused. Untrusted strings are printed JSON-quoted.
  */
+import { DNS_AGENT } from '../families/dns/index.js';
 import { AgentError } from './errors.js';
 import { formatMetricValue as fmt, type Explanation } from './explain.js';
 import { round } from './feature-math.js';
@@ -98,6 +99,7 @@ const NUMBER_WORDS: Record<string, number> = {
 
 /** Metric keywords, most specific first. */
 const METRIC_PATTERNS: Array<[RegExp, string]> = [
+  ...DNS_AGENT.metricPatterns,
   [/retransmi/, 'tcp_retransmits'],
   [/\bresets?\b|\brst\b/, 'tcp_resets'],
   [
@@ -621,6 +623,8 @@ const CHANGE_METRICS = [
   'tcp_bytes_sent',
   'syscall_p99_ns',
   'runq_p99_ns',
+  'dns_failures',
+  'dns_p99_ns',
 ];
 
 function significant(metric: string, prev: number, now: number): boolean {

@@ -6,6 +6,7 @@
  * metric, refined by what moved), and the evidence. Used by the
  * `explain_anomaly` tool and by the analysis worker with or without a model.
  */
+import { DNS_AGENT } from '../families/dns/index.js';
 import type { Anomaly } from '../features/anomaly.js';
 import { anomalyRef, type AnomalyStore } from './anomaly-store.js';
 import { isQuantile, metricProbe, metricValue, round } from './feature-math.js';
@@ -29,6 +30,7 @@ const CORRELATED = [
   'runq_p99_ns',
   'file_open_errors',
   'events_per_second',
+  ...DNS_AGENT.correlated,
 ];
 
 /** Windows of history read before the anomaly's window. */
@@ -128,6 +130,8 @@ function perWindow(rows: FeatureRow[], metric: string): Map<string, number> {
 }
 
 function likelyCause(a: Anomaly, up: Set<string>): string {
+  const dns = DNS_AGENT.likelyCause(a.metric, up);
+  if (dns) return dns;
   switch (a.metric) {
     case 'tcp_retransmits':
       if (up.has('tcp_connect_failures') || up.has('tcp_resets'))

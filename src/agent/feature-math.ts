@@ -34,6 +34,7 @@ export function metricProbe(metric: string): SourceName | undefined {
   if (metric.startsWith('syscall_')) return 'syscalls';
   if (metric.startsWith('file_')) return 'file';
   if (metric.startsWith('runq_')) return 'sched';
+  if (metric.startsWith('dns_')) return 'dns';
   return undefined;
 }
 

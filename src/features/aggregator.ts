@@ -20,6 +20,7 @@ import {
   fieldOffset,
 } from '../ingest/layout.js';
 import { H, HIST_SLOTS, NHIST, NPS, NSUM, PS, S } from './columns.js';
+import { dnsAggregate } from '../families/dns/index.js';
 
 const TWO32 = 4294967296;
 const textDecoder = new TextDecoder();
@@ -480,6 +481,19 @@ export class WindowAggregator {
             const at = off + 56 + i * 8;
             w.hists[hb + i]! += dv.getUint32(at, true) + dv.getUint32(at + 4, true) * TWO32;
           }
+          break;
+        }
+        case Op.DNS_RESPONSE:
+        case Op.DNS_TIMEOUT: {
+          const hb = row * NHIST + H.dns_latency;
+          dnsAggregate(
+            op,
+            dv,
+            off,
+            weight,
+            (col, v) => (sums[b + S[col]]! += v),
+            (ns) => (w.hists[hb + log2Slot(ns)]! += weight),
+          );
           break;
         }
         case Op.CGROUP_STATS:

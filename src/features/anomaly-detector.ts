@@ -20,6 +20,7 @@
 import { z } from 'zod';
 import { SOURCE_NAMES, type SourceName } from '../ingest/layout.js';
 import { QUANTILE_COLUMNS } from './columns.js';
+import { DNS_ANOMALY_METRICS } from '../families/dns/index.js';
 import {
   ANOMALY_SCHEMA_VERSION,
   anomalySchema,
@@ -109,6 +110,7 @@ export const DEFAULT_METRICS: MetricRuleInput[] = [
   { metric: 'syscall_p99_ns', probe: 'syscalls', min_delta: 1_000_000 },
   { metric: 'runq_p99_ns', probe: 'sched', min_delta: 1_000_000 },
   { metric: 'events_per_second', probe: 'tcp', min_delta: 100 },
+  ...DNS_ANOMALY_METRICS,
 ];
 
 export const anomalyConfigSchema = z.strictObject({

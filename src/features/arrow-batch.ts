@@ -22,7 +22,7 @@ import {
 } from 'apache-arrow';
 import { parseCgroupPath } from '../ingest/cgroup-resolver.js';
 import { quantileAt } from '../ingest/histogram.js';
-import { PROBE_MAX, PROBE_NAMES, SOURCE_NAMES } from '../ingest/layout.js';
+import { PROBE_MAX, SOURCE_NAMES, USER_SPACE_SOURCES } from '../ingest/layout.js';
 import type { ClosedWindow } from './aggregator.js';
 import {
   COMPLETENESS_COLUMNS,
@@ -141,7 +141,8 @@ export function completenessColumns(w: ClosedWindow): Float64Array[] {
     wmax[r] = (w.weightMax[r] as number) || 1;
     cov[r] = 1;
     const probe = w.probeIds[r] as number;
-    if (probe >= PROBE_MAX || probe >= PROBE_NAMES.length) continue; // user-space source (cgroup)
+    const source = SOURCE_NAMES[probe];
+    if (probe >= PROBE_MAX || !source || USER_SPACE_SOURCES.has(source)) continue; // cgroup: no ring
     const b = probe * NPS;
     sampleN[r] = p[b + PS.sample_n] as number;
     overloadN[r] = p[b + PS.overload_n] as number;

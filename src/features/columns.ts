@@ -1,3 +1,5 @@
+import { DNS_HISTOGRAM, DNS_QUANTILES, DNS_SUM_COLUMNS } from '../families/dns/index.js';
+
 /**
  * The feature columns: one row per (window, node, workload, probe). Counts are
  * weighted by the records' sample weight, so sampling does not bias them.
@@ -41,13 +43,15 @@ export const SUM_COLUMNS = [
   'memory_max_events',
   'memory_oom_events',
   'memory_oom_kills',
+  // Rows of source `dns` (src/families/dns).
+  ...DNS_SUM_COLUMNS,
 ] as const;
 export type SumColumn = (typeof SUM_COLUMNS)[number];
 export const NSUM = SUM_COLUMNS.length;
 export const S = Object.fromEntries(SUM_COLUMNS.map((c, i) => [c, i])) as Record<SumColumn, number>;
 
 /** log2 histograms kept per row (32 slots each). */
-export const HISTOGRAMS = ['tcp_duration', 'syscall', 'runq'] as const;
+export const HISTOGRAMS = ['tcp_duration', 'syscall', 'runq', DNS_HISTOGRAM] as const;
 export type HistogramName = (typeof HISTOGRAMS)[number];
 export const HIST_SLOTS = 32;
 export const NHIST = HISTOGRAMS.length * HIST_SLOTS;
@@ -55,6 +59,7 @@ export const H: Record<HistogramName, number> = {
   tcp_duration: 0,
   syscall: HIST_SLOTS,
   runq: 2 * HIST_SLOTS,
+  [DNS_HISTOGRAM]: 3 * HIST_SLOTS,
 };
 
 /** Quantile columns derived from the histograms; null when the histogram is empty. */
@@ -68,6 +73,7 @@ export const QUANTILE_COLUMNS: ReadonlyArray<{ name: string; hist: HistogramName
   { name: 'runq_p50_ns', hist: 'runq', q: 0.5 },
   { name: 'runq_p95_ns', hist: 'runq', q: 0.95 },
   { name: 'runq_p99_ns', hist: 'runq', q: 0.99 },
+  ...DNS_QUANTILES,
 ];
 
 /**
@@ -118,4 +124,4 @@ export const PS = Object.fromEntries(PROBE_STAT_SLOTS.map((c, i) => [c, i])) as 
   number
 >;
 
-export const FEATURE_SCHEMA_VERSION = '2';
+export const FEATURE_SCHEMA_VERSION = '3';

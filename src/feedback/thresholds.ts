@@ -4,6 +4,7 @@
  * errors name their path), published as JSON Schema (docs/thresholds.schema.json),
  * and hot-reloaded by `ThresholdsWatcher`: an invalid edit keeps the old config.
  */
+import { DNS_RULES } from '../families/dns/index.js';
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { parseDocument } from 'yaml';
@@ -185,6 +186,8 @@ export const DEFAULT_RULES: RuleInput[] = [
     focus: 'workload',
     ttl_seconds: 300,
   },
+  // DNS failure storms and slow resolution: the workload's every query, unsampled.
+  ...DNS_RULES,
 ];
 
 const probeBoundsMap = z

@@ -14,10 +14,15 @@ export const NODE_CAPABILITY_REASONS = {
    *
    * Measured not needed: CAP_SYS_RESOURCE (BPF memory is charged to the
    * memory cgroup since 5.11, not RLIMIT_MEMLOCK), CAP_SYS_ADMIN (only to
-   * mount tracefs or bpffs), CAP_NET_ADMIN (no networking program types),
-   * CAP_DAC_* (uid 0 owns the files read).
+   * mount tracefs or bpffs), CAP_DAC_* (uid 0 owns the files read).
    */
   cap_perfmon: 'tracing programs: perf_event_open on tracepoints, kernel memory reads',
+  /**
+   * The dns family's cgroup_skb programs: attaching a program to a cgroup
+   * (BPF_LINK_CREATE on the cgroup v2 root) is refused with EPERM without it
+   * (measured on 6.18: the load passes with CAP_BPF alone, the attach does not).
+   */
+  cap_net_admin: 'the dns family: attaching its cgroup_skb programs to the cgroup v2 root',
 } as const;
 
 /** Capability names (as capsh and /proc spell them), in the order they are documented. */

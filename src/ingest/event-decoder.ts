@@ -21,6 +21,7 @@ import {
 
 const AF_INET6 = 10;
 import { histogramQuantile } from './histogram.js';
+import { dnsAttributes } from '../families/dns/index.js';
 import { parseCgroupPath } from './cgroup-resolver.js';
 import { decodeFrame, walkRecords, type Frame } from './frame.js';
 
@@ -320,6 +321,10 @@ function decodeAttributes(
         'sched.runq.histogram_log2_ns': JSON.stringify(hist),
       };
     }
+    case Op.DNS_RESPONSE:
+      return dnsAttributes(r);
+    case Op.DNS_TIMEOUT:
+      return { ...dnsAttributes(r), 'dns.response_code': 'TIMEOUT' };
     case Op.CGROUP_INFO: {
       const at = offset + CGROUP_INFO_LAYOUT.size;
       const path = textDecoder.decode(records.subarray(at, at + r.u16('path_len')));

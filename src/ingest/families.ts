@@ -3,6 +3,8 @@
  * bpf/.output/<name>.bpf.o; every program in it is attached while enabled.
  */
 import { Probe, type ProbeName } from './layout.js';
+import type { NativeBpfObject } from './native.js';
+import { DNS_FAMILY } from '../families/dns/index.js';
 
 export interface FamilySpec {
   name: ProbeName;
@@ -11,6 +13,18 @@ export interface FamilySpec {
   summaries: ReadonlyArray<{ map: string; kind: 'syscall' | 'errno' | 'runq' }>;
   /** Programs that may not attach on every kernel or architecture (their absence is logged, not fatal). */
   optionalPrograms?: readonly string[];
+  /**
+   * A per-CPU u64 array of the family's own losses, reported with its drops:
+   * names by slot ('' skips a slot that counts no loss).
+   */
+  lossCounters?: { map: string; names: readonly string[] };
+  /**
+   * Records the family builds in user space every summary interval from its
+   * maps (dns: timed-out queries), stamped `ktime` (CLOCK_MONOTONIC now).
+   */
+  flush?: (obj: NativeBpfObject, ktime: bigint) => { records: Buffer; count: number };
+  /** Its programs attach to the cgroup v2 root (cgroup_skb), not by their section. */
+  attachToCgroupRoot?: boolean;
   /** Enabled when the agent starts with no other instruction. */
   defaultEnabled: boolean;
   description: string;
@@ -62,6 +76,7 @@ export const FAMILIES: readonly FamilySpec[] = [
     defaultEnabled: false,
     description: 'run-queue latency per cgroup as log2 histograms',
   },
+  DNS_FAMILY,
 ];
 
 export function familySpec(name: string): FamilySpec | undefined {

@@ -5,6 +5,14 @@
  * is out of date). This file only names things and groups them.
  */
 import { TF_DEFINES as D, TF_ENUMS, TF_STRUCTS, type TfStructName } from './layout.generated.js';
+import {
+  DNS_EVENT_TYPE,
+  DNS_KEY_LAYOUT,
+  DNS_LAYOUT,
+  DNS_QUERY_LAYOUT,
+  DNS_TIMEOUT_EVENT_TYPE,
+  DNS_TIMEOUT_OP,
+} from '../families/dns/layout.js';
 
 /** `enum NAME` with its common prefix cut: { TF_OP_EXEC: 1 } -> { EXEC: 1 }. */
 type Unprefixed<E, P extends string> = {
@@ -45,18 +53,37 @@ export const OP_TYPE: ReadonlyMap<number, string> = new Map([
   [15, 'cgroup.info'],
   [16, 'cgroup.stats'],
   [17, 'probe.stats'],
+  [DNS_LAYOUT.op, DNS_EVENT_TYPE],
+  [DNS_TIMEOUT_OP, DNS_TIMEOUT_EVENT_TYPE],
 ]);
 export type OpCode = (typeof Op)[keyof typeof Op];
 
 /** Probe ids, `enum tf_probe`. CGROUP is user space only: the cgroup v2 files the node agent reads. */
 const { MAX: PROBE_ENUM_MAX, ...ProbeIds } = unprefixed(TF_ENUMS.tf_probe, 'TF_PROBE_');
 export const Probe = ProbeIds;
-export type ProbeName = 'process' | 'tcp' | 'syscalls' | 'file' | 'sched';
-/** The probe families (each a BPF object), indexed by probe id. */
-export const PROBE_NAMES: readonly ProbeName[] = ['process', 'tcp', 'syscalls', 'file', 'sched'];
-/** Where a feature row's records come from: the probe families, then user-space sources. Indexed by `enum tf_probe`. */
+export type ProbeName = 'process' | 'tcp' | 'syscalls' | 'file' | 'sched' | 'dns';
+/** The probe families (each a BPF object). Not indexed by probe id: see SOURCE_NAMES. */
+export const PROBE_NAMES: readonly ProbeName[] = [
+  'process',
+  'tcp',
+  'syscalls',
+  'file',
+  'sched',
+  'dns',
+];
+/** Where a feature row's records come from: the probe families and user-space sources. Indexed by `enum tf_probe`. */
 export type SourceName = ProbeName | 'cgroup';
-export const SOURCE_NAMES: readonly SourceName[] = [...PROBE_NAMES, 'cgroup'];
+export const SOURCE_NAMES: readonly SourceName[] = [
+  'process',
+  'tcp',
+  'syscalls',
+  'file',
+  'sched',
+  'cgroup',
+  'dns',
+];
+/** Sources read by the node agent from files, not by a kernel program (no probe stats). */
+export const USER_SPACE_SOURCES: ReadonlySet<SourceName> = new Set<SourceName>(['cgroup']);
 export const PROBE_MAX = PROBE_ENUM_MAX;
 
 /** Drop reasons, `enum tf_drop_reason`. */
@@ -209,6 +236,8 @@ export const RECORD_LAYOUTS: readonly RecordLayout[] = [
   SYSCALL_ERRNO_LAYOUT,
   CGROUP_STATS_LAYOUT,
   PROBE_STATS_LAYOUT,
+  DNS_LAYOUT,
+  { ...DNS_LAYOUT, op: DNS_TIMEOUT_OP },
 ];
 
 /** Layouts checked against the BTF of the compiled objects. */
@@ -229,6 +258,9 @@ export const CHECKED_LAYOUTS: readonly RecordLayout[] = [
   CGROUP_STATS_LAYOUT,
   PROBE_STATS_LAYOUT,
   FOCUS_LAYOUT,
+  DNS_LAYOUT,
+  DNS_KEY_LAYOUT,
+  DNS_QUERY_LAYOUT,
 ];
 
 /** Filter mask bits (TF_FILTER_*). */
@@ -279,6 +311,8 @@ export const PROBE_OF_OP: ReadonlyMap<number, SourceName> = new Map<number, Sour
   [Op.FILE_OPEN, 'file'],
   [Op.RUNQ_SUMMARY, 'sched'],
   [Op.CGROUP_STATS, 'cgroup'],
+  [Op.DNS_RESPONSE, 'dns'],
+  [Op.DNS_TIMEOUT, 'dns'],
 ]);
 
 /** Offset of the cgroup id in each op's record (absent: the op carries none). */

@@ -43,7 +43,8 @@ export interface RingStats {
 
 export interface NativeBpfObject {
   load(): void;
-  attach(prog: string): void;
+  /** `cgroup`: the cgroup v2 directory a cgroup program (cgroup_skb) attaches to. */
+  attach(prog: string, cgroup?: string): void;
   detach(prog: string): void;
   programs(): ProgramInfo[];
   maps(): MapInfo[];

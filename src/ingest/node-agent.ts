@@ -436,6 +436,17 @@ export class NodeAgent {
       this.flushSignals(now, interval);
     }
     for (const fam of only ? [only] : this.families.values()) {
+      if (fam.spec.flush) {
+        try {
+          const batch = fam.spec.flush(fam.obj, now);
+          if (batch.count > 0) this.sink?.append(batch.records, batch.count);
+        } catch (err) {
+          this.opts.log.warn(
+            { err: (err as Error).message, probe: fam.spec.name },
+            'family flush failed',
+          );
+        }
+      }
       for (const s of fam.spec.summaries) {
         try {
           const batch = flushSummaryMap(

@@ -4,7 +4,7 @@
  * reload: program ids stay the same; the generation in records advances.
  */
 import { BpfError, ConfigError } from '../common/errors.js';
-import type { CgroupResolver } from './cgroup-resolver.js';
+import { cgroup2Root, type CgroupResolver } from './cgroup-resolver.js';
 import type { FamilySpec } from './families.js';
 import {
   DROP_REASON_MAX,
@@ -308,7 +308,13 @@ export class ProbeController {
       for (const p of this.obj.programs()) {
         if (this.unavailable.has(p.name)) continue;
         try {
-          this.obj.attach(p.name);
+          if (this.spec.attachToCgroupRoot) {
+            const root = cgroup2Root();
+            if (!root) throw new Error(`${this.spec.name}: no cgroup v2 mount to attach to`);
+            this.obj.attach(p.name, root);
+          } else {
+            this.obj.attach(p.name);
+          }
         } catch (err) {
           if (!this.spec.optionalPrograms?.includes(p.name)) throw err;
           this.unavailable.add(p.name); // e.g. no sys_enter_open tracepoint on this architecture
@@ -356,6 +362,18 @@ export class ProbeController {
     return Object.fromEntries(SK_LOST_NAMES.map((n, i) => [n, Number(c[i] ?? 0n)]));
   }
 
+  /** The family's own loss counters (FamilySpec.lossCounters), by name. */
+  private familyLosses(): Record<string, number> {
+    const spec = this.spec.lossCounters;
+    if (!spec) return {};
+    const c = this.obj.sumPercpuCounters(spec.map);
+    const out: Record<string, number> = {};
+    spec.names.forEach((n, i) => {
+      if (n) out[n] = Number(c[i] ?? 0n);
+    });
+    return out;
+  }
+
   /** Per-cgroup focuses in force in the kernel (distinct cgroup ids). */
   get focusCount(): number {
     return this.focusEntries.size;
@@ -381,7 +399,7 @@ export class ProbeController {
         counters[this.spec.probeId * DROP_REASON_MAX + r] ?? 0n,
       );
     }
-    Object.assign(drops, this.socketLosses());
+    Object.assign(drops, this.socketLosses(), this.familyLosses());
     return {
       probe: this.spec.name,
       description: this.spec.description,

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { FAMILIES } from '../../src/ingest/families.js';
 import { budgetCheck } from '../../src/feedback/budget.js';
 import { revertPatch } from '../../src/feedback/node-worker.js';
 import { requestsFromAnomaly } from '../../src/feedback/rules.js';
@@ -223,7 +224,11 @@ describe('tiered rules: every incident class', () => {
   it('steady-state triggers only: no shipped rule waits on a family that is off until it fires', () => {
     const steady = new Set(
       new AnomalyDetector().config.metrics
-        .filter((m) => ['process', 'tcp', 'cgroup'].includes(m.probe))
+        .filter((m) =>
+          [...FAMILIES.filter((f) => f.defaultEnabled).map((f) => f.name), 'cgroup'].includes(
+            m.probe,
+          ),
+        )
         .map((m) => m.metric),
     );
     for (const r of shipped.rules)

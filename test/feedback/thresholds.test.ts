@@ -52,6 +52,8 @@ describe('thresholds file', () => {
       'cpu-hog',
       'sync-write-storm',
       'memory-pressure',
+      'dns-failures',
+      'dns-slow',
     ]);
     expect(DEFAULT_THRESHOLDS.rules.every((r) => r.focus === 'workload')).toBe(true);
     // The shipped file and the built-in rules are the same tiers.

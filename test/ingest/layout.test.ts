@@ -8,7 +8,13 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { bpfObjectPath, repoRoot } from '../../src/common/paths.js';
 import { compareLayout, readBtfStructs } from '../../src/ingest/btf-layout.js';
-import { CHECKED_LAYOUTS, EXEC_LAYOUT, Flag, type RecordLayout } from '../../src/ingest/layout.js';
+import {
+  CHECKED_LAYOUTS,
+  EXEC_LAYOUT,
+  Flag,
+  PROBE_NAMES,
+  type RecordLayout,
+} from '../../src/ingest/layout.js';
 import { TF_DEFINES } from '../../src/ingest/layout.generated.js';
 
 const layoutObject = bpfObjectPath('layout');
@@ -26,7 +32,7 @@ describe('events.h layout vs TypeScript', () => {
   }
 
   it('the probe objects lay the structs out the same way', () => {
-    for (const family of ['process', 'tcp', 'syscalls', 'file', 'sched']) {
+    for (const family of PROBE_NAMES) {
       const path = bpfObjectPath(family);
       if (!existsSync(path)) continue;
       const structs = readBtfStructs(path);

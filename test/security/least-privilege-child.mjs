@@ -26,6 +26,7 @@ if (mode === 'kernel') {
   const { FAMILIES } = await import(`${build}/ingest/index.js`);
   const { openObject } = await import(`${build}/ingest/native.js`);
   const { bpfObjectPath } = await import(`${build}/common/paths.js`);
+  const { cgroup2Root } = await import(`${build}/ingest/cgroup-resolver.js`);
   out.families = {};
   for (const spec of FAMILIES) {
     let obj;
@@ -34,7 +35,8 @@ if (mode === 'kernel') {
       obj.load();
       for (const p of obj.programs()) {
         try {
-          obj.attach(p.name);
+          if (spec.attachToCgroupRoot) obj.attach(p.name, cgroup2Root());
+          else obj.attach(p.name);
         } catch (err) {
           if (!spec.optionalPrograms?.includes(p.name)) throw err;
         }
