@@ -1,10 +1,10 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Kafka, logLevel, type KafkaConfig, type logCreator, type SASLOptions } from 'kafkajs';
 import { ConfigError, TransportError } from './errors.js';
 import { patchKafkajs } from './kafkajs-patch.js';
 import { stateDir } from './paths.js';
-import { readSecretFile, SecretFileError } from './secret-file.js';
+import { readSecretFile, SecretFileError, secretFileState } from './secret-file.js';
 
 patchKafkajs();
 import type { Logger } from './logger.js';
@@ -169,8 +169,17 @@ export function kafkaAuth(role: KafkaRole): KafkaAuth {
 
   // The local cluster's users are made together with the admin's password; without it
   // there is no local cluster with authentication here.
-  if (!existsSync(localKafkaPasswordFile('admin'))) return withTls({ source: 'none' });
+  // A role may also run with only its own password (a home of its own, without root).
   const file = localKafkaPasswordFile(role);
+  const own = secretFileState(file);
+  const admin = secretFileState(localKafkaPasswordFile('admin'));
+  if (own === 'missing' && admin === 'missing') return withTls({ source: 'none' });
+  if (own === 'denied' || (own === 'missing' && admin === 'denied'))
+    throw new SecretFileError(
+      `cannot read the Kafka password of role ${role} ${file}: permission denied (the local cluster's secrets belong to another user)`,
+      file,
+      `run as the user that ran \`tracefeed infra up\`, or give this role a TRACEFEED_HOME of its own holding secrets/kafka-${role}.password (mode 0600), or set TRACEFEED_KAFKA_USERNAME and TRACEFEED_KAFKA_PASSWORD_FILE`,
+    );
   const password = readPassword(
     file,
     `the Kafka password of role ${role}`,

@@ -11,6 +11,7 @@ import {
   mkdirSync,
   openSync,
   readFileSync,
+  statSync,
   unlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -26,6 +27,22 @@ export class SecretFileError extends ConfigError {
     cause?: unknown,
   ) {
     super(message, 'secret', { hint, ...(cause !== undefined ? { cause } : {}) });
+  }
+}
+
+/**
+ * Whether a secret file is there: 'missing' (ENOENT, or a directory on its path is
+ * missing), 'present', or 'denied' when this user may not even look (a directory on its
+ * path it cannot enter): a secret of another user is not the same as no secret.
+ */
+export function secretFileState(file: string): 'missing' | 'present' | 'denied' {
+  try {
+    statSync(file);
+    return 'present';
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM') return 'denied';
+    return 'missing';
   }
 }
 

@@ -1,10 +1,9 @@
 /** Redis connection settings shared by the feedback store, queues and workers. */
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
 import { TransportError } from '../common/errors.js';
 import { stateDir } from '../common/paths.js';
-import { readSecretFile, SecretFileError } from '../common/secret-file.js';
+import { readSecretFile, SecretFileError, secretFileState } from '../common/secret-file.js';
 
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 
@@ -28,7 +27,14 @@ export function localRedisPasswordFile(): string {
  */
 export function localRedisCredentials(): { username: string; password: string } | undefined {
   const file = localRedisPasswordFile();
-  if (!existsSync(file)) return undefined;
+  const state = secretFileState(file);
+  if (state === 'missing') return undefined;
+  if (state === 'denied')
+    throw new SecretFileError(
+      `cannot read the Redis password ${file}: permission denied (the local Redis' secrets belong to another user)`,
+      file,
+      `run as the user that ran \`tracefeed infra up\`, or give this process a TRACEFEED_HOME of its own holding secrets/redis.password (mode 0600), or pass a redis:// URL with credentials`,
+    );
   const password = readSecretFile(
     file,
     'the Redis password',
