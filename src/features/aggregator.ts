@@ -10,19 +10,30 @@
  */
 import { decodeFrame } from '../ingest/frame.js';
 import {
+  CGROUP_INFO_LAYOUT,
   CGROUP_STATS_LAYOUT,
   DROP_REASON_MAX,
+  EXIT_LAYOUT,
   FILE_OPEN_LAYOUT,
+  HEADER_LAYOUT,
   Op,
   OpTable,
   PROBE_MAX,
   PROBE_STATS_LAYOUT,
+  RUNQ_SUMMARY_LAYOUT,
+  SYSCALL_SUMMARY_LAYOUT,
+  TCP_LAYOUT,
   fieldOffset,
 } from '../ingest/layout.js';
 import { H, HIST_SLOTS, NHIST, NPS, NSUM, PS, S } from './columns.js';
 import { dnsAggregate } from '../families/dns/index.js';
 
 const TWO32 = 4294967296;
+
+/** A little-endian u64 as a number (exact below 2^53): two u32 reads, no BigInt. */
+function u64(dv: DataView, at: number): number {
+  return dv.getUint32(at, true) + dv.getUint32(at + 4, true) * TWO32;
+}
 const textDecoder = new TextDecoder();
 
 const PROBE_BY_OP = OpTable.probeIndex;
@@ -49,6 +60,39 @@ const CGROUP_STAT_COLUMNS: ReadonlyArray<[number, number]> = (
 
 /** Offset of file.open's result (fd or -errno). */
 const FILE_RET = fieldOffset(FILE_OPEN_LAYOUT, 'ret');
+
+/** Field offsets the hot loop reads, from the generated layouts (bpf/events.h). */
+const HDR = {
+  op: fieldOffset(HEADER_LAYOUT, 'op'),
+  size: fieldOffset(HEADER_LAYOUT, 'size'),
+  ktime: fieldOffset(HEADER_LAYOUT, 'ktime_ns'),
+  weight: fieldOffset(HEADER_LAYOUT, 'sample_weight'),
+};
+const INFO = {
+  cgroup: fieldOffset(CGROUP_INFO_LAYOUT, 'cgroup_id'),
+  pathLen: fieldOffset(CGROUP_INFO_LAYOUT, 'path_len'),
+  path: CGROUP_INFO_LAYOUT.size,
+};
+const EXIT = {
+  code: fieldOffset(EXIT_LAYOUT, 'exit_code'),
+  signal: fieldOffset(EXIT_LAYOUT, 'exit_signal'),
+};
+const TCP = {
+  duration: fieldOffset(TCP_LAYOUT, 'duration_ns'),
+  sent: fieldOffset(TCP_LAYOUT, 'bytes_sent'),
+  received: fieldOffset(TCP_LAYOUT, 'bytes_received'),
+};
+const SYS = {
+  count: fieldOffset(SYSCALL_SUMMARY_LAYOUT, 'count'),
+  errors: fieldOffset(SYSCALL_SUMMARY_LAYOUT, 'error_count'),
+  total: fieldOffset(SYSCALL_SUMMARY_LAYOUT, 'total_ns'),
+  hist: fieldOffset(SYSCALL_SUMMARY_LAYOUT, 'hist'),
+};
+const RUNQ = {
+  count: fieldOffset(RUNQ_SUMMARY_LAYOUT, 'count'),
+  total: fieldOffset(RUNQ_SUMMARY_LAYOUT, 'total_ns'),
+  hist: fieldOffset(RUNQ_SUMMARY_LAYOUT, 'hist'),
+};
 
 const PSL = PROBE_STATS_LAYOUT;
 const PS_OFF = {
@@ -327,14 +371,17 @@ export class WindowAggregator {
     const len = rec.byteLength;
     let off = 0;
     while (off < len) {
-      const op = dv.getUint8(off);
-      const size = dv.getUint32(off + 4, true);
+      const op = dv.getUint8(off + HDR.op);
+      const size = dv.getUint32(off + HDR.size, true);
       const probe = PROBE_BY_OP[op] as number;
       if (op === Op.CGROUP_INFO) {
-        const id = dv.getUint32(off + 24, true) + dv.getUint32(off + 28, true) * TWO32;
-        const pathLen = dv.getUint16(off + 32, true);
+        const id = u64(dv, off + INFO.cgroup);
+        const pathLen = dv.getUint16(off + INFO.pathLen, true);
         if (!names.has(id))
-          names.set(id, textDecoder.decode(rec.subarray(off + 40, off + 40 + pathLen)));
+          names.set(
+            id,
+            textDecoder.decode(rec.subarray(off + INFO.path, off + INFO.path + pathLen)),
+          );
         off += size;
         continue;
       }
@@ -349,7 +396,7 @@ export class WindowAggregator {
         continue; // decodeFrame accepted it: an op this stage does not aggregate
       }
       n++;
-      const ktimeMs = (dv.getUint32(off + 8, true) + dv.getUint32(off + 12, true) * TWO32) / 1e6;
+      const ktimeMs = u64(dv, off + HDR.ktime) / 1e6;
       const t = bootMs + ktimeMs;
       if (t > maxMs) {
         future++;
@@ -376,7 +423,7 @@ export class WindowAggregator {
       }
       const w = cur as OpenWindow;
       const co = CGROUP_OFFSET[op] as number;
-      const cgroup = dv.getUint32(off + co, true) + dv.getUint32(off + co + 4, true) * TWO32;
+      const cgroup = u64(dv, off + co);
       const key = cgroup * 8 + probe;
       let row: number;
       if (key === lastKey) {
@@ -406,7 +453,7 @@ export class WindowAggregator {
         lastKey = key;
         lastRow = row;
       }
-      const weight = dv.getUint32(off + 20, true) || 1;
+      const weight = dv.getUint32(off + HDR.weight, true) || 1;
       if (weight > (w.weightMax[row] as number)) w.weightMax[row] = weight;
       const sums = w.sums;
       const b = row * NSUM;
@@ -417,7 +464,10 @@ export class WindowAggregator {
           break;
         case Op.EXIT:
           sums[b + S.exit_count]! += weight;
-          if (dv.getInt32(off + 32, true) !== 0 || dv.getUint32(off + 36, true) !== 0)
+          if (
+            dv.getInt32(off + EXIT.code, true) !== 0 ||
+            dv.getUint32(off + EXIT.signal, true) !== 0
+          )
             sums[b + S.failed_exits]! += weight;
           break;
         case Op.TCP_CONNECT:
@@ -428,11 +478,9 @@ export class WindowAggregator {
           break;
         case Op.TCP_CLOSE: {
           sums[b + S.tcp_closes]! += weight;
-          sums[b + S.tcp_bytes_sent]! +=
-            weight * (dv.getUint32(off + 56, true) + dv.getUint32(off + 60, true) * TWO32);
-          sums[b + S.tcp_bytes_received]! +=
-            weight * (dv.getUint32(off + 64, true) + dv.getUint32(off + 68, true) * TWO32);
-          const d = dv.getUint32(off + 48, true) + dv.getUint32(off + 52, true) * TWO32;
+          sums[b + S.tcp_bytes_sent]! += weight * u64(dv, off + TCP.sent);
+          sums[b + S.tcp_bytes_received]! += weight * u64(dv, off + TCP.received);
+          const d = u64(dv, off + TCP.duration);
           w.hists[row * NHIST + H.tcp_duration + log2Slot(d)]! += weight;
           break;
         }
@@ -449,17 +497,11 @@ export class WindowAggregator {
           sums[b + S.tcp_resets_received]! += weight;
           break;
         case Op.SYSCALL_SUMMARY: {
-          sums[b + S.syscall_count]! +=
-            dv.getUint32(off + 48, true) + dv.getUint32(off + 52, true) * TWO32;
-          sums[b + S.syscall_errors]! +=
-            dv.getUint32(off + 56, true) + dv.getUint32(off + 60, true) * TWO32;
-          sums[b + S.syscall_total_ns]! +=
-            dv.getUint32(off + 64, true) + dv.getUint32(off + 68, true) * TWO32;
+          sums[b + S.syscall_count]! += u64(dv, off + SYS.count);
+          sums[b + S.syscall_errors]! += u64(dv, off + SYS.errors);
+          sums[b + S.syscall_total_ns]! += u64(dv, off + SYS.total);
           const hb = row * NHIST + H.syscall;
-          for (let i = 0; i < HIST_SLOTS; i++) {
-            const at = off + 72 + i * 8;
-            w.hists[hb + i]! += dv.getUint32(at, true) + dv.getUint32(at + 4, true) * TWO32;
-          }
+          for (let i = 0; i < HIST_SLOTS; i++) w.hists[hb + i]! += u64(dv, off + SYS.hist + i * 8);
           break;
         }
         case Op.SYSCALL_ERRNO:
@@ -472,15 +514,10 @@ export class WindowAggregator {
           if (dv.getInt32(off + FILE_RET, true) < 0) sums[b + S.file_open_errors]! += weight;
           break;
         case Op.RUNQ_SUMMARY: {
-          sums[b + S.runq_count]! +=
-            dv.getUint32(off + 40, true) + dv.getUint32(off + 44, true) * TWO32;
-          sums[b + S.runq_total_ns]! +=
-            dv.getUint32(off + 48, true) + dv.getUint32(off + 52, true) * TWO32;
+          sums[b + S.runq_count]! += u64(dv, off + RUNQ.count);
+          sums[b + S.runq_total_ns]! += u64(dv, off + RUNQ.total);
           const hb = row * NHIST + H.runq;
-          for (let i = 0; i < HIST_SLOTS; i++) {
-            const at = off + 56 + i * 8;
-            w.hists[hb + i]! += dv.getUint32(at, true) + dv.getUint32(at + 4, true) * TWO32;
-          }
+          for (let i = 0; i < HIST_SLOTS; i++) w.hists[hb + i]! += u64(dv, off + RUNQ.hist + i * 8);
           break;
         }
         case Op.DNS_RESPONSE:
@@ -497,9 +534,7 @@ export class WindowAggregator {
           break;
         }
         case Op.CGROUP_STATS:
-          for (const [at, col] of CGROUP_STAT_COLUMNS)
-            sums[b + col]! +=
-              dv.getUint32(off + at, true) + dv.getUint32(off + at + 4, true) * TWO32;
+          for (const [at, col] of CGROUP_STAT_COLUMNS) sums[b + col]! += u64(dv, off + at);
           break;
       }
       off += size;
@@ -550,7 +585,7 @@ export class WindowAggregator {
   ): boolean {
     const probe = dv.getUint32(off + PS_OFF.probe, true);
     if (probe >= PROBE_MAX) return true; // not a probe this stage knows; the record is still counted by decoders
-    const t = bootMs + (dv.getUint32(off + 8, true) + dv.getUint32(off + 12, true) * TWO32) / 1e6;
+    const t = bootMs + u64(dv, off + HDR.ktime) / 1e6;
     if (t > nowMs + this.opts.maxFutureSkewMs) return false;
     if (t < nowMs - this.opts.maxClockSkewMs) {
       this.counters.outOfRange++;
@@ -565,8 +600,7 @@ export class WindowAggregator {
     const w = this.windowAt(st, Math.floor(t / this.opts.windowMs), partition, offset);
     const p = w.probeStats;
     const b = probe * NPS;
-    const u64 = (at: number): number =>
-      dv.getUint32(off + at, true) + dv.getUint32(off + at + 4, true) * TWO32;
+    const field = (at: number): number => u64(dv, off + at);
     p[b + PS.sample_n] = Math.max(p[b + PS.sample_n]!, dv.getUint32(off + PS_OFF.sample_n, true));
     p[b + PS.overload_n] = Math.max(
       p[b + PS.overload_n]!,
@@ -576,9 +610,9 @@ export class WindowAggregator {
       p[b + PS.focus_count]!,
       dv.getUint32(off + PS_OFF.focus_count, true),
     );
-    p[b + PS.emitted]! += u64(PS_OFF.emitted);
-    for (let r = 0; r < DROP_REASON_MAX; r++) p[b + DROP_SLOTS[r]!]! += u64(PS_OFF.drops + r * 8);
-    p[b + PS.sink_dropped]! += u64(PS_OFF.sink_dropped);
+    p[b + PS.emitted]! += field(PS_OFF.emitted);
+    for (let r = 0; r < DROP_REASON_MAX; r++) p[b + DROP_SLOTS[r]!]! += field(PS_OFF.drops + r * 8);
+    p[b + PS.sink_dropped]! += field(PS_OFF.sink_dropped);
     p[b + PS.reports]! += 1;
     return true;
   }
