@@ -8,7 +8,6 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- tool results are JSON, checked field by field below */
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import type { Server as HttpServer } from 'node:http';
 import { join } from 'node:path';
@@ -43,6 +42,7 @@ import { testAgent, testStage } from '../helpers/pipeline.js';
 import { makeWorkload, type Workload } from './helpers.js';
 import { lastToolData, startScriptedServer } from './scripted-openai.js';
 import { queryFeatures, queryFeaturesSchema } from '../../src/agent/tools.js';
+import { freePort } from '../helpers/net.js';
 
 const log = createLogger('test', 'silent');
 const node = `mcp-node-${randomBytes(3).toString('hex')}`;
@@ -87,14 +87,6 @@ const TOOLS = [
   'propose_feedback',
   'read_more',
 ];
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 async function waitFor<T>(
   what: string,

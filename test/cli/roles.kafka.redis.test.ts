@@ -6,7 +6,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -15,20 +14,11 @@ import { kafkaClient } from '../../src/common/kafka.js';
 import { repoRoot } from '../../src/common/paths.js';
 import { redisUrlFrom } from '../../src/feedback/redis.js';
 import { BROKERS } from '../helpers/kafka.js';
+import { freePort } from '../helpers/net.js';
 
 const cli = `${repoRoot}/bin/tracefeed.js`;
 const run = randomBytes(4).toString('hex');
 const children: ChildProcess[] = [];
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 function start(args: string[]): { stderr: () => string; exit: Promise<number | null> } {
   const child = spawn(process.execPath, [cli, ...args], {

@@ -7,7 +7,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tableFromIPC } from 'apache-arrow';
@@ -21,6 +20,7 @@ import { HEADER_LAYOUT, Op, OpTable, fieldOffset } from '../../src/ingest/layout
 import { DEFAULT_AGENT_OPTIONS, NodeAgent } from '../../src/ingest/node-agent.js';
 import { repoRoot } from '../../src/common/paths.js';
 import { BROKERS } from '../helpers/kafka.js';
+import { freePort } from '../helpers/net.js';
 
 const log = createLogger('test-exactly-once');
 const cli = `${repoRoot}/bin/tracefeed.js`;
@@ -53,16 +53,6 @@ interface Member {
 
 const members: Member[] = [];
 const agents: NodeAgent[] = [];
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 async function startMember(name: string): Promise<Member> {
   const port = await freePort();

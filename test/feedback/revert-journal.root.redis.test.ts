@@ -8,7 +8,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { Queue } from 'bullmq';
 import { afterAll, describe, expect, it } from 'vitest';
 import { authHeaders } from '../../src/common/http-auth.js';
@@ -19,6 +18,7 @@ import { loadOrCreateSigner } from '../../src/feedback/job-signing.js';
 import { redisOptions, redisUrlFrom } from '../../src/feedback/redis.js';
 import { journalPath } from '../../src/feedback/revert-journal.js';
 import { applyJob, request, until } from './helpers.js';
+import { freePort } from '../helpers/net.js';
 
 const cli = `${repoRoot}/bin/tracefeed.js`;
 const url = redisUrlFrom(undefined);
@@ -26,16 +26,6 @@ const node = `rj-${randomBytes(4).toString('hex')}`;
 const TTL_S = 30;
 const children: ChildProcess[] = [];
 const log = createLogger('test-revert-journal');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 function startNode(port: number, env: Record<string, string> = {}) {
   const child = spawn(

@@ -18,12 +18,12 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kafkaClient } from '../../src/common/kafka.js';
 import { repoRoot, stateDir } from '../../src/common/paths.js';
+import { freePort } from '../helpers/net.js';
 
 const pom = readFileSync(join(repoRoot, 'infra', 'kafka', 'pom.xml'), 'utf8');
 const version = /<kafka\.version>([^<]+)<\/kafka\.version>/.exec(pom)![1]!;
@@ -33,14 +33,6 @@ interface Run {
   code: number;
   stdout: string;
   stderr: string;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((ok) => s.listen(0, '127.0.0.1', ok));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((ok) => s.close(ok));
-  return port;
 }
 
 describe('infra/kafka.sh on a data dir from before authentication', () => {

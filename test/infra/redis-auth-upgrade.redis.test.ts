@@ -5,24 +5,16 @@
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { repoRoot } from '../../src/common/paths.js';
+import { freePort } from '../helpers/net.js';
 
 interface Run {
   code: number;
   stdout: string;
   stderr: string;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((ok) => s.listen(0, '127.0.0.1', ok));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((ok) => s.close(ok));
-  return port;
 }
 
 describe('infra/redis.sh with a Redis running from before passwords', () => {

@@ -15,7 +15,6 @@ import {
   readFileSync,
   rmdirSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -24,6 +23,7 @@ import { repoRoot, stateDir } from '../../src/common/paths.js';
 import { DEFAULT_AGENT_OPTIONS, NodeAgent } from '../../src/ingest/node-agent.js';
 import { redisUrlFrom } from '../../src/feedback/redis.js';
 import { BROKERS, testKafka } from '../helpers/kafka.js';
+import { freePort } from '../helpers/net.js';
 
 const NOBODY = 65534;
 const run = randomBytes(4).toString('hex');
@@ -39,16 +39,6 @@ const children: ChildProcess[] = [];
 let agent: NodeAgent | undefined;
 let home: string;
 const repoMount = join(tmpdir(), `tf-nonroot-repo-${run}`);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 /**
  * Runs the CLI as nobody with no capabilities at all (setpriv), in `tfHome`. The
