@@ -570,14 +570,24 @@ describe('the MCP server over real features, anomalies and the real policy engin
         log,
         env: {},
       });
-      const args = JSON.stringify({
-        metric: 'events',
-        node,
-        group_by: 'window',
-        top_k: 50,
-        since: new Date(started - 5000).toISOString(),
-        until: new Date(Date.now() - 5000).toISOString(),
-      });
+      const tokens = (v: unknown): number => Math.ceil(JSON.stringify(v).length / 4);
+      const argsNow = (): string =>
+        JSON.stringify({
+          metric: 'events',
+          node,
+          group_by: 'window',
+          top_k: 50,
+          since: new Date(started - 5000).toISOString(),
+          until: new Date(Date.now() - 5000).toISOString(),
+        });
+      // Enough windows that the whole result is over the 1000-token budget (top_k caps it near 2000).
+      let args = argsNow();
+      for (const end = Date.now() + 90_000; Date.now() < end;) {
+        const whole = await queryFeatures.run(queryFeaturesSchema.parse(JSON.parse(args)), deps);
+        if (tokens(whole.data) > 1300) break;
+        await new Promise((r) => setTimeout(r, 1000));
+        args = argsNow();
+      }
       const seen: any[] = [];
       model.push(
         { tool_calls: [{ name: 'query_features', arguments: args }] },
@@ -608,7 +618,6 @@ describe('the MCP server over real features, anomalies and the real policy engin
         ['read_more', 'ok'],
       ]);
       const [first, second, rest] = seen;
-      const tokens = (v: unknown): number => Math.ceil(JSON.stringify(v).length / 4);
       // The first result: within the per-result budget, cut, completeness first.
       expect(Object.keys(first)[0]).toBe('completeness');
       expect(first.truncation).toMatchObject({ truncated: true, path: 'groups' });
