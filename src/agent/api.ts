@@ -14,17 +14,17 @@
  * (see src/common/http-auth.ts); a non-loopback `host` needs TLS or
  * `allow_plaintext`.
  */
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { TracefeedError } from '../common/errors.js';
 import { serveApi, type ApiSecurityInput } from '../common/http-auth.js';
+import { HttpError, readJsonBody } from '../common/http.js';
 import type { Logger } from '../common/logger.js';
 import type { TracefeedAgent } from './agent.js';
 import { McpHttpEndpoint } from './mcp/http.js';
 import { createMcpServer } from './mcp/server.js';
 
 export const DEFAULT_AGENT_API_PORT = 9466;
-const MAX_BODY_BYTES = 64 * 1024;
 
 export const askRequestSchema = z.strictObject({
   question: z.string().min(1).max(8000),
@@ -40,34 +40,9 @@ export const askRequestSchema = z.strictObject({
   wait_for_data_seconds: z.number().min(0).max(600).optional(),
 });
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 function send(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json' });
   res.end(JSON.stringify(body));
-}
-
-async function readJson(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of req) {
-    size += (c as Buffer).length;
-    if (size > MAX_BODY_BYTES)
-      throw new HttpError(413, `request body over ${MAX_BODY_BYTES} bytes`);
-    chunks.push(c as Buffer);
-  }
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
-  } catch (err) {
-    throw new HttpError(400, `request body is not JSON: ${(err as Error).message}`);
-  }
 }
 
 export async function startAgentApi(
@@ -111,7 +86,7 @@ export async function startAgentApi(
           if (url.pathname === '/mcp' && mcp) {
             await mcp.handle(req, res);
           } else if (req.method === 'POST' && url.pathname === '/v1/ask') {
-            const parsed = askRequestSchema.safeParse(await readJson(req));
+            const parsed = askRequestSchema.safeParse(await readJsonBody(req));
             if (!parsed.success)
               throw new HttpError(
                 400,

@@ -768,31 +768,8 @@ export const describeProbes: AgentTool<typeof describeProbesSchema> = {
       : [];
     const policy: PolicySummary | undefined = await deps.gateway?.policy?.().catch(() => undefined);
     const floors = policy?.floors ?? ['process'];
-    const views: ProbeView[] = [];
-    const errors: string[] = [];
-    for (const s of deps.probes ?? []) {
-      try {
-        views.push(...(await s.probes()));
-      } catch (err) {
-        errors.push(`${s.name}: ${(err as Error).message}`);
-      }
-    }
-    // Nodes without a live source: their last report in the feedback state.
-    const covered = new Set(views.map((v) => v.node));
-    for (const r of (await deps.gateway?.reports?.().catch(() => [])) ?? []) {
-      if (covered.has(r.node)) continue;
-      for (const p of r.probes)
-        views.push({
-          node: r.node,
-          probe: p.probe,
-          enabled: p.enabled,
-          attached: p.attached,
-          generation: p.generation,
-          settings: p.settings,
-          events_per_second: p.events_per_second,
-          drops: {},
-        });
-    }
+    // Live sources, then nodes without one: their last report in the feedback state.
+    const { views, errors } = await probeViews(deps);
     const shown = views.filter((v) => a.node === undefined || v.node === a.node);
     const nodes = [...new Set(shown.map((v) => v.node))].sort();
     const data = {

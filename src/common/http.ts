@@ -1,5 +1,5 @@
 /** HTTP helpers shared by the components' local APIs. */
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import { TracefeedError } from './errors.js';
 
 /**
@@ -26,4 +26,36 @@ export function listen(
     );
     server.listen(port, host, () => resolve(server));
   });
+}
+
+/** An HTTP error status with its message, for the APIs' error handlers to send. */
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Bytes a JSON request body may have. */
+export const MAX_JSON_BODY_BYTES = 64 * 1024;
+
+/** A request's JSON body ({} when empty); HttpError 413 when too large, 400 when not JSON. */
+export async function readJsonBody(
+  req: IncomingMessage,
+  maxBytes = MAX_JSON_BODY_BYTES,
+): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > maxBytes) throw new HttpError(413, `request body over ${maxBytes} bytes`);
+    chunks.push(c as Buffer);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
+  } catch (err) {
+    throw new HttpError(400, `request body is not JSON: ${(err as Error).message}`);
+  }
 }

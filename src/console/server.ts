@@ -19,6 +19,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { HttpError, readJsonBody } from '../common/http.js';
 import { extname, join, normalize } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, TracefeedError } from '../common/errors.js';
@@ -38,7 +39,6 @@ import type { ProbeState } from '../ingest/probe-controller.js';
 import type { AskResult, AskOptions } from '../agent/agent.js';
 
 export const DEFAULT_CONSOLE_PORT = 9467;
-const MAX_BODY_BYTES = 64 * 1024;
 /** Anomalies kept for the timeline. */
 const ANOMALY_HORIZON_MS = 3600_000;
 const MAX_ANOMALIES = 5000;
@@ -123,34 +123,9 @@ const askSchema = z.strictObject({
     .optional(),
 });
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 function send(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
   res.end(JSON.stringify(body, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
-}
-
-async function readJson(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of req) {
-    size += (c as Buffer).length;
-    if (size > MAX_BODY_BYTES)
-      throw new HttpError(413, `request body over ${MAX_BODY_BYTES} bytes`);
-    chunks.push(c as Buffer);
-  }
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
-  } catch (err) {
-    throw new HttpError(400, `request body is not JSON: ${(err as Error).message}`);
-  }
 }
 
 function parseBody<T>(schema: z.ZodType<T>, v: unknown): T {
@@ -464,7 +439,7 @@ export async function startConsole(
     const act = /^\/v1\/feedback\/([^/]+)\/(approve|reject|revert)$/.exec(path);
     if (m === 'POST' && act) {
       const id = decodeURIComponent(act[1]!);
-      const body = parseBody(actionSchema, await readJson(req));
+      const body = parseBody(actionSchema, await readJsonBody(req));
       const service = needFeedback();
       let result: unknown;
       if (act[2] === 'approve') result = { decisions: await service.approve(id, actor) };
@@ -485,7 +460,7 @@ export async function startConsole(
       return;
     }
     if (m === 'POST' && path === '/v1/ask') {
-      const body = parseBody(askSchema, await readJson(req));
+      const body = parseBody(askSchema, await readJsonBody(req));
       if (!sources.agent) throw new HttpError(503, 'the agent is not running in this process');
       const ac = new AbortController();
       res.on('close', () => {
