@@ -121,6 +121,40 @@ static __always_inline bool tf_active(const struct tf_probe_config *c)
 	return c && (c->enabled || c->focus_count);
 }
 
+/*
+ * The node's cgroup scope (tf_probe_config.scope_cgroup_id, scope_level): a
+ * node that owns one subtree of the host collects only the tasks and sockets
+ * in it, so several nodes can share one kernel (each loads its own objects and
+ * checks its own config). Out of scope is not this node's business: not a
+ * drop, not counted. Without a scope (0) the test is one load and a branch.
+ */
+
+/* 1 when the current task lies outside the scope. */
+static __always_inline int tf_scope_rejects_current(const struct tf_probe_config *c)
+{
+	return c->scope_cgroup_id &&
+	       bpf_get_current_ancestor_cgroup_id(c->scope_level) != c->scope_cgroup_id;
+}
+
+#ifdef BPF_CORE_READ
+/* 1 when cgroup `cg` (a task's or a socket's; NULL: unknown) lies outside the scope. */
+static __always_inline int tf_scope_rejects_cgrp(const struct tf_probe_config *c,
+						 const struct cgroup *cg)
+{
+	struct cgroup *anc = NULL;
+	__u32 level = c->scope_level;
+
+	if (!c->scope_cgroup_id)
+		return 0;
+	if (!cg || (__u32)BPF_CORE_READ(cg, level) < level)
+		return 1;
+	/* ancestors[i] is the ancestor at depth i, the cgroup itself at its own level. */
+	if (bpf_core_read(&anc, sizeof(anc), &cg->ancestors[level]) || !anc)
+		return 1;
+	return BPF_CORE_READ(anc, kn, id) != c->scope_cgroup_id;
+}
+#endif
+
 /* The settings one event is collected with: its cgroup's focus, else the baseline. */
 struct tf_eff {
 	__u32 sample_n;

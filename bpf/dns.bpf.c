@@ -466,13 +466,21 @@ out:
 	bpf_map_delete_elem(&tf_dns_pending, &key);
 }
 
+/* The socket's cgroup lies outside the node's scope (control.h). */
+static __always_inline int tf_dns_out_of_scope(struct __sk_buff *skb,
+					       const struct tf_probe_config *c)
+{
+	return c->scope_cgroup_id &&
+	       bpf_skb_ancestor_cgroup_id(skb, c->scope_level) != c->scope_cgroup_id;
+}
+
 SEC("cgroup_skb/egress")
 int tf_dns_egress(struct __sk_buff *skb)
 {
 	struct tf_probe_config *c = tf_config_get();
 	struct tf_pkt p;
 
-	if (!tf_active(c))
+	if (!tf_active(c) || tf_dns_out_of_scope(skb, c))
 		return 1;
 	if (tf_parse_udp(skb, &p) || p.dport != TF_DNS_PORT)
 		return 1;
@@ -486,7 +494,7 @@ int tf_dns_ingress(struct __sk_buff *skb)
 	struct tf_probe_config *c = tf_config_get();
 	struct tf_pkt p;
 
-	if (!tf_active(c))
+	if (!tf_active(c) || tf_dns_out_of_scope(skb, c))
 		return 1;
 	if (tf_parse_udp(skb, &p) || p.sport != TF_DNS_PORT)
 		return 1;

@@ -380,7 +380,9 @@ struct tf_probe_config {
 	__u64 min_duration_ns; /* records with a duration below this are filtered */
 	__u64 slow_ns;         /* syscalls: stream syscalls slower than this; 0 = off */
 	__u32 focus_count;     /* entries in tf_focus: 0 skips the per-cgroup lookup */
-	__u32 pad;
+	__u32 scope_level;     /* depth of scope_cgroup_id below the cgroup v2 root (root: 0) */
+	__u64 scope_cgroup_id; /* the node's cgroup scope: only that cgroup and its descendants
+				* are collected; 0 = the whole host (no check at all) */
 };
 
 /*

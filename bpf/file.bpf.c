@@ -254,7 +254,7 @@ static __always_inline int on_enter(const char *fname, __s32 flags)
 	struct tf_eff eff;
 	__u64 cgroup_id;
 
-	if (!tf_active(c))
+	if (!tf_active(c) || tf_scope_rejects_current(c))
 		return 0;
 	cgroup_id = bpf_get_current_cgroup_id();
 	if (tf_effective(c, cgroup_id, &eff))

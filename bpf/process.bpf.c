@@ -32,7 +32,7 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 	__u32 pid, weight;
 	long len;
 
-	if (!c || !c->enabled)
+	if (!c || !c->enabled || tf_scope_rejects_current(c))
 		return 0;
 
 	/* After exec, current is the new image: tgid is the process id. */
@@ -93,7 +93,7 @@ int handle_exit(void *ctx)
 	__u32 weight;
 	int code;
 
-	if (!c || !c->enabled)
+	if (!c || !c->enabled || tf_scope_rejects_current(c))
 		return 0;
 
 	/* Threads exit too: only the group leader ends the process. */

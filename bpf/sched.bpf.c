@@ -129,6 +129,8 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev,
 	delta = now - ts;
 
 	/* The cgroup of the task whose wait is measured. */
+	if (tf_scope_rejects_cgrp(c, next->cgroups->dfl_cgrp))
+		return 0;
 	cgroup_id = next->cgroups->dfl_cgrp->kn->id;
 	if (tf_effective(c, cgroup_id, &eff))
 		return 0;

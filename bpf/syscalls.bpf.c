@@ -137,7 +137,7 @@ int BPF_PROG(handle_sys_enter, struct pt_regs *regs, long id)
 	struct tf_eff eff;
 	__u64 cgroup_id;
 
-	if (!tf_active(c))
+	if (!tf_active(c) || tf_scope_rejects_current(c))
 		return 0;
 	/* Decide at entry: uncollected and rejected tasks then cost no storage and no exit work. */
 	cgroup_id = bpf_get_current_cgroup_id();

@@ -432,7 +432,7 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
 	c = tf_config_get();
-	if (!tf_active(c))
+	if (!tf_active(c) || tf_scope_rejects_cgrp(c, sk->sk_cgrp_data.cgroup))
 		return 0;
 	ref = tf_sk_ref(sk);
 
@@ -540,7 +540,7 @@ int BPF_PROG(handle_retransmit, const struct sock *sk, const struct sk_buff *skb
 	struct tf_sk_info *info;
 	bool known;
 
-	if (!tf_active(c) || !sk)
+	if (!tf_active(c) || !sk || tf_scope_rejects_cgrp(c, sk->sk_cgrp_data.cgroup))
 		return 0;
 
 	info = tf_sk_find(tf_sk_ref(sk));
@@ -561,7 +561,7 @@ int BPF_PROG(handle_receive_reset, struct sock *sk)
 	struct tf_sk_info *info;
 	bool known;
 
-	if (!tf_active(c) || !sk)
+	if (!tf_active(c) || !sk || tf_scope_rejects_cgrp(c, sk->sk_cgrp_data.cgroup))
 		return 0;
 
 	info = tf_sk_find(tf_sk_ref(sk));
@@ -630,6 +630,8 @@ int BPF_PROG(handle_send_reset, const struct sock *sk, const struct sk_buff *skb
 	if (sk && state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV) {
 		const struct inet_sock *inet = TF_INET(sk);
 
+		if (tf_scope_rejects_cgrp(c, sk->sk_cgrp_data.cgroup))
+			return 0;
 		info = tf_sk_find(tf_sk_ref(sk));
 		tf_fill_addrs(&ev, sk);
 		/* Not the v4 family: the record says AF_INET for anything but AF_INET6. */
@@ -640,6 +642,8 @@ int BPF_PROG(handle_send_reset, const struct sock *sk, const struct sk_buff *skb
 			tf_copy_in6(ev.saddr, &inet->pinet6->saddr);
 		ev.cgroup_id = tf_sk_cgroup(sk, info);
 		known = tf_fill_owner(&ev, info);
+	} else if (c->scope_cgroup_id) {
+		return 0; /* no full socket: no cgroup to place it in a scope */
 	} else if (skb) {
 		tf_reset_tuple_from_skb(&ev, skb);
 	}

@@ -273,7 +273,7 @@ TF_STRUCTS = {
         ],
     },
     "tf_probe_config": {
-        "size": 40,
+        "size": 48,
         "fields": [
             {"name":"enabled","offset":0,"size":4,"kind":"u32","count":1},
             {"name":"generation","offset":4,"size":4,"kind":"u32","count":1},
@@ -282,7 +282,8 @@ TF_STRUCTS = {
             {"name":"min_duration_ns","offset":16,"size":8,"kind":"u64","count":1},
             {"name":"slow_ns","offset":24,"size":8,"kind":"u64","count":1},
             {"name":"focus_count","offset":32,"size":4,"kind":"u32","count":1},
-            {"name":"pad","offset":36,"size":4,"kind":"u32","count":1},
+            {"name":"scope_level","offset":36,"size":4,"kind":"u32","count":1},
+            {"name":"scope_cgroup_id","offset":40,"size":8,"kind":"u64","count":1},
         ],
     },
     "tf_probe_stats": {

@@ -36,12 +36,14 @@ const POD_PATTERN = /pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4
 /**
  * Every cgroup under `root`, depth first: its path relative to the root ("/" for
  * the root itself), its absolute path and its id (the directory's inode). A
- * cgroup removed while walking is skipped.
+ * cgroup removed while walking is skipped. `from` (relative to the root) walks
+ * only that subtree, paths still relative to the root.
  */
 export function* walkCgroupTree(
   root: string,
+  from = '/',
 ): Generator<{ rel: string; abs: string; ino: bigint }> {
-  const stack = ['/'];
+  const stack = [from];
   while (stack.length > 0) {
     const rel = stack.pop() as string;
     const abs = rel === '/' ? root : join(root, rel);

@@ -44,12 +44,15 @@ export interface CgroupStatsOptions {
   idleIntervals: number;
   /** Files kept open between passes (re-read with pread, one syscall each); past it files are opened per read. Default 8192. */
   maxOpenFiles: number;
+  /** The node's cgroup scope (path relative to the root): only it and its descendants are read. Default "/" (all). */
+  scope: string;
 }
 
 export const DEFAULT_CGROUP_STATS_OPTIONS: CgroupStatsOptions = {
   discoverEveryIntervals: 6,
   idleIntervals: 12,
   maxOpenFiles: 8192,
+  scope: '/',
 };
 
 export interface CgroupStatsCounters {
@@ -147,6 +150,7 @@ export class CgroupStatsCollector {
       if (!st) {
         const rel = this.nameOf(id);
         if (rel === undefined) continue; // gone before it could be named
+        if (!this.inScope(rel)) continue; // another node's
         st = this.newState(rel);
         this.bornSinceWalk(st);
         this.states.set(id, st);
@@ -230,6 +234,11 @@ export class CgroupStatsCollector {
     return { records, count: out.length };
   }
 
+  private inScope(rel: string): boolean {
+    const s = this.opts.scope;
+    return s === '/' || rel === s || rel.startsWith(`${s}/`);
+  }
+
   /** Closes the files kept open. The collector can still be used (files reopen). */
   close(): void {
     for (const st of this.states.values()) this.closeFiles(st);
@@ -291,7 +300,7 @@ export class CgroupStatsCollector {
   private walk(nowNs: bigint): void {
     this.counters.walks++;
     const mark = ++this.walkNo;
-    for (const { rel, ino: id } of walkCgroupTree(this.root)) {
+    for (const { rel, ino: id } of walkCgroupTree(this.root, this.opts.scope)) {
       let st = this.states.get(id);
       if (!st) {
         st = this.newState(rel);

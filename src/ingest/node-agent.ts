@@ -12,6 +12,7 @@ import type { Logger } from '../common/logger.js';
 import { nativeKafkaSecurity, Topics } from '../common/kafka.js';
 import { bpfObjectPath } from '../common/paths.js';
 import { CgroupResolver, cgroup2Root } from './cgroup-resolver.js';
+import { resolveCgroupScope, type CgroupScope } from './cgroup-scope.js';
 import {
   CgroupStatsCollector,
   type CgroupStatsCounters,
@@ -69,6 +70,13 @@ export interface NodeAgentOptions {
   overload?: Partial<OverloadOptions>;
   /** Load only these families (default: all). */
   families?: readonly ProbeName[];
+  /**
+   * The cgroup subtree this node owns (path relative to the cgroup v2 root, or absolute
+   * under its mount): the kernel collects only tasks and sockets in it, the cgroup
+   * signals read only cgroups in it, focuses outside it are refused. Several nodes can
+   * then share one kernel. Default: the whole host.
+   */
+  cgroupScope?: string;
   log: Logger;
 }
 
@@ -97,6 +105,8 @@ export interface ProbeStats extends ProbeState {
 
 export interface AgentStats {
   node: string;
+  /** The node's cgroup scope (path relative to the cgroup v2 root); "/" for the whole host. */
+  scope: string;
   startedAt: string;
   uptimeMs: number;
   probes: ProbeStats[];
@@ -138,18 +148,20 @@ export class NodeAgent {
   private readonly cgroupStats: CgroupStatsCollector | undefined;
   private readonly probeStats = new ProbeStatsReporter();
   private readonly governor: OverloadGovernor;
+  /** The cgroup subtree this node owns; undefined: the whole host. */
+  readonly scope: CgroupScope | undefined;
 
   constructor(private readonly opts: NodeAgentOptions) {
     // CLOCK_MONOTONIC (bpf_ktime_get_ns) to wall clock: Node's hrtime is the same clock.
     this.bootTimeNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
     this.cgroups = new CgroupResolver();
     const root = cgroup2Root();
+    this.scope = opts.cgroupScope ? resolveCgroupScope(opts.cgroupScope, root) : undefined;
     this.cgroupStats = root
-      ? new CgroupStatsCollector(
-          root,
-          (id) => this.cgroups.resolve(id)?.path,
-          opts.cgroupStats ?? {},
-        )
+      ? new CgroupStatsCollector(root, (id) => this.cgroups.resolve(id)?.path, {
+          ...opts.cgroupStats,
+          scope: this.scope?.path ?? '/',
+        })
       : undefined;
     this.governor = new OverloadGovernor(opts.overload ?? {}, opts.log);
   }
@@ -178,7 +190,7 @@ export class NodeAgent {
           defaultSettings(spec.defaultEnabled),
           probePatchSchema.parse(this.opts.probes[spec.name] ?? {}),
         );
-        const control = new ProbeController(spec, obj, this.cgroups, initial);
+        const control = new ProbeController(spec, obj, this.cgroups, initial, this.scope);
         this.families.set(spec.name, { spec, obj, control });
         obj.startRing(
           'rb',
@@ -190,7 +202,10 @@ export class NodeAgent {
           sink,
         );
         control.apply(initial);
-        this.opts.log.info({ probe: spec.name, enabled: initial.enabled }, 'probe loaded');
+        this.opts.log.info(
+          { probe: spec.name, enabled: initial.enabled, scope: this.scope?.path },
+          'probe loaded',
+        );
       }
     } catch (err) {
       this.closeFamilies();
@@ -477,6 +492,7 @@ export class NodeAgent {
     const { framesBuilt = 0, malformed = 0, ...publisher } = this.sink?.stats() ?? EMPTY_SINK_STATS;
     return {
       node: this.opts.nodeName,
+      scope: this.scope?.path ?? '/',
       startedAt: new Date(this.startedAt).toISOString(),
       uptimeMs: Date.now() - this.startedAt,
       probes: this.stopped ? [] : this.probes(),

@@ -5,6 +5,7 @@
  */
 import { BpfError, ConfigError } from '../common/errors.js';
 import { cgroup2Root, type CgroupResolver } from './cgroup-resolver.js';
+import { inCgroupScope, type CgroupScope } from './cgroup-scope.js';
 import type { FamilySpec } from './families.js';
 import {
   DROP_REASON_MAX,
@@ -88,6 +89,8 @@ export interface ProbeConfigValue {
   slow_ns?: bigint;
   /** Entries in the tf_focus map. Default 0. */
   focus_count?: number;
+  /** The node's cgroup scope (bpf/control.h): only this cgroup and its descendants. Default none (whole host). */
+  scope?: { id: bigint; level: number };
 }
 
 /** Encodes a tf_config value at the offsets of PROBE_CONFIG_LAYOUT (tests and benches write it too). */
@@ -101,6 +104,8 @@ export function encodeProbeConfig(v: ProbeConfigValue): Buffer {
   b.writeBigUInt64LE(v.min_duration_ns ?? 0n, fieldOffset(L, 'min_duration_ns'));
   b.writeBigUInt64LE(v.slow_ns ?? 0n, fieldOffset(L, 'slow_ns'));
   b.writeUInt32LE(v.focus_count ?? 0, fieldOffset(L, 'focus_count'));
+  b.writeUInt32LE(v.scope?.level ?? 0, fieldOffset(L, 'scope_level'));
+  b.writeBigUInt64LE(v.scope?.id ?? 0n, fieldOffset(L, 'scope_cgroup_id'));
   return b;
 }
 
@@ -157,6 +162,8 @@ export class ProbeController {
     private readonly obj: NativeBpfObject,
     private readonly cgroups: CgroupResolver,
     initial: ProbeSettings,
+    /** The node's cgroup scope, fixed for the object's life; none: the whole host. */
+    private readonly scope?: CgroupScope,
   ) {
     this.settings = initial;
   }
@@ -295,6 +302,7 @@ export class ProbeController {
       min_duration_ns: msToNs(next.min_duration_ms),
       slow_ns: msToNs(next.slow_ms),
       focus_count: focus.entries.size,
+      scope: this.scope,
     });
     write('tf_config', u32(0), cfg, this.obj.mapLookup('tf_config', u32(0)));
     this.generation++;
@@ -436,6 +444,7 @@ export class ProbeController {
     const ids = new Map<string, bigint>();
     for (const [key, f] of Object.entries(s.focus)) {
       const id = /^[0-9]+$/.test(key) ? BigInt(key) : this.cgroupId(key, `focus.${key}`);
+      this.checkScope(key, id);
       ids.set(key, id);
       const value = encodeFocus({
         sample_n: overloadSampleN(f.sample_n, this.overloadN),
@@ -445,6 +454,23 @@ export class ProbeController {
       entries.set(u64(id).toString('hex'), value.toString('hex'));
     }
     return { entries, ids };
+  }
+
+  /**
+   * A focus outside the node's scope would collect nothing here (the kernel checks the
+   * scope first): it belongs to another node, and is refused naming both.
+   */
+  private checkScope(key: string, id: bigint): void {
+    const scope = this.scope;
+    if (!scope) return;
+    const path = /^[0-9]+$/.test(key)
+      ? this.cgroups.resolve(id)?.path
+      : `/${key.replace(/^\/+/, '')}`;
+    if (path === undefined || !inCgroupScope(path, scope))
+      throw new ConfigError(
+        `focus on cgroup ${key}${path && path !== key ? ` (${path})` : ''} is outside this node's cgroup scope ${scope.path}`,
+        `focus.${key}`,
+      );
   }
 
   private detachAll(): void {
