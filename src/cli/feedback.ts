@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError } from '../common/errors.js';
 import { brokersFrom } from '../common/kafka.js';
 import { createLogger } from '../common/logger.js';
@@ -113,9 +113,24 @@ function readInput(file: string): unknown {
 }
 
 /** Operator conveniences: origin operator, created now, id from the content. */
-function withDefaults(input: unknown): unknown {
+/** `--node a,b` targets those nodes, `--node all` every node (one job per node); else the file's target. */
+export function nodeTarget(v: string): { nodes: string[] } | { all: true } {
+  const names = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (names.length === 0) throw new InvalidArgumentError('--node needs a node name or "all"');
+  if (names.includes('all')) {
+    if (names.length > 1) throw new InvalidArgumentError('--node all stands alone');
+    return { all: true };
+  }
+  return { nodes: names };
+}
+
+function withDefaults(input: unknown, target?: ReturnType<typeof nodeTarget>): unknown {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) return input;
   const r = { ...(input as Record<string, unknown>) };
+  if (target) r.target = target;
   r.origin ??= 'operator';
   r.created_at ??= new Date().toISOString();
   r.reason ??= 'submitted by an operator';
@@ -191,27 +206,33 @@ export function registerFeedbackCommands(program: Command): void {
       .description(
         'submit a request (JSON file, or - for stdin); id, origin and created_at default for operators',
       ),
-  ).action(async (file: string, opts: ConnOpts) => {
-    const input = withDefaults(readInput(file));
-    await withService(opts, async (s) => {
-      const r = await s.submit(input);
-      const format = resolveFormat(opts.output);
-      if (format === 'table')
-        process.stdout.write(
-          `${r.request_id}${r.duplicate ? ' (already submitted)' : ''}\n` +
-            table(
-              ['node', 'outcome', 'reason'],
-              r.decisions.map((d) => [d.node, d.outcome, d.reason]),
-            ) +
-            '\n',
-        );
-      else
-        process.stdout.write(
-          format === 'json' ? `${JSON.stringify(r, null, 2)}\n` : `${jsonLine(r)}\n`,
-        );
-      if (r.decisions.every((d) => d.outcome === 'reject')) process.exitCode = 2;
+  )
+    .option(
+      '--node <names>',
+      'target these nodes (comma-separated), or "all" (one job per node); overrides the file\'s target',
+      nodeTarget,
+    )
+    .action(async (file: string, opts: ConnOpts & { node?: ReturnType<typeof nodeTarget> }) => {
+      const input = withDefaults(readInput(file), opts.node);
+      await withService(opts, async (s) => {
+        const r = await s.submit(input);
+        const format = resolveFormat(opts.output);
+        if (format === 'table')
+          process.stdout.write(
+            `${r.request_id}${r.duplicate ? ' (already submitted)' : ''}\n` +
+              table(
+                ['node', 'outcome', 'reason'],
+                r.decisions.map((d) => [d.node, d.outcome, d.reason]),
+              ) +
+              '\n',
+          );
+        else
+          process.stdout.write(
+            format === 'json' ? `${JSON.stringify(r, null, 2)}\n` : `${jsonLine(r)}\n`,
+          );
+        if (r.decisions.every((d) => d.outcome === 'reject')) process.exitCode = 2;
+      });
     });
-  });
 
   conn(
     fb

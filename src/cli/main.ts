@@ -129,6 +129,21 @@ program
   )
   .option('--node <name>', 'node name used as the Kafka key', hostname())
   .option(
+    '--nodes <n>',
+    'node agents on this host (tests, demos): named <node>-1..N, each owning the cgroup /tracefeed-node-<i> (made when absent), with local APIs on --api-port, +1, ...',
+    positiveNumber('--nodes'),
+    1,
+  )
+  .option(
+    '--node-cgroups <list>',
+    'comma-separated cgroups (relative to the cgroup v2 root) the nodes own, one per node, instead of /tracefeed-node-<i>',
+    (v: string) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+  )
+  .option(
     '--brokers <list>',
     'Kafka bootstrap brokers (default: TRACEFEED_KAFKA_BROKERS or 127.0.0.1:9092)',
   )
@@ -203,6 +218,8 @@ program
       featuresPort: number;
       duration?: number;
       node: string;
+      nodes: number;
+      nodeCgroups?: string[];
       brokers?: string;
       infra: boolean;
       bufferMaxBytes: number;
@@ -212,6 +229,8 @@ program
       process.exitCode = await runUp({
         duration: opts.duration,
         node: opts.node,
+        nodes: opts.nodes,
+        ...(opts.nodeCgroups ? { nodeCgroups: opts.nodeCgroups } : {}),
         brokers: brokersFrom(opts.brokers),
         infra: opts.infra,
         bufferMaxBytes: opts.bufferMaxBytes,

@@ -148,6 +148,7 @@ interface NodeOptions {
   apiPort: number;
   bufferMaxBytes?: number;
   probes?: ProbeName[];
+  cgroupScope?: string;
   metricsOpen: boolean;
   duration?: number;
 }
@@ -165,6 +166,7 @@ export async function runNode(o: NodeOptions, log: Logger): Promise<number> {
     ...(o.eventsTopic ? { topic: o.eventsTopic } : {}),
     ...(o.bufferMaxBytes !== undefined ? { bufferMaxBytes: o.bufferMaxBytes } : {}),
     ...(o.probes ? { families: o.probes } : {}),
+    ...(o.cgroupScope ? { cgroupScope: o.cgroupScope } : {}),
   });
   agent.start();
   let audit: AuditTrail | undefined;
@@ -206,7 +208,10 @@ export async function runNode(o: NodeOptions, log: Logger): Promise<number> {
     await agent.stop(0);
     throw err;
   }
-  log.info({ node: o.node, api_port: o.apiPort, pid: process.pid }, 'tracefeed node');
+  log.info(
+    { node: o.node, scope: agent.scope?.path ?? '/', api_port: o.apiPort, pid: process.pid },
+    'tracefeed node',
+  );
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
@@ -273,6 +278,10 @@ export function registerRoleCommands(program: Command, log: Logger): void {
       int('--buffer-max-bytes', 1),
     )
     .option('--probes <list>', 'probe families to load (default: all)', probeList)
+    .option(
+      '--cgroup-scope <path>',
+      'the cgroup subtree this node owns (relative to the cgroup v2 root, or absolute under it): only its tasks and sockets are collected, so several nodes can share a host (default: the whole host)',
+    )
     .option('--metrics-open', 'serve GET /metrics without the bearer token', false)
     .option('--duration <seconds>', 'stop by itself after this long', int('--duration', 1))
     .action(async (opts: NodeOptions) => {

@@ -1,5 +1,9 @@
 /** `tracefeed up`: infrastructure, probes, ingest; a live status line; a summary at the end. */
+import { mkdirSync, rmdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConfigError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
+import { cgroup2Root } from '../ingest/cgroup-resolver.js';
 import { ensureTopics } from '../common/kafka.js';
 import { NodeAgent, DEFAULT_AGENT_OPTIONS, preflight, type AgentStats } from '../ingest/index.js';
 import { infraUp } from '../infra/index.js';
@@ -29,6 +33,15 @@ import { startControllerApi } from '../feedback/controller-api.js';
 export interface UpOptions {
   duration?: number;
   node: string;
+  /**
+   * Node agents on this host, for tests and demos. Default 1 (named `node`, the whole host).
+   * More: named `<node>-1`..`<node>-N`, each owning its cgroup (`nodeCgroups`, else
+   * /tracefeed-node-<i>, made when absent) with its own local API (`apiPort` + i - 1)
+   * and its own feedback worker, against one feature stage, controller and agent.
+   */
+  nodes?: number;
+  /** The cgroups of the nodes (paths relative to the cgroup v2 root), one per node. */
+  nodeCgroups?: string[];
   brokers: string[];
   infra: boolean;
   bufferMaxBytes: number;
@@ -59,23 +72,90 @@ export interface UpOptions {
   log: Logger;
 }
 
+/** One node agent of `tracefeed up`: its name, its cgroup scope (none: the whole host). */
+export interface UpNode {
+  name: string;
+  cgroupScope?: string;
+}
+
+/**
+ * The node agents `up` runs: one for the whole host, or `nodes` of them each owning a
+ * cgroup. Cgroups not given are /tracefeed-node-<i>, made when absent (`made` lists them).
+ */
+export function planNodes(o: Pick<UpOptions, 'node' | 'nodes' | 'nodeCgroups'>): {
+  nodes: UpNode[];
+  made: string[];
+} {
+  const n = o.nodes ?? 1;
+  if (!Number.isInteger(n) || n < 1 || n > 64)
+    throw new ConfigError(`--nodes must be a whole number in 1..64, got ${n}`, 'nodes');
+  if (o.nodeCgroups && o.nodeCgroups.length !== n)
+    throw new ConfigError(
+      `--node-cgroups names ${o.nodeCgroups.length} cgroups for ${n} nodes`,
+      'node_cgroups',
+    );
+  if (n === 1 && !o.nodeCgroups) return { nodes: [{ name: o.node }], made: [] };
+  const root = cgroup2Root();
+  if (!root) throw new ConfigError('no cgroup v2 mount: many nodes need one', 'nodes');
+  const made: string[] = [];
+  const nodes = Array.from({ length: n }, (_, k) => {
+    const i = k + 1;
+    const given = o.nodeCgroups?.[k];
+    const path = given ?? `/tracefeed-node-${i}`;
+    if (!given) {
+      try {
+        mkdirSync(join(root, path));
+        made.push(join(root, path));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+    }
+    return { name: n === 1 ? o.node : `${o.node}-${i}`, cgroupScope: path };
+  });
+  return { nodes, made };
+}
+
+/** Removes the cgroups `planNodes` made, when empty (one with processes left stays). */
+function removeMade(made: string[], log: Logger): void {
+  for (const dir of made) {
+    try {
+      rmdirSync(dir);
+    } catch (err) {
+      log.info({ cgroup: dir, err: (err as Error).message }, 'node cgroup left in place');
+    }
+  }
+}
+
 export async function runUp(o: UpOptions): Promise<number> {
   // Root, BTF, tracefs and bpffs first: nothing else is worth starting without them.
   preflight(o.log);
   if (o.infra) infraUp(true);
   await ensureTopics(o.brokers, o.log);
-  const agent = new NodeAgent({
-    ...DEFAULT_AGENT_OPTIONS,
-    nodeName: o.node,
-    brokers: o.brokers,
-    bufferMaxBytes: o.bufferMaxBytes,
-    log: o.log,
-  });
-  agent.start();
-  let api: Awaited<ReturnType<typeof startControlApi>> | undefined;
+  const plan = planNodes(o);
+  const agents: NodeAgent[] = [];
+  try {
+    for (const n of plan.nodes) {
+      const a = new NodeAgent({
+        ...DEFAULT_AGENT_OPTIONS,
+        nodeName: n.name,
+        brokers: o.brokers,
+        bufferMaxBytes: o.bufferMaxBytes,
+        ...(n.cgroupScope ? { cgroupScope: n.cgroupScope } : {}),
+        log: o.log.child({ node: n.name }),
+      });
+      a.start();
+      agents.push(a);
+    }
+  } catch (err) {
+    for (const a of agents) await a.stop(0);
+    removeMade(plan.made, o.log);
+    throw err;
+  }
+  const agent = agents[0]!;
+  const apis: Array<Awaited<ReturnType<typeof startControlApi>>> = [];
   let stage: FeatureStage | undefined;
   let audit: AuditTrail | undefined;
-  let worker: NodeFeedbackWorker | undefined;
+  const workers: NodeFeedbackWorker[] = [];
   let controller: FeedbackController | undefined;
   let analysis: AnalysisWorker | undefined;
   let processes: ProcessIndex | undefined;
@@ -89,7 +169,7 @@ export async function runUp(o: UpOptions): Promise<number> {
     await analysis?.stop();
     await processes?.stop();
     await controller?.stop();
-    await worker?.stop();
+    for (const w of workers) await w.stop();
     await audit?.close();
   };
   try {
@@ -98,7 +178,9 @@ export async function runUp(o: UpOptions): Promise<number> {
       { token_file: tokenPath(), metrics_open: security.metrics_open },
       'local APIs require the bearer token in this file (the CLI reads it)',
     );
-    if (o.apiPort > 0) api = await startControlApi(agent, o.apiPort, o.log, '127.0.0.1', security);
+    if (o.apiPort > 0)
+      for (const [i, a] of agents.entries())
+        apis.push(await startControlApi(a, o.apiPort + i, o.log, '127.0.0.1', security));
     if (o.features) {
       stage = new FeatureStage(
         {
@@ -113,12 +195,16 @@ export async function runUp(o: UpOptions): Promise<number> {
     }
     if (o.feedback) {
       audit = new AuditTrail({ brokers: o.brokers, log: o.log });
-      worker = await new NodeFeedbackWorker(agent, {
-        node: o.node,
-        redisUrl: o.redisUrl,
-        audit,
-        log: o.log,
-      }).start();
+      // One worker per node, on that node's own queue.
+      for (const [i, a] of agents.entries())
+        workers.push(
+          await new NodeFeedbackWorker(a, {
+            node: plan.nodes[i]!.name,
+            redisUrl: o.redisUrl,
+            audit,
+            log: o.log,
+          }).start(),
+        );
       controller = await new FeedbackController({
         brokers: o.brokers,
         redisUrl: o.redisUrl,
@@ -136,7 +222,7 @@ export async function runUp(o: UpOptions): Promise<number> {
         deps: {
           features: stageFeatureSource(stage),
           anomalies: new AnomalyStore(),
-          probes: [agentProbeSource(agent, o.node)],
+          probes: agents.map((a, i) => agentProbeSource(a, plan.nodes[i]!.name)),
           processes,
           ...(controller?.service
             ? {
@@ -156,7 +242,7 @@ export async function runUp(o: UpOptions): Promise<number> {
     if ((o.consolePort ?? 0) > 0) {
       consoleServer = await startConsole(
         {
-          nodes: [agent],
+          nodes: agents,
           ...(stage ? { stage } : {}),
           feedback: () => controller?.service,
           ...(ai ? { agent: ai } : {}),
@@ -168,28 +254,62 @@ export async function runUp(o: UpOptions): Promise<number> {
       process.stderr.write(`console: open ${consoleServer.loginUrl()} (one-time login link)\n`);
     }
   } catch (err) {
-    api?.close();
+    for (const api of apis) api.close();
     await stopFeedback().catch(() => undefined);
     await stage?.stop().catch(() => undefined);
-    await agent.stop(0);
+    for (const a of agents) await a.stop(0);
+    removeMade(plan.made, o.log);
     throw err;
   }
   o.log.info(
-    { node: o.node, brokers: o.brokers, duration_s: o.duration, api_port: o.apiPort },
+    {
+      nodes: plan.nodes.map((n, i) => ({
+        node: n.name,
+        scope: n.cgroupScope ?? '/',
+        api_port: o.apiPort > 0 ? o.apiPort + i : 0,
+      })),
+      brokers: o.brokers,
+      duration_s: o.duration,
+    },
     'tracefeed up',
   );
 
   const status = new StatusLine();
   const tick = setInterval(() => {
     const cur = agent.stats();
+    const all = agents.map((a) => a.stats());
     const rates = cur.probes
       .filter((p) => p.enabled)
       .map((p) => {
-        const drops = Object.values(p.kernelDrops).reduce((a, b) => a + b, 0);
-        return `${p.probe} ${p.eventsPerSecond}/s drops ${drops}`;
+        let eps = 0;
+        let drops = 0;
+        for (const s of all)
+          for (const q of s.probes)
+            if (q.probe === p.probe) {
+              eps += q.eventsPerSecond;
+              drops += Object.values(q.kernelDrops).reduce((a, b) => a + b, 0);
+            }
+        return `${p.probe} ${eps}/s drops ${drops}`;
       })
       .join(' | ');
-    const pub = cur.publisher;
+    const pub = all.reduce(
+      (t, s) => ({
+        framesSent: t.framesSent + s.publisher.framesSent,
+        eventsSent: t.eventsSent + s.publisher.eventsSent,
+        bufferedFrames: t.bufferedFrames + s.publisher.bufferedFrames,
+        eventsDropped: t.eventsDropped + s.publisher.eventsDropped,
+        lagMs: Math.max(t.lagMs, s.publisher.lagMs),
+        connected: t.connected && s.publisher.connected,
+      }),
+      {
+        framesSent: 0,
+        eventsSent: 0,
+        bufferedFrames: 0,
+        eventsDropped: 0,
+        lagMs: 0,
+        connected: true,
+      },
+    );
     status.update(
       `${rates} | records sent ${pub.framesSent} (${pub.eventsSent} ev) | buffered ${pub.bufferedFrames} | ` +
         `dropped ${pub.eventsDropped} | lag ${(pub.lagMs / 1000).toFixed(1)}s | kafka ${pub.connected ? 'up' : 'DOWN'}` +
@@ -207,12 +327,20 @@ export async function runUp(o: UpOptions): Promise<number> {
   });
   clearInterval(tick);
   status.clear();
-  api?.close();
+  for (const api of apis) api.close();
   const feedbackStats = controller ? { ...controller.counters } : undefined;
   await stopFeedback();
-  const final = await agent.stop();
+  const finals: AgentStats[] = [];
+  for (const a of agents) finals.push(await a.stop());
   const features = await stage?.stop();
-  printSummary(final, o.format, features, feedbackStats);
+  for (const [i, final] of finals.entries())
+    printSummary(
+      final,
+      o.format,
+      i === finals.length - 1 ? features : undefined,
+      i === finals.length - 1 ? feedbackStats : undefined,
+    );
+  removeMade(plan.made, o.log);
   return 0;
 }
 
