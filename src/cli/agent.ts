@@ -61,7 +61,7 @@ function addCommonOptions(c: Command): Command {
     )
     .option(
       '--agent-url <url>',
-      `node agent API for live probe state (default: http://127.0.0.1:${DEFAULT_API_PORT})`,
+      `node agent API(s) for live probe state, comma-separated for several nodes (tracefeed up --nodes N serves them on ${DEFAULT_API_PORT}, +1, ...; default: http://127.0.0.1:${DEFAULT_API_PORT})`,
     )
     .option(
       '--brokers <list>',
@@ -135,7 +135,11 @@ export async function buildDeps(
       o.featuresUrl ?? process.env.TRACEFEED_FEATURES_URL ?? DEFAULT_FEATURES_URL,
     ),
     anomalies,
-    probes: [httpProbeSource(o.agentUrl ?? `http://127.0.0.1:${DEFAULT_API_PORT}`)],
+    probes: (o.agentUrl ?? `http://127.0.0.1:${DEFAULT_API_PORT}`)
+      .split(',')
+      .map((u) => u.trim())
+      .filter(Boolean)
+      .map((u) => httpProbeSource(u)),
   };
   const closers: Array<() => Promise<void>> = [];
   if (o.feedback) {
