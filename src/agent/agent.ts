@@ -92,6 +92,11 @@ export interface AskOptions {
    * change to be in force and a window of the new data to close, then answer again.
    */
   waitForDataMs?: number;
+  /**
+   * Ask about this node only: every tool that takes a `node` gets this one (a
+   * proposal targets it alone). Default: every node.
+   */
+  node?: string;
   /** Poll interval while waiting for data, ms. Default 2000. */
   waitPollMs?: number;
 }
@@ -290,9 +295,19 @@ export class TracefeedAgent {
     if (q.length === 0) throw new AgentError('the question is empty', 'api');
     if (q.length > 8000) throw new AgentError('the question is over 8000 characters', 'api');
     const conversation_id = opts.conversationId ?? randomUUID();
+    const tools = opts.node ? pinNode(this.tools, opts.node) : this.tools;
     if (!this.model) {
       try {
-        const r = await answerDeterministically(q, this);
+        // The same agent, its tool calls going to the pinned tools.
+        const self = opts.node
+          ? (Object.create(this, {
+              runTool: {
+                value: (call: Parameters<TracefeedAgent['runTool']>[0], round: number) =>
+                  this.runTool(call, round, tools),
+              },
+            }) as TracefeedAgent)
+          : this;
+        const r = await answerDeterministically(q, self);
         this.metrics.questions.inc({ mode: 'deterministic', outcome: 'ok' });
         this.remember(conversation_id, [new HumanMessage(q), new AIMessage(r.answer)]);
         const result: AskResult = {
@@ -323,10 +338,21 @@ export class TracefeedAgent {
     }
     const history = this.conversations.get(conversation_id) ?? [];
     const human = new HumanMessage(q);
-    const messages: BaseMessage[] = [new SystemMessage(SYSTEM_PROMPT), ...history.flat(), human];
+    const messages: BaseMessage[] = [
+      new SystemMessage(SYSTEM_PROMPT),
+      ...(opts.node
+        ? [
+            new SystemMessage(
+              `This question is about node ${JSON.stringify(opts.node)} only: the tools answer for that node alone.`,
+            ),
+          ]
+        : []),
+      ...history.flat(),
+      human,
+    ];
     let loop: LoopResult;
     try {
-      loop = await this.runLoop(messages, this.tools, opts);
+      loop = await this.runLoop(messages, tools, opts);
     } catch (err) {
       this.metrics.questions.inc({ mode: 'llm', outcome: 'error' });
       throw err;
@@ -663,4 +689,16 @@ export class TracefeedAgent {
     this.metrics.account('analysis', loop.usage, cost_usd);
     return { ...loop, citations: dedupeCitations(loop.citations), cost_usd };
   }
+}
+
+/**
+ * The tools with `node` fixed: a tool whose arguments take a `node` runs with this one,
+ * whatever the call said (no tool reads another node's data, a proposal targets it alone).
+ */
+export function pinNode(tools: AgentTool[], node: string): AgentTool[] {
+  return tools.map((t) => {
+    const shape = (t.schema as { shape?: Record<string, unknown> }).shape;
+    if (!shape || !('node' in shape)) return t;
+    return { ...t, run: (args, deps) => t.run({ ...(args as object), node }, deps) };
+  });
 }

@@ -38,6 +38,8 @@ export const askRequestSchema = z.strictObject({
   stream: z.boolean().default(false),
   /** When the answer proposes collection it lacks, wait up to this long for the data, then answer again. */
   wait_for_data_seconds: z.number().min(0).max(600).optional(),
+  /** Ask about this node only (the tools answer for it alone); default: every node. */
+  node: z.string().min(1).max(253).optional(),
 });
 
 function send(res: ServerResponse, status: number, body: unknown): void {
@@ -107,6 +109,7 @@ export async function startAgentApi(
                   ...(body.wait_for_data_seconds !== undefined
                     ? { waitForDataMs: body.wait_for_data_seconds * 1000 }
                     : {}),
+                  ...(body.node ? { node: body.node } : {}),
                   signal: ac.signal,
                 }),
               );
@@ -125,6 +128,7 @@ export async function startAgentApi(
               ...(body.wait_for_data_seconds !== undefined
                 ? { waitForDataMs: body.wait_for_data_seconds * 1000 }
                 : {}),
+              ...(body.node ? { node: body.node } : {}),
               signal: ac.signal,
               onToken: (text) => event('token', { text }),
             });

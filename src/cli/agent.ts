@@ -236,32 +236,39 @@ export function registerAgentCommands(program: Command): void {
       'when the answer proposes collection it lacks, wait up to this long for the data, then answer again',
       numberArg('--wait-for-data', 0),
     )
-    .action(async (words: string[], o: CommonOpts & { output?: string; waitForData?: number }) => {
-      const format = o.output === 'text' ? 'table' : resolveFormat(o.output);
-      const { deps, close } = await buildDeps(o, log);
-      try {
-        const agent = new TracefeedAgent({ config: agentConfig(o), deps, log });
-        const text = format === 'table';
-        let streamed = false;
-        const r = await agent.ask(words.join(' '), {
-          ...(o.waitForData !== undefined ? { waitForDataMs: o.waitForData * 1000 } : {}),
-          ...(text
-            ? {
-                onToken: (t: string) => {
-                  streamed = true;
-                  process.stdout.write(t);
-                },
-              }
-            : {}),
-        });
-        if (text) printText(r, streamed);
-        else if (format === 'json') process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
-        else process.stdout.write(`${jsonLine(r)}\n`);
-        process.exitCode = 0;
-      } finally {
-        await close();
-      }
-    });
+    .option('--node <name>', 'ask about this node only (default: every node)')
+    .action(
+      async (
+        words: string[],
+        o: CommonOpts & { output?: string; waitForData?: number; node?: string },
+      ) => {
+        const format = o.output === 'text' ? 'table' : resolveFormat(o.output);
+        const { deps, close } = await buildDeps(o, log);
+        try {
+          const agent = new TracefeedAgent({ config: agentConfig(o), deps, log });
+          const text = format === 'table';
+          let streamed = false;
+          const r = await agent.ask(words.join(' '), {
+            ...(o.waitForData !== undefined ? { waitForDataMs: o.waitForData * 1000 } : {}),
+            ...(o.node ? { node: o.node } : {}),
+            ...(text
+              ? {
+                  onToken: (t: string) => {
+                    streamed = true;
+                    process.stdout.write(t);
+                  },
+                }
+              : {}),
+          });
+          if (text) printText(r, streamed);
+          else if (format === 'json') process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+          else process.stdout.write(`${jsonLine(r)}\n`);
+          process.exitCode = 0;
+        } finally {
+          await close();
+        }
+      },
+    );
 
   const agentCmd = program
     .command('agent')

@@ -26,6 +26,9 @@ import { decodeFrameEvents, type TracefeedEvent } from '../../src/ingest/event-d
 import { FOCUS_LAYOUT, fieldOffset, type ProbeName } from '../../src/ingest/layout.js';
 import { kernelConfig } from '../../src/ingest/control-api.js';
 import { NodeAgent, DEFAULT_AGENT_OPTIONS } from '../../src/ingest/node-agent.js';
+import { TracefeedAgent, pinNode } from '../../src/agent/agent.js';
+import { AnomalyStore } from '../../src/agent/anomaly-store.js';
+import { agentProbeSource, httpFeatureSource } from '../../src/agent/sources.js';
 import { makeCgroup, type TestCgroup } from '../helpers/cgroup.js';
 import { BROKERS, subscribe } from '../helpers/kafka.js';
 import { Topics } from '../../src/common/kafka.js';
@@ -302,4 +305,28 @@ describe.skipIf(!isRoot || !built)('three nodes on one host', () => {
     );
     expect(kernelMaps(1).focus).toEqual([null, null, null]);
   }, 60_000);
+
+  it('a question about node 2 sees node 2 alone; one about every node sees the three', async () => {
+    const ai = new TracefeedAgent({
+      config: { disable_model: true },
+      deps: {
+        // No feature stage in this test: the probe questions do not read features.
+        features: httpFeatureSource('http://127.0.0.1:1'),
+        anomalies: new AnomalyStore(),
+        probes: agents.map((a, i) => agentProbeSource(a, names[i]!)),
+      },
+      env: {},
+      log,
+    });
+    const nodesOf = async (tools = ai.tools, args: Record<string, unknown> = {}) => {
+      const r = await ai.runTool({ id: 'q', name: 'describe_probes', args }, 0, tools);
+      expect(r.record.outcome).toBe('ok');
+      return (r.result!.data as { nodes: Array<{ node: string }> }).nodes.map((n) => n.node);
+    };
+    expect(await nodesOf()).toEqual([...names].sort());
+    // Pinned to node 2: whatever node the call names.
+    const pinned = pinNode(ai.tools, names[1]!);
+    expect(await nodesOf(pinned)).toEqual([names[1]]);
+    expect(await nodesOf(pinned, { node: names[0] })).toEqual([names[1]]);
+  });
 });
