@@ -130,7 +130,7 @@ program
   .option('--node <name>', 'node name used as the Kafka key', hostname())
   .option(
     '--nodes <n>',
-    'node agents on this host (tests, demos): named <node>-1..N, each owning the cgroup /tracefeed-node-<i> (made when absent), with local APIs on --api-port, +1, ...',
+    'node agents on this host (tests, demos): named <node>-1..N, each owning the cgroup /tracefeed-node-<i> (made when absent), with local APIs on --api-port, +10, +20, ...',
     positiveNumber('--nodes'),
     1,
   )

@@ -36,7 +36,7 @@ export interface UpOptions {
   /**
    * Node agents on this host, for tests and demos. Default 1 (named `node`, the whole host).
    * More: named `<node>-1`..`<node>-N`, each owning its cgroup (`nodeCgroups`, else
-   * /tracefeed-node-<i>, made when absent) with its own local API (`apiPort` + i - 1)
+   * /tracefeed-node-<i>, made when absent) with its own local API (nodeApiPort)
    * and its own feedback worker, against one feature stage, controller and agent.
    */
   nodes?: number;
@@ -115,6 +115,14 @@ export function planNodes(o: Pick<UpOptions, 'node' | 'nodes' | 'nodeCgroups'>):
   return { nodes, made };
 }
 
+/**
+ * The local API port of the i-th node agent (from 0): `base`, then base + 10, + 20, ...
+ * clear of the other local APIs (features, agent, console, controller: 9465..9468).
+ */
+export function nodeApiPort(base: number, i: number): number {
+  return base + 10 * i;
+}
+
 /** Removes the cgroups `planNodes` made, when empty (one with processes left stays). */
 function removeMade(made: string[], log: Logger): void {
   for (const dir of made) {
@@ -180,7 +188,9 @@ export async function runUp(o: UpOptions): Promise<number> {
     );
     if (o.apiPort > 0)
       for (const [i, a] of agents.entries())
-        apis.push(await startControlApi(a, o.apiPort + i, o.log, '127.0.0.1', security));
+        apis.push(
+          await startControlApi(a, nodeApiPort(o.apiPort, i), o.log, '127.0.0.1', security),
+        );
     if (o.features) {
       stage = new FeatureStage(
         {
@@ -266,7 +276,7 @@ export async function runUp(o: UpOptions): Promise<number> {
       nodes: plan.nodes.map((n, i) => ({
         node: n.name,
         scope: n.cgroupScope ?? '/',
-        api_port: o.apiPort > 0 ? o.apiPort + i : 0,
+        api_port: o.apiPort > 0 ? nodeApiPort(o.apiPort, i) : 0,
       })),
       brokers: o.brokers,
       duration_s: o.duration,
