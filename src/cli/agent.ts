@@ -61,7 +61,7 @@ function addCommonOptions(c: Command): Command {
     )
     .option(
       '--agent-url <url>',
-      `node agent API(s) for live probe state, comma-separated for several nodes (tracefeed up --nodes N serves them on ${DEFAULT_API_PORT}, +1, ...; default: http://127.0.0.1:${DEFAULT_API_PORT})`,
+      `node agent API(s) for live probe state, comma-separated for several nodes (tracefeed up --nodes N serves them on ${DEFAULT_API_PORT}, +10, +20, ...; default: http://127.0.0.1:${DEFAULT_API_PORT})`,
     )
     .option(
       '--brokers <list>',
