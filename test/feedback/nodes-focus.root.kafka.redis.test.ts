@@ -47,13 +47,16 @@ interface Workload {
   id: bigint;
 }
 
-/** `n` loopback TCP connections (server and client in one node process) run inside `w`. */
-function tcpWorkload(w: Workload, n: number): Promise<number> {
+/**
+ * `n` loopback TCP connections (server and client in one node process) run inside `w`,
+ * then `busyMs` of CPU (so the cgroup's signals move across a summary interval).
+ */
+function tcpWorkload(w: Workload, n: number, busyMs = 0): Promise<number> {
   const js =
     `const net=require('net');const s=net.createServer(c=>{c.on('data',()=>{});c.on('end',()=>c.end())});` +
     `s.listen(0,'127.0.0.1',()=>{const p=s.address().port;let left=${n};` +
     `const one=()=>{const c=net.connect(p,'127.0.0.1',()=>{c.end('x'.repeat(100))});` +
-    `c.on('data',()=>{});c.on('close',()=>{if(--left>0)one();else s.close()})};one()})`;
+    `c.on('data',()=>{});c.on('close',()=>{if(--left>0)one();else{s.close();const t=Date.now();while(Date.now()-t<${busyMs});}})};one()})`;
   return new Promise((resolve, reject) => {
     const child = spawn(
       'sh',
@@ -101,6 +104,8 @@ describe.skipIf(!isRoot || !built)('three nodes on one host', () => {
         brokers: BROKERS,
         lingerMs: 50,
         summaryIntervalMs: 1000,
+        // A walk of the (scoped) hierarchy every pass: busy cgroups outside the scope would show.
+        cgroupStats: { discoverEveryIntervals: 1 },
         families,
         probes: { process: { enabled: true }, tcp: { enabled: true } },
         cgroupScope: scopes[i]!.path,
@@ -172,7 +177,8 @@ describe.skipIf(!isRoot || !built)('three nodes on one host', () => {
   }
 
   it("each workload's records arrive under its own node only; no node reports outside its scope", async () => {
-    for (const w of work) expect(await tcpWorkload(w, 5)).toBe(0);
+    const runs = await Promise.all(work.map((w) => tcpWorkload(w, 5, 2500)));
+    expect(runs).toEqual([0, 0, 0]);
     const mine = (i: number, type: string) =>
       events.filter(
         (e) =>
@@ -181,6 +187,9 @@ describe.skipIf(!isRoot || !built)('three nodes on one host', () => {
           e.attributes['cgroup.id'] === String(work[i]!.id),
       );
     for (let i = 0; i < 3; i++) {
+      await until(`node ${i + 1}: its workload's cgroup signals`, () =>
+        mine(i, 'cgroup.stats').length >= 1 ? true : undefined,
+      );
       await until(`node ${i + 1}: its workload's exec and connects`, () =>
         mine(i, 'process.exec').length >= 1 && mine(i, 'tcp.connect').length >= 5
           ? true
