@@ -18,6 +18,7 @@
 
 #include <system_error>
 
+#include "cloudevents.h"
 #include "events.h"
 
 namespace tracefeed {
@@ -458,14 +459,14 @@ void FrameSinkCore::CloseFrameLocked() {
 		const std::string count = std::to_string(events + info_count);
 		const std::string id =
 		    opts_.node + ":" + std::to_string(opts_.started_at_ms) + ":" + std::to_string(seq);
-		const std::string source = "/node/" + opts_.node;
+		const std::string source = ce::kNodeSourcePrefix + opts_.node;
 		const std::string time = IsoNow();
-		rd_kafka_header_add(hdrs, "ce_specversion", -1, "1.0", 3);
-		rd_kafka_header_add(hdrs, "ce_id", -1, id.data(), ssize_t(id.size()));
-		rd_kafka_header_add(hdrs, "ce_source", -1, source.data(), ssize_t(source.size()));
-		rd_kafka_header_add(hdrs, "ce_type", -1, "io.tracefeed.events.v1", -1);
-		rd_kafka_header_add(hdrs, "ce_time", -1, time.data(), ssize_t(time.size()));
-		rd_kafka_header_add(hdrs, "content-type", -1, "application/vnd.tracefeed.frame.v1", -1);
+		rd_kafka_header_add(hdrs, ce::kHeaderSpecVersion, -1, ce::kSpecVersion, -1);
+		rd_kafka_header_add(hdrs, ce::kHeaderId, -1, id.data(), ssize_t(id.size()));
+		rd_kafka_header_add(hdrs, ce::kHeaderSource, -1, source.data(), ssize_t(source.size()));
+		rd_kafka_header_add(hdrs, ce::kHeaderType, -1, ce::kEventsType, -1);
+		rd_kafka_header_add(hdrs, ce::kHeaderTime, -1, time.data(), ssize_t(time.size()));
+		rd_kafka_header_add(hdrs, ce::kHeaderContentType, -1, ce::kEventsContentType, -1);
 		rd_kafka_header_add(hdrs, "tracefeed_event_count", -1, count.data(), ssize_t(count.size()));
 		auto* meta = new FrameMeta{seq, events, frame_len, std::move(ops)};
 		rd_kafka_resp_err_t err = rd_kafka_producev(
