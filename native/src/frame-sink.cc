@@ -335,9 +335,9 @@ bool FrameSinkCore::Append(const uint8_t* data, size_t len, uint32_t n) {
 // Asks JS for a cgroup's name the first time the sink meets it unnamed, so
 // the answer usually arrives while the frame that carries it still lingers.
 void FrameSinkCore::AskNameLocked(uint64_t id) {
-	if (cgroup_names_.count(id) != 0)
+	if (cgroup_names_.count(id) != 0 || cgroup_asked_.size() >= kMaxCgroupNames)
 		return;
-	if (cgroup_tries_.emplace(id, 0).second)
+	if (cgroup_asked_.insert(id).second)
 		wanted_.push_back(id);
 }
 
@@ -352,8 +352,8 @@ void FrameSinkCore::CloseFrameLocked() {
 	names_pending_ = false;
 	if (rec_len_ == 0 && frame_cgroups_.empty())
 		return;
-	// Name the frame's cgroups: known ones get an info record now, the rest
-	// are carried to the next frames and asked of JS once.
+	// Name the frame's cgroups: known ones get an info record now; those JS
+	// has not answered yet are carried to the next frames.
 	std::unordered_set<uint64_t> carry;
 	size_t info_bytes = 0;
 	uint32_t info_count = 0;
@@ -364,12 +364,8 @@ void FrameSinkCore::CloseFrameLocked() {
 			info_bytes += kCgroupInfoFixed + Align8(plen);
 			continue;
 		}
-		int& tries = cgroup_tries_[id];
-		if (++tries < kMaxCgroupTries) {
-			carry.insert(id);
-		} else {
-			cgroup_tries_.erase(id);  // gone for good: stop asking
-		}
+		if (cgroup_asked_.count(id) != 0)
+			carry.insert(id);  // else given up by JS (ForgetCgroup), or past the bound
 	}
 	if (rec_len_ == 0 && info_bytes == 0) {
 		// Nothing to send yet: the carried names are still unknown.
@@ -409,7 +405,6 @@ void FrameSinkCore::CloseFrameLocked() {
 			memcpy(r + kCgroupInfoFixed, it->second.data(), plen);
 			off += size;
 			info_count++;
-			cgroup_tries_.erase(id);
 		}
 	}
 	// The interval's cgroups, per frame rather than per record.
@@ -695,6 +690,7 @@ void FrameSinkCore::SetCgroupName(uint64_t id, std::string path) {
 	if (cgroup_names_.size() >= kMaxCgroupNames)
 		cgroup_names_.clear();  // asked again on the next miss
 	cgroup_names_[id] = std::move(path);
+	cgroup_asked_.erase(id);  // answered: named frames from now on
 	// Records of this cgroup already left in an unnamed frame: send the name
 	// now (in a frame of its own if none is open) rather than wait for more records.
 	if (rec_len_ == 0 && frame_cgroups_.count(id) != 0 && !names_pending_ && !stopping_.load()) {
@@ -702,6 +698,13 @@ void FrameSinkCore::SetCgroupName(uint64_t id, std::string path) {
 		deadline_ms_ = NowMs();
 		ArmLocked(deadline_ms_);
 	}
+}
+
+void FrameSinkCore::ForgetCgroup(uint64_t id) {
+	std::lock_guard<std::mutex> lock(mu_);
+	cgroup_asked_.erase(id);
+	if (rec_len_ == 0)
+		frame_cgroups_.erase(id);  // only carried: no open frame has its records
 }
 
 }  // namespace tracefeed

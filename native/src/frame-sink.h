@@ -11,8 +11,10 @@
 // silently: every drop and every malformed region is in Stats().
 //
 // cgroup names come from JS (the resolver walks /sys/fs/cgroup): a cgroup id
-// the sink cannot name is carried to later frames (up to kMaxCgroupTries) and
-// announced once through the event callback; JS answers with SetCgroupName.
+// the sink cannot name is announced once through the event callback and
+// carried to later frames until JS answers with SetCgroupName, or gives it up
+// with ForgetCgroup. How long to keep trying is JS's (NodeAgent.nameCgroups),
+// not the sink's.
 #pragma once
 
 #include <napi.h>
@@ -107,8 +109,9 @@ public:
 	std::vector<uint64_t> TakeSeenCgroups();
 	std::vector<uint64_t> TakeWantedCgroups();
 	void SetCgroupName(uint64_t id, std::string path);
+	// JS could not name it: frames stop carrying it (asked again if its records come back).
+	void ForgetCgroup(uint64_t id);
 
-	static constexpr int kMaxCgroupTries = 20;
 	static constexpr size_t kMaxCgroupNames = 65536;
 
 private:
@@ -159,7 +162,7 @@ private:
 	int64_t deadline_ms_ = 0;
 	uint64_t sequence_ = 0;
 	std::unordered_set<uint64_t> frame_cgroups_;
-	std::unordered_map<uint64_t, int> cgroup_tries_;
+	std::unordered_set<uint64_t> cgroup_asked_;  // announced to JS, no answer yet (bounded by kMaxCgroupNames)
 	std::unordered_map<uint64_t, std::string> cgroup_names_;
 	std::vector<uint64_t> wanted_;
 	bool wanted_signalled_ = false;
@@ -195,6 +198,7 @@ private:
 	Napi::Value DroppedByOp(const Napi::CallbackInfo& info);
 	Napi::Value TakeSeenCgroups(const Napi::CallbackInfo& info);
 	Napi::Value SetCgroupName(const Napi::CallbackInfo& info);
+	Napi::Value ForgetCgroup(const Napi::CallbackInfo& info);
 	Napi::Value Stop(const Napi::CallbackInfo& info);
 
 	std::shared_ptr<FrameSinkCore> core_;
