@@ -12,6 +12,9 @@
 // them (--rerecord to refresh).
 // Replays shift each pass forward in event time so windows keep closing, as a
 // live stream would.
+//
+// Builds what it needs first (BPF objects, the native addon, dist/: ensureBuilt),
+// so it runs from a fresh clone with Kafka up and root.
 import { spawn } from 'node:child_process';
 import { createServer, connect } from 'node:net';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -19,6 +22,7 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { logLevel } from 'kafkajs';
+import { ensureBuilt } from './lib/common.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
 const { values: args } = parseArgs({
@@ -29,6 +33,7 @@ const { values: args } = parseArgs({
     json: { type: 'boolean', default: false },
   },
 });
+ensureBuilt();
 const dist = (p) => import(join(root, 'dist', p));
 const { NodeAgent, DEFAULT_AGENT_OPTIONS, decodeFrameHeader } = await dist('ingest/index.js');
 const { WindowAggregator, buildWindowBatch, featureSchema, toIpcStream } =
