@@ -177,7 +177,10 @@ const eventsPerSecond = events / (busyMs / 1000);
 
 // --- Arrow batch of 100,000 rows ------------------------------------------------------------
 const N = 100_000;
-const { NSUM, NHIST } = { NSUM: 21, NHIST: 96 };
+// Column counts and the probe-stats block from the code, not copies: the window is the shape
+// the aggregator closes.
+const { NSUM, NHIST, NPS } = await dist('features/columns.js');
+const { PROBE_MAX } = await dist('ingest/layout.js');
 const w = {
   node: 'bench-node',
   windowStartMs: Date.now() - 10_000,
@@ -187,6 +190,8 @@ const w = {
   probeIds: Uint8Array.from({ length: N }, (_, i) => i % 5),
   sums: Float64Array.from({ length: N * NSUM }, (_, i) => i % 97),
   hists: Float64Array.from({ length: N * NHIST }, (_, i) => (i % 7 === 0 ? 3 : 0)),
+  weightMax: new Float64Array(N).fill(1),
+  probeStats: new Float64Array(PROBE_MAX * NPS),
   partition: 0,
   minOffsets: new Map(),
 };
