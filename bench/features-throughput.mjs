@@ -12,6 +12,9 @@
 // them (--rerecord to refresh).
 // Replays shift each pass forward in event time so windows keep closing, as a
 // live stream would.
+//
+// Builds what it needs first (BPF objects, the native addon, dist/: ensureBuilt),
+// so it runs from a fresh clone with Kafka up and root.
 import { spawn } from 'node:child_process';
 import { createServer, connect } from 'node:net';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -19,6 +22,7 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { logLevel } from 'kafkajs';
+import { ensureBuilt } from './lib/common.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
 const { values: args } = parseArgs({
@@ -29,6 +33,7 @@ const { values: args } = parseArgs({
     json: { type: 'boolean', default: false },
   },
 });
+ensureBuilt();
 const dist = (p) => import(join(root, 'dist', p));
 const { NodeAgent, DEFAULT_AGENT_OPTIONS, decodeFrameHeader } = await dist('ingest/index.js');
 const { WindowAggregator, buildWindowBatch, featureSchema, toIpcStream } =
@@ -172,7 +177,10 @@ const eventsPerSecond = events / (busyMs / 1000);
 
 // --- Arrow batch of 100,000 rows ------------------------------------------------------------
 const N = 100_000;
-const { NSUM, NHIST } = { NSUM: 21, NHIST: 96 };
+// Column counts and the probe-stats block from the code, not copies: the window is the shape
+// the aggregator closes.
+const { NSUM, NHIST, NPS } = await dist('features/columns.js');
+const { PROBE_MAX } = await dist('ingest/layout.js');
 const w = {
   node: 'bench-node',
   windowStartMs: Date.now() - 10_000,
@@ -182,6 +190,8 @@ const w = {
   probeIds: Uint8Array.from({ length: N }, (_, i) => i % 5),
   sums: Float64Array.from({ length: N * NSUM }, (_, i) => i % 97),
   hists: Float64Array.from({ length: N * NHIST }, (_, i) => (i % 7 === 0 ? 3 : 0)),
+  weightMax: new Float64Array(N).fill(1),
+  probeStats: new Float64Array(PROBE_MAX * NPS),
   partition: 0,
   minOffsets: new Map(),
 };

@@ -83,7 +83,7 @@ const VARIANTS = [
 
 async function main() {
   ensureBuilt();
-  const { BpfObject } = await import('../native/index.js');
+  const { BpfObject } = (await import('../native/index.js')).loadNative();
   const ncpu = cpuCount();
   const loopCpu = ncpu - 1;
   const loop = await startSyscallLoop(loopCpu);

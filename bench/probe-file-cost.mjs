@@ -45,7 +45,7 @@ const OBJECT = objArg ? objArg.slice('--object='.length) : join(repoRoot, 'bpf/.
 
 async function main() {
   ensureBuilt();
-  const { BpfObject } = await import('../native/index.js');
+  const { BpfObject } = (await import('../native/index.js')).loadNative();
   const { encodeProbeConfig } = await import('../dist/ingest/probe-controller.js');
   const { DROP_REASON_MAX, DropReason, FilterBit, Probe, SET_ALLOW } =
     await import('../dist/ingest/layout.js');

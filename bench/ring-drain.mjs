@@ -42,7 +42,7 @@ const TARGET = 1_000_000;
 
 async function main() {
   ensureBuilt();
-  const { BpfObject } = await import('../native/index.js');
+  const { BpfObject } = (await import('../native/index.js')).loadNative();
   const ncpu = cpuCount();
   const loop = await startSyscallLoop(ncpu - 1);
   if (ncpu > 1) pin(process.pid, 0);

@@ -1,32 +1,35 @@
 // SPDX-License-Identifier: Apache-2.0
 //
-// ESM entry of the native addon: loads native/build/tracefeed.node.
-// Build it with `node native/build.mjs` (needs g++ and libbpf-dev).
+// The one loader of the native addon (native/build/tracefeed.node), for the
+// TypeScript sources (src/ingest/native.ts), the tests and the benches alike.
+// Types: native/index.d.ts. Build it with `npm run build:native`.
 
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const require = createRequire(import.meta.url);
-const addonPath = path.join(
+export const addonPath = path.join(
   path.dirname(fileURLToPath(import.meta.url)),
   'build',
   'tracefeed.node',
 );
 
-function load() {
+export const BUILD_COMMAND = 'npm run build:native';
+
+let cached;
+
+/** Loads the addon once; a missing build is an error naming the file and the command. */
+export function loadNative() {
+  if (cached) return cached;
   if (!existsSync(addonPath)) {
-    throw new Error(
-      `tracefeed native addon not built (${addonPath} missing): run \`node native/build.mjs\``,
+    const err = new Error(
+      `the native addon is not built: ${addonPath} is missing; run \`${BUILD_COMMAND}\` (needs g++, libbpf-dev and librdkafka-dev)`,
     );
+    err.code = 'TRACEFEED_NATIVE_MISSING';
+    err.path = addonPath;
+    throw err;
   }
-  return require(addonPath);
+  cached = createRequire(import.meta.url)(addonPath);
+  return cached;
 }
-
-const addon = load();
-
-export const BpfObject = addon.BpfObject;
-export const setLogger = addon.setLogger;
-export const libbpfVersion = addon.libbpfVersion;
-export default addon;

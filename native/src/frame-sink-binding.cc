@@ -66,6 +66,7 @@ Napi::Function FrameSink::Init(Napi::Env env) {
 	                       InstanceMethod<&FrameSink::DroppedByOp>("droppedByOp"),
 	                       InstanceMethod<&FrameSink::TakeSeenCgroups>("takeSeenCgroups"),
 	                       InstanceMethod<&FrameSink::SetCgroupName>("setCgroupName"),
+	                       InstanceMethod<&FrameSink::ForgetCgroup>("forgetCgroup"),
 	                       InstanceMethod<&FrameSink::Stop>("stop"),
 	                   });
 }
@@ -212,6 +213,18 @@ Napi::Value FrameSink::SetCgroupName(const Napi::CallbackInfo& info) {
 	if (!lossless)
 		throw Napi::RangeError::New(env, "cgroup id must fit in 64 bits");
 	core_->SetCgroupName(id, info[1].As<Napi::String>().Utf8Value());
+	return env.Undefined();
+}
+
+Napi::Value FrameSink::ForgetCgroup(const Napi::CallbackInfo& info) {
+	Napi::Env env = info.Env();
+	if (info.Length() < 1 || !info[0].IsBigInt())
+		throw Napi::TypeError::New(env, "forgetCgroup(id: bigint)");
+	bool lossless = false;
+	uint64_t id = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
+	if (!lossless)
+		throw Napi::RangeError::New(env, "cgroup id must fit in 64 bits");
+	core_->ForgetCgroup(id);
 	return env.Undefined();
 }
 

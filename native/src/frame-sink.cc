@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// FrameSinkCore: frames records from the ring consumers, names their cgroups
-// and produces the frames to Kafka with librdkafka (the JS class is in
+// FrameSinkCore: takes records from the ring consumers and JS, has them framed
+// (FrameWriter, frame-writer.cc), asks JS for the names of their cgroups, and
+// produces the frames to Kafka with librdkafka on its own thread, which also
+// closes a frame when it has lingered long enough (the JS class is in
 // frame-sink-binding.cc).
 #include "frame-sink.h"
 
@@ -18,17 +20,14 @@
 
 #include <system_error>
 
+#include "cloudevents.h"
 #include "events.h"
 
 namespace tracefeed {
 
 namespace {
 
-// Frame v1 header and TF_OP_CGROUP_INFO records: struct tf_frame_header and
-// struct tf_cgroup_info of bpf/events.h (docs/frame-format.md).
-constexpr size_t kFrameFixedHeader = sizeof(struct tf_frame_header);
-constexpr size_t kCgroupInfoFixed = sizeof(struct tf_cgroup_info);
-constexpr size_t kMaxCgroupPath = 4096;
+// The record header of bpf/events.h: the walk of a region reads op and size.
 constexpr size_t kRecordOp = offsetof(struct tf_event_header, op);
 constexpr size_t kRecordSize = offsetof(struct tf_event_header, size);
 
@@ -37,19 +36,6 @@ int64_t NowMs() {
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
-
-uint64_t MonoNs() {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return uint64_t(ts.tv_sec) * 1000000000ULL + uint64_t(ts.tv_nsec);
-}
-
-size_t Align8(size_t n) {
-	return (n + 7) & ~size_t(7);
-}
-
-// Records are host order on the wire: little-endian hosts only (x86-64, arm64).
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "frames are little-endian");
 
 // RFC 3339 UTC with milliseconds, as JS's Date.toISOString().
 std::string IsoNow() {
@@ -77,8 +63,7 @@ struct FrameMeta {
 // ---------------------------------------------------------------------------
 // FrameSinkCore
 
-FrameSinkCore::FrameSinkCore(const SinkOptions& opts) : opts_(opts) {
-	header_len_ = Align8(kFrameFixedHeader + opts_.node.size());
+FrameSinkCore::FrameSinkCore(const SinkOptions& opts) : opts_(opts), writer_(opts.node, opts.boot_time_ns) {
 	for (auto& c : op_counts_)
 		c.store(0, std::memory_order_relaxed);
 	for (auto& c : op_bytes_)
@@ -173,7 +158,6 @@ FrameSinkCore::~FrameSinkCore() {
 	for (int fd : dr_pipe_)
 		if (fd >= 0)
 			close(fd);
-	free(buf_);
 }
 
 void FrameSinkCore::ArmLocked(int64_t deadline_ms) {
@@ -197,31 +181,19 @@ void FrameSinkCore::Wake() {
 bool FrameSinkCore::PlaceLocked(const uint8_t* data, size_t len, uint32_t seen,
                                 const std::vector<uint64_t>& cgroups, const uint32_t* counts,
                                 const uint64_t* bytes) {
-	if (rec_len_ > 0 && rec_len_ + len > opts_.frame_max_bytes)
+	if (writer_.records_len() > 0 && writer_.records_len() + len > opts_.frame_max_bytes)
 		CloseFrameLocked();
-	const bool opened = rec_len_ == 0;
-	const size_t need = header_len_ + rec_len_ + len;
-	if (need > cap_) {
-		size_t cap = header_len_ + (opts_.frame_max_bytes > len ? opts_.frame_max_bytes : len);
-		if (cap < need)
-			cap = need;
-		uint8_t* grown = static_cast<uint8_t*>(realloc(buf_, cap));
-		if (grown == nullptr) {
-			stats_.frames_dropped++;
-			stats_.events_dropped += seen;
-			for (int op = 0; op < 256; op++)
-				dropped_by_op_[op] += counts[op];
-			return false;
-		}
-		buf_ = grown;
-		cap_ = cap;
+	const bool opened = writer_.records_len() == 0;
+	std::vector<uint64_t> fresh;
+	if (!writer_.Place(data, len, seen, cgroups, counts, opts_.frame_max_bytes, &fresh)) {
+		stats_.frames_dropped++;
+		stats_.events_dropped += seen;
+		for (int op = 0; op < 256; op++)
+			dropped_by_op_[op] += counts[op];
+		return false;
 	}
-	memcpy(buf_ + header_len_ + rec_len_, data, len);
-	rec_len_ += len;
-	events_in_frame_ += seen;
-	for (uint64_t id : cgroups)
-		if (frame_cgroups_.insert(id).second)
-			AskNameLocked(id);
+	for (uint64_t id : fresh)
+		AskNameLocked(id);
 	if (opened) {
 		deadline_ms_ = NowMs() + opts_.linger_ms;
 		ArmLocked(deadline_ms_);
@@ -229,11 +201,10 @@ bool FrameSinkCore::PlaceLocked(const uint8_t* data, size_t len, uint32_t seen,
 	SignalWantedLocked();
 	for (int op = 0; op < 256; op++)
 		if (counts[op] != 0) {
-			frame_ops_[op] += counts[op];
 			op_counts_[op].fetch_add(counts[op], std::memory_order_relaxed);
 			op_bytes_[op].fetch_add(bytes[op], std::memory_order_relaxed);
 		}
-	if (rec_len_ >= opts_.frame_max_bytes)
+	if (writer_.records_len() >= opts_.frame_max_bytes)
 		CloseFrameLocked();
 	return true;
 }
@@ -334,9 +305,7 @@ bool FrameSinkCore::Append(const uint8_t* data, size_t len, uint32_t n) {
 // Asks JS for a cgroup's name the first time the sink meets it unnamed, so
 // the answer usually arrives while the frame that carries it still lingers.
 void FrameSinkCore::AskNameLocked(uint64_t id) {
-	if (cgroup_names_.count(id) != 0)
-		return;
-	if (cgroup_tries_.emplace(id, 0).second)
+	if (writer_.Ask(id))
 		wanted_.push_back(id);
 }
 
@@ -349,102 +318,14 @@ void FrameSinkCore::SignalWantedLocked() {
 
 void FrameSinkCore::CloseFrameLocked() {
 	names_pending_ = false;
-	if (rec_len_ == 0 && frame_cgroups_.empty())
+	Frame f;
+	if (!writer_.Close(&f))
 		return;
-	// Name the frame's cgroups: known ones get an info record now, the rest
-	// are carried to the next frames and asked of JS once.
-	std::unordered_set<uint64_t> carry;
-	size_t info_bytes = 0;
-	uint32_t info_count = 0;
-	for (uint64_t id : frame_cgroups_) {
-		auto it = cgroup_names_.find(id);
-		if (it != cgroup_names_.end()) {
-			const size_t plen = it->second.size() < kMaxCgroupPath ? it->second.size() : kMaxCgroupPath;
-			info_bytes += kCgroupInfoFixed + Align8(plen);
-			continue;
-		}
-		int& tries = cgroup_tries_[id];
-		if (++tries < kMaxCgroupTries) {
-			carry.insert(id);
-		} else {
-			cgroup_tries_.erase(id);  // gone for good: stop asking
-		}
-	}
-	if (rec_len_ == 0 && info_bytes == 0) {
-		// Nothing to send yet: the carried names are still unknown.
-		frame_cgroups_.swap(carry);
-		return;
-	}
-	const size_t total = header_len_ + rec_len_ + info_bytes;
-	if (total > cap_) {
-		uint8_t* grown = static_cast<uint8_t*>(realloc(buf_, total));
-		if (grown == nullptr) {
-			info_bytes = 0;  // send the frame unnamed rather than not at all
-		} else {
-			buf_ = grown;
-			cap_ = total;
-		}
-	}
-	size_t off = header_len_ + rec_len_;
-	if (info_bytes > 0) {
-		const uint64_t now = MonoNs();
-		for (uint64_t id : frame_cgroups_) {
-			auto it = cgroup_names_.find(id);
-			if (it == cgroup_names_.end())
-				continue;
-			const size_t plen = it->second.size() < kMaxCgroupPath ? it->second.size() : kMaxCgroupPath;
-			const size_t size = kCgroupInfoFixed + Align8(plen);
-			uint8_t* r = buf_ + off;
-			memset(r, 0, size);
-			struct tf_cgroup_info info = {};
-			info.hdr.op = TF_OP_CGROUP_INFO;
-			info.hdr.size = uint32_t(size);
-			info.hdr.ktime_ns = now;
-			info.hdr.generation = 0;  // user-space record
-			info.hdr.sample_weight = 1;
-			info.cgroup_id = id;
-			info.path_len = uint16_t(plen);
-			memcpy(r, &info, sizeof(info));
-			memcpy(r + kCgroupInfoFixed, it->second.data(), plen);
-			off += size;
-			info_count++;
-			cgroup_tries_.erase(id);
-		}
-	}
-	// The interval's cgroups, per frame rather than per record.
-	if (seen_cgroups_.size() < kMaxCgroupNames)
-		seen_cgroups_.insert(frame_cgroups_.begin(), frame_cgroups_.end());
-	frame_cgroups_.swap(carry);
-	std::vector<std::pair<uint8_t, uint32_t>> ops;
-	for (int op = 0; op < 256; op++)
-		if (frame_ops_[op] != 0) {
-			ops.emplace_back(uint8_t(op), frame_ops_[op]);
-			frame_ops_[op] = 0;
-		}
-
-	const uint64_t seq = sequence_++;
-	const size_t records_len = off - header_len_;
-	const uint64_t events = events_in_frame_;
-	uint8_t* h = buf_;
-	memset(h, 0, header_len_);
-	struct tf_frame_header fh = {};
-	fh.magic = TF_FRAME_MAGIC;
-	fh.version = TF_FRAME_VERSION;
-	fh.header_len = uint16_t(header_len_);
-	fh.event_count = uint32_t(events + info_count);
-	fh.records_len = uint32_t(records_len);
-	fh.boot_time_ns = opts_.boot_time_ns;
-	fh.sequence = seq;
-	fh.node_len = uint16_t(opts_.node.size());
-	memcpy(h, &fh, sizeof(fh));
-	memcpy(h + kFrameFixedHeader, opts_.node.data(), opts_.node.size());
-
-	uint8_t* frame = buf_;
-	const size_t frame_len = off;
-	buf_ = nullptr;
-	cap_ = 0;
-	rec_len_ = 0;
-	events_in_frame_ = 0;
+	const uint64_t seq = f.sequence;
+	const uint64_t events = f.events;
+	uint8_t* frame = f.data;
+	const size_t frame_len = f.len;
+	std::vector<std::pair<uint8_t, uint32_t>>& ops = f.ops;
 	stats_.frames_built++;
 
 	if (stats_.buffered_bytes + frame_len > opts_.buffer_max_bytes) {
@@ -455,17 +336,17 @@ void FrameSinkCore::CloseFrameLocked() {
 			dropped_by_op_[o.first] += o.second;
 	} else {
 		rd_kafka_headers_t* hdrs = rd_kafka_headers_new(8);
-		const std::string count = std::to_string(events + info_count);
+		const std::string count = std::to_string(f.records);
 		const std::string id =
 		    opts_.node + ":" + std::to_string(opts_.started_at_ms) + ":" + std::to_string(seq);
-		const std::string source = "/node/" + opts_.node;
+		const std::string source = ce::kNodeSourcePrefix + opts_.node;
 		const std::string time = IsoNow();
-		rd_kafka_header_add(hdrs, "ce_specversion", -1, "1.0", 3);
-		rd_kafka_header_add(hdrs, "ce_id", -1, id.data(), ssize_t(id.size()));
-		rd_kafka_header_add(hdrs, "ce_source", -1, source.data(), ssize_t(source.size()));
-		rd_kafka_header_add(hdrs, "ce_type", -1, "io.tracefeed.events.v1", -1);
-		rd_kafka_header_add(hdrs, "ce_time", -1, time.data(), ssize_t(time.size()));
-		rd_kafka_header_add(hdrs, "content-type", -1, "application/vnd.tracefeed.frame.v1", -1);
+		rd_kafka_header_add(hdrs, ce::kHeaderSpecVersion, -1, ce::kSpecVersion, -1);
+		rd_kafka_header_add(hdrs, ce::kHeaderId, -1, id.data(), ssize_t(id.size()));
+		rd_kafka_header_add(hdrs, ce::kHeaderSource, -1, source.data(), ssize_t(source.size()));
+		rd_kafka_header_add(hdrs, ce::kHeaderType, -1, ce::kEventsType, -1);
+		rd_kafka_header_add(hdrs, ce::kHeaderTime, -1, time.data(), ssize_t(time.size()));
+		rd_kafka_header_add(hdrs, ce::kHeaderContentType, -1, ce::kEventsContentType, -1);
 		rd_kafka_header_add(hdrs, "tracefeed_event_count", -1, count.data(), ssize_t(count.size()));
 		auto* meta = new FrameMeta{seq, events, frame_len, std::move(ops)};
 		rd_kafka_resp_err_t err = rd_kafka_producev(
@@ -516,7 +397,7 @@ void FrameSinkCore::Run() {
 		}
 		{
 			std::lock_guard<std::mutex> lock(mu_);
-			if ((rec_len_ > 0 || names_pending_) && NowMs() >= deadline_ms_)
+			if ((writer_.records_len() > 0 || names_pending_) && NowMs() >= deadline_ms_)
 				CloseFrameLocked();
 		}
 		rd_kafka_poll(rk_, 0);  // delivery reports and errors
@@ -676,9 +557,7 @@ void FrameSinkCore::DroppedByOp(double out[256]) {
 
 std::vector<uint64_t> FrameSinkCore::TakeSeenCgroups() {
 	std::lock_guard<std::mutex> lock(mu_);
-	std::vector<uint64_t> out(seen_cgroups_.begin(), seen_cgroups_.end());
-	seen_cgroups_.clear();
-	return out;
+	return writer_.TakeSeenCgroups();
 }
 
 std::vector<uint64_t> FrameSinkCore::TakeWantedCgroups() {
@@ -691,16 +570,19 @@ std::vector<uint64_t> FrameSinkCore::TakeWantedCgroups() {
 
 void FrameSinkCore::SetCgroupName(uint64_t id, std::string path) {
 	std::lock_guard<std::mutex> lock(mu_);
-	if (cgroup_names_.size() >= kMaxCgroupNames)
-		cgroup_names_.clear();  // asked again on the next miss
-	cgroup_names_[id] = std::move(path);
+	writer_.SetName(id, std::move(path));
 	// Records of this cgroup already left in an unnamed frame: send the name
 	// now (in a frame of its own if none is open) rather than wait for more records.
-	if (rec_len_ == 0 && frame_cgroups_.count(id) != 0 && !names_pending_ && !stopping_.load()) {
+	if (writer_.records_len() == 0 && writer_.HasCgroup(id) && !names_pending_ && !stopping_.load()) {
 		names_pending_ = true;
 		deadline_ms_ = NowMs();
 		ArmLocked(deadline_ms_);
 	}
+}
+
+void FrameSinkCore::ForgetCgroup(uint64_t id) {
+	std::lock_guard<std::mutex> lock(mu_);
+	writer_.Forget(id);
 }
 
 }  // namespace tracefeed

@@ -11,8 +11,10 @@
 // silently: every drop and every malformed region is in Stats().
 //
 // cgroup names come from JS (the resolver walks /sys/fs/cgroup): a cgroup id
-// the sink cannot name is carried to later frames (up to kMaxCgroupTries) and
-// announced once through the event callback; JS answers with SetCgroupName.
+// the sink cannot name is announced once through the event callback and
+// carried to later frames until JS answers with SetCgroupName, or gives it up
+// with ForgetCgroup. How long to keep trying is JS's (NodeAgent.nameCgroups),
+// not the sink's.
 #pragma once
 
 #include <napi.h>
@@ -30,6 +32,8 @@
 #include <unordered_set>
 #include <utility>
 #include <vector>
+
+#include "frame-writer.h"
 
 typedef struct rd_kafka_s rd_kafka_t;
 typedef struct rd_kafka_message_s rd_kafka_message_t;
@@ -103,13 +107,13 @@ public:
 	void OpBytes(double out[256]);
 	// Records dropped after the ring (buffer bound, stop, failed delivery), by op.
 	void DroppedByOp(double out[256]);
-	// cgroup ids the frames closed since the last call carried (bounded by kMaxCgroupNames).
+	// cgroup ids the frames closed since the last call carried (bounded by FrameWriter::kMaxCgroupNames).
 	std::vector<uint64_t> TakeSeenCgroups();
 	std::vector<uint64_t> TakeWantedCgroups();
 	void SetCgroupName(uint64_t id, std::string path);
+	// JS could not name it: frames stop carrying it (asked again if its records come back).
+	void ForgetCgroup(uint64_t id);
 
-	static constexpr int kMaxCgroupTries = 20;
-	static constexpr size_t kMaxCgroupNames = 65536;
 
 private:
 	explicit FrameSinkCore(const SinkOptions& opts);
@@ -138,7 +142,6 @@ private:
 	static void OnLog(const rd_kafka_t* rk, int level, const char* fac, const char* buf);
 
 	SinkOptions opts_;
-	size_t header_len_ = 0;
 	rd_kafka_t* rk_ = nullptr;
 	std::mutex ev_mu_;  // guards events_ against Release while librdkafka threads log
 	Napi::ThreadSafeFunction events_;
@@ -152,24 +155,15 @@ private:
 	std::mutex stop_mu_;
 
 	std::mutex mu_;  // everything below
-	uint8_t* buf_ = nullptr;
-	size_t cap_ = 0;
-	size_t rec_len_ = 0;
-	uint64_t events_in_frame_ = 0;
+	FrameWriter writer_;  // the open frame, and the cgroup names
 	int64_t deadline_ms_ = 0;
-	uint64_t sequence_ = 0;
-	std::unordered_set<uint64_t> frame_cgroups_;
-	std::unordered_map<uint64_t, int> cgroup_tries_;
-	std::unordered_map<uint64_t, std::string> cgroup_names_;
 	std::vector<uint64_t> wanted_;
 	bool wanted_signalled_ = false;
 	bool names_pending_ = false;  // a frame of names only is due at deadline_ms_
 	std::map<uint64_t, int64_t> outstanding_;  // sequence -> queued at (ms), for lag
 	SinkStats stats_;
 	std::string last_logged_error_;
-	uint32_t frame_ops_[256] = {};       // records per op in the open frame
 	uint64_t dropped_by_op_[256] = {};   // records dropped after the ring, per op
-	std::unordered_set<uint64_t> seen_cgroups_;  // cgroups of closed frames since TakeSeenCgroups
 
 	std::atomic<uint64_t> op_counts_[256];
 	std::atomic<uint64_t> op_bytes_[256];
@@ -195,6 +189,7 @@ private:
 	Napi::Value DroppedByOp(const Napi::CallbackInfo& info);
 	Napi::Value TakeSeenCgroups(const Napi::CallbackInfo& info);
 	Napi::Value SetCgroupName(const Napi::CallbackInfo& info);
+	Napi::Value ForgetCgroup(const Napi::CallbackInfo& info);
 	Napi::Value Stop(const Napi::CallbackInfo& info);
 
 	std::shared_ptr<FrameSinkCore> core_;

@@ -13,6 +13,7 @@
  */
 import { type Consumer, type Producer } from 'kafkajs';
 import { z } from 'zod';
+import { cloudEventHeaders, nodeSource } from '../common/cloudevents.js';
 import { ensureTopics, kafkaClient, Topics } from '../common/kafka.js';
 import type { Logger } from '../common/logger.js';
 import type { Anomaly } from '../features/anomaly.js';
@@ -21,7 +22,7 @@ import type { TracefeedAgent } from './agent.js';
 import { explainAnomaly, type Explanation } from './explain.js';
 import { proposeFeedback } from './tools.js';
 
-export const ANALYSES_TOPIC = 'tracefeed.analyses.v1';
+export const ANALYSES_TOPIC = Topics.analyses;
 export const ANALYSIS_SCHEMA_VERSION = 1;
 
 const usageSchema = z.strictObject({
@@ -396,14 +397,12 @@ export class AnalysisWorker {
         {
           key: a.series_id,
           value: JSON.stringify(a),
-          headers: {
-            ce_specversion: '1.0',
-            ce_id: `${a.incident_id}#${a.revision}`,
-            ce_source: `/node/${a.node}`,
-            ce_type: 'io.tracefeed.analyses.v1',
-            ce_time: a.created_at,
-            'content-type': 'application/json',
-          },
+          headers: cloudEventHeaders({
+            kind: 'analyses',
+            id: `${a.incident_id}#${a.revision}`,
+            source: nodeSource(a.node),
+            time: a.created_at,
+          }),
         },
       ],
     });

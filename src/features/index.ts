@@ -1,5 +1,10 @@
 /** Public surface of the feature stage. */
-export { FeatureStage, type FeatureStageStats, type WindowListener } from './feature-stage.js';
+export {
+  FeatureStage,
+  type FeatureStageHealth,
+  type FeatureStageStats,
+  type WindowListener,
+} from './feature-stage.js';
 export {
   featureStageConfigSchema,
   type FeatureStageConfig,

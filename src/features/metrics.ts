@@ -1,7 +1,7 @@
 /** Prometheus metrics of the feature stage, read from its counters at scrape time. */
 import { Gauge, Registry } from 'prom-client';
 import { mirrorCounter } from '../common/metrics.js';
-import type { FeatureStageStats } from './feature-stage.js';
+import type { FeatureStageStats } from './stage-stats.js';
 
 export function featureMetrics(stats: () => FeatureStageStats): Registry {
   const registry = new Registry();

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { CompressionTypes, type Producer } from 'kafkajs';
+import { cloudEventHeaders, feedbackSource } from '../common/cloudevents.js';
 import { kafkaClient, Topics } from '../common/kafka.js';
 import type { Logger } from '../common/logger.js';
 import { stateDir } from '../common/paths.js';
@@ -120,14 +121,12 @@ export class AuditTrail {
               {
                 key: rec.request_id,
                 value: JSON.stringify(rec),
-                headers: {
-                  ce_specversion: '1.0',
-                  ce_id: rec.audit_id,
-                  ce_source: `/feedback/${rec.actor}`,
-                  ce_type: 'io.tracefeed.feedback.v1',
-                  ce_time: rec.at,
-                  'content-type': 'application/json',
-                },
+                headers: cloudEventHeaders({
+                  kind: 'feedback',
+                  id: rec.audit_id,
+                  source: feedbackSource(rec.actor),
+                  time: rec.at,
+                }),
               },
             ],
           });

@@ -251,7 +251,9 @@ export class NodeAgent {
 
   /**
    * Names the cgroups the sink asked about. One the resolver cannot name yet
-   * (created since its last walk) is tried again shortly, up to 20 times.
+   * (created since its last walk) is tried again shortly, up to 20 times, then
+   * given up. The retries are this method's alone: the sink carries an unnamed
+   * cgroup to later frames until it is named or forgotten here.
    */
   private nameCgroups(): void {
     const sink = this.sink;
@@ -265,6 +267,7 @@ export class NodeAgent {
         this.unresolved.delete(id);
       } else if (tries + 1 >= 20) {
         this.unresolved.delete(id);
+        sink.forgetCgroup(id);
       } else {
         this.unresolved.set(id, tries + 1);
       }

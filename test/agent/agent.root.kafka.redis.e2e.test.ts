@@ -94,7 +94,7 @@ describe('the agent over real features, anomalies and the real policy engine', (
   let hostile: string;
   let tcpServer: Server;
   let analysesConsumer: Consumer;
-  const analyses: Array<{ key: string; value: Analysis }> = [];
+  const analyses: Array<{ key: string; value: Analysis; headers: Record<string, string> }> = [];
   const EXECS = 1 + 9 * 2 + 1200;
   const seriesId = () => `${node}|${wl.path}|process|exec_count`;
 
@@ -169,7 +169,10 @@ describe('the agent over real features, anomalies and the real policy engine', (
     await analysesConsumer.run({
       eachMessage: async ({ message }) => {
         const v = analysisSchema.parse(JSON.parse(message.value!.toString()));
-        if (v.node === node) analyses.push({ key: message.key!.toString(), value: v });
+        const headers = Object.fromEntries(
+          Object.entries(message.headers ?? {}).map(([k, h]) => [k, String(h)]),
+        );
+        if (v.node === node) analyses.push({ key: message.key!.toString(), value: v, headers });
       },
     });
     await Promise.all([ready, worker.ready]);
@@ -330,6 +333,15 @@ describe('the agent over real features, anomalies and the real policy engine', (
       expect.arrayContaining(['anomaly', 'series', 'processes']),
     );
     expect(a.value.usage.total_tokens).toBe(0);
+    // CloudEvents binary mode (src/common/cloudevents.ts).
+    expect(a.headers).toEqual({
+      ce_specversion: '1.0',
+      ce_id: `${a.value.incident_id}#${a.value.revision}`,
+      ce_source: `/node/${node}`,
+      ce_type: 'io.tracefeed.analyses.v1',
+      ce_time: a.value.created_at,
+      'content-type': 'application/json',
+    });
     // One incident per series: later windows of the burst fold into it; it is
     // written again only when it escalates from warning to critical.
     const all = analyses.filter((x) => x.key === seriesId()).map((x) => x.value);

@@ -24,12 +24,18 @@ describe('anomalies from a real workload change', () => {
   let openPort = 0;
   let closedPort = 0;
   const anomalies: Anomaly[] = [];
+  const headersOf = new Map<string, Record<string, string>>();
   let stop: () => Promise<void>;
 
   beforeAll(async () => {
     stop = await subscribe(Topics.anomalies, (message) => {
       const a = anomalySchema.parse(JSON.parse(message.value!.toString()));
-      if (a.node === node) anomalies.push(a);
+      if (a.node !== node) return;
+      anomalies.push(a);
+      headersOf.set(
+        a.id,
+        Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)])),
+      );
     });
     stage = testStage('anom', log, {
       allowed_lateness_seconds: 0,
@@ -82,5 +88,13 @@ describe('anomalies from a real workload change', () => {
     expect(a!.cgroup_id).toBe(cg.id.toString());
     expect(a!.evidence[0]?.tcp_connect_failures).toBe(a!.observed);
     expect(a!.series_id).toBe(`${node}|${cg.path}|tcp|tcp_connect_failures`);
+    // CloudEvents binary mode (src/common/cloudevents.ts).
+    expect(headersOf.get(a!.id)).toEqual({
+      ce_specversion: '1.0',
+      ce_id: a!.id,
+      ce_source: `/node/${node}`,
+      ce_type: 'io.tracefeed.anomalies.v1',
+      'content-type': 'application/json',
+    });
   }, 90_000);
 });

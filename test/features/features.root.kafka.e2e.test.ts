@@ -34,6 +34,7 @@ describe('features of a real workload', () => {
   let port = 0;
   const httpPort = 20000 + Math.floor(Math.random() * 20000);
   const kafkaRows: Row[] = [];
+  const kafkaHeaders: Array<Record<string, string>> = [];
   let stopKafka: () => Promise<void>;
 
   beforeAll(async () => {
@@ -41,6 +42,9 @@ describe('features of a real workload', () => {
     stopKafka = await subscribe(Topics.features, (message) => {
       if (message.key?.toString() !== node || !message.value) return;
       for (const r of tableFromIPC(message.value).toArray()) kafkaRows.push(r.toJSON() as Row);
+      kafkaHeaders.push(
+        Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)])),
+      );
     });
 
     stage = new FeatureStage(
@@ -122,6 +126,19 @@ describe('features of a real workload', () => {
       for (const r of mine) expect(String(r.cgroup_id), where).toBe(cg.id.toString());
     };
     check(kafkaRows, 'kafka');
+    // CloudEvents binary mode (src/common/cloudevents.ts), and the window's own headers.
+    for (const h of kafkaHeaders) {
+      expect(h).toMatchObject({
+        ce_specversion: '1.0',
+        ce_id: `${node}@${h.tracefeed_window_start}`,
+        ce_source: `/node/${node}`,
+        ce_type: 'io.tracefeed.features.v1',
+        'content-type': 'application/vnd.apache.arrow.stream',
+        tracefeed_source_partition: expect.stringMatching(/^\d+$/),
+        tracefeed_rows: expect.stringMatching(/^\d+$/),
+      });
+      expect(Date.parse(h.ce_time!)).toBeGreaterThan(Date.now() - 120_000);
+    }
 
     const fileRows: Row[] = [];
     const { readdirSync } = await import('node:fs');

@@ -186,6 +186,43 @@ describe('native frame sink', () => {
     expect(sink.stats()).toMatchObject({ eventsSent: 3, framesSent: 2, eventsDropped: 0 });
   }, 30_000);
 
+  it('carries an unnamed cgroup until its name comes, however many frames that takes', async () => {
+    // The node agent owns the retries (NodeAgent.nameCgroups): the sink gives up only when told.
+    const cg = 987_654_322n;
+    const sink = makeSink();
+    const start = messages.length;
+    for (let i = 1; i <= 25; i++) {
+      expect(sink.append(records(1, [cg]), 1)).toBe(true);
+      await until(() => sink.stats().framesSent === i, 15_000, `unnamed frame ${i}`);
+    }
+    expect(sink.takeWantedCgroups()).toEqual([cg]); // asked once
+    sink.setCgroupName(cg, '/much-later.slice');
+    await until(() => sink.stats().framesSent === 26, 15_000, 'the names-only frame');
+    await until(() => messages.length - start >= 26, 15_000, 'every frame consumed');
+    const last = decodeFrameEvents(messages[start + 25]!.value!);
+    expect(last.map((e) => [e.type, e.attributes['cgroup.path']])).toEqual([
+      ['cgroup.info', '/much-later.slice'],
+    ]);
+
+    // Given up: no longer carried, so a name that comes after sends nothing on its own ...
+    const gone = 987_654_323n;
+    expect(sink.append(records(2, [gone]), 2)).toBe(true);
+    await until(() => sink.stats().framesSent === 27, 15_000, 'the frame of the given-up cgroup');
+    expect(sink.takeWantedCgroups()).toEqual([gone]);
+    sink.forgetCgroup(gone);
+    sink.setCgroupName(gone, '/gone.slice');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(sink.stats().framesSent).toBe(27);
+    // ... and its next records are named at once.
+    expect(sink.append(records(1, [gone]), 1)).toBe(true);
+    await until(() => sink.stats().framesSent === 28, 15_000, 'the named frame');
+    await until(() => messages.length - start >= 28, 15_000, 'every frame consumed');
+    await sink.stop(1000);
+    const named = decodeFrameEvents(messages[start + 27]!.value!);
+    expect(named.map((e) => e.type)).toEqual(['sched.runq_summary', 'cgroup.info']);
+    expect(named[1]!.attributes['cgroup.path']).toBe('/gone.slice');
+  }, 60_000);
+
   it('drops a malformed region whole, counts it and says where the walk stopped', async () => {
     const logs: string[] = [];
     const sink = makeSink({}, (kind, _level, message) => {

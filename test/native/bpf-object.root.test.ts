@@ -141,7 +141,7 @@ function run(file: string): Promise<{ pid: number; code: number | null }> {
 }
 
 describe.skipIf(!isRoot)('native BpfObject (root)', () => {
-  let native: typeof Native;
+  let native: Native.NativeAddon;
   let tmp: string;
 
   beforeAll(async () => {
@@ -149,7 +149,7 @@ describe.skipIf(!isRoot)('native BpfObject (root)', () => {
     if (!existsSync(addonPath))
       throw new Error(`${addonPath} missing: run \`node native/build.mjs\` first`);
     ensureTracefs();
-    native = await import('../../native/index.js');
+    native = (await import('../../native/index.js')).loadNative();
     tmp = mkdtempSync(path.join(tmpdir(), 'tf-native-'));
   });
 

@@ -127,7 +127,7 @@ function runIn(dir: string, script: string): Promise<{ pid: number; code: number
 }
 
 describe.skipIf(!isRoot)('file probe (root)', () => {
-  let native: typeof Native;
+  let native: Native.NativeAddon;
   let cgDir: string;
   let cg: bigint;
   let tmp: string;
@@ -137,7 +137,7 @@ describe.skipIf(!isRoot)('file probe (root)', () => {
     if (!existsSync(addonPath))
       throw new Error(`${addonPath} missing: run \`node native/build.mjs\` first`);
     ensureTracefs();
-    native = await import('../../native/index.js');
+    native = (await import('../../native/index.js')).loadNative();
     cgDir = path.join(cgroup2Mount(), `tf-test-${randomBytes(4).toString('hex')}`);
     mkdirSync(cgDir);
     cg = cgroupId(cgDir);

@@ -89,7 +89,7 @@ function run(file: string, args: string[] = []): Promise<{ pid: number; code: nu
 }
 
 describe.skipIf(!isRoot)('process probe live control (root)', () => {
-  let native: typeof Native;
+  let native: Native.NativeAddon;
   let obj: Native.BpfObject;
   let tmp: string;
   let progIds: number[];
@@ -128,7 +128,7 @@ describe.skipIf(!isRoot)('process probe live control (root)', () => {
     if (!existsSync(addonPath))
       throw new Error(`${addonPath} missing: run \`node native/build.mjs\` first`);
     ensureTracefs();
-    native = await import('../../native/index.js');
+    native = (await import('../../native/index.js')).loadNative();
     tmp = mkdtempSync(path.join(tmpdir(), 'tf-pctl-'));
     obj = new native.BpfObject(probePath, {
       ringbufBytes: { rb: 1 << 22 },

@@ -69,7 +69,7 @@ function runIn(dir: string, cmd: string): Promise<number | null> {
 }
 
 describe.skipIf(!isRoot)('sched probe (root)', () => {
-  let native: typeof Native;
+  let native: Native.NativeAddon;
   let mount: string;
   let cgDir: string;
   let cg: bigint;
@@ -78,7 +78,7 @@ describe.skipIf(!isRoot)('sched probe (root)', () => {
     if (!existsSync(probePath)) throw new Error(`${probePath} missing: run \`make -C bpf\` first`);
     if (!existsSync(addonPath))
       throw new Error(`${addonPath} missing: run \`node native/build.mjs\` first`);
-    native = await import('../../native/index.js');
+    native = (await import('../../native/index.js')).loadNative();
     mount = cgroup2Mount();
     cgDir = path.join(mount, `tf-test-${randomBytes(4).toString('hex')}`);
     mkdirSync(cgDir);

@@ -158,7 +158,7 @@ function runIn(dir: string, cmd: string): Promise<{ pid: number; code: number | 
 }
 
 describe.skipIf(!isRoot)('syscalls probe (root)', () => {
-  let native: typeof Native;
+  let native: Native.NativeAddon;
   let mount: string;
   let cgDir: string;
   let cg: bigint;
@@ -168,7 +168,7 @@ describe.skipIf(!isRoot)('syscalls probe (root)', () => {
     if (!existsSync(addonPath))
       throw new Error(`${addonPath} missing: run \`node native/build.mjs\` first`);
     ensureTracefs();
-    native = await import('../../native/index.js');
+    native = (await import('../../native/index.js')).loadNative();
     mount = cgroup2Mount();
     cgDir = path.join(mount, `tf-test-${randomBytes(4).toString('hex')}`);
     mkdirSync(cgDir);

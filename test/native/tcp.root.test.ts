@@ -162,7 +162,7 @@ async function closedPort(host: string): Promise<number> {
 }
 
 describe.skipIf(!isRoot)('tcp probe (root)', () => {
-  let native: typeof Native;
+  let native: Native.NativeAddon;
   let obj: Native.BpfObject;
   const records: TcpRecord[] = [];
   let generation = 0;
@@ -191,7 +191,7 @@ describe.skipIf(!isRoot)('tcp probe (root)', () => {
     if (!existsSync(addonPath))
       throw new Error(`${addonPath} missing: run \`node native/build.mjs\` first`);
     ensureTracefs();
-    native = await import('../../native/index.js');
+    native = (await import('../../native/index.js')).loadNative();
     obj = new native.BpfObject(probePath, {
       ringbufBytes: { rb: 1 << 22 },
       consts: { wakeup_bytes: 1n },
