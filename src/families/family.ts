@@ -161,3 +161,22 @@ const TWO32 = 4294967296;
 export function u64(dv: DataView, at: number): number {
   return dv.getUint32(at, true) + dv.getUint32(at + 4, true) * TWO32;
 }
+
+/** The p50, p95 and p99 columns of a histogram: `<prefix>_p50_ns`... */
+export function percentiles<const H extends string>(
+  prefix: string,
+  hist: H,
+): ReadonlyArray<{ name: string; hist: H; q: number }> {
+  return [0.5, 0.95, 0.99].map((q) => ({ name: `${prefix}_p${Math.round(q * 100)}_ns`, hist, q }));
+}
+
+/** Adds a kernel log2 histogram (`slots` u64 at `from`) slot by slot to a row's histogram at `to`. */
+export function addHistogram(
+  hists: Float64Array,
+  to: number,
+  dv: DataView,
+  from: number,
+  slots: number,
+): void {
+  for (let i = 0; i < slots; i++) hists[to + i]! += u64(dv, from + i * 8);
+}

@@ -6,7 +6,7 @@
  */
 import type { FieldReader } from '../../ingest/record-reader.js';
 import { fieldOffset } from '../../ingest/layout.js';
-import { defineFamily, log2Slot, u64 } from '../family.js';
+import { defineFamily, percentiles, log2Slot, u64 } from '../family.js';
 import {
   DNS_KEY_LAYOUT,
   DNS_LAYOUT,
@@ -118,11 +118,7 @@ export const DNS_FAMILY = defineFamily({
       'dns_latency_total_ns',
     ],
     histograms: ['dns_latency'],
-    quantiles: [
-      { name: 'dns_p50_ns', hist: 'dns_latency', q: 0.5 },
-      { name: 'dns_p95_ns', hist: 'dns_latency', q: 0.95 },
-      { name: 'dns_p99_ns', hist: 'dns_latency', q: 0.99 },
-    ],
+    quantiles: percentiles('dns', 'dns_latency'),
   },
   aggregate: (ix) => {
     const queries = ix.sum('dns_queries');

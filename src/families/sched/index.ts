@@ -5,7 +5,7 @@
  */
 import { HIST_SLOTS, Op, Probe, RUNQ_SUMMARY_LAYOUT, fieldOffset } from '../../ingest/layout.js';
 import { histogramQuantile } from '../../ingest/histogram.js';
-import { defineFamily, u64 } from '../family.js';
+import { addHistogram, defineFamily, percentiles, u64 } from '../family.js';
 
 const RUNQ = {
   count: fieldOffset(RUNQ_SUMMARY_LAYOUT, 'count'),
@@ -39,11 +39,7 @@ export const SCHED_FAMILY = defineFamily({
   columns: {
     sums: ['runq_count', 'runq_total_ns'],
     histograms: ['runq'],
-    quantiles: [
-      { name: 'runq_p50_ns', hist: 'runq', q: 0.5 },
-      { name: 'runq_p95_ns', hist: 'runq', q: 0.95 },
-      { name: 'runq_p99_ns', hist: 'runq', q: 0.99 },
-    ],
+    quantiles: percentiles('runq', 'runq'),
   },
   aggregate: (ix) => {
     const count = ix.sum('runq_count');
@@ -53,8 +49,7 @@ export const SCHED_FAMILY = defineFamily({
       // Summaries are exact counts from the kernel map, not sampled records.
       sums[b + count]! += u64(dv, off + RUNQ.count);
       sums[b + total]! += u64(dv, off + RUNQ.total);
-      const at = hb + h;
-      for (let i = 0; i < HIST_SLOTS; i++) hists[at + i]! += u64(dv, off + RUNQ.hist + i * 8);
+      addHistogram(hists, hb + h, dv, off + RUNQ.hist, HIST_SLOTS);
     };
   },
   anomalyMetrics: [{ metric: 'runq_p99_ns', min_delta: 1_000_000 }],

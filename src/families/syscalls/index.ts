@@ -15,7 +15,7 @@ import {
   fieldOffset,
 } from '../../ingest/layout.js';
 import { histogramQuantile } from '../../ingest/histogram.js';
-import { defineFamily, u64 } from '../family.js';
+import { addHistogram, defineFamily, percentiles, u64 } from '../family.js';
 
 const SYS = {
   count: fieldOffset(SYSCALL_SUMMARY_LAYOUT, 'count'),
@@ -79,11 +79,7 @@ export const SYSCALLS_FAMILY = defineFamily({
   columns: {
     sums: ['syscall_count', 'syscall_errors', 'syscall_total_ns', 'syscall_slow_count'],
     histograms: ['syscall'],
-    quantiles: [
-      { name: 'syscall_p50_ns', hist: 'syscall', q: 0.5 },
-      { name: 'syscall_p95_ns', hist: 'syscall', q: 0.95 },
-      { name: 'syscall_p99_ns', hist: 'syscall', q: 0.99 },
-    ],
+    quantiles: percentiles('syscall', 'syscall'),
   },
   aggregate: (ix) => {
     const count = ix.sum('syscall_count');
@@ -101,8 +97,7 @@ export const SYSCALLS_FAMILY = defineFamily({
       sums[b + count]! += u64(dv, off + SYS.count);
       sums[b + errors]! += u64(dv, off + SYS.errors);
       sums[b + total]! += u64(dv, off + SYS.total);
-      const at = hb + h;
-      for (let i = 0; i < HIST_SLOTS; i++) hists[at + i]! += u64(dv, off + SYS.hist + i * 8);
+      addHistogram(hists, hb + h, dv, off + SYS.hist, HIST_SLOTS);
     };
   },
   anomalyMetrics: [

@@ -5,7 +5,7 @@
  */
 import { Op, Probe, TCP_LAYOUT, fieldOffset } from '../../ingest/layout.js';
 import type { FieldReader } from '../../ingest/record-reader.js';
-import { defineFamily, log2Slot, u64, type FamilyOp } from '../family.js';
+import { defineFamily, percentiles, log2Slot, u64, type FamilyOp } from '../family.js';
 
 const AF_INET6 = 10;
 
@@ -85,11 +85,7 @@ export const TCP_FAMILY = defineFamily({
       'tcp_bytes_received',
     ],
     histograms: ['tcp_duration'],
-    quantiles: [
-      { name: 'tcp_duration_p50_ns', hist: 'tcp_duration', q: 0.5 },
-      { name: 'tcp_duration_p95_ns', hist: 'tcp_duration', q: 0.95 },
-      { name: 'tcp_duration_p99_ns', hist: 'tcp_duration', q: 0.99 },
-    ],
+    quantiles: percentiles('tcp_duration', 'tcp_duration'),
     derived: { tcp_resets: ['tcp_resets_sent', 'tcp_resets_received'] },
   },
   aggregate: (ix) => {
