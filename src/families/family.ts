@@ -68,6 +68,25 @@ export interface FamilyRule {
   readonly slow_ms?: number;
 }
 
+/**
+ * A kernel aggregation map that the node agent reads and empties every
+ * interval, each entry becoming one record (src/ingest/summaries.ts).
+ */
+export interface FamilySummary {
+  readonly map: string;
+  /** The record an entry becomes (its op is the layout's). */
+  readonly layout: RecordLayout;
+  /** The map's key and value structs; null for a bare u64. */
+  readonly key: RecordLayout | null;
+  readonly value: RecordLayout | null;
+  /**
+   * Record field <- where it comes from: `key.<field>`, `value.<field>`, `key` or
+   * `value` (a bare u64), or `interval` (ns since the previous flush). Fields not
+   * named stay zero (pads).
+   */
+  readonly fields: Readonly<Record<string, string>>;
+}
+
 export interface Family<
   Name extends string = string,
   Sum extends string = string,
@@ -122,7 +141,7 @@ export interface Family<
   /** Enabled when the node agent starts with no other instruction. */
   readonly defaultEnabled: boolean;
   /** Kernel aggregation maps flushed into summary records every interval. */
-  readonly summaries: ReadonlyArray<{ map: string; kind: 'syscall' | 'errno' | 'runq' }>;
+  readonly summaries: readonly FamilySummary[];
   /** Programs that may not attach on every kernel or architecture (their absence is logged, not fatal). */
   readonly optionalPrograms?: readonly string[];
   /**

@@ -158,6 +158,9 @@ export const FOCUS_LAYOUT: RecordLayout = layoutOf('tf_focus', 0);
 /** Kernel map value struct tf_hist_value (syscall_stats, runq_stats). */
 export const HIST_VALUE_LAYOUT: RecordLayout = layoutOf('tf_hist_value', 0);
 
+/** Kernel map key struct tf_errno_key (syscall_errno). */
+export const ERRNO_KEY_LAYOUT: RecordLayout = layoutOf('tf_errno_key', 0);
+
 /** Kernel map key struct tf_syscall_key (syscall_stats). */
 export const SYSCALL_KEY_LAYOUT: RecordLayout = layoutOf('tf_syscall_key', 0);
 

@@ -455,14 +455,7 @@ export class NodeAgent {
       }
       for (const s of fam.spec.summaries) {
         try {
-          const batch = flushSummaryMap(
-            fam.obj,
-            s.map,
-            s.kind,
-            now,
-            interval,
-            fam.control.currentGeneration,
-          );
+          const batch = flushSummaryMap(fam.obj, s, now, interval, fam.control.currentGeneration);
           if (batch.count > 0) this.sink?.append(batch.records, batch.count);
         } catch (err) {
           this.opts.log.warn(

@@ -24,6 +24,7 @@ import { CORE_OP_TYPES, HEADER_LAYOUT, fieldOffset } from '../../src/ingest/layo
 import { TF_ENUMS, TF_STRUCTS } from '../../src/ingest/layout.generated.js';
 import { decodeFrameEvents, encodeFrame } from '../../src/ingest/index.js';
 import { probeNameSchema } from '../../src/ingest/probe-settings.js';
+import { summaryPlan } from '../../src/ingest/summaries.js';
 import type { Family } from '../../src/families/family.js';
 import { WindowAggregator } from '../../src/features/aggregator.js';
 import { featureSchema } from '../../src/features/arrow-batch.js';
@@ -146,6 +147,24 @@ describe('family registry', () => {
         expect(checked.has(o.layout.struct)).toBe(true);
       }
       for (const l of f.layouts ?? []) expect(checked.has(l.struct)).toBe(true);
+    }
+  });
+
+  it("every family's summaries fill each field of their record from a field of the map entry", () => {
+    for (const f of families) {
+      for (const sm of f.summaries) {
+        expect(f.ops.map((o) => o.op)).toContain(sm.layout.op);
+        const plan = summaryPlan(sm); // throws on a field missing or of another size
+        const filled = new Set(plan.steps.map((st) => st.to));
+        for (const field of sm.layout.fields) {
+          if (field.name === 'hdr' || field.name.startsWith('pad')) continue;
+          expect([sm.map, field.name, filled.has(field.offset)]).toEqual([
+            sm.map,
+            field.name,
+            true,
+          ]);
+        }
+      }
     }
   });
 

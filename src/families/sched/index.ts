@@ -3,7 +3,14 @@
  * aggregated in a kernel map and flushed as summaries every interval
  * (bpf/sched.bpf.c). Off in steady state; the cpu-hog rule turns it on.
  */
-import { HIST_SLOTS, Op, Probe, RUNQ_SUMMARY_LAYOUT, fieldOffset } from '../../ingest/layout.js';
+import {
+  HIST_SLOTS,
+  HIST_VALUE_LAYOUT,
+  Op,
+  Probe,
+  RUNQ_SUMMARY_LAYOUT,
+  fieldOffset,
+} from '../../ingest/layout.js';
 import { histogramQuantile } from '../../ingest/histogram.js';
 import { addHistogram, defineFamily, percentiles, u64 } from '../family.js';
 
@@ -64,5 +71,20 @@ export const SCHED_FAMILY = defineFamily({
         : undefined,
   },
   defaultEnabled: false,
-  summaries: [{ map: 'runq_stats', kind: 'runq' }],
+  summaries: [
+    {
+      // cgroup v2 id -> histogram (error_count stays 0 there).
+      map: 'runq_stats',
+      layout: RUNQ_SUMMARY_LAYOUT,
+      key: null,
+      value: HIST_VALUE_LAYOUT,
+      fields: {
+        cgroup_id: 'key',
+        interval_ns: 'interval',
+        count: 'value.count',
+        total_ns: 'value.total_ns',
+        hist: 'value.hist',
+      },
+    },
+  ],
 });

@@ -5,7 +5,9 @@
  * Off in steady state; rules turn it on for a workload.
  */
 import {
+  ERRNO_KEY_LAYOUT,
   HIST_SLOTS,
+  HIST_VALUE_LAYOUT,
   Op,
   Probe,
   SYSCALL_ERRNO_LAYOUT,
@@ -75,7 +77,7 @@ export const SYSCALLS_FAMILY = defineFamily({
       }),
     },
   ],
-  layouts: [SYSCALL_KEY_LAYOUT],
+  layouts: [SYSCALL_KEY_LAYOUT, ERRNO_KEY_LAYOUT],
   columns: {
     sums: ['syscall_count', 'syscall_errors', 'syscall_total_ns', 'syscall_slow_count'],
     histograms: ['syscall'],
@@ -124,7 +126,33 @@ export const SYSCALLS_FAMILY = defineFamily({
   },
   defaultEnabled: false,
   summaries: [
-    { map: 'syscall_stats', kind: 'syscall' },
-    { map: 'syscall_errno', kind: 'errno' },
+    {
+      map: 'syscall_stats',
+      layout: SYSCALL_SUMMARY_LAYOUT,
+      key: SYSCALL_KEY_LAYOUT,
+      value: HIST_VALUE_LAYOUT,
+      fields: {
+        cgroup_id: 'key.cgroup_id',
+        syscall_nr: 'key.syscall_nr',
+        interval_ns: 'interval',
+        count: 'value.count',
+        error_count: 'value.error_count',
+        total_ns: 'value.total_ns',
+        hist: 'value.hist',
+      },
+    },
+    {
+      map: 'syscall_errno',
+      layout: SYSCALL_ERRNO_LAYOUT,
+      key: ERRNO_KEY_LAYOUT,
+      value: null,
+      fields: {
+        cgroup_id: 'key.cgroup_id',
+        syscall_nr: 'key.syscall_nr',
+        err: 'key.err',
+        count: 'value',
+        interval_ns: 'interval',
+      },
+    },
   ],
 });
