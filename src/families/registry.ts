@@ -3,8 +3,11 @@
  * is also the order of their columns in a feature row). Everything that names
  * families (the decoder, the aggregator, the feature columns, the anomaly
  * detector, the feedback rules, the node agent, the CLI and the agent's tools)
- * reads this list. Adding a family: bpf/<name>.bpf.c with its record and op
- * in bpf/events.h (then `npm run gen:layouts`), src/families/<name>/, one line here.
+ * reads this list. Adding a family: bpf/<name>.bpf.c; its record struct, ops
+ * and probe id in bpf/events.h and the struct in bpf/layout.bpf.c (then
+ * `npm run gen:layouts`); src/families/<name>/; its import and one line here;
+ * its ops in the Python decoder and its columns in docs/features.md.
+ * test/families/registry.test.ts names whatever is missing.
  */
 import {
   CGROUP_INFO_LAYOUT,
