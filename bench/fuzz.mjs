@@ -28,13 +28,15 @@ execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: repoRoot, stdio
 const dist = (p) => import(join(repoRoot, 'dist', p));
 const { ConfigError, DecodeError } = await dist('common/errors.js');
 const { parseFeedbackRequest, parseThresholds } = await dist('feedback/index.js');
-const { decodeFrame, decodeFrameEvents, encodeFrame, layout } = await dist('ingest/index.js');
+const { decodeFrame, decodeFrameEvents, encodeFrame, layout, RECORD_SIZE_BY_OP } =
+  await dist('ingest/index.js');
 const modules = {
   encodeFrame,
   decodeFrame,
   decodeFrameEvents,
   DecodeError,
   layout,
+  RECORD_SIZE_BY_OP,
   parseThresholds,
   parseFeedbackRequest,
   ConfigError,

@@ -49,7 +49,7 @@ function outcome(fn) {
 
 /**
  * @param {object} m modules under test: { encodeFrame, decodeFrame,
- *   decodeFrameEvents, DecodeError, layout, parseThresholds,
+ *   decodeFrameEvents, DecodeError, layout, RECORD_SIZE_BY_OP, parseThresholds,
  *   parseFeedbackRequest, ConfigError, stringifyYaml, parseYaml,
  *   thresholdsYaml (text of config/thresholds.yaml) }
  * @returns {Record<string, fc.IPropertyWithHooks<unknown>>} properties whose
@@ -57,7 +57,7 @@ function outcome(fn) {
  */
 export function fuzzTargets(m) {
   const { layout } = m;
-  const ops = [...layout.RECORD_SIZE_BY_OP.entries()];
+  const ops = [...m.RECORD_SIZE_BY_OP.entries()];
 
   /** One record of a known op with its exact size, header filled, body arbitrary. */
   const knownRecord = fc
@@ -272,7 +272,7 @@ export function pythonFrameCases(m) {
       .map(([node, bodies, flips, cut]) => {
         const recs = bodies.map((body, i) => {
           const op = i % 2 === 0 ? m.layout.Op.EXEC : m.layout.Op.EXIT;
-          const size = m.layout.RECORD_SIZE_BY_OP.get(op);
+          const size = m.RECORD_SIZE_BY_OP.get(op);
           const b = Buffer.alloc(size);
           b.set(body.subarray(0, size));
           b.writeUInt8(op, 0);

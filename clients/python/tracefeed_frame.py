@@ -36,7 +36,7 @@ FLAG_FOCUS = TF_DEFINES["TF_FLAG_FOCUS"]  # collected under a per-cgroup focus
 FLAG_PATH_UNVERIFIED = TF_DEFINES["TF_FLAG_PATH_UNVERIFIED"]  # file.open path is the caller's string (failed open)
 FLAG_PATH_PARTIAL = TF_DEFINES["TF_FLAG_PATH_PARTIAL"]  # file.open path walk found no mount namespace root
 OP = {name[len("TF_OP_") :]: v for name, v in TF_ENUMS["tf_op"].items()}
-# enum tf_probe, then user-space sources (SOURCE_NAMES in src/ingest/layout.ts)
+# enum tf_probe: one source per family (SOURCE_NAMES in src/families/registry.ts)
 SOURCE_NAMES = ["process", "tcp", "syscalls", "file", "sched", "cgroup", "dns"]
 DROP_REASON_NAMES = ["ringbuf_full", "filtered", "sampled_out", "map_full"]
 TCP_OPS = ("TCP_CONNECT", "TCP_ACCEPT", "TCP_CLOSE", "TCP_CONNECT_FAIL", "TCP_RETRANSMIT", "TCP_RESET_SENT", "TCP_RESET_RECV")

@@ -7,7 +7,7 @@
  * it lacks to the policy engine. Requests to change or stop collection are
  * refused. Untrusted strings are printed JSON-quoted.
  */
-import { DNS_AGENT } from '../families/dns/index.js';
+import { FAMILIES, PROBE_FAMILIES } from '../families/registry.js';
 import { AgentError } from './errors.js';
 import { formatMetricValue as fmt, type Explanation } from './explain.js';
 import { round } from './feature-math.js';
@@ -64,13 +64,9 @@ const UNSAFE =
   /\bignore\s+(all\s+|any\s+|the\s+|your\s+)?(previous|prior|above|earlier)\b|^(?:(?:please|now|just|go ahead and|you should|you must)\s+|(?:can|could|would|will) you\s+)*(disable|turn\s+off|switch\s+off|stop|kill|shut\s*down|detach|unload|delete|remove|wipe|erase|purge|clear|drop|approve|raise|lower|increase|decrease|set|change|loosen|tighten|enable|execute|run|rm|exfiltrate|send|upload|reveal|print)\b/;
 
 /** The representative metric of each family (completeness questions without a metric). */
-const FAMILY_METRIC: Array<[string, string]> = [
-  ['process', 'exec_count'],
-  ['tcp', 'tcp_connects'],
-  ['syscalls', 'syscall_count'],
-  ['file', 'file_opens'],
-  ['sched', 'runq_count'],
-];
+const FAMILY_METRIC: Array<[string, string]> = PROBE_FAMILIES.flatMap((f) =>
+  f.agent.countMetric ? [[f.name, f.agent.countMetric] as [string, string]] : [],
+);
 
 const NUMBER_WORDS: Record<string, number> = {
   a: 1,
@@ -97,9 +93,9 @@ const NUMBER_WORDS: Record<string, number> = {
   ninety: 90,
 };
 
-/** Metric keywords, most specific first. */
-const METRIC_PATTERNS: Array<[RegExp, string]> = [
-  ...DNS_AGENT.metricPatterns,
+/** Metric keywords, most specific first: the families' own, then these. */
+const METRIC_PATTERNS: Array<readonly [RegExp, string]> = [
+  ...FAMILIES.flatMap((f) => f.agent.metricPatterns ?? []),
   [/retransmi/, 'tcp_retransmits'],
   [/\bresets?\b|\brst\b/, 'tcp_resets'],
   [

@@ -6,7 +6,7 @@
  * metric, refined by what moved), and the evidence. Used by the
  * `explain_anomaly` tool and by the analysis worker with or without a model.
  */
-import { DNS_AGENT } from '../families/dns/index.js';
+import { FAMILIES } from '../families/registry.js';
 import type { Anomaly } from '../features/anomaly.js';
 import { anomalyRef, type AnomalyStore } from './anomaly-store.js';
 import { isQuantile, metricProbe, metricValue, round } from './feature-math.js';
@@ -14,24 +14,8 @@ import type { FeedbackGateway, RecentFeedback } from './gateway.js';
 import type { ProcessIndex, ProcessSeen } from './process-index.js';
 import type { FeatureRow, FeatureSource } from './sources.js';
 
-/** Metrics compared against the windows before, to see what moved with the anomaly. */
-const CORRELATED = [
-  'exec_count',
-  'exit_count',
-  'failed_exits',
-  'tcp_connects',
-  'tcp_connect_failures',
-  'tcp_retransmits',
-  'tcp_resets',
-  'tcp_bytes_sent',
-  'tcp_bytes_received',
-  'syscall_errors',
-  'syscall_p99_ns',
-  'runq_p99_ns',
-  'file_open_errors',
-  'events_per_second',
-  ...DNS_AGENT.correlated,
-];
+/** Metrics compared against the windows before, to see what moved with the anomaly: each family's. */
+const CORRELATED = [...FAMILIES.flatMap((f) => f.agent.correlated ?? []), 'events_per_second'];
 
 /** Windows of history read before the anomaly's window. */
 export const HISTORY_WINDOWS = 10;
@@ -130,50 +114,12 @@ function perWindow(rows: FeatureRow[], metric: string): Map<string, number> {
 }
 
 function likelyCause(a: Anomaly, up: Set<string>): string {
-  const dns = DNS_AGENT.likelyCause(a.metric, up);
-  if (dns) return dns;
-  switch (a.metric) {
-    case 'tcp_retransmits':
-      if (up.has('tcp_connect_failures') || up.has('tcp_resets'))
-        return 'a peer that is unreachable or refusing connections: retransmits rose together with failed connects or resets';
-      if (up.has('tcp_bytes_sent'))
-        return 'packet loss or congestion on a busy path: retransmits rose with the bytes sent';
-      return 'packet loss on the path to a peer, or a slow or overloaded peer: retransmits rose without more traffic';
-    case 'tcp_resets':
-      return 'connections refused or aborted: a peer restarting, a closed port, or a proxy or timeout cutting connections';
-    case 'tcp_connect_failures':
-      return 'a dependency that is down or unreachable: connects fail (refused, timed out or unreachable)';
-    case 'failed_exits':
-      return up.has('exec_count')
-        ? 'a crash loop: processes start and exit with errors'
-        : 'processes exiting with errors (failing commands or crashes)';
-    case 'exec_count':
-    case 'exit_count':
-      return up.has('failed_exits')
-        ? 'a crash or retry loop: many short-lived processes, several of them failing'
-        : 'process churn: a burst of short-lived processes (a batch job, a shell or health-check loop, or a restart storm)';
-    case 'syscall_p99_ns':
-      return up.has('runq_p99_ns')
-        ? 'CPU saturation: syscalls slowed while threads waited for a CPU'
-        : 'slow syscalls: blocking I/O, lock contention, or a slow filesystem or network call';
-    case 'syscall_errors':
-      return 'an operation failing repeatedly (for example a retry loop on a missing file or a refused connection)';
-    case 'runq_p99_ns':
-      return 'CPU saturation or throttling: runnable threads wait for a CPU (check CPU limits and noisy neighbours)';
-    case 'cpu_throttled_us':
-    case 'cpu_pressure_some_us':
-    case 'cpu_usage_us':
-      return 'CPU saturation: the workload runs into its CPU quota or waits for a CPU (a busy loop, a hot path, or a quota set too low)';
-    case 'io_pressure_some_us':
-      return 'storage stalls: tasks wait on I/O (synchronous writes, fsync storms, or a slow disk)';
-    case 'memory_pressure_some_us':
-    case 'memory_oom_kills':
-      return 'memory pressure: the workload is at its memory limit; reclaim stalls it and the kernel kills its processes (OOM)';
-    case 'events_per_second':
-      return 'the workload became much busier on this probe';
-    default:
-      return `${a.metric} departed from its baseline`;
+  for (const f of FAMILIES) {
+    const cause = f.agent.likelyCause?.(a.metric, up);
+    if (cause) return cause;
   }
+  if (a.metric === 'events_per_second') return 'the workload became much busier on this probe';
+  return `${a.metric} departed from its baseline`;
 }
 
 export async function explainAnomaly(a: Anomaly, deps: ExplainDeps): Promise<Explanation> {

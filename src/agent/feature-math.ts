@@ -3,14 +3,20 @@
  * per window, then over windows (sum, max, avg), top-k. Pure.
  */
 import type { SourceName } from '../ingest/layout.js';
-import { COMPLETENESS_COLUMNS, QUANTILE_COLUMNS, SUM_COLUMNS } from '../features/columns.js';
+import {
+  COMPLETENESS_COLUMNS,
+  DERIVED_METRICS,
+  QUANTILE_COLUMNS,
+  SUM_COLUMNS,
+} from '../features/columns.js';
+import { FAMILIES } from '../families/registry.js';
 import type { FeatureRow } from './sources.js';
 
-/** Every metric the tools accept: the feature columns and `tcp_resets` (sent + received). */
+/** Every metric the tools accept: the feature columns and those families derive (`tcp_resets`). */
 export const METRICS = [
   'events_per_second',
   ...SUM_COLUMNS,
-  'tcp_resets',
+  ...DERIVED_METRICS.keys(),
   ...QUANTILE_COLUMNS.map((q) => q.name),
   ...COMPLETENESS_COLUMNS,
 ] as [string, ...string[]];
@@ -25,17 +31,20 @@ const SAMPLING = new Set([
 
 const QUANTILES = new Set(QUANTILE_COLUMNS.map((q) => q.name));
 
+/** Each family's columns, quantiles and derived metrics -> the family. */
+const PROBE_OF_METRIC: ReadonlyMap<string, SourceName> = new Map(
+  FAMILIES.flatMap((f) =>
+    [
+      ...f.columns.sums,
+      ...f.columns.quantiles.map((q) => q.name),
+      ...Object.keys(f.columns.derived ?? {}),
+    ].map((m) => [m, f.name] as const),
+  ),
+);
+
 /** The probe whose rows carry a metric (undefined: every probe's rows). */
 export function metricProbe(metric: string): SourceName | undefined {
-  if (metric === 'events' || metric === 'events_per_second') return undefined;
-  if (/^(cpu_|io_pressure_|memory_)/.test(metric)) return 'cgroup';
-  if (/^(exec_count|exit_count|failed_exits)$/.test(metric)) return 'process';
-  if (metric.startsWith('tcp_')) return 'tcp';
-  if (metric.startsWith('syscall_')) return 'syscalls';
-  if (metric.startsWith('file_')) return 'file';
-  if (metric.startsWith('runq_')) return 'sched';
-  if (metric.startsWith('dns_')) return 'dns';
-  return undefined;
+  return PROBE_OF_METRIC.get(metric);
 }
 
 export function isQuantile(metric: string): boolean {
@@ -52,11 +61,10 @@ export function defaultAggregation(metric: string): Aggregation {
 }
 
 export function metricValue(row: FeatureRow, metric: string): number | null {
-  if (metric === 'tcp_resets') {
-    const s = row.tcp_resets_sent;
-    const r = row.tcp_resets_received;
-    if (typeof s !== 'number' && typeof r !== 'number') return null;
-    return Number(s ?? 0) + Number(r ?? 0);
+  const parts = DERIVED_METRICS.get(metric);
+  if (parts) {
+    if (parts.every((c) => typeof row[c] !== 'number')) return null;
+    return parts.reduce((sum, c) => sum + Number(row[c] ?? 0), 0);
   }
   const v = row[metric];
   return typeof v === 'number' && Number.isFinite(v) ? v : null;

@@ -6,8 +6,9 @@
  */
 import { z } from 'zod';
 import { tool, type StructuredToolInterface } from '@langchain/core/tools';
-import { FAMILIES } from '../ingest/families.js';
-import { PROBE_NAMES, type ProbeName } from '../ingest/layout.js';
+import { PROBE_FAMILIES as FAMILIES } from '../families/registry.js';
+import { type ProbeName } from '../ingest/layout.js';
+import { PROBE_NAMES } from '../families/registry.js';
 import { ConfigError } from '../common/errors.js';
 import {
   FEEDBACK_ACTIONS,

@@ -17,12 +17,11 @@ import { DEFAULT_AGENT_OPTIONS, NodeAgent, preflight } from '../ingest/index.js'
 import { startControlApi, DEFAULT_API_PORT } from '../ingest/control-api.js';
 import { AuditTrail, NodeFeedbackWorker, redisUrlFrom } from '../feedback/index.js';
 import type { ProbeName } from '../ingest/layout.js';
+import { PROBE_NAMES } from '../families/registry.js';
 import { FeedbackController } from '../feedback/controller.js';
 import { DEFAULT_CONTROLLER_API_PORT, startControllerApi } from '../feedback/controller-api.js';
 import { join } from 'node:path';
 import { repoRoot } from '../common/paths.js';
-
-const PROBE_NAMES: readonly ProbeName[] = ['process', 'tcp', 'syscalls', 'file', 'sched'];
 
 function int(name: string, min: number) {
   return (v: string): number => {

@@ -6,7 +6,7 @@
  * truth is counted from the recorded data with code of its own.
  */
 import { decodeFrameEvents } from '../ingest/event-decoder.js';
-import { FAMILIES } from '../ingest/families.js';
+import { PROBE_FAMILIES as FAMILIES } from '../families/registry.js';
 import { parseThresholds } from '../feedback/thresholds.js';
 import type { AskResult } from '../agent/agent.js';
 import { INCIDENTS } from '../scenario/incidents.js';

@@ -11,55 +11,44 @@
 import { decodeFrame } from '../ingest/frame.js';
 import {
   CGROUP_INFO_LAYOUT,
-  CGROUP_STATS_LAYOUT,
   DROP_REASON_MAX,
-  EXIT_LAYOUT,
-  FILE_OPEN_LAYOUT,
   HEADER_LAYOUT,
   Op,
-  OpTable,
   PROBE_MAX,
   PROBE_STATS_LAYOUT,
-  RUNQ_SUMMARY_LAYOUT,
-  SYSCALL_SUMMARY_LAYOUT,
-  TCP_LAYOUT,
   fieldOffset,
 } from '../ingest/layout.js';
-import { H, HIST_SLOTS, NHIST, NPS, NSUM, PS, S } from './columns.js';
-import { dnsAggregate } from '../families/dns/index.js';
+import { FAMILIES, OpTable } from '../families/registry.js';
+import { log2Slot, u64, type AggregateFn } from '../families/family.js';
+import { H, NHIST, NPS, NSUM, PS, S } from './columns.js';
 
-const TWO32 = 4294967296;
+export { log2Slot };
 
-/** A little-endian u64 as a number (exact below 2^53): two u32 reads, no BigInt. */
-function u64(dv: DataView, at: number): number {
-  return dv.getUint32(at, true) + dv.getUint32(at + 4, true) * TWO32;
-}
 const textDecoder = new TextDecoder();
 
 const PROBE_BY_OP = OpTable.probeIndex;
 const CGROUP_OFFSET = OpTable.cgroupOffset;
 
-/** TF_OP_CGROUP_STATS fields -> sum columns of rows of source `cgroup`. */
-const CGROUP_STAT_COLUMNS: ReadonlyArray<[number, number]> = (
-  [
-    ['cpu_usage_us', S.cpu_usage_us],
-    ['cpu_throttled_us', S.cpu_throttled_us],
-    ['cpu_nr_throttled', S.cpu_nr_throttled],
-    ['cpu_some_us', S.cpu_pressure_some_us],
-    ['cpu_full_us', S.cpu_pressure_full_us],
-    ['io_some_us', S.io_pressure_some_us],
-    ['io_full_us', S.io_pressure_full_us],
-    ['memory_some_us', S.memory_pressure_some_us],
-    ['memory_full_us', S.memory_pressure_full_us],
-    ['memory_high', S.memory_high_events],
-    ['memory_max', S.memory_max_events],
-    ['memory_oom', S.memory_oom_events],
-    ['memory_oom_kill', S.memory_oom_kills],
-  ] as const
-).map(([field, col]) => [fieldOffset(CGROUP_STATS_LAYOUT, field), col]);
-
-/** Offset of file.open's result (fd or -errno). */
-const FILE_RET = fieldOffset(FILE_OPEN_LAYOUT, 'ret');
+/** Each op's family record -> row function (undefined: the op adds only to `events`). */
+const AGGREGATE_BY_OP: ReadonlyArray<AggregateFn | undefined> = (() => {
+  const out = new Array<AggregateFn | undefined>(256);
+  for (const f of FAMILIES) {
+    const fn = (f.aggregate as (ix: unknown) => AggregateFn)({
+      sum: (name: string) => {
+        const i = (S as Record<string, number>)[name];
+        if (i === undefined) throw new Error(`family ${f.name}: no sum column ${name}`);
+        return i;
+      },
+      hist: (name: string) => {
+        const i = (H as Record<string, number>)[name];
+        if (i === undefined) throw new Error(`family ${f.name}: no histogram ${name}`);
+        return i;
+      },
+    });
+    for (const o of f.ops) out[o.op] = fn;
+  }
+  return out;
+})();
 
 /** Field offsets the hot loop reads, from the generated layouts (bpf/events.h). */
 const HDR = {
@@ -72,26 +61,6 @@ const INFO = {
   cgroup: fieldOffset(CGROUP_INFO_LAYOUT, 'cgroup_id'),
   pathLen: fieldOffset(CGROUP_INFO_LAYOUT, 'path_len'),
   path: CGROUP_INFO_LAYOUT.size,
-};
-const EXIT = {
-  code: fieldOffset(EXIT_LAYOUT, 'exit_code'),
-  signal: fieldOffset(EXIT_LAYOUT, 'exit_signal'),
-};
-const TCP = {
-  duration: fieldOffset(TCP_LAYOUT, 'duration_ns'),
-  sent: fieldOffset(TCP_LAYOUT, 'bytes_sent'),
-  received: fieldOffset(TCP_LAYOUT, 'bytes_received'),
-};
-const SYS = {
-  count: fieldOffset(SYSCALL_SUMMARY_LAYOUT, 'count'),
-  errors: fieldOffset(SYSCALL_SUMMARY_LAYOUT, 'error_count'),
-  total: fieldOffset(SYSCALL_SUMMARY_LAYOUT, 'total_ns'),
-  hist: fieldOffset(SYSCALL_SUMMARY_LAYOUT, 'hist'),
-};
-const RUNQ = {
-  count: fieldOffset(RUNQ_SUMMARY_LAYOUT, 'count'),
-  total: fieldOffset(RUNQ_SUMMARY_LAYOUT, 'total_ns'),
-  hist: fieldOffset(RUNQ_SUMMARY_LAYOUT, 'hist'),
 };
 
 const PSL = PROBE_STATS_LAYOUT;
@@ -458,85 +427,7 @@ export class WindowAggregator {
       const sums = w.sums;
       const b = row * NSUM;
       sums[b + S.events]! += weight;
-      switch (op) {
-        case Op.EXEC:
-          sums[b + S.exec_count]! += weight;
-          break;
-        case Op.EXIT:
-          sums[b + S.exit_count]! += weight;
-          if (
-            dv.getInt32(off + EXIT.code, true) !== 0 ||
-            dv.getUint32(off + EXIT.signal, true) !== 0
-          )
-            sums[b + S.failed_exits]! += weight;
-          break;
-        case Op.TCP_CONNECT:
-          sums[b + S.tcp_connects]! += weight;
-          break;
-        case Op.TCP_ACCEPT:
-          sums[b + S.tcp_accepts]! += weight;
-          break;
-        case Op.TCP_CLOSE: {
-          sums[b + S.tcp_closes]! += weight;
-          sums[b + S.tcp_bytes_sent]! += weight * u64(dv, off + TCP.sent);
-          sums[b + S.tcp_bytes_received]! += weight * u64(dv, off + TCP.received);
-          const d = u64(dv, off + TCP.duration);
-          w.hists[row * NHIST + H.tcp_duration + log2Slot(d)]! += weight;
-          break;
-        }
-        case Op.TCP_CONNECT_FAIL:
-          sums[b + S.tcp_connect_failures]! += weight;
-          break;
-        case Op.TCP_RETRANSMIT:
-          sums[b + S.tcp_retransmits]! += weight;
-          break;
-        case Op.TCP_RESET_SENT:
-          sums[b + S.tcp_resets_sent]! += weight;
-          break;
-        case Op.TCP_RESET_RECV:
-          sums[b + S.tcp_resets_received]! += weight;
-          break;
-        case Op.SYSCALL_SUMMARY: {
-          sums[b + S.syscall_count]! += u64(dv, off + SYS.count);
-          sums[b + S.syscall_errors]! += u64(dv, off + SYS.errors);
-          sums[b + S.syscall_total_ns]! += u64(dv, off + SYS.total);
-          const hb = row * NHIST + H.syscall;
-          for (let i = 0; i < HIST_SLOTS; i++) w.hists[hb + i]! += u64(dv, off + SYS.hist + i * 8);
-          break;
-        }
-        case Op.SYSCALL_ERRNO:
-          break; // errors are already in the summary's error_count
-        case Op.SYSCALL_SLOW:
-          sums[b + S.syscall_slow_count]! += weight;
-          break;
-        case Op.FILE_OPEN:
-          sums[b + S.file_opens]! += weight;
-          if (dv.getInt32(off + FILE_RET, true) < 0) sums[b + S.file_open_errors]! += weight;
-          break;
-        case Op.RUNQ_SUMMARY: {
-          sums[b + S.runq_count]! += u64(dv, off + RUNQ.count);
-          sums[b + S.runq_total_ns]! += u64(dv, off + RUNQ.total);
-          const hb = row * NHIST + H.runq;
-          for (let i = 0; i < HIST_SLOTS; i++) w.hists[hb + i]! += u64(dv, off + RUNQ.hist + i * 8);
-          break;
-        }
-        case Op.DNS_RESPONSE:
-        case Op.DNS_TIMEOUT: {
-          const hb = row * NHIST + H.dns_latency;
-          dnsAggregate(
-            op,
-            dv,
-            off,
-            weight,
-            (col, v) => (sums[b + S[col]]! += v),
-            (ns) => (w.hists[hb + log2Slot(ns)]! += weight),
-          );
-          break;
-        }
-        case Op.CGROUP_STATS:
-          for (const [at, col] of CGROUP_STAT_COLUMNS) sums[b + col]! += u64(dv, off + at);
-          break;
-      }
+      AGGREGATE_BY_OP[op]?.(op, dv, off, weight, sums, b, w.hists, row * NHIST);
       off += size;
     }
     st.maxEventMs = maxEvent;
@@ -696,11 +587,4 @@ export class WindowAggregator {
     }
     return out.sort((a, b) => a.windowStartMs - b.windowStartMs);
   }
-}
-
-/** log2 slot of a duration in ns, as the kernel computes it. */
-export function log2Slot(v: number): number {
-  if (v < 2) return 0;
-  const s = Math.floor(Math.log2(v));
-  return s < HIST_SLOTS ? s : HIST_SLOTS - 1;
 }

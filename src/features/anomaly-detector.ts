@@ -18,9 +18,9 @@
  * Baselines learn only from closed windows.
  */
 import { z } from 'zod';
-import { SOURCE_NAMES, type SourceName } from '../ingest/layout.js';
-import { QUANTILE_COLUMNS } from './columns.js';
-import { DNS_ANOMALY_METRICS } from '../families/dns/index.js';
+import { type SourceName } from '../ingest/layout.js';
+import { FAMILIES, SOURCE_NAMES } from '../families/registry.js';
+import { DERIVED_METRICS, QUANTILE_COLUMNS } from './columns.js';
 import {
   ANOMALY_SCHEMA_VERSION,
   anomalySchema,
@@ -29,7 +29,7 @@ import {
 } from './anomaly.js';
 
 export const metricRuleSchema = z.strictObject({
-  /** Feature column (or `tcp_resets`, the sum of resets sent and received). */
+  /** Feature column, or a metric a family derives from its columns (`tcp_resets`). */
   metric: z.string().min(1),
   /** Only rows of this source (a probe family, or `cgroup`). */
   probe: z.enum(SOURCE_NAMES as [SourceName, ...SourceName[]]),
@@ -52,66 +52,14 @@ export type MetricRule = z.infer<typeof metricRuleSchema>;
 export type MetricRuleInput = z.input<typeof metricRuleSchema>;
 
 /**
- * The default metrics: every incident class has a steady-state signal (process,
- * tcp and cgroup rows exist while the detailed families are off), plus the
- * detailed families' own metrics for when they are on.
+ * The default metrics, each family's (src/families/<name>): every incident class
+ * has a steady-state signal (process, tcp and cgroup rows exist while the
+ * detailed families are off), plus the detailed families' own metrics for when
+ * they are on.
  */
-export const DEFAULT_METRICS: MetricRuleInput[] = [
-  // Packet loss. A healthy new workload retransmits rarely; 20 in a window is a lossy path.
-  { metric: 'tcp_retransmits', probe: 'tcp', min_delta: 5, prior_min: 20 },
-  // Reset storms (sent or received): 20 resets in a window is far from a normal start.
-  { metric: 'tcp_resets', probe: 'tcp', min_delta: 5, prior_min: 20 },
-  // Connection-refused storm: a starting client may retry a few times, not 20 per window.
-  { metric: 'tcp_connect_failures', probe: 'tcp', min_delta: 5, prior_min: 20 },
-  // Crash loop: 5 failed exits (non-zero code or signal) in one window is a loop, not a bad run.
-  { metric: 'failed_exits', probe: 'process', min_delta: 5, prior_min: 5 },
-  // Exits alone are normal for batch and cron-like workloads: no prior, baseline and peers only.
-  { metric: 'exit_count', probe: 'process', min_delta: 20 },
-  { metric: 'exec_count', probe: 'process', min_delta: 50 },
-  // CPU hog. Throttled 20 % of the window: the workload wants far more than its cpu.max.
-  {
-    metric: 'cpu_throttled_us',
-    probe: 'cgroup',
-    min_delta: 0.05,
-    share_of_window: true,
-    prior_min: 0.2,
-  },
-  // Runnable but waiting half the window: starved. Lower would fire on every busy node.
-  {
-    metric: 'cpu_pressure_some_us',
-    probe: 'cgroup',
-    min_delta: 0.05,
-    share_of_window: true,
-    prior_min: 0.5,
-  },
-  // Usage is normal for batch jobs: no prior; a jump of a quarter core over the baseline counts.
-  { metric: 'cpu_usage_us', probe: 'cgroup', min_delta: 0.25, share_of_window: true },
-  // Synchronous-write storm: stalled on IO 10 % of the window (a healthy service stalls < 1 %).
-  {
-    metric: 'io_pressure_some_us',
-    probe: 'cgroup',
-    min_delta: 0.02,
-    share_of_window: true,
-    prior_min: 0.1,
-  },
-  // Memory pressure: stalled on reclaim 10 % of the window.
-  {
-    metric: 'memory_pressure_some_us',
-    probe: 'cgroup',
-    min_delta: 0.02,
-    share_of_window: true,
-    prior_min: 0.1,
-  },
-  // Any OOM kill is an incident: a new series fires on its first kill (the prior), an
-  // established one on one kill over its baseline (0.25 x the default threshold of 4).
-  { metric: 'memory_oom_kills', probe: 'cgroup', min_delta: 0.25, prior_min: 1 },
-  // Detailed families, when a rule (or an operator) has them on.
-  { metric: 'syscall_errors', probe: 'syscalls', min_delta: 50 },
-  { metric: 'syscall_p99_ns', probe: 'syscalls', min_delta: 1_000_000 },
-  { metric: 'runq_p99_ns', probe: 'sched', min_delta: 1_000_000 },
-  { metric: 'events_per_second', probe: 'tcp', min_delta: 100 },
-  ...DNS_ANOMALY_METRICS,
-];
+export const DEFAULT_METRICS: MetricRuleInput[] = FAMILIES.flatMap((f) =>
+  f.anomalyMetrics.map((m) => ({ ...m, probe: f.name })),
+);
 
 export const anomalyConfigSchema = z.strictObject({
   /** Closed windows a series must have before it is judged against its own baseline. Default 5. */
@@ -161,8 +109,8 @@ const NOT_MONOTONIC = new Set(QUANTILE_COLUMNS.map((q) => q.name));
 const MAX_FIRED = 100_000;
 
 function metricValue(row: FeatureRow, metric: string): number | null {
-  if (metric === 'tcp_resets')
-    return Number(row.tcp_resets_sent ?? 0) + Number(row.tcp_resets_received ?? 0);
+  const parts = DERIVED_METRICS.get(metric);
+  if (parts) return parts.reduce((sum, c) => sum + Number(row[c] ?? 0), 0);
   const v = row[metric];
   return typeof v === 'number' ? v : null;
 }

@@ -22,7 +22,8 @@ import {
 } from 'apache-arrow';
 import { parseCgroupPath } from '../ingest/cgroup-resolver.js';
 import { quantileAt } from '../ingest/histogram.js';
-import { PROBE_MAX, SOURCE_NAMES, USER_SPACE_SOURCES } from '../ingest/layout.js';
+import { PROBE_MAX } from '../ingest/layout.js';
+import { SOURCE_NAMES, USER_SPACE_SOURCES } from '../families/registry.js';
 import type { ClosedWindow } from './aggregator.js';
 import {
   COMPLETENESS_COLUMNS,

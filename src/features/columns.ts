@@ -1,80 +1,44 @@
-import { DNS_HISTOGRAM, DNS_QUANTILES, DNS_SUM_COLUMNS } from '../families/dns/index.js';
+import { FAMILIES, type FamilyHistogram, type FamilySumColumn } from '../families/registry.js';
 
 /**
  * The feature columns: one row per (window, node, workload, probe). Counts are
  * weighted by the records' sample weight, so sampling does not bias them.
- * Names carry their unit.
+ * Names carry their unit. Each family brings its own (src/families/<name>),
+ * in registry order.
  */
 
-/** Summed columns, in slab order. */
-export const SUM_COLUMNS = [
+/** Summed columns, in slab order: `events`, then each family's. */
+export const SUM_COLUMNS: readonly SumColumn[] = [
   'events',
-  'exec_count',
-  'exit_count',
-  'failed_exits',
-  'tcp_connects',
-  'tcp_accepts',
-  'tcp_closes',
-  'tcp_connect_failures',
-  'tcp_retransmits',
-  'tcp_resets_sent',
-  'tcp_resets_received',
-  'tcp_bytes_sent',
-  'tcp_bytes_received',
-  'syscall_count',
-  'syscall_errors',
-  'syscall_total_ns',
-  'syscall_slow_count',
-  'file_opens',
-  'file_open_errors',
-  'runq_count',
-  'runq_total_ns',
-  // Rows of source `cgroup` (TF_OP_CGROUP_STATS): increases over the window.
-  'cpu_usage_us',
-  'cpu_throttled_us',
-  'cpu_nr_throttled',
-  'cpu_pressure_some_us',
-  'cpu_pressure_full_us',
-  'io_pressure_some_us',
-  'io_pressure_full_us',
-  'memory_pressure_some_us',
-  'memory_pressure_full_us',
-  'memory_high_events',
-  'memory_max_events',
-  'memory_oom_events',
-  'memory_oom_kills',
-  // Rows of source `dns` (src/families/dns).
-  ...DNS_SUM_COLUMNS,
-] as const;
-export type SumColumn = (typeof SUM_COLUMNS)[number];
+  ...FAMILIES.flatMap((f): readonly FamilySumColumn[] => f.columns.sums),
+];
+export type SumColumn = 'events' | FamilySumColumn;
 export const NSUM = SUM_COLUMNS.length;
 export const S = Object.fromEntries(SUM_COLUMNS.map((c, i) => [c, i])) as Record<SumColumn, number>;
 
-/** log2 histograms kept per row (32 slots each). */
-export const HISTOGRAMS = ['tcp_duration', 'syscall', 'runq', DNS_HISTOGRAM] as const;
-export type HistogramName = (typeof HISTOGRAMS)[number];
+/** log2 histograms kept per row (32 slots each), each family's in registry order. */
+export const HISTOGRAMS: readonly HistogramName[] = FAMILIES.flatMap(
+  (f): readonly FamilyHistogram[] => f.columns.histograms,
+);
+export type HistogramName = FamilyHistogram;
 export const HIST_SLOTS = 32;
 export const NHIST = HISTOGRAMS.length * HIST_SLOTS;
-export const H: Record<HistogramName, number> = {
-  tcp_duration: 0,
-  syscall: HIST_SLOTS,
-  runq: 2 * HIST_SLOTS,
-  [DNS_HISTOGRAM]: 3 * HIST_SLOTS,
-};
+/** Offset of each histogram's first slot in a row's histograms. */
+export const H = Object.fromEntries(HISTOGRAMS.map((h, i) => [h, i * HIST_SLOTS])) as Record<
+  HistogramName,
+  number
+>;
 
 /** Quantile columns derived from the histograms; null when the histogram is empty. */
-export const QUANTILE_COLUMNS: ReadonlyArray<{ name: string; hist: HistogramName; q: number }> = [
-  { name: 'tcp_duration_p50_ns', hist: 'tcp_duration', q: 0.5 },
-  { name: 'tcp_duration_p95_ns', hist: 'tcp_duration', q: 0.95 },
-  { name: 'tcp_duration_p99_ns', hist: 'tcp_duration', q: 0.99 },
-  { name: 'syscall_p50_ns', hist: 'syscall', q: 0.5 },
-  { name: 'syscall_p95_ns', hist: 'syscall', q: 0.95 },
-  { name: 'syscall_p99_ns', hist: 'syscall', q: 0.99 },
-  { name: 'runq_p50_ns', hist: 'runq', q: 0.5 },
-  { name: 'runq_p95_ns', hist: 'runq', q: 0.95 },
-  { name: 'runq_p99_ns', hist: 'runq', q: 0.99 },
-  ...DNS_QUANTILES,
-];
+export const QUANTILE_COLUMNS: ReadonlyArray<{ name: string; hist: HistogramName; q: number }> =
+  FAMILIES.flatMap(
+    (f): ReadonlyArray<{ name: string; hist: HistogramName; q: number }> => f.columns.quantiles,
+  );
+
+/** Metrics computed from sum columns (their sum), as families declare them: `tcp_resets`. */
+export const DERIVED_METRICS: ReadonlyMap<string, readonly SumColumn[]> = new Map(
+  FAMILIES.flatMap((f) => Object.entries(f.columns.derived ?? {})),
+);
 
 /**
  * Completeness of a row, filled when its window closes. probe_* are the

@@ -4,7 +4,6 @@
  * errors name their path), published as JSON Schema (docs/thresholds.schema.json),
  * and hot-reloaded by `ThresholdsWatcher`: an invalid edit keeps the old config.
  */
-import { DNS_RULES } from '../families/dns/index.js';
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { parseDocument } from 'yaml';
@@ -12,7 +11,8 @@ import { z } from 'zod';
 import { ConfigError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { probeNameSchema } from '../ingest/probe-settings.js';
-import { SOURCE_NAMES, type ProbeName, type SourceName } from '../ingest/layout.js';
+import { type ProbeName, type SourceName } from '../ingest/layout.js';
+import { FAMILIES, SOURCE_NAMES } from '../families/registry.js';
 import { feedbackActionSchema, feedbackOriginSchema, formatIssues } from './request.js';
 
 export const budgetSchema = z.strictObject({
@@ -110,85 +110,18 @@ export function ruleName(r: Rule): string {
  * process and tcp streams plus the cgroup pressure and cpu.stat/memory.events rows;
  * syscalls, file and sched are off. Each rule is triggered by a steady-state signal
  * and turns on, for the TTL and on the anomalous workload only, the family that
- * explains the incident at full detail. None is node-wide.
+ * explains the incident at full detail. None is node-wide. Each family brings the
+ * rules its rows trigger (src/families/<name>), in registry order.
  */
-export const DEFAULT_RULES: RuleInput[] = [
-  // Packet loss: every tcp event of the workload (retransmits with their peers, closes with bytes).
-  {
-    name: 'tcp-retransmits',
-    metric: 'tcp_retransmits',
-    source: 'tcp',
-    action: 'tighten',
-    probe: 'tcp',
-    focus: 'workload',
-    ttl_seconds: 300,
-  },
-  // Connection-refused storm: every connect of the workload, with the peer that refuses.
-  {
-    name: 'tcp-connect-failures',
-    metric: 'tcp_connect_failures',
-    source: 'tcp',
-    action: 'tighten',
-    probe: 'tcp',
-    focus: 'workload',
-    ttl_seconds: 300,
-  },
-  // Reset storms: on the workload only, never node-wide (a tenant can reset cheaply).
-  {
-    name: 'tcp-resets',
-    metric: 'tcp_resets',
-    source: 'tcp',
-    action: 'tighten',
-    probe: 'tcp',
-    focus: 'workload',
-    ttl_seconds: 300,
-  },
-  // Crash loop: syscall errors by errno (ENOENT, EACCES, ECONNREFUSED...) say why starts fail.
-  {
-    name: 'crash-loop',
-    metric: 'failed_exits',
-    source: 'process',
-    action: 'enable',
-    probe: 'syscalls',
-    focus: 'workload',
-    ttl_seconds: 300,
-  },
-  // CPU hog: run-queue latency of the workload (who waits, how long) from in-kernel histograms.
-  {
-    name: 'cpu-hog',
-    metric: ['cpu_throttled_us', 'cpu_pressure_some_us', 'cpu_usage_us'],
-    source: 'cgroup',
-    action: 'enable',
-    probe: 'sched',
-    focus: 'workload',
-    ttl_seconds: 120,
-  },
-  // Synchronous-write storm: which syscalls stall (fsync, write, ...) and for how long.
-  {
-    name: 'sync-write-storm',
-    metric: 'io_pressure_some_us',
-    source: 'cgroup',
-    action: 'enable',
-    probe: 'syscalls',
-    slow_ms: 5,
-    focus: 'workload',
-    ttl_seconds: 300,
-  },
-  // Memory pressure and OOM kills: syscalls stalled in reclaim, ENOMEM by errno (the kills
-  // themselves are already in the process stream, a floor).
-  {
-    name: 'memory-pressure',
-    metric: ['memory_pressure_some_us', 'memory_oom_kills'],
-    source: 'cgroup',
-    action: 'enable',
-    probe: 'syscalls',
-    slow_ms: 10,
-    focus: 'workload',
-    ttl_seconds: 300,
-  },
-  // DNS failure storms and slow resolution: the workload's every query, unsampled.
-  ...DNS_RULES,
-];
+export const DEFAULT_RULES: RuleInput[] = FAMILIES.flatMap((f) =>
+  f.rules.map(({ metric, probe, ...r }) => ({
+    ...r,
+    metric: typeof metric === 'string' ? metric : [...metric],
+    source: f.name,
+    // Checked by ruleSchema where the defaults are parsed (and by test/families/registry.test.ts).
+    probe: probe as ProbeName,
+  })),
+);
 
 const probeBoundsMap = z
   .partialRecord(probeNameSchema, probeBoundsSchema)

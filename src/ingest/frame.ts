@@ -23,11 +23,10 @@ import {
   EVENT_HEADER_SIZE,
   FRAME_HEADER_LAYOUT,
   HEADER_LAYOUT,
-  OP_TYPE,
   Op,
-  RECORD_SIZE_BY_OP,
   fieldOffset,
 } from './layout.js';
+import { OP_TYPE, RECORD_SIZE_BY_OP } from '../families/registry.js';
 import { TF_DEFINES } from './layout.generated.js';
 
 const KNOWN_OPS = new Set(OP_TYPE.keys());

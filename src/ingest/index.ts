@@ -26,7 +26,15 @@ export {
 } from './node-agent.js';
 export type { PublisherStats } from './node-agent.js';
 export { preflight, type PreflightReport } from './preflight.js';
-export { FAMILIES, familySpec, type FamilySpec } from './families.js';
+export {
+  FAMILIES,
+  PROBE_FAMILIES,
+  RECORD_SIZE_BY_OP,
+  familySpec,
+  sourceOf,
+  type ProbeFamily,
+} from '../families/registry.js';
+export type { Family } from '../families/family.js';
 export type { ProbeState } from './probe-controller.js';
 export {
   probeSettingsSchema,

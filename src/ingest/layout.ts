@@ -5,14 +5,7 @@
  * is out of date). This file only names things and groups them.
  */
 import { TF_DEFINES as D, TF_ENUMS, TF_STRUCTS, type TfStructName } from './layout.generated.js';
-import {
-  DNS_EVENT_TYPE,
-  DNS_KEY_LAYOUT,
-  DNS_LAYOUT,
-  DNS_QUERY_LAYOUT,
-  DNS_TIMEOUT_EVENT_TYPE,
-  DNS_TIMEOUT_OP,
-} from '../families/dns/layout.js';
+export type { ProbeName, SourceName } from '../families/registry.js';
 
 /** `enum NAME` with its common prefix cut: { TF_OP_EXEC: 1 } -> { EXEC: 1 }. */
 type Unprefixed<E, P extends string> = {
@@ -34,56 +27,11 @@ export const FILENAME_LEN = D.TF_FILENAME_LEN;
 /** Op codes (append-only), `enum tf_op`. */
 export const Op = unprefixed(TF_ENUMS.tf_op, 'TF_OP_');
 
-/** Event type name of each op, as decoders and features name it. */
-export const OP_TYPE: ReadonlyMap<number, string> = new Map([
-  [1, 'process.exec'],
-  [2, 'process.exit'],
-  [3, 'tcp.connect'],
-  [4, 'tcp.accept'],
-  [5, 'tcp.close'],
-  [6, 'tcp.connect_fail'],
-  [7, 'tcp.retransmit'],
-  [8, 'tcp.reset_sent'],
-  [9, 'tcp.reset_received'],
-  [10, 'syscall.summary'],
-  [11, 'syscall.slow'],
-  [12, 'file.open'],
-  [13, 'sched.runq_summary'],
-  [14, 'syscall.errno'],
-  [15, 'cgroup.info'],
-  [16, 'cgroup.stats'],
-  [17, 'probe.stats'],
-  [DNS_LAYOUT.op, DNS_EVENT_TYPE],
-  [DNS_TIMEOUT_OP, DNS_TIMEOUT_EVENT_TYPE],
-]);
 export type OpCode = (typeof Op)[keyof typeof Op];
 
 /** Probe ids, `enum tf_probe`. CGROUP is user space only: the cgroup v2 files the node agent reads. */
 const { MAX: PROBE_ENUM_MAX, ...ProbeIds } = unprefixed(TF_ENUMS.tf_probe, 'TF_PROBE_');
 export const Probe = ProbeIds;
-export type ProbeName = 'process' | 'tcp' | 'syscalls' | 'file' | 'sched' | 'dns';
-/** The probe families (each a BPF object). Not indexed by probe id: see SOURCE_NAMES. */
-export const PROBE_NAMES: readonly ProbeName[] = [
-  'process',
-  'tcp',
-  'syscalls',
-  'file',
-  'sched',
-  'dns',
-];
-/** Where a feature row's records come from: the probe families and user-space sources. Indexed by `enum tf_probe`. */
-export type SourceName = ProbeName | 'cgroup';
-export const SOURCE_NAMES: readonly SourceName[] = [
-  'process',
-  'tcp',
-  'syscalls',
-  'file',
-  'sched',
-  'cgroup',
-  'dns',
-];
-/** Sources read by the node agent from files, not by a kernel program (no probe stats). */
-export const USER_SPACE_SOURCES: ReadonlySet<SourceName> = new Set<SourceName>(['cgroup']);
 export const PROBE_MAX = PROBE_ENUM_MAX;
 
 /** Drop reasons, `enum tf_drop_reason`. */
@@ -210,58 +158,34 @@ export const FOCUS_LAYOUT: RecordLayout = layoutOf('tf_focus', 0);
 /** Kernel map value struct tf_hist_value (syscall_stats, runq_stats). */
 export const HIST_VALUE_LAYOUT: RecordLayout = layoutOf('tf_hist_value', 0);
 
+/** Kernel map key struct tf_errno_key (syscall_errno). */
+export const ERRNO_KEY_LAYOUT: RecordLayout = layoutOf('tf_errno_key', 0);
+
 /** Kernel map key struct tf_syscall_key (syscall_stats). */
 export const SYSCALL_KEY_LAYOUT: RecordLayout = layoutOf('tf_syscall_key', 0);
 
 /** struct tf_probe_config, the live control entry. */
 export const PROBE_CONFIG_LAYOUT: RecordLayout = layoutOf('tf_probe_config', 0);
 
-/** Record layouts by op (tcp ops share one layout). */
-export const RECORD_LAYOUTS: readonly RecordLayout[] = [
-  EXEC_LAYOUT,
-  EXIT_LAYOUT,
-  ...[
-    Op.TCP_CONNECT,
-    Op.TCP_ACCEPT,
-    Op.TCP_CLOSE,
-    Op.TCP_CONNECT_FAIL,
-    Op.TCP_RETRANSMIT,
-    Op.TCP_RESET_SENT,
-    Op.TCP_RESET_RECV,
-  ].map((op) => ({ ...TCP_LAYOUT, op })),
-  SYSCALL_SUMMARY_LAYOUT,
-  SYSCALL_SLOW_LAYOUT,
-  FILE_OPEN_LAYOUT,
-  RUNQ_SUMMARY_LAYOUT,
-  SYSCALL_ERRNO_LAYOUT,
-  CGROUP_STATS_LAYOUT,
-  PROBE_STATS_LAYOUT,
-  DNS_LAYOUT,
-  { ...DNS_LAYOUT, op: DNS_TIMEOUT_OP },
-];
+/**
+ * Ops of the frame itself, not of a family: a cgroup's name (TF_OP_CGROUP_INFO)
+ * and a probe's counters (TF_OP_PROBE_STATS, about the probe named in its body).
+ * Every other op belongs to one family (src/families/registry.ts).
+ */
+export const CORE_OP_TYPES: ReadonlyMap<number, string> = new Map([
+  [Op.CGROUP_INFO, 'cgroup.info'],
+  [Op.PROBE_STATS, 'probe.stats'],
+]);
 
-/** Layouts checked against the BTF of the compiled objects. */
-export const CHECKED_LAYOUTS: readonly RecordLayout[] = [
-  HEADER_LAYOUT,
-  EXEC_LAYOUT,
-  EXIT_LAYOUT,
-  TCP_LAYOUT,
-  SYSCALL_SUMMARY_LAYOUT,
-  SYSCALL_ERRNO_LAYOUT,
-  SYSCALL_SLOW_LAYOUT,
-  FILE_OPEN_LAYOUT,
-  RUNQ_SUMMARY_LAYOUT,
-  HIST_VALUE_LAYOUT,
-  SYSCALL_KEY_LAYOUT,
-  PROBE_CONFIG_LAYOUT,
-  CGROUP_INFO_LAYOUT,
-  CGROUP_STATS_LAYOUT,
-  PROBE_STATS_LAYOUT,
-  FOCUS_LAYOUT,
-  DNS_LAYOUT,
-  DNS_KEY_LAYOUT,
-  DNS_QUERY_LAYOUT,
-];
+/** The structs of events.h that belong to no family, checked against BTF with the families' own. */
+export const CORE_LAYOUTS = {
+  HEADER: HEADER_LAYOUT,
+  HIST_VALUE: HIST_VALUE_LAYOUT,
+  PROBE_CONFIG: PROBE_CONFIG_LAYOUT,
+  CGROUP_INFO: CGROUP_INFO_LAYOUT,
+  PROBE_STATS: PROBE_STATS_LAYOUT,
+  FOCUS: FOCUS_LAYOUT,
+} as const;
 
 /** Filter mask bits (TF_FILTER_*). */
 export const FilterBit = {
@@ -279,57 +203,8 @@ export const FilterBit = {
 export const SET_ALLOW = D.TF_SET_ALLOW;
 export const SET_DENY = D.TF_SET_DENY;
 
-/** Record size by op; undefined for an unknown op. */
-export const RECORD_SIZE_BY_OP: ReadonlyMap<number, number> = new Map(
-  RECORD_LAYOUTS.map((l) => [l.op, l.size]),
-);
-
 export function fieldOffset(layout: RecordLayout, name: string): number {
   const f = layout.fields.find((x) => x.name === name);
   if (!f) throw new Error(`no field ${name} in ${layout.struct}`);
   return f.offset;
 }
-
-/**
- * Source (probe family or user-space source) of each op, used for per-probe
- * counters and feature rows. TF_OP_PROBE_STATS belongs to none: it describes
- * the probe named in its body.
- */
-export const PROBE_OF_OP: ReadonlyMap<number, SourceName> = new Map<number, SourceName>([
-  [Op.EXEC, 'process'],
-  [Op.EXIT, 'process'],
-  [Op.TCP_CONNECT, 'tcp'],
-  [Op.TCP_ACCEPT, 'tcp'],
-  [Op.TCP_CLOSE, 'tcp'],
-  [Op.TCP_CONNECT_FAIL, 'tcp'],
-  [Op.TCP_RETRANSMIT, 'tcp'],
-  [Op.TCP_RESET_SENT, 'tcp'],
-  [Op.TCP_RESET_RECV, 'tcp'],
-  [Op.SYSCALL_SUMMARY, 'syscalls'],
-  [Op.SYSCALL_SLOW, 'syscalls'],
-  [Op.SYSCALL_ERRNO, 'syscalls'],
-  [Op.FILE_OPEN, 'file'],
-  [Op.RUNQ_SUMMARY, 'sched'],
-  [Op.CGROUP_STATS, 'cgroup'],
-  [Op.DNS_RESPONSE, 'dns'],
-  [Op.DNS_TIMEOUT, 'dns'],
-]);
-
-/** Offset of the cgroup id in each op's record (absent: the op carries none). */
-export const CGROUP_OFFSET_BY_OP: ReadonlyMap<number, number> = new Map(
-  [...RECORD_LAYOUTS, CGROUP_INFO_LAYOUT].flatMap((l) => {
-    const f = l.fields.find((x) => x.name === 'cgroup_id');
-    return f ? [[l.op, f.offset] as const] : [];
-  }),
-);
-
-/** Hot-path forms of the maps above, indexed by op (0..255). */
-export const OpTable = {
-  /** Offset of the cgroup id; 0 when the op carries none. */
-  cgroupOffset: Uint8Array.from({ length: 256 }, (_, op) => CGROUP_OFFSET_BY_OP.get(op) ?? 0),
-  /** Index into SOURCE_NAMES of the op's source; 255 when the op belongs to none. */
-  probeIndex: Uint8Array.from({ length: 256 }, (_, op) => {
-    const probe = PROBE_OF_OP.get(op);
-    return probe === undefined ? 255 : SOURCE_NAMES.indexOf(probe);
-  }),
-} as const;

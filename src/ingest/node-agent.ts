@@ -18,8 +18,14 @@ import {
   type CgroupStatsCounters,
   type CgroupStatsOptions,
 } from './cgroup-stats.js';
-import { FAMILIES, type FamilySpec } from './families.js';
-import { DropReason, OP_TYPE, OpTable, SOURCE_NAMES, type ProbeName } from './layout.js';
+import { DropReason, type ProbeName } from './layout.js';
+import {
+  OP_TYPE,
+  OpTable,
+  PROBE_FAMILIES as FAMILIES,
+  SOURCE_NAMES,
+  type ProbeFamily as FamilySpec,
+} from '../families/registry.js';
 import {
   loadNative,
   openObject,
@@ -287,7 +293,7 @@ export class NodeAgent {
    */
   private loadFamily(spec: FamilySpec): NativeBpfObject {
     for (let attempt = 1; ; attempt++) {
-      const obj = openObject(bpfObjectPath(spec.name), {
+      const obj = openObject(bpfObjectPath(spec.object), {
         ringbufBytes: { rb: this.opts.ringBytes },
         consts: { wakeup_bytes: BigInt(this.opts.wakeupBytes) },
       });
@@ -467,14 +473,7 @@ export class NodeAgent {
       }
       for (const s of fam.spec.summaries) {
         try {
-          const batch = flushSummaryMap(
-            fam.obj,
-            s.map,
-            s.kind,
-            now,
-            interval,
-            fam.control.currentGeneration,
-          );
+          const batch = flushSummaryMap(fam.obj, s, now, interval, fam.control.currentGeneration);
           if (batch.count > 0) this.sink?.append(batch.records, batch.count);
         } catch (err) {
           this.opts.log.warn(

@@ -6,7 +6,7 @@
 import { BpfError, ConfigError } from '../common/errors.js';
 import { cgroup2Root, type CgroupResolver } from './cgroup-resolver.js';
 import { inCgroupScope, type CgroupScope } from './cgroup-scope.js';
-import type { FamilySpec } from './families.js';
+import type { ProbeFamily as FamilySpec } from '../families/registry.js';
 import {
   DROP_REASON_MAX,
   DROP_REASON_NAMES,

@@ -5,7 +5,8 @@
 import { posix } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../common/errors.js';
-import { FILTER_SETS, FOCUS_MAX, PATH_PREFIX_LEN, PROBE_NAMES, type ProbeName } from './layout.js';
+import { FILTER_SETS, FOCUS_MAX, PATH_PREFIX_LEN, type ProbeName } from './layout.js';
+import { PROBE_NAMES } from '../families/registry.js';
 
 const idList = <T extends z.ZodTypeAny>(item: T) =>
   z.array(item).max(FILTER_SETS.cgroup.maxEntries).default([]);

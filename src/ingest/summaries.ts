@@ -1,23 +1,25 @@
 /**
  * Heavy signals (syscall latency, run-queue latency) aggregate in kernel maps;
  * every interval user space reads and deletes the entries and turns each into
- * one summary record with the same header as kernel records.
+ * one summary record with the same header as kernel records. Which map, which
+ * record and which field comes from where is the family's (FamilySummary).
  */
-import {
-  HIST_SLOTS,
-  Op,
-  RUNQ_SUMMARY_LAYOUT,
-  SYSCALL_ERRNO_LAYOUT,
-  SYSCALL_SUMMARY_LAYOUT,
-} from './layout.js';
+import { HEADER_LAYOUT, fieldOffset, type RecordLayout } from './layout.js';
 import type { NativeBpfObject } from './native.js';
+import type { FamilySummary } from '../families/family.js';
 
 export interface SummaryBatch {
   records: Buffer;
   count: number;
 }
 
-const HIST_VALUE_SIZE = 24 + HIST_SLOTS * 8;
+const HDR = {
+  op: fieldOffset(HEADER_LAYOUT, 'op'),
+  size: fieldOffset(HEADER_LAYOUT, 'size'),
+  ktime: fieldOffset(HEADER_LAYOUT, 'ktime_ns'),
+  generation: fieldOffset(HEADER_LAYOUT, 'generation'),
+  weight: fieldOffset(HEADER_LAYOUT, 'sample_weight'),
+};
 
 /**
  * Writes the common event header of a record user space builds (summary and
@@ -31,11 +33,51 @@ export function writeRecordHeader(
   ktime: bigint,
   generation: number,
 ): void {
-  b.writeUInt8(op, off);
-  b.writeUInt32LE(size, off + 4);
-  b.writeBigUInt64LE(ktime, off + 8);
-  b.writeUInt32LE(generation, off + 16);
-  b.writeUInt32LE(1, off + 20);
+  b.writeUInt8(op, off + HDR.op);
+  b.writeUInt32LE(size, off + HDR.size);
+  b.writeBigUInt64LE(ktime, off + HDR.ktime);
+  b.writeUInt32LE(generation, off + HDR.generation);
+  b.writeUInt32LE(1, off + HDR.weight);
+}
+
+/** One copy of a summary: record offset <- key or value offset, or the interval. */
+export interface Step {
+  to: number;
+  from: 'key' | 'value' | 'interval';
+  at: number;
+  size: number;
+}
+export interface Plan {
+  steps: Step[];
+  keySize: number;
+  valueSize: number;
+}
+const plans = new WeakMap<FamilySummary, Plan>();
+
+/** The copies a summary's `fields` stand for, checked against the layouts once. */
+export function summaryPlan(s: FamilySummary): Plan {
+  let plan = plans.get(s);
+  if (plan) return plan;
+  const field = (l: RecordLayout, name: string) => {
+    const f = l.fields.find((x) => x.name === name);
+    if (!f) throw new Error(`${s.map}: no field ${name} in ${l.struct}`);
+    return f;
+  };
+  const steps = Object.entries(s.fields).map(([name, source]): Step => {
+    const to = field(s.layout, name);
+    const [side, sub] = source.split('.') as ['key' | 'value' | 'interval', string | undefined];
+    if (side === 'interval') return { to: to.offset, from: 'interval', at: 0, size: 8 };
+    const layout = side === 'key' ? s.key : s.value;
+    const from = sub === undefined ? { offset: 0, size: 8 } : layout && field(layout, sub);
+    if (!from || (sub === undefined) !== (layout === null))
+      throw new Error(`${s.map}: ${name} <- ${source} does not name a field of the map's ${side}`);
+    if (from.size !== to.size)
+      throw new Error(`${s.map}: ${name} is ${to.size} bytes, ${source} ${from.size}`);
+    return { to: to.offset, from: side, at: from.offset, size: to.size };
+  });
+  plan = { steps, keySize: s.key?.size ?? 8, valueSize: s.value?.size ?? 8 };
+  plans.set(s, plan);
+  return plan;
 }
 
 /**
@@ -45,62 +87,33 @@ export function writeRecordHeader(
  */
 export function flushSummaryMap(
   obj: NativeBpfObject,
-  map: string,
-  kind: 'syscall' | 'errno' | 'runq',
+  summary: FamilySummary,
   ktime: bigint,
   intervalNs: bigint,
   generation: number,
 ): SummaryBatch {
-  const dump = obj.mapDump(map, { delete: true });
+  const plan = summaryPlan(summary);
+  const dump = obj.mapDump(summary.map, { delete: true });
   if (dump.count === 0) return { records: Buffer.alloc(0), count: 0 };
   const keySize = dump.keys.byteLength / dump.count;
   const valueSize = dump.values.byteLength / dump.count;
-  if (kind === 'errno') {
-    const size = SYSCALL_ERRNO_LAYOUT.size;
-    const out = Buffer.alloc(size * dump.count);
-    for (let i = 0; i < dump.count; i++) {
-      const k = i * keySize;
-      const o = i * size;
-      writeRecordHeader(out, o, Op.SYSCALL_ERRNO, size, ktime, generation);
-      out.writeBigUInt64LE(dump.keys.readBigUInt64LE(k), o + 24); // cgroup_id
-      out.writeUInt32LE(dump.keys.readUInt32LE(k + 8), o + 32); // syscall_nr
-      out.writeUInt32LE(dump.keys.readUInt32LE(k + 12), o + 36); // errno
-      out.writeBigUInt64LE(dump.values.readBigUInt64LE(i * valueSize), o + 40);
-      out.writeBigUInt64LE(intervalNs, o + 48);
-    }
-    return { records: out, count: dump.count };
-  }
-  if (valueSize < HIST_VALUE_SIZE)
-    throw new Error(`${map}: value size ${valueSize}, expected ${HIST_VALUE_SIZE}`);
-  const layout = kind === 'syscall' ? SYSCALL_SUMMARY_LAYOUT : RUNQ_SUMMARY_LAYOUT;
-  const size = layout.size;
+  if (keySize < plan.keySize)
+    throw new Error(`${summary.map}: key size ${keySize}, expected ${plan.keySize}`);
+  if (valueSize < plan.valueSize)
+    throw new Error(`${summary.map}: value size ${valueSize}, expected ${plan.valueSize}`);
+  const { op, size } = summary.layout;
   const out = Buffer.alloc(size * dump.count);
   for (let i = 0; i < dump.count; i++) {
-    const k = i * keySize;
-    const v = i * valueSize;
     const o = i * size;
-    writeRecordHeader(out, o, layout.op, size, ktime, generation);
-    const cgroup = dump.keys.readBigUInt64LE(k);
-    const count = dump.values.readBigUInt64LE(v);
-    const errors = dump.values.readBigUInt64LE(v + 8);
-    const total = dump.values.readBigUInt64LE(v + 16);
-    let histAt: number;
-    if (kind === 'syscall') {
-      out.writeBigUInt64LE(cgroup, o + 24);
-      out.writeUInt32LE(dump.keys.readUInt32LE(k + 8), o + 32);
-      out.writeBigUInt64LE(intervalNs, o + 40);
-      out.writeBigUInt64LE(count, o + 48);
-      out.writeBigUInt64LE(errors, o + 56);
-      out.writeBigUInt64LE(total, o + 64);
-      histAt = o + 72;
-    } else {
-      out.writeBigUInt64LE(cgroup, o + 24);
-      out.writeBigUInt64LE(intervalNs, o + 32);
-      out.writeBigUInt64LE(count, o + 40);
-      out.writeBigUInt64LE(total, o + 48);
-      histAt = o + 56;
+    writeRecordHeader(out, o, op, size, ktime, generation);
+    for (const s of plan.steps) {
+      if (s.from === 'interval') out.writeBigUInt64LE(intervalNs, o + s.to);
+      else {
+        const src = s.from === 'key' ? dump.keys : dump.values;
+        const base = i * (s.from === 'key' ? keySize : valueSize) + s.at;
+        src.copy(out, o + s.to, base, base + s.size);
+      }
     }
-    dump.values.copy(out, histAt, v + 24, v + 24 + HIST_SLOTS * 8);
   }
   return { records: out, count: dump.count };
 }

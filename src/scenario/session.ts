@@ -13,7 +13,8 @@ import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import type { Logger } from '../common/logger.js';
 import { repoRoot } from '../common/paths.js';
 import { ensureTopics } from '../common/kafka.js';
-import { DEFAULT_AGENT_OPTIONS, NodeAgent, layout } from '../ingest/index.js';
+import { DEFAULT_AGENT_OPTIONS, NodeAgent } from '../ingest/index.js';
+import { PROBE_NAMES } from '../families/registry.js';
 import type { ProbePatch } from '../ingest/probe-settings.js';
 import type { ProbeName } from '../ingest/layout.js';
 import { FeatureStage, type Anomaly } from '../features/index.js';
@@ -249,7 +250,7 @@ export class ScenarioSession {
           (this.windowSeconds * 1000) / 2,
         ),
         log,
-        ...(full ? { families: layout.PROBE_NAMES, probes: FULL_RATE } : {}),
+        ...(full ? { families: PROBE_NAMES, probes: FULL_RATE } : {}),
       });
       this.agent.start();
       if (!full) {

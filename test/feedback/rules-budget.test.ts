@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FAMILIES } from '../../src/ingest/families.js';
+import { PROBE_FAMILIES as FAMILIES } from '../../src/families/registry.js';
 import { budgetCheck } from '../../src/feedback/budget.js';
 import { revertPatch } from '../../src/feedback/node-worker.js';
 import { requestsFromAnomaly } from '../../src/feedback/rules.js';

@@ -45,10 +45,10 @@ describe('thresholds file', () => {
     expect(DEFAULT_THRESHOLDS.approval.actions).toEqual(['disable']);
     expect(DEFAULT_THRESHOLDS.approval.origins).toEqual(['agent']);
     expect(DEFAULT_THRESHOLDS.rules.map((r) => r.name)).toEqual([
+      'crash-loop',
       'tcp-retransmits',
       'tcp-connect-failures',
       'tcp-resets',
-      'crash-loop',
       'cpu-hog',
       'sync-write-storm',
       'memory-pressure',

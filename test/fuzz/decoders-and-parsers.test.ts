@@ -16,7 +16,13 @@ import { fuzzTargets, pythonDriverInput, pythonFrameCases } from '../../bench/li
 import { ConfigError, DecodeError } from '../../src/common/errors.js';
 import { repoRoot } from '../../src/common/paths.js';
 import { parseFeedbackRequest, parseThresholds } from '../../src/feedback/index.js';
-import { decodeFrame, decodeFrameEvents, encodeFrame, layout } from '../../src/ingest/index.js';
+import {
+  RECORD_SIZE_BY_OP,
+  decodeFrame,
+  decodeFrameEvents,
+  encodeFrame,
+  layout,
+} from '../../src/ingest/index.js';
 
 const modules = {
   encodeFrame,
@@ -24,6 +30,7 @@ const modules = {
   decodeFrameEvents,
   DecodeError,
   layout,
+  RECORD_SIZE_BY_OP,
   parseThresholds,
   parseFeedbackRequest,
   ConfigError,

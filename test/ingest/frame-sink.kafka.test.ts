@@ -11,7 +11,8 @@ import { nativeKafkaSecurity } from '../../src/common/kafka.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeFrame } from '../../src/ingest/frame.js';
 import { decodeFrameEvents } from '../../src/ingest/index.js';
-import { Op, OpTable, RUNQ_SUMMARY_LAYOUT } from '../../src/ingest/layout.js';
+import { Op, RUNQ_SUMMARY_LAYOUT } from '../../src/ingest/layout.js';
+import { OpTable } from '../../src/families/registry.js';
 import {
   loadNative,
   type FrameSinkOptions,

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { repoRoot } from '../../src/common/paths.js';
 import { decodeFrameEvents, encodeFrame, layout } from '../../src/ingest/index.js';
+import { OP_TYPE, RECORD_LAYOUTS } from '../../src/families/registry.js';
 
 function record(op: number, size: number, fill: (b: Buffer) => void): Buffer {
   const b = Buffer.alloc(size);
@@ -146,7 +147,7 @@ describe('python frame decoder', () => {
     let seed = 1;
     const next = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31);
     const chunks: Buffer[] = [];
-    for (const l of layout.RECORD_LAYOUTS) {
+    for (const l of RECORD_LAYOUTS) {
       const b = record(l.op, l.size, () => undefined);
       for (const f of l.fields) {
         if (f.name === 'hdr' || f.name.startsWith('pad')) continue;
@@ -197,7 +198,7 @@ describe('python frame decoder', () => {
       .map((l) => JSON.parse(l) as { type: string; attributes: Record<string, unknown> });
     const ts = JSON.parse(JSON.stringify(decodeFrameEvents(frame))) as typeof py;
     expect(py.map((e) => e.type)).toEqual(ts.map((e) => e.type));
-    expect(new Set(py.map((e) => e.type)).size).toBe(layout.OP_TYPE.size);
+    expect(new Set(py.map((e) => e.type)).size).toBe(OP_TYPE.size);
     expect(py.some((e) => String(e.type).startsWith('unknown'))).toBe(false);
     expect(py).toEqual(ts);
     expect(py[0]?.attributes['container.id']).toBe('ab'.repeat(32));

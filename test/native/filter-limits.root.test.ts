@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bpfObjectPath } from '../../src/common/paths.js';
 import { CgroupResolver } from '../../src/ingest/cgroup-resolver.js';
-import { familySpec } from '../../src/ingest/families.js';
+import { familySpec } from '../../src/families/registry.js';
 import { FILTER_SETS, SET_ID_MAX, SET_STR_MAX } from '../../src/ingest/layout.js';
 import { openObject, type NativeBpfObject } from '../../src/ingest/native.js';
 import { ProbeController } from '../../src/ingest/probe-controller.js';

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bpfObjectPath } from '../../src/common/paths.js';
 import { CgroupResolver } from '../../src/ingest/cgroup-resolver.js';
 import { decodeRecord, type TracefeedEvent } from '../../src/ingest/event-decoder.js';
-import { familySpec } from '../../src/ingest/families.js';
+import { familySpec } from '../../src/families/registry.js';
 import {
   fieldOffset,
   FOCUS_LAYOUT,

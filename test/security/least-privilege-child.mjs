@@ -23,15 +23,15 @@ const refused = (port) =>
   });
 
 if (mode === 'kernel') {
-  const { FAMILIES } = await import(`${build}/ingest/index.js`);
+  const { PROBE_FAMILIES } = await import(`${build}/ingest/index.js`);
   const { openObject } = await import(`${build}/ingest/native.js`);
   const { bpfObjectPath } = await import(`${build}/common/paths.js`);
   const { cgroup2Root } = await import(`${build}/ingest/cgroup-resolver.js`);
   out.families = {};
-  for (const spec of FAMILIES) {
+  for (const spec of PROBE_FAMILIES) {
     let obj;
     try {
-      obj = openObject(bpfObjectPath(spec.name), { ringbufBytes: { rb: 1 << 16 } });
+      obj = openObject(bpfObjectPath(spec.object), { ringbufBytes: { rb: 1 << 16 } });
       obj.load();
       for (const p of obj.programs()) {
         try {

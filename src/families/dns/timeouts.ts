@@ -15,9 +15,9 @@ import { DNS_KEY_LAYOUT, DNS_LAYOUT, DNS_QUERY_LAYOUT, DNS_TIMEOUT_OP } from './
 export const DNS_TIMEOUT_NS = 5_000_000_000n;
 
 const at = (l: RecordLayout, name: string) => fieldOffset(l, name);
-const K = DNS_KEY_LAYOUT as RecordLayout;
-const Q = DNS_QUERY_LAYOUT as RecordLayout;
-const E = DNS_LAYOUT as RecordLayout;
+const K = DNS_KEY_LAYOUT;
+const Q = DNS_QUERY_LAYOUT;
+const E = DNS_LAYOUT;
 const bytes = (l: RecordLayout, name: string) => l.fields.find((f) => f.name === name)!.size;
 
 /**
