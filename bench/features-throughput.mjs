@@ -180,7 +180,7 @@ const N = 100_000;
 // Column counts and the probe-stats block from the code, not copies: the window is the shape
 // the aggregator closes.
 const { NSUM, NHIST, NPS } = await dist('features/columns.js');
-const { PROBE_MAX } = await dist('ingest/layout.js');
+const { PROBE_MAX } = await dist('wire/layout.js');
 const w = {
   node: 'bench-node',
   windowStartMs: Date.now() - 10_000,

@@ -19,7 +19,7 @@ import { AuditTrail, readAudit } from '../src/feedback/audit.js';
 import { FeedbackController } from '../src/feedback/controller.js';
 import { NodeFeedbackWorker } from '../src/feedback/node-worker.js';
 import { redisUrlFrom } from '../src/feedback/redis.js';
-import { FilterBit } from '../src/ingest/layout.js';
+import { FilterBit } from '../src/wire/layout.js';
 import { DEFAULT_AGENT_OPTIONS, NodeAgent } from '../src/ingest/node-agent.js';
 import type { Anomaly } from '../src/features/anomaly.js';
 

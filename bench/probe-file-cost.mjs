@@ -48,7 +48,7 @@ async function main() {
   const { BpfObject } = (await import('../native/index.js')).loadNative();
   const { encodeProbeConfig } = await import('../dist/ingest/probe-controller.js');
   const { DROP_REASON_MAX, DropReason, FilterBit, Probe, SET_ALLOW } =
-    await import('../dist/ingest/layout.js');
+    await import('../dist/wire/layout.js');
   const ncpu = cpuCount();
   const loop = await startSyscallLoop(ncpu - 1);
   if (ncpu > 1) pin(process.pid, 0);

@@ -2,7 +2,7 @@
 /*
  * Not a probe: puts every struct and enum of events.h into this object's
  * BTF, from which scripts/gen-layouts.mjs generates the TypeScript and
- * Python mirrors (src/ingest/layout.generated.ts,
+ * Python mirrors (src/wire/layout.generated.ts,
  * clients/python/tracefeed_layout.py), including records only user space
  * builds.
  */

@@ -4,7 +4,7 @@
  * does for Go: struct layouts and enums from the BTF that the compiler wrote
  * into bpf/.output/layout.bpf.o, constants from the header's TF_* macros.
  *
- *   node scripts/gen-layouts.mjs           write src/ingest/layout.generated.ts
+ *   node scripts/gen-layouts.mjs           write src/wire/layout.generated.ts
  *                                          and clients/python/tracefeed_layout.py
  *   node scripts/gen-layouts.mjs --check   exit 1 when either is out of date
  *   --out DIR                              outputs under DIR instead of the repository
@@ -25,7 +25,7 @@ const object = process.env.TRACEFEED_LAYOUT_OBJECT ?? join(repo, 'bpf/.output/la
 const outIndex = process.argv.indexOf('--out');
 const outRoot = outIndex > 0 ? process.argv[outIndex + 1] : repo;
 const outputs = {
-  ts: join(outRoot, 'src/ingest/layout.generated.ts'),
+  ts: join(outRoot, 'src/wire/layout.generated.ts'),
   py: join(outRoot, 'clients/python/tracefeed_layout.py'),
 };
 

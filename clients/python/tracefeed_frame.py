@@ -170,7 +170,7 @@ def _round(x: float) -> int:
 
 
 def histogram_quantile(hist: list, q: float) -> int:
-    """Quantile q of a log2 histogram (slot i counts [2^i, 2^(i+1)) ns), as src/ingest/histogram.ts."""
+    """Quantile q of a log2 histogram (slot i counts [2^i, 2^(i+1)) ns), as src/wire/histogram.ts."""
     total = sum(hist)
     if total == 0:
         return 0

@@ -2,7 +2,7 @@
  * Aggregation of feature rows for the tools: one metric, grouped, combined
  * per window, then over windows (sum, max, avg), top-k. Pure.
  */
-import type { SourceName } from '../ingest/layout.js';
+import type { SourceName } from '../wire/layout.js';
 import {
   COMPLETENESS_COLUMNS,
   DERIVED_METRICS,

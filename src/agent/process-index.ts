@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 import { type Consumer } from 'kafkajs';
 import { kafkaClient, Topics } from '../common/kafka.js';
 import type { Logger } from '../common/logger.js';
-import { decodeFrameEvents } from '../ingest/event-decoder.js';
+import { decodeFrameEvents } from '../wire/event-decoder.js';
 import { readTopicSince } from './anomaly-store.js';
 
 export interface ProcessSeen {

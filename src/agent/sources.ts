@@ -7,7 +7,7 @@
 import { DataType, tableFromIPC, type Table } from 'apache-arrow';
 import type { FeatureQuery } from '../features/feature-query.js';
 import type { ProbeStats } from '../ingest/node-agent.js';
-import type { ProbeSettings } from '../ingest/probe-settings.js';
+import type { ProbeSettings } from '../wire/probe-settings.js';
 import { TransportError } from '../common/errors.js';
 import { authHeaders } from '../common/http-auth.js';
 

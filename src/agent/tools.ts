@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { tool, type StructuredToolInterface } from '@langchain/core/tools';
 import { PROBE_FAMILIES as FAMILIES } from '../families/registry.js';
-import { type ProbeName } from '../ingest/layout.js';
+import { type ProbeName } from '../wire/layout.js';
 import { PROBE_NAMES } from '../families/registry.js';
 import { ConfigError } from '../common/errors.js';
 import {

@@ -21,7 +21,7 @@ import { registerRoleCommands } from './roles.js';
 import { DEFAULT_API_PORT } from '../ingest/control-api.js';
 import { DEFAULT_CONSOLE_PORT } from '../console/server.js';
 import { authHeaders } from '../common/http-auth.js';
-import type { ProbePatch } from '../ingest/probe-settings.js';
+import type { ProbePatch } from '../wire/probe-settings.js';
 
 function nonNegativeNumber(name: string) {
   return (v: string): number => {

@@ -2,7 +2,7 @@
 import { TransportError, ConfigError } from '../common/errors.js';
 import { authHeaders } from '../common/http-auth.js';
 import type { ProbeStats } from '../ingest/node-agent.js';
-import { focusKeySchema, type ProbePatch } from '../ingest/probe-settings.js';
+import { focusKeySchema, type ProbePatch } from '../wire/probe-settings.js';
 import { jsonLine, table, type OutputFormat } from './output.js';
 
 async function call(port: number, method: string, path: string, body?: unknown): Promise<unknown> {

@@ -16,7 +16,7 @@ import { mirrorCounter } from '../common/metrics.js';
 import { DEFAULT_AGENT_OPTIONS, NodeAgent, preflight } from '../ingest/index.js';
 import { startControlApi, DEFAULT_API_PORT } from '../ingest/control-api.js';
 import { AuditTrail, NodeFeedbackWorker, redisUrlFrom } from '../feedback/index.js';
-import type { ProbeName } from '../ingest/layout.js';
+import type { ProbeName } from '../wire/layout.js';
 import { PROBE_NAMES } from '../families/registry.js';
 import { FeedbackController } from '../feedback/controller.js';
 import { DEFAULT_CONTROLLER_API_PORT, startControllerApi } from '../feedback/controller-api.js';

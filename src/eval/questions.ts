@@ -5,7 +5,7 @@
  * against that truth. Nothing here reads what an agent answered before: the
  * truth is counted from the recorded data with code of its own.
  */
-import { decodeFrameEvents } from '../ingest/event-decoder.js';
+import { decodeFrameEvents } from '../wire/event-decoder.js';
 import { PROBE_FAMILIES as FAMILIES } from '../families/registry.js';
 import { parseThresholds } from '../feedback/thresholds.js';
 import type { AskResult } from '../agent/agent.js';

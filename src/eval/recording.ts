@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import type { Consumer } from 'kafkajs';
 import { kafkaClient, Topics } from '../common/kafka.js';
 import type { Logger } from '../common/logger.js';
-import { decodeFrame } from '../ingest/frame.js';
+import { decodeFrame } from '../wire/frame.js';
 import type { Anomaly } from '../features/anomaly.js';
 import type { AuditRecord } from '../feedback/audit.js';
 import { ScenarioSession, type IncidentResult } from '../scenario/session.js';

@@ -7,8 +7,8 @@
  * decoder, aggregator, columns, detector, CLI and agent loop over that list.
  */
 import type { NativeBpfObject } from '../ingest/native.js';
-import type { RecordLayout } from '../ingest/layout.js';
-import type { FieldReader } from '../ingest/record-reader.js';
+import type { RecordLayout } from '../wire/layout.js';
+import type { FieldReader } from '../wire/record-reader.js';
 
 export type AttributeValue = string | number | boolean;
 

@@ -15,7 +15,7 @@ import {
   CORE_OP_TYPES,
   PROBE_MAX,
   type RecordLayout,
-} from '../ingest/layout.js';
+} from '../wire/layout.js';
 import type { Family, FamilyOp } from './family.js';
 import { PROCESS_FAMILY } from './process/index.js';
 import { TCP_FAMILY } from './tcp/index.js';

@@ -8,7 +8,7 @@
  * end plus lateness (a quiet node still gets its windows). Events for a closed
  * window are counted as late and not added.
  */
-import { decodeFrame } from '../ingest/frame.js';
+import { decodeFrame } from '../wire/frame.js';
 import {
   CGROUP_INFO_LAYOUT,
   DROP_REASON_MAX,
@@ -17,7 +17,7 @@ import {
   PROBE_MAX,
   PROBE_STATS_LAYOUT,
   fieldOffset,
-} from '../ingest/layout.js';
+} from '../wire/layout.js';
 import { FAMILIES, OpTable } from '../families/registry.js';
 import { log2Slot, u64, type AggregateFn } from '../families/family.js';
 import { H, NHIST, NPS, NSUM, PS, S } from './columns.js';

@@ -18,7 +18,7 @@
  * Baselines learn only from closed windows.
  */
 import { z } from 'zod';
-import { type SourceName } from '../ingest/layout.js';
+import { type SourceName } from '../wire/layout.js';
 import { FAMILIES, SOURCE_NAMES } from '../families/registry.js';
 import { DERIVED_METRICS, QUANTILE_COLUMNS } from './columns.js';
 import {

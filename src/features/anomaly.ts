@@ -3,7 +3,7 @@
  * The feature stage produces them; the feedback rules and the agent consume them.
  */
 import { z } from 'zod';
-import { type SourceName } from '../ingest/layout.js';
+import { type SourceName } from '../wire/layout.js';
 import { SOURCE_NAMES } from '../families/registry.js';
 
 export const ANOMALY_SCHEMA_VERSION = 1;

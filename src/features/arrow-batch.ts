@@ -20,9 +20,9 @@ import {
   type Data,
   type DataType,
 } from 'apache-arrow';
-import { parseCgroupPath } from '../ingest/cgroup-resolver.js';
-import { quantileAt } from '../ingest/histogram.js';
-import { PROBE_MAX } from '../ingest/layout.js';
+import { parseCgroupPath } from '../wire/cgroup-path.js';
+import { quantileAt } from '../wire/histogram.js';
+import { PROBE_MAX } from '../wire/layout.js';
 import { SOURCE_NAMES, USER_SPACE_SOURCES } from '../families/registry.js';
 import type { ClosedWindow } from './aggregator.js';
 import {

@@ -5,7 +5,7 @@
  * or meant for another node.
  */
 import { z } from 'zod';
-import { probeNameSchema, probePatchSchema } from '../ingest/probe-settings.js';
+import { probeNameSchema, probePatchSchema } from '../wire/probe-settings.js';
 import { feedbackRequestSchema, requestIdSchema } from './request.js';
 
 /** BullMQ key prefix: a node's queue lives at `tracefeed:feedback:<node>:*`. */

@@ -1,6 +1,6 @@
 /** What a node worker reports about its probes, periodically, in Redis. */
-import type { ProbeName } from '../ingest/layout.js';
-import type { ProbeSettings } from '../ingest/probe-settings.js';
+import type { ProbeName } from '../wire/layout.js';
+import type { ProbeSettings } from '../wire/probe-settings.js';
 
 export interface ProbeReport {
   probe: ProbeName;

@@ -21,10 +21,10 @@ import type { Redis } from 'ioredis';
 import { isDeepStrictEqual } from 'node:util';
 import { TracefeedError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import type { ProbeName } from '../ingest/layout.js';
+import type { ProbeName } from '../wire/layout.js';
 import type { ProbeStats } from '../ingest/node-agent.js';
 import type { ProbeState } from '../ingest/probe-controller.js';
-import { applyPatch, type ProbePatch, type ProbeSettings } from '../ingest/probe-settings.js';
+import { applyPatch, type ProbePatch, type ProbeSettings } from '../wire/probe-settings.js';
 import type { AuditTrail } from './audit.js';
 import {
   JOB_OPTIONS,

@@ -4,8 +4,8 @@
  * apply. Pure: everything it needs (thresholds, the node's last report,
  * cooldown clocks, the time) comes in as arguments.
  */
-import type { ProbeName } from '../ingest/layout.js';
-import type { ProbePatch } from '../ingest/probe-settings.js';
+import type { ProbeName } from '../wire/layout.js';
+import type { ProbePatch } from '../wire/probe-settings.js';
 import type { NodeReport } from './node-report.js';
 import type { FeedbackRequest } from './request.js';
 import { boundsOf, budgetOf, type Thresholds } from './thresholds.js';

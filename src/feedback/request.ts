@@ -23,7 +23,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { ConfigError } from '../common/errors.js';
-import { probeNameSchema, probePatchSchema, type ProbePatch } from '../ingest/probe-settings.js';
+import { probeNameSchema, probePatchSchema, type ProbePatch } from '../wire/probe-settings.js';
 
 /** Request ids are BullMQ job ids: no ":" and not an integer. */
 export const requestIdSchema = z

@@ -18,8 +18,8 @@ import {
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { stateDir } from '../common/paths.js';
-import type { ProbeName } from '../ingest/layout.js';
-import type { ProbePatch, ProbeSettings } from '../ingest/probe-settings.js';
+import type { ProbeName } from '../wire/layout.js';
+import type { ProbePatch, ProbeSettings } from '../wire/probe-settings.js';
 
 /** Written (and fsync'd) before the kernel change. */
 export interface IntentEntry {

@@ -7,7 +7,7 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { ConfigError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import type { ProbeName } from '../ingest/layout.js';
+import type { ProbeName } from '../wire/layout.js';
 import type { AuditTrail } from './audit.js';
 import { JOB_OPTIONS, QUEUE_PREFIX, revertJobId, type ApplyJob, type RevertJob } from './job.js';
 import { loadOrCreateSigner, type JobSigner } from './job-signing.js';

@@ -4,8 +4,8 @@
  * (for reverts). Keys live under `tracefeed:feedback-state:`.
  */
 import type { Redis } from 'ioredis';
-import type { ProbeName } from '../ingest/layout.js';
-import type { ProbePatch, ProbeSettings } from '../ingest/probe-settings.js';
+import type { ProbeName } from '../wire/layout.js';
+import type { ProbePatch, ProbeSettings } from '../wire/probe-settings.js';
 import type { NodeReport } from './node-report.js';
 import type { Decision } from './policy-engine.js';
 import type { FeedbackRequest } from './request.js';

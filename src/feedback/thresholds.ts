@@ -10,8 +10,8 @@ import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import { probeNameSchema } from '../ingest/probe-settings.js';
-import { type ProbeName, type SourceName } from '../ingest/layout.js';
+import { probeNameSchema } from '../wire/probe-settings.js';
+import { type ProbeName, type SourceName } from '../wire/layout.js';
 import { FAMILIES, SOURCE_NAMES } from '../families/registry.js';
 import { feedbackActionSchema, feedbackOriginSchema, formatIssues } from './request.js';
 

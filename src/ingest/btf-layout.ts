@@ -3,7 +3,7 @@
  * and compares them with the TypeScript mirrors in layout.ts.
  */
 import { execFileSync } from 'node:child_process';
-import type { RecordLayout } from './layout.js';
+import type { RecordLayout } from '../wire/layout.js';
 
 interface BtfMember {
   name: string;

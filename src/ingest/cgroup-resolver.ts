@@ -6,15 +6,9 @@
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseCgroupPath, type CgroupInfo } from '../wire/cgroup-path.js';
 
-export interface CgroupInfo {
-  /** Path relative to the cgroup v2 root, starting with "/". */
-  path: string;
-  /** Container id when the path names one (docker, containerd, cri-o, podman). */
-  containerId: string | undefined;
-  /** Kubernetes pod uid when the path names one. */
-  podUid: string | undefined;
-}
+export { parseCgroupPath, type CgroupInfo };
 
 /** Finds the cgroup v2 mount: /sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified on hybrid ones. */
 export function cgroup2Root(mountsText = readFileSync('/proc/mounts', 'utf8')): string | undefined {
@@ -24,13 +18,6 @@ export function cgroup2Root(mountsText = readFileSync('/proc/mounts', 'utf8')): 
   }
   return undefined;
 }
-
-const CONTAINER_PATTERNS: RegExp[] = [
-  /(?:docker|cri-containerd|crio|libpod|containerd)-([0-9a-f]{64})\.scope/,
-  /\/(?:docker|containerd|crio|libpod)\/([0-9a-f]{64})(?:\/|$)/,
-  /\/kubepods[^/]*\/(?:[^/]+\/)*?([0-9a-f]{64})(?:\/|$)/,
-];
-const POD_PATTERN = /pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})/;
 
 /** Parses a container id and pod uid out of a cgroup path. */
 /**
@@ -63,19 +50,6 @@ export function* walkCgroupTree(
     for (const e of entries)
       if (e.isDirectory()) stack.push(rel === '/' ? `/${e.name}` : `${rel}/${e.name}`);
   }
-}
-
-export function parseCgroupPath(path: string): CgroupInfo {
-  let containerId: string | undefined;
-  for (const re of CONTAINER_PATTERNS) {
-    const m = re.exec(path);
-    if (m?.[1]) {
-      containerId = m[1];
-      break;
-    }
-  }
-  const pod = POD_PATTERN.exec(path)?.[1]?.replace(/_/g, '-');
-  return { path, containerId, podUid: pod };
 }
 
 export class CgroupResolver {

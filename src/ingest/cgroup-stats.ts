@@ -21,9 +21,9 @@
 import { closeSync, openSync, readSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { walkCgroupTree } from './cgroup-resolver.js';
-import { CGROUP_STATS_LAYOUT, CGROUP_STAT_FIELDS, Op, fieldOffset } from './layout.js';
+import { CGROUP_STATS_LAYOUT, CGROUP_STAT_FIELDS, Op, fieldOffset } from '../wire/layout.js';
 import type { SummaryBatch } from './summaries.js';
-import { writeRecordHeader } from './summaries.js';
+import { writeRecordHeader } from '../wire/record-header.js';
 
 export { CGROUP_STAT_FIELDS };
 const NF = CGROUP_STAT_FIELDS.length;

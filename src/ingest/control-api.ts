@@ -19,7 +19,7 @@ import type { Logger } from '../common/logger.js';
 import { agentMetrics } from './metrics.js';
 import type { NodeAgent } from './node-agent.js';
 import type { Registry } from 'prom-client';
-import { PROBE_CONFIG_LAYOUT, type ProbeName } from './layout.js';
+import { PROBE_CONFIG_LAYOUT, type ProbeName } from '../wire/layout.js';
 
 export const DEFAULT_API_PORT = 9464;
 

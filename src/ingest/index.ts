@@ -9,14 +9,14 @@ export {
   type Frame,
   type FrameHeader,
   type EncodeFrameInput,
-} from './frame.js';
+} from '../wire/frame.js';
 export {
   decodeEvents,
   decodeFrameEvents,
   decodeRecord,
   type TracefeedEvent,
-} from './event-decoder.js';
-export * as layout from './layout.js';
+} from '../wire/event-decoder.js';
+export * as layout from '../wire/layout.js';
 export {
   NodeAgent,
   DEFAULT_AGENT_OPTIONS,
@@ -43,14 +43,14 @@ export {
   defaultSettings,
   type ProbeSettings,
   type ProbePatch,
-} from './probe-settings.js';
+} from '../wire/probe-settings.js';
 export {
   CgroupResolver,
   parseCgroupPath,
   cgroup2Root,
   type CgroupInfo,
 } from './cgroup-resolver.js';
-export { histogramQuantile } from './histogram.js';
+export { histogramQuantile } from '../wire/histogram.js';
 export { startControlApi, DEFAULT_API_PORT } from './control-api.js';
-export { formatAddress } from './event-decoder.js';
+export { formatAddress } from '../wire/event-decoder.js';
 export { NODE_CAPABILITIES, NODE_CAPABILITY_REASONS } from './capabilities.js';

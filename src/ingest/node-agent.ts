@@ -18,7 +18,7 @@ import {
   type CgroupStatsCounters,
   type CgroupStatsOptions,
 } from './cgroup-stats.js';
-import { DropReason, type ProbeName } from './layout.js';
+import { DropReason, type ProbeName } from '../wire/layout.js';
 import {
   OP_TYPE,
   OpTable,
@@ -41,7 +41,7 @@ import {
   defaultSettings,
   probePatchSchema,
   type ProbePatch,
-} from './probe-settings.js';
+} from '../wire/probe-settings.js';
 import { flushSummaryMap } from './summaries.js';
 import { OverloadGovernor, type OverloadOptions } from './overload-governor.js';
 import { ProbeStatsReporter } from './probe-stats.js';

@@ -19,9 +19,13 @@ import {
   fieldOffset,
   SET_DENY,
   SK_LOST_NAMES,
-} from './layout.js';
+} from '../wire/layout.js';
 import { toBpfError, type NativeBpfObject } from './native.js';
-import { normalizePathPrefix, type FocusSettings, type ProbeSettings } from './probe-settings.js';
+import {
+  normalizePathPrefix,
+  type FocusSettings,
+  type ProbeSettings,
+} from '../wire/probe-settings.js';
 
 export interface ProbeState {
   probe: string;

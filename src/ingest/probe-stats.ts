@@ -4,10 +4,16 @@
  * drops by reason), the records of that probe the frame sink dropped after the
  * ring, and the sampling in force at the end of the interval.
  */
-import { DROP_REASON_MAX, Op, PROBE_STATS_LAYOUT, fieldOffset, type ProbeName } from './layout.js';
+import {
+  DROP_REASON_MAX,
+  Op,
+  PROBE_STATS_LAYOUT,
+  fieldOffset,
+  type ProbeName,
+} from '../wire/layout.js';
 import { PROBE_OF_OP } from '../families/registry.js';
 import type { SummaryBatch } from './summaries.js';
-import { writeRecordHeader } from './summaries.js';
+import { writeRecordHeader } from '../wire/record-header.js';
 
 const L = PROBE_STATS_LAYOUT;
 const OFF = {

@@ -4,40 +4,14 @@
  * one summary record with the same header as kernel records. Which map, which
  * record and which field comes from where is the family's (FamilySummary).
  */
-import { HEADER_LAYOUT, fieldOffset, type RecordLayout } from './layout.js';
+import type { RecordLayout } from '../wire/layout.js';
+import { writeRecordHeader } from '../wire/record-header.js';
 import type { NativeBpfObject } from './native.js';
 import type { FamilySummary } from '../families/family.js';
 
 export interface SummaryBatch {
   records: Buffer;
   count: number;
-}
-
-const HDR = {
-  op: fieldOffset(HEADER_LAYOUT, 'op'),
-  size: fieldOffset(HEADER_LAYOUT, 'size'),
-  ktime: fieldOffset(HEADER_LAYOUT, 'ktime_ns'),
-  generation: fieldOffset(HEADER_LAYOUT, 'generation'),
-  weight: fieldOffset(HEADER_LAYOUT, 'sample_weight'),
-};
-
-/**
- * Writes the common event header of a record user space builds (summary and
- * cgroup-info records): the same header the kernel writes, pads zeroed by alloc.
- */
-export function writeRecordHeader(
-  b: Buffer,
-  off: number,
-  op: number,
-  size: number,
-  ktime: bigint,
-  generation: number,
-): void {
-  b.writeUInt8(op, off + HDR.op);
-  b.writeUInt32LE(size, off + HDR.size);
-  b.writeBigUInt64LE(ktime, off + HDR.ktime);
-  b.writeUInt32LE(generation, off + HDR.generation);
-  b.writeUInt32LE(1, off + HDR.weight);
 }
 
 /** One copy of a summary: record offset <- key or value offset, or the interval. */

@@ -15,8 +15,8 @@ import { repoRoot } from '../common/paths.js';
 import { ensureTopics } from '../common/kafka.js';
 import { DEFAULT_AGENT_OPTIONS, NodeAgent } from '../ingest/index.js';
 import { PROBE_NAMES } from '../families/registry.js';
-import type { ProbePatch } from '../ingest/probe-settings.js';
-import type { ProbeName } from '../ingest/layout.js';
+import type { ProbePatch } from '../wire/probe-settings.js';
+import type { ProbeName } from '../wire/layout.js';
 import { FeatureStage, type Anomaly } from '../features/index.js';
 import {
   AuditTrail,

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { BrowserSessions, cookieValue, SESSION_COOKIE } from '../../src/common/http-auth.js';
 import { resolveLogFormat } from '../../src/common/logger.js';
 import { filtersInForce } from '../../src/console/server.js';
-import { defaultSettings } from '../../src/ingest/probe-settings.js';
+import { defaultSettings } from '../../src/wire/probe-settings.js';
 
 describe('browser sessions', () => {
   it('redeems a login code once, and only before it expires', () => {

@@ -20,10 +20,10 @@ import {
   SOURCE_NAMES,
   USER_SPACE_SOURCES,
 } from '../../src/families/registry.js';
-import { CORE_OP_TYPES, HEADER_LAYOUT, fieldOffset } from '../../src/ingest/layout.js';
-import { TF_ENUMS, TF_STRUCTS } from '../../src/ingest/layout.generated.js';
+import { CORE_OP_TYPES, HEADER_LAYOUT, fieldOffset } from '../../src/wire/layout.js';
+import { TF_ENUMS, TF_STRUCTS } from '../../src/wire/layout.generated.js';
 import { decodeFrameEvents, encodeFrame } from '../../src/ingest/index.js';
-import { probeNameSchema } from '../../src/ingest/probe-settings.js';
+import { probeNameSchema } from '../../src/wire/probe-settings.js';
 import { summaryPlan } from '../../src/ingest/summaries.js';
 import type { Family } from '../../src/families/family.js';
 import { WindowAggregator } from '../../src/features/aggregator.js';

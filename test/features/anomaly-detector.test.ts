@@ -16,7 +16,7 @@ import {
   HEADER_LAYOUT,
   Op,
   fieldOffset,
-} from '../../src/ingest/layout.js';
+} from '../../src/wire/layout.js';
 
 const W = 10_000;
 const t0 = Date.UTC(2026, 0, 1);

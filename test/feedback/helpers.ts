@@ -1,11 +1,11 @@
 /** Builders shared by the feedback suites. */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import type { Job, Queue } from 'bullmq';
-import { defaultSettings, type ProbeSettings } from '../../src/ingest/probe-settings.js';
+import { defaultSettings, type ProbeSettings } from '../../src/wire/probe-settings.js';
 import type { NodeReport } from '../../src/feedback/node-report.js';
 import type { FeedbackRequest } from '../../src/feedback/request.js';
 import { JobSigner } from '../../src/feedback/job-signing.js';
-import type { ProbeName } from '../../src/ingest/layout.js';
+import type { ProbeName } from '../../src/wire/layout.js';
 
 export function request(over: Partial<FeedbackRequest> = {}): FeedbackRequest {
   return {

@@ -25,13 +25,13 @@ import { parseThresholds } from '../../src/feedback/thresholds.js';
 import { Topics } from '../../src/common/kafka.js';
 import type { Anomaly } from '../../src/features/anomaly.js';
 import { requestsFromAnomaly } from '../../src/feedback/rules.js';
-import { decodeFrameEvents, type TracefeedEvent } from '../../src/ingest/event-decoder.js';
+import { decodeFrameEvents, type TracefeedEvent } from '../../src/wire/event-decoder.js';
 import {
   FOCUS_LAYOUT,
   PROBE_CONFIG_LAYOUT,
   fieldOffset,
   type ProbeName,
-} from '../../src/ingest/layout.js';
+} from '../../src/wire/layout.js';
 import { NodeAgent, DEFAULT_AGENT_OPTIONS } from '../../src/ingest/node-agent.js';
 import { makeCgroup, type TestCgroup } from '../helpers/cgroup.js';
 import { BROKERS, subscribe } from '../helpers/kafka.js';

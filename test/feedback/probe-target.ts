@@ -13,7 +13,7 @@ import {
   probePatchSchema,
   type ProbePatch,
   type ProbeSettings,
-} from '../../src/ingest/probe-settings.js';
+} from '../../src/wire/probe-settings.js';
 
 export class RecordingTarget implements ProbeTarget {
   readonly calls: Array<{ probe: string; patch: ProbePatch }> = [];

@@ -9,7 +9,7 @@ import { repoRoot } from '../../src/common/paths.js';
 import { loadThresholds, parseThresholds } from '../../src/feedback/thresholds.js';
 import { AnomalyDetector } from '../../src/features/anomaly-detector.js';
 import type { Anomaly } from '../../src/features/anomaly.js';
-import { applyPatch, defaultSettings } from '../../src/ingest/probe-settings.js';
+import { applyPatch, defaultSettings } from '../../src/wire/probe-settings.js';
 import { report } from './helpers.js';
 
 const T = parseThresholds(`

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Logger } from '../../src/common/logger.js';
 import { FeatureStage } from '../../src/features/feature-stage.js';
 import type { FeatureStageConfigInput } from '../../src/features/config.js';
-import type { ProbeName } from '../../src/ingest/layout.js';
+import type { ProbeName } from '../../src/wire/layout.js';
 import { DEFAULT_AGENT_OPTIONS, NodeAgent } from '../../src/ingest/node-agent.js';
 import { BROKERS } from './kafka.js';
 

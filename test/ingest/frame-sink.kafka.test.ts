@@ -9,16 +9,16 @@ import { randomUUID } from 'node:crypto';
 import { type KafkaMessage } from 'kafkajs';
 import { nativeKafkaSecurity } from '../../src/common/kafka.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeFrame } from '../../src/ingest/frame.js';
+import { decodeFrame } from '../../src/wire/frame.js';
 import { decodeFrameEvents } from '../../src/ingest/index.js';
-import { Op, RUNQ_SUMMARY_LAYOUT } from '../../src/ingest/layout.js';
+import { Op, RUNQ_SUMMARY_LAYOUT } from '../../src/wire/layout.js';
 import { OpTable } from '../../src/families/registry.js';
 import {
   loadNative,
   type FrameSinkOptions,
   type NativeFrameSink,
 } from '../../src/ingest/native.js';
-import { writeRecordHeader } from '../../src/ingest/summaries.js';
+import { writeRecordHeader } from '../../src/wire/record-header.js';
 import { BROKERS, subscribe, testKafka } from '../helpers/kafka.js';
 
 const topic = `tracefeed.test.sink.${randomUUID().slice(0, 8)}`;

@@ -37,11 +37,11 @@ describe('generated layouts', () => {
     try {
       expect(gen('--out', dir).code).toBe(0);
       expect(gen('--check', '--out', dir).code).toBe(0);
-      const ts = join(dir, 'src/ingest/layout.generated.ts');
+      const ts = join(dir, 'src/wire/layout.generated.ts');
       writeFileSync(ts, readFileSync(ts, 'utf8').replace('"TF_COMM_LEN": 16', '"TF_COMM_LEN": 17'));
       const r = gen('--check', '--out', dir);
       expect(r.code).toBe(1);
-      expect(r.output).toContain('src/ingest/layout.generated.ts');
+      expect(r.output).toContain('src/wire/layout.generated.ts');
       expect(r.output).toContain('npm run gen:layouts');
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { bpfObjectPath, repoRoot } from '../../src/common/paths.js';
 import { compareLayout, readBtfStructs } from '../../src/ingest/btf-layout.js';
-import { EXEC_LAYOUT, Flag, type RecordLayout } from '../../src/ingest/layout.js';
+import { EXEC_LAYOUT, Flag, type RecordLayout } from '../../src/wire/layout.js';
 import { CHECKED_LAYOUTS, PROBE_NAMES } from '../../src/families/registry.js';
-import { TF_DEFINES } from '../../src/ingest/layout.generated.js';
+import { TF_DEFINES } from '../../src/wire/layout.generated.js';
 
 const layoutObject = bpfObjectPath('layout');
 

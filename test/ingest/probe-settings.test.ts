@@ -1,13 +1,13 @@
 /** Filter limits of the settings schema: what the kernel's filter set maps can hold. */
 import { describe, expect, it } from 'vitest';
-import { SET_ID_MAX, SET_STR_MAX } from '../../src/ingest/layout.js';
+import { SET_ID_MAX, SET_STR_MAX } from '../../src/wire/layout.js';
 import {
   applyPatch,
   defaultSettings,
   normalizePathPrefix,
   probePatchSchema,
   probeSettingsSchema,
-} from '../../src/ingest/probe-settings.js';
+} from '../../src/wire/probe-settings.js';
 
 const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
 

@@ -20,7 +20,7 @@ import {
   decodeFrameEvents,
   type TracefeedEvent,
 } from '../../src/ingest/index.js';
-import { HIST_VALUE_LAYOUT, SYSCALL_KEY_LAYOUT, fieldOffset } from '../../src/ingest/layout.js';
+import { HIST_VALUE_LAYOUT, SYSCALL_KEY_LAYOUT, fieldOffset } from '../../src/wire/layout.js';
 import { makeCgroup, type TestCgroup } from '../helpers/cgroup.js';
 import { BROKERS, subscribe } from '../helpers/kafka.js';
 

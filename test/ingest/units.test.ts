@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { parseCgroupPath, cgroup2Root } from '../../src/ingest/cgroup-resolver.js';
-import { histogramQuantile } from '../../src/ingest/histogram.js';
-import { applyPatch, defaultSettings, probePatchSchema } from '../../src/ingest/probe-settings.js';
-import { formatAddress } from '../../src/ingest/event-decoder.js';
+import { histogramQuantile } from '../../src/wire/histogram.js';
+import { applyPatch, defaultSettings, probePatchSchema } from '../../src/wire/probe-settings.js';
+import { formatAddress } from '../../src/wire/event-decoder.js';
 
 describe('cgroup paths', () => {
   it('finds container ids for docker, containerd and kubepods layouts', () => {

@@ -11,10 +11,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bpfObjectPath } from '../../src/common/paths.js';
 import { CgroupResolver } from '../../src/ingest/cgroup-resolver.js';
 import { familySpec } from '../../src/families/registry.js';
-import { FILTER_SETS, SET_ID_MAX, SET_STR_MAX } from '../../src/ingest/layout.js';
+import { FILTER_SETS, SET_ID_MAX, SET_STR_MAX } from '../../src/wire/layout.js';
 import { openObject, type NativeBpfObject } from '../../src/ingest/native.js';
 import { ProbeController } from '../../src/ingest/probe-controller.js';
-import { applyPatch, defaultSettings, type ProbePatch } from '../../src/ingest/probe-settings.js';
+import { applyPatch, defaultSettings, type ProbePatch } from '../../src/wire/probe-settings.js';
 
 const isRoot = process.getuid?.() === 0;
 const probePath = bpfObjectPath('tcp');

@@ -21,7 +21,7 @@ import {
 
 import type * as Native from '../../native/index.js';
 import { encodeProbeConfig } from '../../src/ingest/probe-controller.js';
-import { FOCUS_LAYOUT, fieldOffset } from '../../src/ingest/layout.js';
+import { FOCUS_LAYOUT, fieldOffset } from '../../src/wire/layout.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const probePath = path.join(root, 'bpf/.output/syscalls.bpf.o');

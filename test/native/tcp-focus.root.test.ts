@@ -12,17 +12,17 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bpfObjectPath } from '../../src/common/paths.js';
 import { CgroupResolver } from '../../src/ingest/cgroup-resolver.js';
-import { decodeRecord, type TracefeedEvent } from '../../src/ingest/event-decoder.js';
+import { decodeRecord, type TracefeedEvent } from '../../src/wire/event-decoder.js';
 import { familySpec } from '../../src/families/registry.js';
 import {
   fieldOffset,
   FOCUS_LAYOUT,
   FOCUS_MAX,
   PROBE_CONFIG_LAYOUT,
-} from '../../src/ingest/layout.js';
+} from '../../src/wire/layout.js';
 import { openObject, type NativeBpfObject } from '../../src/ingest/native.js';
 import { ProbeController } from '../../src/ingest/probe-controller.js';
-import { applyPatch, defaultSettings, type ProbePatch } from '../../src/ingest/probe-settings.js';
+import { applyPatch, defaultSettings, type ProbePatch } from '../../src/wire/probe-settings.js';
 import { makeCgroup, type TestCgroup } from '../helpers/cgroup.js';
 import { ensureTracefs, waitFor } from '../helpers/native-test.js';
 

@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/common/logger.js';
 import { layout } from '../../src/ingest/index.js';
-import type { ProbeName } from '../../src/ingest/layout.js';
+import type { ProbeName } from '../../src/wire/layout.js';
 import {
   ScenarioSession,
   type ChangeRecord,

@@ -29,7 +29,7 @@ import {
   type AgentDeps,
   type AgentTool,
 } from '../tools.js';
-import { type ProbeName } from '../../ingest/layout.js';
+import { type ProbeName } from '../../wire/layout.js';
 import { PROBE_NAMES } from '../../families/registry.js';
 
 /** One tool as the MCP server exposes it. */

@@ -4,7 +4,7 @@
  * cgroup v2 files (src/ingest/cgroup-stats.ts) and sent as TF_OP_CGROUP_STATS
  * records. No BPF object: always on, and no ring to lose records in.
  */
-import { CGROUP_STATS_LAYOUT, Op, Probe, fieldOffset } from '../../ingest/layout.js';
+import { CGROUP_STATS_LAYOUT, Op, Probe, fieldOffset } from '../../wire/layout.js';
 import { defineFamily, u64 } from '../family.js';
 
 /** Record field -> sum column, in column order. */

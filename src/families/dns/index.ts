@@ -4,8 +4,8 @@
  * is described to the agent. The kernel side is bpf/dns.bpf.c; docs/dns.md
  * says what it sees and what it cannot.
  */
-import type { FieldReader } from '../../ingest/record-reader.js';
-import { fieldOffset } from '../../ingest/layout.js';
+import type { FieldReader } from '../../wire/record-reader.js';
+import { fieldOffset } from '../../wire/layout.js';
 import { defineFamily, percentiles, log2Slot, u64 } from '../family.js';
 import {
   DNS_KEY_LAYOUT,

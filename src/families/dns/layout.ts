@@ -1,6 +1,6 @@
 /** The DNS records and map structs, from the generated mirror of bpf/events.h. */
-import { TF_DEFINES } from '../../ingest/layout.generated.js';
-import { Op, Probe, layoutOf, type RecordLayout } from '../../ingest/layout.js';
+import { TF_DEFINES } from '../../wire/layout.generated.js';
+import { Op, Probe, layoutOf, type RecordLayout } from '../../wire/layout.js';
 
 /** TF_OP_DNS_RESPONSE. */
 export const DNS_OP = Op.DNS_RESPONSE;

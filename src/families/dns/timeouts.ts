@@ -6,9 +6,9 @@
  * rcode, flags and answers 0). A response that arrives after that is counted
  * as unmatched by the kernel (dns_unmatched_responses).
  */
-import { HEADER_LAYOUT, fieldOffset, type RecordLayout } from '../../ingest/layout.js';
+import { HEADER_LAYOUT, fieldOffset, type RecordLayout } from '../../wire/layout.js';
 import type { NativeBpfObject } from '../../ingest/native.js';
-import { writeRecordHeader } from '../../ingest/summaries.js';
+import { writeRecordHeader } from '../../wire/record-header.js';
 import { DNS_KEY_LAYOUT, DNS_LAYOUT, DNS_QUERY_LAYOUT, DNS_TIMEOUT_OP } from './layout.js';
 
 /** A query unanswered this long is timed out (glibc's resolver gives up after 5 s per try). */

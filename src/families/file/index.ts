@@ -3,7 +3,7 @@
  * result (bpf/file.bpf.c; docs/file-probe.md says what it sees and what it
  * cannot). Off in steady state.
  */
-import { FILE_OPEN_LAYOUT, Flag, Op, Probe, fieldOffset } from '../../ingest/layout.js';
+import { FILE_OPEN_LAYOUT, Flag, Op, Probe, fieldOffset } from '../../wire/layout.js';
 import { defineFamily } from '../family.js';
 
 /** Offset of file.open's result (fd or -errno). */

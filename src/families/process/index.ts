@@ -2,7 +2,7 @@
  * The process family: exec and exit of every process (bpf/process.bpf.c,
  * sched_process_exec/exit). On in steady state: crash loops show here first.
  */
-import { EXEC_LAYOUT, EXIT_LAYOUT, Op, Probe, fieldOffset } from '../../ingest/layout.js';
+import { EXEC_LAYOUT, EXIT_LAYOUT, Op, Probe, fieldOffset } from '../../wire/layout.js';
 import { defineFamily } from '../family.js';
 
 const EXIT = {

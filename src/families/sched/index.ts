@@ -10,8 +10,8 @@ import {
   Probe,
   RUNQ_SUMMARY_LAYOUT,
   fieldOffset,
-} from '../../ingest/layout.js';
-import { histogramQuantile } from '../../ingest/histogram.js';
+} from '../../wire/layout.js';
+import { histogramQuantile } from '../../wire/histogram.js';
 import { addHistogram, defineFamily, percentiles, u64 } from '../family.js';
 
 const RUNQ = {

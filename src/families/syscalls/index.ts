@@ -15,8 +15,8 @@ import {
   SYSCALL_SLOW_LAYOUT,
   SYSCALL_SUMMARY_LAYOUT,
   fieldOffset,
-} from '../../ingest/layout.js';
-import { histogramQuantile } from '../../ingest/histogram.js';
+} from '../../wire/layout.js';
+import { histogramQuantile } from '../../wire/histogram.js';
 import { addHistogram, defineFamily, percentiles, u64 } from '../family.js';
 
 const SYS = {

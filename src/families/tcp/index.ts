@@ -3,8 +3,8 @@
  * connects, retransmits and resets (bpf/tcp.bpf.c, one struct tf_tcp_event for
  * every op). On in steady state.
  */
-import { Op, Probe, TCP_LAYOUT, fieldOffset } from '../../ingest/layout.js';
-import type { FieldReader } from '../../ingest/record-reader.js';
+import { Op, Probe, TCP_LAYOUT, fieldOffset } from '../../wire/layout.js';
+import type { FieldReader } from '../../wire/record-reader.js';
 import { defineFamily, percentiles, log2Slot, u64, type FamilyOp } from '../family.js';
 
 const AF_INET6 = 10;

@@ -16,7 +16,7 @@ import {
 import { FAMILY_OPS, SOURCE_NAMES } from '../families/registry.js';
 import type { AttributeValue, FamilyOp } from '../families/family.js';
 import { RecordReader, type FieldReader } from './record-reader.js';
-import { parseCgroupPath } from './cgroup-resolver.js';
+import { parseCgroupPath } from './cgroup-path.js';
 import { decodeFrame, walkRecords, type Frame } from './frame.js';
 
 export { formatAddress, readCString } from './record-reader.js';
