@@ -93,37 +93,12 @@ const NUMBER_WORDS: Record<string, number> = {
   ninety: 90,
 };
 
-/** Metric keywords, most specific first: the families' own, then these. */
+/**
+ * Metric keywords, most specific first: each family's own, in registry order,
+ * then the catch-all for event volume.
+ */
 const METRIC_PATTERNS: Array<readonly [RegExp, string]> = [
   ...FAMILIES.flatMap((f) => f.agent.metricPatterns ?? []),
-  [/retransmi/, 'tcp_retransmits'],
-  [/\bresets?\b|\brst\b/, 'tcp_resets'],
-  [
-    /connect\w*\s+(fail|error|refus|timeout)|(fail|refus)\w*\s+(tcp\s+)?connect|connection failures?/,
-    'tcp_connect_failures',
-  ],
-  [
-    /(bytes?|traffic|throughput)\s+(receiv|download)|receiv\w*\s+(the\s+most\s+)?(bytes|traffic)|\binbound\b|\bbytes_received\b/,
-    'tcp_bytes_received',
-  ],
-  [/\bbytes?\b|traffic|throughput|\bsent\b|\bsend/, 'tcp_bytes_sent'],
-  [/\baccept/, 'tcp_accepts'],
-  [/\bconnect/, 'tcp_connects'],
-  [
-    /(fail|crash|error)\w*\s+(exit|process)|exit\w*\s+(with\s+)?(an?\s+)?(error|fail|non-?zero)|crash|failed_exits/,
-    'failed_exits',
-  ],
-  [
-    /\bexec|spawn|process(es)?\s+(start|launch|creat)|start\w*\s+(the\s+most\s+)?(new\s+)?process|new process|\bfork|churn|exec_count/,
-    'exec_count',
-  ],
-  [/\bexit/, 'exit_count'],
-  [/run.?queue|\brunq|schedul|cpu\s+(wait|contention|latency|starv|pressure)/, 'runq_p99_ns'],
-  [/syscall\w*\s+(error|fail)|(error|fail)\w*\s+syscall|errno/, 'syscall_errors'],
-  [/slow\s+syscall|syscall\w*\s+(latency|slow|p99|p95|duration|time)/, 'syscall_p99_ns'],
-  [/syscall/, 'syscall_count'],
-  [/file\w*\s+(open\s+)?(error|fail)|(fail|error)\w*\s+(file|open)/, 'file_open_errors'],
-  [/\bfiles?\b|\bopens?\b/, 'file_opens'],
   [/events?\b|noisy|noisiest|busiest|event rate|most active|\bload\b/, 'events_per_second'],
 ];
 

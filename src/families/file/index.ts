@@ -49,6 +49,10 @@ export const FILE_FAMILY = defineFamily({
   description: 'file opens with path, flags and result',
   agent: {
     countMetric: 'file_opens',
+    metricPatterns: [
+      [/file\w*\s+(open\s+)?(error|fail)|(fail|error)\w*\s+(file|open)/, 'file_open_errors'],
+      [/\bfiles?\b|\bopens?\b/, 'file_opens'],
+    ],
     correlated: ['file_open_errors'],
   },
   defaultEnabled: false,

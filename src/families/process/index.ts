@@ -83,6 +83,17 @@ export const PROCESS_FAMILY = defineFamily({
   description: 'exec and exit of every process (sched_process_exec/exit)',
   agent: {
     countMetric: 'exec_count',
+    metricPatterns: [
+      [
+        /(fail|crash|error)\w*\s+(exit|process)|exit\w*\s+(with\s+)?(an?\s+)?(error|fail|non-?zero)|crash|failed_exits/,
+        'failed_exits',
+      ],
+      [
+        /\bexec|spawn|process(es)?\s+(start|launch|creat)|start\w*\s+(the\s+most\s+)?(new\s+)?process|new process|\bfork|churn|exec_count/,
+        'exec_count',
+      ],
+      [/\bexit/, 'exit_count'],
+    ],
     correlated: ['exec_count', 'exit_count', 'failed_exits'],
     likelyCause(metric, up) {
       switch (metric) {

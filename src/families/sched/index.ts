@@ -64,6 +64,9 @@ export const SCHED_FAMILY = defineFamily({
   description: 'run-queue latency per cgroup as log2 histograms',
   agent: {
     countMetric: 'runq_count',
+    metricPatterns: [
+      [/run.?queue|\brunq|schedul|cpu\s+(wait|contention|latency|starv|pressure)/, 'runq_p99_ns'],
+    ],
     correlated: ['runq_p99_ns'],
     likelyCause: (metric) =>
       metric === 'runq_p99_ns'

@@ -110,6 +110,11 @@ export const SYSCALLS_FAMILY = defineFamily({
   description: 'per (cgroup, syscall) latency histograms and errors; optional slow-syscall stream',
   agent: {
     countMetric: 'syscall_count',
+    metricPatterns: [
+      [/syscall\w*\s+(error|fail)|(error|fail)\w*\s+syscall|errno/, 'syscall_errors'],
+      [/slow\s+syscall|syscall\w*\s+(latency|slow|p99|p95|duration|time)/, 'syscall_p99_ns'],
+      [/syscall/, 'syscall_count'],
+    ],
     correlated: ['syscall_errors', 'syscall_p99_ns'],
     likelyCause(metric, up) {
       switch (metric) {

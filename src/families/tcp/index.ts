@@ -143,6 +143,21 @@ export const TCP_FAMILY = defineFamily({
   description: 'TCP connect, accept, close with bytes and duration; retransmits and resets',
   agent: {
     countMetric: 'tcp_connects',
+    metricPatterns: [
+      [/retransmi/, 'tcp_retransmits'],
+      [/\bresets?\b|\brst\b/, 'tcp_resets'],
+      [
+        /connect\w*\s+(fail|error|refus|timeout)|(fail|refus)\w*\s+(tcp\s+)?connect|connection failures?/,
+        'tcp_connect_failures',
+      ],
+      [
+        /(bytes?|traffic|throughput)\s+(receiv|download)|receiv\w*\s+(the\s+most\s+)?(bytes|traffic)|\binbound\b|\bbytes_received\b/,
+        'tcp_bytes_received',
+      ],
+      [/\bbytes?\b|traffic|throughput|\bsent\b|\bsend/, 'tcp_bytes_sent'],
+      [/\baccept/, 'tcp_accepts'],
+      [/\bconnect/, 'tcp_connects'],
+    ],
     correlated: [
       'tcp_connects',
       'tcp_connect_failures',
