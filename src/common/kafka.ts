@@ -247,6 +247,36 @@ export function brokersFrom(value: string | undefined): string[] {
     .filter(Boolean);
 }
 
+/** Waits until every partition of `topics` has a leader. */
+async function waitForLeaders(
+  admin: ReturnType<Kafka['admin']>,
+  topics: string[],
+  partitions: number,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  for (;;) {
+    try {
+      const meta = await admin.fetchTopicMetadata({ topics });
+      const led = meta.topics.every(
+        (t) => t.partitions.length === partitions && t.partitions.every((p) => p.leader >= 0),
+      );
+      if (led && meta.topics.length === topics.length) return;
+      last = 'partitions without a leader';
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    if (Date.now() > deadline)
+      throw new TransportError(
+        `created ${topics.join(', ')} but their partitions have no leader after ${timeoutMs} ms: ${last}`,
+        'kafka',
+        { retriable: true, hint: 'check that every broker is up (`tracefeed infra status`)' },
+      );
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 /** How the topics tracefeed creates are laid out (see topicLayout). */
 export interface TopicLayoutOptions {
   /** Partitions per topic (default TRACEFEED_KAFKA_PARTITIONS, else 3). */
@@ -361,7 +391,9 @@ export async function ensureTopics(
     const missing = topics.filter((t) => !existing.has(t));
     if (missing.length > 0) {
       await admin.createTopics({
-        waitForLeaders: true,
+        // Waited for below: kafkajs's own wait gives up on UNKNOWN_TOPIC_OR_PARTITION,
+        // which a broker answers until the new topic's metadata reaches it.
+        waitForLeaders: false,
         topics: missing.map((topic) => ({
           topic,
           numPartitions: layout.partitions,
@@ -375,6 +407,7 @@ export async function ensureTopics(
             : {}),
         })),
       });
+      await waitForLeaders(admin, missing, layout.partitions);
       log.info({ topics: missing, ...layout, brokers: cluster.brokers.length }, 'created topics');
     }
     const present = topics.filter((t) => existing.has(t));

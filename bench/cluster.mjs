@@ -1,0 +1,423 @@
+#!/usr/bin/env node
+// SPDX-License-Identifier: Apache-2.0
+//
+// The pipeline on a replicated cluster: 3 Kafka brokers (infra/kafka.sh start --brokers 3),
+// 2 feature-stage members (`tracefeed features` processes, one consumer group), 2 real
+// node agents, each publishing the kernel's syscall events of a paced load; then one
+// broker is SIGKILLed (the leader of the first node's events partition).
+//
+// Measured: kernel events counted in committed feature windows (read_committed, the
+// `events` column of the nodes' rows), per second of arrival: the sustained rate, the
+// lowest 2-s rate after the kill (the dip) and how long until the rate is back within
+// 90 % of the sustained one (the recovery). Then the same load on one broker, for
+// comparison (--no-single skips it). Everything is its own: a TRACEFEED_HOME under the
+// temp dir, free loopback ports; the Kafka jars are resolved once into the default home.
+//
+// usage: npm run bench:cluster [-- --json] [--rate=15000] [--steady=20] [--after=30]
+//          [--no-single]   (root: the node agents load BPF programs)
+//
+// --rate is per node (2 nodes). Runtime about 2.5 min (1.5 without the one-broker run).
+
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import Table from 'cli-table3';
+import { tableFromIPC } from 'apache-arrow';
+import { logLevel } from 'kafkajs';
+import {
+  JSON_OUT,
+  LineChild,
+  args,
+  argNum,
+  ensureBuilt,
+  log,
+  machine,
+  repoRoot,
+  sleep,
+  startSyscallLoop,
+} from './lib/common.mjs';
+
+const RATE = argNum('rate', 15_000); // per node
+const NODES = 2;
+const STAGES = 2;
+const WARMUP = argNum('warmup', 10);
+const STEADY = argNum('steady', 20);
+const AFTER = argNum('after', 30);
+const SINGLE = !args.has('--no-single');
+const SAMPLE_MS = 250;
+
+if (process.getuid?.() !== 0) {
+  process.stderr.write('bench/cluster.mjs: run as root (the node agents load BPF programs)\n');
+  process.exit(1);
+}
+
+log('building (bpf, native, ts) if needed');
+ensureBuilt();
+const { ensureTopics, kafkaClient, Topics } = await import(
+  join(repoRoot, 'dist', 'common', 'kafka.js')
+);
+const { createLogger } = await import(join(repoRoot, 'dist', 'common', 'logger.js'));
+
+const pom = readFileSync(join(repoRoot, 'infra', 'kafka', 'pom.xml'), 'utf8');
+const KAFKA_VERSION = /<kafka\.version>([^<]+)<\/kafka\.version>/.exec(pom)[1];
+const defaultHome = process.env.TRACEFEED_HOME ?? join(repoRoot, '.tracefeed');
+log(`resolving the Kafka ${KAFKA_VERSION} jars into ${defaultHome} if needed`);
+execFileSync('bash', [join(repoRoot, 'infra', 'kafka.sh'), 'install'], {
+  env: { ...process.env, TRACEFEED_HOME: defaultHome },
+  stdio: ['ignore', 'inherit', 'inherit'],
+});
+
+async function bindable(port) {
+  const s = createServer();
+  return new Promise((ok) => {
+    s.once('error', () => ok(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => ok(true)));
+  });
+}
+
+/** n consecutive free loopback ports (base returned). */
+async function freePortRun(n) {
+  for (let i = 0; i < 100; i++) {
+    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    let ok = true;
+    for (let p = base; p < base + n && ok; p++) ok = await bindable(p);
+    if (ok) return base;
+  }
+  throw new Error(`no run of ${n} free loopback ports`);
+}
+
+const children = new Set();
+const clusters = new Set();
+function cleanup() {
+  for (const c of children) c.kill('SIGKILL');
+  for (const c of clusters) {
+    try {
+      execFileSync('bash', [join(repoRoot, 'infra', 'kafka.sh'), 'stop', '--kill'], {
+        env: c.env,
+        stdio: 'ignore',
+      });
+    } catch {
+      // best effort on the way out
+    }
+    rmSync(c.home, { recursive: true, force: true });
+  }
+}
+process.once('SIGINT', () => {
+  cleanup();
+  process.exit(130);
+});
+
+/** A cluster of `count` brokers of its own. */
+async function startCluster(count) {
+  const home = mkdtempSync(join(tmpdir(), 'tf-bench-cluster-'));
+  mkdirSync(join(home, 'kafka'), { recursive: true });
+  symlinkSync(join(defaultHome, 'kafka', KAFKA_VERSION), join(home, 'kafka', KAFKA_VERSION));
+  const base = await freePortRun(2 * count);
+  const env = {
+    ...process.env,
+    TRACEFEED_HOME: home,
+    TRACEFEED_KAFKA_PORT: String(base),
+    TRACEFEED_KAFKA_CONTROLLER_PORT: String(base + 1),
+    TRACEFEED_KAFKA_BROKER_COUNT: String(count),
+    TRACEFEED_KAFKA_HEAP_OPTS: '-Xmx384m',
+  };
+  const c = {
+    home,
+    env,
+    count,
+    brokers: Array.from({ length: count }, (_, i) => `127.0.0.1:${base + 2 * i}`),
+    kafkaSh: (...a) =>
+      new Promise((ok, fail) =>
+        execFile('bash', [join(repoRoot, 'infra', 'kafka.sh'), ...a], { env }, (err, out, e) =>
+          err ? fail(new Error(`infra/kafka.sh ${a.join(' ')}: ${e}${out}`)) : ok(out),
+        ),
+      ),
+    pid: (id) =>
+      Number(readFileSync(join(home, 'kafka', id === 1 ? 'kafka.pid' : `kafka-${id}.pid`), 'utf8')),
+  };
+  clusters.add(c);
+  const t0 = Date.now();
+  await c.kafkaSh('start');
+  log(
+    `${count} broker(s) up on ${c.brokers.join(',')} in ${((Date.now() - t0) / 1000).toFixed(0)} s`,
+  );
+  return c;
+}
+
+async function stopCluster(c) {
+  await c.kafkaSh('stop', '--kill').catch(() => {});
+  rmSync(c.home, { recursive: true, force: true });
+  clusters.delete(c);
+}
+
+/** Node names whose frames land on distinct partitions (librdkafka: crc32(key) % n). */
+function nodeNames(id, partitions) {
+  const names = [];
+  const used = new Set();
+  for (let i = 0; names.length < NODES; i++) {
+    const name = `bench-cl-${id}-${i}`;
+    const p = crc32(name) % partitions;
+    if (!used.has(p)) {
+      used.add(p);
+      names.push(name);
+    }
+  }
+  return names;
+}
+
+function startFeatures(c, group, i) {
+  const p = spawn(
+    process.execPath,
+    [
+      join(repoRoot, 'bin', 'tracefeed.js'),
+      'features',
+      '--brokers',
+      c.brokers.join(','),
+      '--group',
+      group,
+      '--window-seconds',
+      '1',
+      '--lateness-seconds',
+      '1',
+      '--idle-close-seconds',
+      '2',
+      '--port',
+      '0',
+    ],
+    {
+      env: { ...c.env, TRACEFEED_LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  );
+  p.label = `features-${i}`;
+  children.add(p);
+  return p;
+}
+
+async function startAgent(c, name, loopPid) {
+  const a = new LineChild(
+    process.execPath,
+    [
+      join(repoRoot, 'bench', 'lib', 'agent-child.mjs'),
+      JSON.stringify({
+        syscalls: { enabled: true, slow_ms: 0.000001, filters: { pid: { allow: [loopPid] } } },
+      }),
+      JSON.stringify({ nodeName: name, families: ['syscalls'] }),
+    ],
+    {
+      stdio: ['pipe', 'pipe', 'inherit'],
+      env: { ...c.env, TRACEFEED_BROKERS: c.brokers.join(','), TRACEFEED_LOG_LEVEL: 'error' },
+    },
+  );
+  children.add(a.proc);
+  const first = await a.next();
+  if (first !== 'ready') throw new Error(`agent child: unexpected "${first}"`);
+  return a;
+}
+
+/** Counts the events of `nodes` in committed feature windows, as they arrive. */
+async function startCounter(c, nodes) {
+  const kafka = kafkaClient({
+    role: 'agent',
+    clientId: 'tf-bench-cluster',
+    brokers: c.brokers,
+    logLevel: logLevel.NOTHING,
+    retry: { retries: 20, initialRetryTime: 200 },
+  });
+  const consumer = kafka.consumer({
+    groupId: `tracefeed-bench-cluster-${randomUUID()}`,
+    maxWaitTimeInMs: 100,
+  });
+  const ours = new Set(nodes);
+  // Events by the time their feature window was written (the record's CreateTime, set by
+  // the feature stage's producer), in SAMPLE_MS buckets: the reader's own pace does not count.
+  const counted = { events: 0, rows: 0, records: 0, buckets: new Map() };
+  await consumer.connect();
+  await consumer.subscribe({ topic: Topics.features, fromBeginning: true });
+  await consumer.run({
+    eachMessage: async ({ message }) => {
+      counted.records++;
+      const t = tableFromIPC(message.value);
+      const node = t.getChild('node');
+      const events = t.getChild('events');
+      let n = 0;
+      for (let i = 0; i < t.numRows; i++) {
+        if (!ours.has(node.get(i))) continue;
+        counted.rows++;
+        n += Number(events.get(i));
+      }
+      counted.events += n;
+      const b = Math.floor(Number(message.timestamp) / SAMPLE_MS);
+      counted.buckets.set(b, (counted.buckets.get(b) ?? 0) + n);
+    },
+  });
+  return { counted, stop: () => consumer.disconnect() };
+}
+
+/** One run: `count` brokers; with `kill`, SIGKILL a broker after the steady phase. */
+async function run(count, kill) {
+  const id = randomUUID().slice(0, 6);
+  const c = await startCluster(count);
+  process.env.TRACEFEED_HOME = c.home; // this process's clients use the cluster's passwords
+  const quiet = createLogger('bench-cluster', 'error');
+  const layout = await ensureTopics(c.brokers, quiet);
+  const nodes = nodeNames(id, layout.partitions);
+  const group = `tracefeed-features-bench-${id}`;
+  const stages = Array.from({ length: STAGES }, (_, i) => startFeatures(c, group, i));
+  const counter = await startCounter(c, nodes);
+  const loops = [];
+  const agents = [];
+  for (const name of nodes) {
+    const loop = await startSyscallLoop();
+    loops.push(loop);
+    agents.push(await startAgent(c, name, loop.pid));
+  }
+  const admin = kafkaClient({
+    role: 'admin',
+    clientId: 'tf-bench-cluster-admin',
+    brokers: c.brokers,
+    logLevel: logLevel.NOTHING,
+    retry: { retries: 20, initialRetryTime: 200 },
+  }).admin();
+  await admin.connect();
+  // Both members in the group before the load starts.
+  for (let i = 0; i < 120; i++) {
+    const g = await admin.describeGroups([group]).catch(() => undefined);
+    if (g?.groups[0]?.members.length === STAGES && g.groups[0].state === 'Stable') break;
+    await sleep(250);
+  }
+  const total = WARMUP + STEADY + (kill ? AFTER : 0);
+  log(
+    `${count} broker(s): ${NODES} nodes x ${RATE} events/s, ${STAGES} feature-stage members; ${total} s of load`,
+  );
+  const paced = loops.map((l) => l.pace(RATE * total, RATE));
+  const t0 = Date.now();
+  let killAt;
+  let victim;
+  await sleep((WARMUP + STEADY) * 1000);
+  if (kill) {
+    const offsets = await admin.fetchTopicOffsets(Topics.events);
+    const busiest = offsets.sort((a, b) => Number(BigInt(b.high) - BigInt(a.high)))[0].partition;
+    const meta = await admin.fetchTopicMetadata({ topics: [Topics.events] });
+    victim = meta.topics[0].partitions.find((p) => p.partitionId === busiest).leader;
+    process.kill(c.pid(victim), 'SIGKILL');
+    killAt = (Date.now() - t0) / 1000;
+    log(
+      `SIGKILL broker ${victim} (leader of events partition ${busiest}) at ${killAt.toFixed(1)} s`,
+    );
+    await sleep(AFTER * 1000);
+  }
+  await Promise.all(paced);
+  const agentStats = [];
+  for (const a of agents) agentStats.push(JSON.parse(await a.send('stats')));
+  const emitted = agentStats.reduce((a, s) => a + (s.eventsByType['syscall.slow'] ?? 0), 0);
+  // Every event in a committed window (or 60 s): the last windows close after the
+  // lateness and idle-close times, a backlog after the kill takes longer.
+  const drainFrom = Date.now();
+  while (counter.counted.events < emitted && Date.now() - drainFrom < 60_000) await sleep(250);
+  const drainSeconds = (Date.now() - drainFrom) / 1000;
+  for (const a of agents) {
+    await a.send('stop');
+    children.delete(a.proc);
+  }
+  for (const l of loops) await l.close();
+  await Promise.all(
+    stages.map((s) => {
+      const exited = new Promise((r) => s.once('exit', r));
+      s.kill('SIGTERM');
+      return Promise.race([exited, sleep(15_000)]).then(() => children.delete(s));
+    }),
+  );
+  await counter.stop();
+  await admin.disconnect();
+  await stopCluster(c);
+
+  // Events per second written into windows, over 2 s, every SAMPLE_MS (s from the load's start).
+  const startBucket = Math.floor(t0 / SAMPLE_MS);
+  const per = (fromS, toS) => {
+    let n = 0;
+    for (
+      let b = startBucket + Math.round(fromS * (1000 / SAMPLE_MS));
+      b < startBucket + Math.round(toS * (1000 / SAMPLE_MS));
+      b++
+    )
+      n += counter.counted.buckets.get(b) ?? 0;
+    return n / (toS - fromS);
+  };
+  const steady = per(WARMUP, WARMUP + STEADY);
+  const result = {
+    brokers: count,
+    rateOffered: RATE * NODES,
+    steady,
+    emitted,
+    counted: counter.counted.events,
+    drainSeconds,
+    framesDropped: agentStats.reduce((a, s) => a + s.publisher.framesDropped, 0),
+    sendErrors: agentStats.reduce((a, s) => a + s.publisher.sendErrors, 0),
+  };
+  if (kill) {
+    const rates = [];
+    for (let t = killAt; t <= killAt + AFTER; t += SAMPLE_MS / 1000)
+      rates.push({ t: t - killAt, r: per(t - 2, t) });
+    const after = rates.filter((x) => x.t >= 0.5);
+    const min = after.reduce((m, x) => (x.r < m.r ? x : m), after[0]);
+    const below = rates.filter((x) => x.r < 0.9 * steady);
+    result.victim = victim;
+    result.minRate = min.r;
+    result.minAt = min.t;
+    result.recoverySeconds = below.length === 0 ? 0 : below.at(-1).t;
+    result.series = rates
+      .filter((_, i) => i % 4 === 0)
+      .map((x) => [+x.t.toFixed(1), Math.round(x.r)]);
+  }
+  return result;
+}
+
+const results = [];
+try {
+  results.push(await run(3, true));
+  if (SINGLE) results.push(await run(1, false));
+} finally {
+  cleanup();
+}
+
+const fmt = (x) => (x === undefined ? '-' : Math.round(x).toLocaleString('en-US'));
+if (JSON_OUT) {
+  process.stdout.write(`${JSON.stringify({ machine: machine(), results }, null, 2)}\n`);
+} else {
+  const t = new Table({
+    head: [
+      'brokers',
+      'offered ev/s',
+      'sustained ev/s',
+      'min 2-s ev/s after kill',
+      'dip',
+      'recovery (to 90 %)',
+      'in windows / emitted',
+      'frames dropped',
+    ],
+  });
+  for (const r of results)
+    t.push([
+      r.brokers,
+      fmt(r.rateOffered),
+      fmt(r.steady),
+      r.minRate === undefined ? '-' : `${fmt(r.minRate)} at +${r.minAt.toFixed(1)} s`,
+      r.minRate === undefined ? '-' : `${Math.round((1 - r.minRate / r.steady) * 100)} %`,
+      r.recoverySeconds === undefined ? '-' : `${r.recoverySeconds.toFixed(1)} s`,
+      `${fmt(r.counted)} / ${fmt(r.emitted)} (${r.drainSeconds.toFixed(1)} s after the load)`,
+      fmt(r.framesDropped),
+    ]);
+  process.stdout.write(
+    `cluster bench: ${NODES} node agents, ${STAGES} feature-stage members, 1-s windows; broker killed: the leader of the busiest events partition\n${t.toString()}\n`,
+  );
+  const k = results.find((r) => r.series);
+  if (k)
+    process.stdout.write(
+      `2-s rate after the kill of broker ${k.victim} (s: events/s): ${k.series.map(([t, r]) => `${t}: ${fmt(r)}`).join(', ')}\n`,
+    );
+}
