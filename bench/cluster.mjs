@@ -14,10 +14,10 @@
 // one broker, for comparison (--no-single skips it). Everything is its own: a TRACEFEED_HOME under the
 // temp dir, free loopback ports; the Kafka jars are resolved once into the default home.
 //
-// usage: npm run bench:cluster [-- --json] [--rate=15000] [--steady=15] [--after=40]
+// usage: npm run bench:cluster [-- --json] [--rate=15000] [--steady=15] [--after=35]
 //          [--warmup=8] [--drain=40] [--no-single]   (root: the node agents load BPF programs)
 //
-// --rate is per node (2 nodes). Runtime about 2.5 min (1.5 without the one-broker run).
+// --rate is per node (2 nodes). Runtime about 3 min (2 without the one-broker run).
 
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -47,7 +47,7 @@ const NODES = 2;
 const STAGES = 2;
 const WARMUP = argNum('warmup', 8);
 const STEADY = argNum('steady', 15);
-const AFTER = argNum('after', 40);
+const AFTER = argNum('after', 35);
 const SINGLE = !args.has('--no-single');
 const DRAIN = argNum('drain', 40);
 const SAMPLE_MS = 250;

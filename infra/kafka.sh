@@ -428,7 +428,7 @@ check_shapes() {
   ((${#bad[@]} == 0)) && return 0
   local dirs=""
   for d in "${bad[@]}"; do dirs+="${dirs:+, }$d"; done
-  tf_die "cannot start $COUNT broker(s): the data dirs $dirs were formatted for a cluster of another size, and this script does not reformat a data dir with topics in it. Either start the size they were made for (infra/kafka.sh start --brokers $was, or TRACEFEED_KAFKA_BROKER_COUNT=$was), or keep its topics aside and start afresh: infra/kafka.sh stop && for d in $KDIR/data $KDIR/data-[0-9]; do [ -d \$d ] && mv \$d \$d.replaced-\$(date -u +%Y%m%dT%H%M%SZ); done"
+  tf_die "cannot start $COUNT broker(s): the data dirs $dirs were formatted for a cluster of another size, and this script does not reformat a data dir with topics in it. Either start the size they were made for (infra/kafka.sh start --brokers $was, or TRACEFEED_KAFKA_BROKER_COUNT=$was), or keep their topics aside and start afresh: infra/kafka.sh stop && for d in $KDIR/data $KDIR/data-[0-9]; do [ -d \$d ] && mv \$d \$d.replaced-\$(date -u +%Y%m%dT%H%M%SZ); done"
 }
 
 # format_node FP CID: format node NID's storage unless it already is, with our users.

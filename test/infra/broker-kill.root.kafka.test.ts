@@ -127,6 +127,17 @@ describe('a broker of three is SIGKILLed under a publishing node', () => {
         expect(moved.leader).not.toBe(leader);
         expect(moved.isr).not.toContain(leader);
         expect(moved.isr.length).toBe(2);
+        // The scripts see it: status names the stopped node; a start of another size is refused.
+        const degraded = await c.kafkaSh('status');
+        expect(degraded.code).toBe(1);
+        expect(degraded.stdout).toMatch(
+          new RegExp(`^kafka: degraded: 3-broker cluster, .*stopped: ${leader}\\b`),
+        );
+        const other = await c.kafkaSh('start', '--brokers', '1');
+        expect(other.code).toBe(1);
+        expect(other.stderr).toMatch(
+          /a 3-broker cluster is running here .* 1 broker was requested/,
+        );
 
         // The killed broker comes back (start starts the cluster's missing node) and
         // catches up: every partition has its three copies in sync again.
@@ -141,6 +152,9 @@ describe('a broker of three is SIGKILLed under a publishing node', () => {
           60_000,
           'full ISR after the restart',
         );
+        const healthy = await c.kafkaSh('status');
+        expect(healthy.code, healthy.stdout).toBe(0);
+        expect(healthy.stdout).toMatch(/^kafka: running 3 brokers \(pids \d+ \d+ \d+\) on /);
         const afterRestart = sent();
         await until(() => sent() > afterRestart + 20, 30_000, 'frames sent after the restart');
       } finally {
