@@ -249,11 +249,31 @@ async function startCounter(c, nodes) {
   const ours = new Set(nodes);
   // Events by the time their feature window was written (the record's CreateTime, set by
   // the feature stage's producer), in SAMPLE_MS buckets: the reader's own pace does not count.
-  const counted = { events: 0, rows: 0, records: 0, buckets: new Map() };
+  const counted = {
+    events: 0,
+    rows: 0,
+    records: 0,
+    redelivered: 0,
+    windowsTwice: 0,
+    buckets: new Map(),
+  };
   await consumer.connect();
   await consumer.subscribe({ topic: Topics.features, fromBeginning: true });
+  const seen = new Set(); // partition:offset, for what this reader is handed again
+  const windows = new Set(); // ce_id of every window record: one written twice shows here
   await consumer.run({
-    eachMessage: async ({ message }) => {
+    eachMessage: async ({ partition, message }) => {
+      const at = `${partition}:${message.offset}`;
+      if (seen.has(at)) {
+        counted.redelivered++;
+        return;
+      }
+      seen.add(at);
+      const id = message.headers?.ce_id?.toString();
+      if (id !== undefined) {
+        if (windows.has(id)) counted.windowsTwice++;
+        windows.add(id);
+      }
       counted.records++;
       const t = tableFromIPC(message.value);
       const node = t.getChild('node');
@@ -384,6 +404,8 @@ async function run(count, kill) {
     counted: counter.counted.events,
     drainSeconds,
     framesDropped: agentStats.reduce((a, s) => a + s.publisher.framesDropped, 0),
+    windowsTwice: counter.counted.windowsTwice,
+    readerRedelivered: counter.counted.redelivered,
     stageLate: stageStats.reduce((a, s) => a + (s.late ?? 0), 0),
     stageAborted: stageStats.reduce((a, s) => a + (s.transactionsAborted ?? 0), 0),
     stageStats: stageStats.length,
@@ -445,6 +467,7 @@ if (JSON_OUT) {
       'caught up after',
       'in windows / emitted',
       'frames dropped',
+      'windows written twice',
       'late (stage)',
       'tx aborted',
     ],
@@ -466,6 +489,7 @@ if (JSON_OUT) {
           : `${r.recoverySeconds.toFixed(1)} s`,
       `${fmt(r.counted)} / ${fmt(r.emitted)} (${r.drainSeconds.toFixed(1)} s after the load)`,
       fmt(r.framesDropped),
+      fmt(r.windowsTwice),
       r.stageStats === STAGES ? fmt(r.stageLate) : '?',
       r.stageStats === STAGES ? fmt(r.stageAborted) : '?',
     ]);
