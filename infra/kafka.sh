@@ -526,6 +526,13 @@ bootstrap_list() {
   printf '%s\n' "$out"
 }
 
+# write_bootstrap: every node's client address, for clients given no brokers
+# (src/common/kafka.ts brokersFrom).
+write_bootstrap() {
+  bootstrap_list >"$KDIR/bootstrap.tmp"
+  mv "$KDIR/bootstrap.tmp" "$KDIR/bootstrap"
+}
+
 # --- commands --------------------------------------------------------------------------
 
 # cmd_start_one: the one-node cluster (the default), as it always was.
@@ -543,6 +550,7 @@ cmd_start_one() {
         wait_ready "$pid" "$PORT" 0
       fi
       apply_acls "127.0.0.1:$PORT"
+      write_bootstrap
       echo "kafka: already running (pid $pid)"
       return 0
     fi
@@ -569,6 +577,7 @@ cmd_start_one() {
   tf_log "kafka: starting broker (pid $pid) on 127.0.0.1:$PORT, waiting up to ${START_TIMEOUT} s"
   wait_ready "$pid" "$PORT" "$offset"
   apply_acls "127.0.0.1:$PORT"
+  write_bootstrap
   echo "kafka: started (pid $pid) on 127.0.0.1:$PORT in $((SECONDS - t0)) s"
 }
 
@@ -639,6 +648,7 @@ cmd_start_many() {
     fi
   done
   apply_acls "$(bootstrap_list)"
+  write_bootstrap
   local list="" p
   for ((i = 1; i <= COUNT; i++)); do list+="${list:+ }${pids[i]}"; done
   if ((${#launched[@]} == 0)); then

@@ -238,9 +238,30 @@ export function kafkaClient(o: KafkaClientOptions): Kafka {
 
 export const DEFAULT_BROKERS = ['127.0.0.1:9092'];
 
+/**
+ * Every broker of the local cluster, as infra/kafka.sh last started it
+ * ($TRACEFEED_HOME/kafka/bootstrap), so that a client starting while one of several
+ * local brokers is down still finds the others. Undefined when there is none.
+ */
+export function localBootstrap(): string[] | undefined {
+  let text: string;
+  try {
+    text = readFileSync(join(stateDir(), 'kafka', 'bootstrap'), 'utf8');
+  } catch {
+    return undefined;
+  }
+  const list = text
+    .trim()
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => /^[\w.-]+:\d+$/.test(s));
+  return list.length > 0 ? list : undefined;
+}
+
+/** The bootstrap brokers: `value`, else TRACEFEED_KAFKA_BROKERS, else the local cluster's, else 127.0.0.1:9092. */
 export function brokersFrom(value: string | undefined): string[] {
   const v = value ?? process.env.TRACEFEED_KAFKA_BROKERS;
-  if (!v) return DEFAULT_BROKERS;
+  if (!v) return localBootstrap() ?? DEFAULT_BROKERS;
   return v
     .split(',')
     .map((s) => s.trim())

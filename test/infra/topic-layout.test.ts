@@ -1,7 +1,10 @@
-/** How tracefeed lays out its topics on clusters of different sizes (src/common/kafka.ts topicLayout). */
+/** How tracefeed lays out its topics on clusters of different sizes, and which brokers it asks (src/common/kafka.ts). */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/common/errors.js';
-import { topicLayout } from '../../src/common/kafka.js';
+import { brokersFrom, topicLayout } from '../../src/common/kafka.js';
 
 describe('topicLayout', () => {
   it('copies each partition min(3, brokers) times, with min.insync.replicas 2 from 3 copies', () => {
@@ -68,5 +71,39 @@ describe('topicLayout', () => {
     expect(() => topicLayout(3, { partitions: -1 }, {})).toThrow(
       /partitions must be a whole number/,
     );
+  });
+});
+
+describe('brokersFrom', () => {
+  it('takes the option, else TRACEFEED_KAFKA_BROKERS, else the local cluster, else 127.0.0.1:9092', () => {
+    const saved = {
+      home: process.env.TRACEFEED_HOME,
+      brokers: process.env.TRACEFEED_KAFKA_BROKERS,
+    };
+    const home = mkdtempSync(join(tmpdir(), 'tf-bootstrap-'));
+    try {
+      process.env.TRACEFEED_HOME = home;
+      delete process.env.TRACEFEED_KAFKA_BROKERS;
+      expect(brokersFrom(undefined)).toEqual(['127.0.0.1:9092']);
+      mkdirSync(join(home, 'kafka'));
+      writeFileSync(
+        join(home, 'kafka', 'bootstrap'),
+        '127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096\n',
+      );
+      expect(brokersFrom(undefined)).toEqual([
+        '127.0.0.1:9092',
+        '127.0.0.1:9094',
+        '127.0.0.1:9096',
+      ]);
+      process.env.TRACEFEED_KAFKA_BROKERS = 'k1:9092, k2:9092';
+      expect(brokersFrom(undefined)).toEqual(['k1:9092', 'k2:9092']);
+      expect(brokersFrom('k3:1')).toEqual(['k3:1']);
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+      if (saved.home === undefined) delete process.env.TRACEFEED_HOME;
+      else process.env.TRACEFEED_HOME = saved.home;
+      if (saved.brokers === undefined) delete process.env.TRACEFEED_KAFKA_BROKERS;
+      else process.env.TRACEFEED_KAFKA_BROKERS = saved.brokers;
+    }
   });
 });
