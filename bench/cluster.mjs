@@ -8,9 +8,9 @@
 //
 // Measured: kernel events counted in committed feature windows (read_committed, the
 // `events` column of the nodes' rows), by the time each window was written: the sustained
-// rate, the lowest 2-s rate after the kill (the dip), the largest backlog (events a steady
-// pipeline would have written by then but this one had not), and how long after the kill
-// the backlog is back under one second of events (the recovery). Then the same load on
+// rate, the lowest 2-s rate after the kill (the dip), the largest backlog (events the paced
+// load put in since the kill that no window held yet), and how long after the kill the
+// backlog is back under one second of events (the recovery). Then the same load on
 // one broker, for comparison (--no-single skips it). Everything is its own: a TRACEFEED_HOME under the
 // temp dir, free loopback ports; the Kafka jars are resolved once into the default home.
 //
@@ -413,8 +413,9 @@ async function run(count, kill) {
   };
   if (kill) {
     // The dip: the lowest 2-s rate after the kill. The recovery: how long until the
-    // windows hold what a steady pipeline would have written by then, give or take one
-    // second of events (the backlog the kill caused is worked off).
+    // windows hold what the paced load put in since the kill, give or take one second of
+    // events (the backlog the kill caused is worked off).
+    const offered = RATE * NODES;
     const rates = [];
     let written = 0;
     let worst = { backlog: 0, t: 0 };
@@ -422,11 +423,11 @@ async function run(count, kill) {
     const step = SAMPLE_MS / 1000;
     for (let t = killAt; t <= killAt + AFTER + DRAIN; t += step) {
       written += per(t - step, t) * step;
-      const backlog = steady * (Math.min(t, killAt + AFTER) - killAt) - written;
+      const backlog = offered * (Math.min(t, killAt + AFTER) - killAt) - written;
       if (backlog > worst.backlog) worst = { backlog, t: t - killAt };
-      if (caughtUp === undefined && t - killAt > worst.t && worst.backlog > 0 && backlog <= steady)
+      if (caughtUp === undefined && t - killAt > worst.t && worst.backlog > 0 && backlog <= offered)
         caughtUp = t - killAt;
-      if (caughtUp !== undefined && backlog > steady) caughtUp = undefined;
+      if (caughtUp !== undefined && backlog > offered) caughtUp = undefined;
       if (t <= killAt + AFTER) rates.push({ t: t - killAt, r: per(t - 2, t) });
     }
     const after = rates.filter((x) => x.t >= 0.5);
@@ -436,7 +437,7 @@ async function run(count, kill) {
     result.minAt = min.t;
     result.maxBacklog = worst.backlog;
     result.maxBacklogAt = worst.t;
-    result.recoverySeconds = worst.backlog <= steady ? 0 : caughtUp;
+    result.recoverySeconds = worst.backlog <= offered ? 0 : caughtUp;
     result.series = rates
       .filter((_, i) => i % 4 === 0)
       .map((x) => [+x.t.toFixed(1), Math.round(x.r)]);
@@ -481,7 +482,7 @@ if (JSON_OUT) {
       r.minRate === undefined ? '-' : `${Math.round((1 - r.minRate / r.steady) * 100)} %`,
       r.maxBacklog === undefined
         ? '-'
-        : `${fmt(r.maxBacklog)} ev (${(r.maxBacklog / r.steady).toFixed(1)} s) at +${r.maxBacklogAt.toFixed(1)} s`,
+        : `${fmt(r.maxBacklog)} ev (${(r.maxBacklog / r.rateOffered).toFixed(1)} s) at +${r.maxBacklogAt.toFixed(1)} s`,
       r.maxBacklog === undefined
         ? '-'
         : r.recoverySeconds === undefined
