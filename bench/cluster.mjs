@@ -15,7 +15,7 @@
 // temp dir, free loopback ports; the Kafka jars are resolved once into the default home.
 //
 // usage: npm run bench:cluster [-- --json] [--rate=15000] [--steady=15] [--after=35]
-//          [--warmup=8] [--drain=40] [--no-single]   (root: the node agents load BPF programs)
+//          [--warmup=10] [--drain=40] [--no-single]   (root: the node agents load BPF programs)
 //
 // --rate is per node (2 nodes). Runtime about 3 min (2 without the one-broker run).
 
@@ -45,7 +45,7 @@ import {
 const RATE = argNum('rate', 15_000); // per node
 const NODES = 2;
 const STAGES = 2;
-const WARMUP = argNum('warmup', 8);
+const WARMUP = argNum('warmup', 10);
 const STEADY = argNum('steady', 15);
 const AFTER = argNum('after', 35);
 const SINGLE = !args.has('--no-single');
@@ -361,9 +361,9 @@ async function run(count, kill) {
     await sleep(250);
     if (counter.counted.events !== last.events)
       last = { events: counter.counted.events, at: Date.now() };
-    // Nothing new for 8 s (more than the lateness and idle-close times): the rest was
-    // counted as late by the stage, or is not coming.
-    else if (Date.now() - last.at > 8000) break;
+    // Nothing new for longer than the lateness and idle-close times (1 + 10 s): the rest
+    // was counted as late by the stage, or is not coming.
+    else if (Date.now() - last.at > 14_000) break;
   }
   const drainSeconds = (Date.now() - drainFrom) / 1000;
   for (const a of agents) {
