@@ -4,7 +4,7 @@
 // that are missing, deletes the ones of these users that are no longer in the table, then
 // reads them back and fails unless they are exactly the table.
 //
-// usage: node infra/kafka/acls.mjs <broker host:port>
+// usage: node infra/kafka/acls.mjs <broker host:port>[,<host:port>...]
 // env:   TRACEFEED_HOME (the admin password is $TRACEFEED_HOME/secrets/kafka-admin.password)
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -147,7 +147,7 @@ async function main() {
   const password = readFileSync(file, 'utf8').trim();
   const kafka = new Kafka({
     clientId: 'tracefeed-acls',
-    brokers: [broker],
+    brokers: broker.split(',').filter(Boolean),
     logLevel: logLevel.NOTHING,
     sasl: { mechanism: 'scram-sha-512', username: 'admin', password },
     retry: { retries: 5, initialRetryTime: 300 },

@@ -174,7 +174,7 @@ export class AnalysisWorker {
 
   async start(): Promise<this> {
     const { brokers, log } = this.opts;
-    await ensureTopics(brokers, log, 3, [this.outputTopic]);
+    await ensureTopics(brokers, log, undefined, [this.outputTopic]);
     const kafka = kafkaClient({
       role: 'agent',
       clientId: 'tracefeed-agent-analysis',

@@ -400,11 +400,33 @@ probes
     process.exitCode = await setProbe(opts.apiPort, probe, patch, resolveFormat(opts.output));
   });
 
-const infra = program.command('infra').description('local single-node Kafka (KRaft) and Redis');
+const infra = program
+  .command('infra')
+  .description('local Kafka (KRaft, one node or a replicated cluster) and Redis');
+infra
+  .command('up')
+  .description('start Kafka and Redis, or reuse them if running')
+  .option(
+    '--brokers <n>',
+    'Kafka nodes on loopback, 1-9 (default: TRACEFEED_KAFKA_BROKER_COUNT, else the cluster last started, else 1); replication factor min(3, n)',
+    (v: string): string => {
+      if (!/^[1-9]$/.test(v))
+        throw new InvalidArgumentError(
+          `--brokers must be a number of brokers from 1 to 9, got "${v}"`,
+        );
+      return v;
+    },
+  )
+  .action((opts: { brokers?: string }) => {
+    process.exitCode = runInfraScript(
+      'up',
+      opts.brokers !== undefined ? ['--brokers', opts.brokers] : [],
+      true,
+    ).status;
+  });
 for (const [verb, script, what] of [
-  ['up', 'up', 'start Kafka and Redis, or reuse them if running'],
-  ['down', 'down', 'stop Kafka and Redis'],
-  ['status', 'status', 'show whether Kafka and Redis run'],
+  ['down', 'down', 'stop Kafka (every node) and Redis'],
+  ['status', 'status', 'show whether Kafka (every node) and Redis run'],
 ] as const) {
   infra
     .command(verb)

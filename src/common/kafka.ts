@@ -238,25 +238,148 @@ export function kafkaClient(o: KafkaClientOptions): Kafka {
 
 export const DEFAULT_BROKERS = ['127.0.0.1:9092'];
 
+/**
+ * Every broker of the local cluster, as infra/kafka.sh last started it
+ * ($TRACEFEED_HOME/kafka/bootstrap), so that a client starting while one of several
+ * local brokers is down still finds the others. Undefined when there is none.
+ */
+export function localBootstrap(): string[] | undefined {
+  let text: string;
+  try {
+    text = readFileSync(join(stateDir(), 'kafka', 'bootstrap'), 'utf8');
+  } catch {
+    return undefined;
+  }
+  const list = text
+    .trim()
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => /^[\w.-]+:\d+$/.test(s));
+  return list.length > 0 ? list : undefined;
+}
+
+/** The bootstrap brokers: `value`, else TRACEFEED_KAFKA_BROKERS, else the local cluster's, else 127.0.0.1:9092. */
 export function brokersFrom(value: string | undefined): string[] {
   const v = value ?? process.env.TRACEFEED_KAFKA_BROKERS;
-  if (!v) return DEFAULT_BROKERS;
+  if (!v) return localBootstrap() ?? DEFAULT_BROKERS;
   return v
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean);
 }
 
+/** Waits until every partition of `topics` has a leader. */
+async function waitForLeaders(
+  admin: ReturnType<Kafka['admin']>,
+  topics: string[],
+  partitions: number,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  for (;;) {
+    try {
+      const meta = await admin.fetchTopicMetadata({ topics });
+      const led = meta.topics.every(
+        (t) => t.partitions.length === partitions && t.partitions.every((p) => p.leader >= 0),
+      );
+      if (led && meta.topics.length === topics.length) return;
+      last = 'partitions without a leader';
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    if (Date.now() > deadline)
+      throw new TransportError(
+        `created ${topics.join(', ')} but their partitions have no leader after ${timeoutMs} ms: ${last}`,
+        'kafka',
+        { retriable: true, hint: 'check that every broker is up (`tracefeed infra status`)' },
+      );
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** How the topics tracefeed creates are laid out (see topicLayout). */
+export interface TopicLayoutOptions {
+  /** Partitions per topic (default TRACEFEED_KAFKA_PARTITIONS, else 3). */
+  partitions?: number;
+  /** Copies of each partition (default TRACEFEED_KAFKA_REPLICATION_FACTOR, else min(3, live brokers)). */
+  replicationFactor?: number;
+  /** min.insync.replicas of each topic (default TRACEFEED_KAFKA_MIN_INSYNC_REPLICAS, else 2 when the replication factor is 3 or more, else the broker's). */
+  minInsyncReplicas?: number;
+}
+
+export interface TopicLayout {
+  partitions: number;
+  replicationFactor: number;
+  /** Undefined: the broker's default. */
+  minInsyncReplicas: number | undefined;
+}
+
+/** A whole number >= 1 from an option or variable, or a ConfigError naming it. */
+function countSetting(value: number | string | undefined, name: string): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const n = typeof value === 'number' ? value : Number(value.trim());
+  if (!Number.isInteger(n) || n < 1 || (typeof value === 'string' && !/^\s*\d+\s*$/.test(value)))
+    throw new ConfigError(`${name} must be a whole number >= 1, got '${value}'`, 'kafka');
+  return n;
+}
+
 /**
- * Creates the v1 topics that do not exist yet. Throws TransportError with the
- * fix when the broker cannot be reached.
+ * The partitions, replication factor and min.insync.replicas of new topics on a cluster
+ * of `liveBrokers` brokers: options, else TRACEFEED_KAFKA_PARTITIONS,
+ * TRACEFEED_KAFKA_REPLICATION_FACTOR and TRACEFEED_KAFKA_MIN_INSYNC_REPLICAS, else 3
+ * partitions, replication factor min(3, brokers) and min.insync.replicas 2 from a
+ * replication factor of 3 (acks=all writes then survive one broker down, and a write
+ * acknowledged by only one copy is refused instead of lost with it). Throws ConfigError
+ * naming the setting when a value is not a count or cannot be met by the cluster.
+ */
+export function topicLayout(
+  liveBrokers: number,
+  o: TopicLayoutOptions = {},
+  env: NodeJS.ProcessEnv = process.env,
+): TopicLayout {
+  const named = (opt: keyof TopicLayoutOptions, variable: string) =>
+    o[opt] !== undefined ? countSetting(o[opt], opt) : countSetting(env[variable], variable);
+  const partitions = named('partitions', 'TRACEFEED_KAFKA_PARTITIONS') ?? 3;
+  const rfName =
+    o.replicationFactor !== undefined ? 'replicationFactor' : 'TRACEFEED_KAFKA_REPLICATION_FACTOR';
+  const rfSet = named('replicationFactor', 'TRACEFEED_KAFKA_REPLICATION_FACTOR');
+  const replicationFactor = rfSet ?? Math.max(1, Math.min(3, liveBrokers));
+  if (rfSet !== undefined && liveBrokers > 0 && rfSet > liveBrokers)
+    throw new ConfigError(
+      `${rfName} is ${rfSet} but the cluster has ${liveBrokers} live broker${liveBrokers === 1 ? '' : 's'}: a topic cannot have more copies than brokers`,
+      'kafka',
+      { hint: `set ${rfName} to ${liveBrokers} or less, or start the missing brokers` },
+    );
+  const isrName =
+    o.minInsyncReplicas !== undefined ? 'minInsyncReplicas' : 'TRACEFEED_KAFKA_MIN_INSYNC_REPLICAS';
+  const isrSet = named('minInsyncReplicas', 'TRACEFEED_KAFKA_MIN_INSYNC_REPLICAS');
+  if (isrSet !== undefined && isrSet > replicationFactor)
+    throw new ConfigError(
+      `${isrName} is ${isrSet} but the replication factor is ${replicationFactor}: no write could ever be acknowledged`,
+      'kafka',
+      {
+        hint: `set ${isrName} to ${replicationFactor} or less (2 with 3 copies tolerates one broker down)`,
+      },
+    );
+  const minInsyncReplicas = isrSet ?? (replicationFactor >= 3 ? 2 : undefined);
+  return { partitions, replicationFactor, minInsyncReplicas };
+}
+
+/**
+ * Creates the v1 topics that do not exist yet, laid out by topicLayout (partitions,
+ * replication factor min(3, live brokers), min.insync.replicas 2 from 3 copies); an
+ * existing topic with fewer copies than that is reported, not changed. Throws
+ * TransportError with the fix when the broker cannot be reached, ConfigError for a
+ * layout setting that is wrong or that the cluster cannot meet.
  */
 export async function ensureTopics(
   brokers: string[],
   log: Logger,
-  partitions = 3,
+  partitions?: number,
   topics: readonly string[] = Object.values(Topics),
-): Promise<void> {
+  layoutOptions: Omit<TopicLayoutOptions, 'partitions'> = {},
+): Promise<TopicLayout> {
   const kafka = kafkaClient({
     role: 'admin',
     clientId: 'tracefeed-admin',
@@ -283,19 +406,44 @@ export async function ensureTopics(
     );
   }
   try {
+    const cluster = await admin.describeCluster();
+    const layout = topicLayout(cluster.brokers.length, { ...layoutOptions, partitions });
     const existing = new Set(await admin.listTopics());
     const missing = topics.filter((t) => !existing.has(t));
     if (missing.length > 0) {
       await admin.createTopics({
-        waitForLeaders: true,
+        // Waited for below: kafkajs's own wait gives up on UNKNOWN_TOPIC_OR_PARTITION,
+        // which a broker answers until the new topic's metadata reaches it.
+        waitForLeaders: false,
         topics: missing.map((topic) => ({
           topic,
-          numPartitions: partitions,
-          replicationFactor: 1,
+          numPartitions: layout.partitions,
+          replicationFactor: layout.replicationFactor,
+          ...(layout.minInsyncReplicas !== undefined
+            ? {
+                configEntries: [
+                  { name: 'min.insync.replicas', value: String(layout.minInsyncReplicas) },
+                ],
+              }
+            : {}),
         })),
       });
-      log.info({ topics: missing }, 'created topics');
+      await waitForLeaders(admin, missing, layout.partitions);
+      log.info({ topics: missing, ...layout, brokers: cluster.brokers.length }, 'created topics');
     }
+    const present = topics.filter((t) => existing.has(t));
+    if (present.length > 0 && layout.replicationFactor > 1) {
+      const meta = await admin.fetchTopicMetadata({ topics: present });
+      for (const t of meta.topics) {
+        const copies = Math.min(...t.partitions.map((p) => p.replicas.length));
+        if (copies < layout.replicationFactor)
+          log.warn(
+            { topic: t.name, replicationFactor: copies, wanted: layout.replicationFactor },
+            'topic has fewer copies than the cluster allows; it was created on a smaller cluster (kafka-reassign-partitions adds replicas)',
+          );
+      }
+    }
+    return layout;
   } finally {
     await admin.disconnect();
   }
