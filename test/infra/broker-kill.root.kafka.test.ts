@@ -13,7 +13,7 @@ import { logLevel } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureTopics, kafkaClient, Topics } from '../../src/common/kafka.js';
 import { createLogger } from '../../src/common/logger.js';
-import { decodeFrameHeader } from '../../src/ingest/frame.js';
+import { decodeFrameHeader } from '../../src/wire/frame.js';
 import { DEFAULT_AGENT_OPTIONS, NodeAgent } from '../../src/ingest/index.js';
 import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
 import { churn } from '../helpers/workload.js';
