@@ -236,7 +236,7 @@ wait_ready() {
       show_logs_and_die "$what process (pid $pid) exited during startup"
     fi
     if ((!logged)) && [[ -f $SERVER_LOG ]] &&
-      tail -c "+$((offset + 1))" "$SERVER_LOG" | grep -q "Kafka Server started"; then
+      grep -q "Kafka Server started" < <(tail -c "+$((offset + 1))" "$SERVER_LOG"); then
       logged=1
     fi
     # Require the log line from *this* run as well as a live probe; a log that rolled over

@@ -10,6 +10,8 @@ export interface TailOptions {
   format: OutputFormat;
   probe?: string;
   node?: string;
+  /** Only events whose type starts with this. */
+  type?: string;
   fromBeginning: boolean;
   limit?: number;
   timeoutSeconds?: number;
@@ -90,7 +92,8 @@ export async function runTail(o: TailOptions): Promise<number> {
         (e) =>
           e.type !== 'cgroup.info' &&
           (!o.probe || e.probe === o.probe) &&
-          (!o.node || e.node === o.node),
+          (!o.node || e.node === o.node) &&
+          (!o.type || e.type.startsWith(o.type)),
       );
       const room = o.limit === undefined ? keep.length : Math.max(0, o.limit - printed);
       const out = keep.slice(0, room);

@@ -443,6 +443,10 @@ events
   .option('--brokers <list>', 'Kafka bootstrap brokers')
   .option('--probe <name>', 'only events of this probe family (process, ...)')
   .option('--node <name>', 'only events from this node')
+  .option(
+    '--type <prefix>',
+    'only events whose type starts with this (process.exec, tcp., probe.stats, ...)',
+  )
   .option('--from-beginning', 'start at the oldest retained event instead of now', false)
   .option('--limit <n>', 'exit after printing this many events', positiveNumber('--limit'))
   .option('--timeout <seconds>', 'exit after this many seconds', positiveNumber('--timeout'))
@@ -452,6 +456,7 @@ events
       brokers?: string;
       probe?: string;
       node?: string;
+      type?: string;
       fromBeginning: boolean;
       limit?: number;
       timeout?: number;
@@ -462,6 +467,7 @@ events
         format: resolveFormat(opts.output),
         probe: opts.probe,
         node: opts.node,
+        type: opts.type,
         fromBeginning: opts.fromBeginning,
         limit: opts.limit,
         timeoutSeconds: opts.timeout,

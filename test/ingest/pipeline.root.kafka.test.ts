@@ -62,6 +62,9 @@ describe('process events reach Kafka', () => {
         node,
         '--probe',
         'process',
+        // The process probe's own probe.stats records may come first on a busy host.
+        '--type',
+        'process.',
         '--limit',
         '2',
         '--timeout',
