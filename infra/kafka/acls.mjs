@@ -164,10 +164,18 @@ async function main() {
     const extra = have.filter((a) => ours.has(a.principal) && !wantKeys.has(key(a)));
     if (missing.length > 0) await admin.createAcls({ acl: missing });
     if (extra.length > 0) await admin.deleteAcls({ filters: extra });
-    have = await currentAcls(admin);
-    const got = new Set(have.filter((a) => ours.has(a.principal)).map(key));
-    const absent = [...wantKeys].filter((k) => !got.has(k));
-    const surplus = [...got].filter((k) => !wantKeys.has(k));
+    // A change reaches the broker's metadata image a moment after the request returns (and
+    // another node's later still): read back until it shows, for up to 15 s.
+    let absent = [];
+    let surplus = [];
+    for (const until = Date.now() + 15_000; ;) {
+      have = await currentAcls(admin);
+      const got = new Set(have.filter((a) => ours.has(a.principal)).map(key));
+      absent = [...wantKeys].filter((k) => !got.has(k));
+      surplus = [...got].filter((k) => !wantKeys.has(k));
+      if ((absent.length === 0 && surplus.length === 0) || Date.now() >= until) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
     if (absent.length > 0 || surplus.length > 0)
       throw new Error(
         `ACLs read back differ from the table: missing ${JSON.stringify(absent)}, extra ${JSON.stringify(surplus)}`,
