@@ -38,7 +38,7 @@ const PACKETS = argNum('--packets', QUICK ? 20_000 : 200_000);
 const QUERIES = argNum('--queries', QUICK ? 2_000 : 20_000);
 
 ensureBuilt();
-const { default: addon } = await import(join(repoRoot, 'native', 'index.js'));
+const addon = (await import(join(repoRoot, 'native', 'index.js'))).loadNative();
 
 function cgroup2Root() {
   for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {

@@ -45,7 +45,7 @@ const BASELINE = baselineArg ? baselineArg.slice('--baseline-object='.length) : 
 
 async function main() {
   ensureBuilt();
-  const { BpfObject } = await import('../native/index.js');
+  const { BpfObject } = (await import('../native/index.js')).loadNative();
   const { encodeProbeConfig } = await import('../dist/ingest/probe-controller.js');
   const { cgroup2Root } = await import('../dist/ingest/cgroup-resolver.js');
   const root = cgroup2Root();
