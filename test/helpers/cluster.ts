@@ -17,6 +17,21 @@ export interface Run {
   stderr: string;
 }
 
+/** Runs infra/kafka.sh with `args` under `env`; its exit code and output, never a throw. */
+export function runKafkaSh(env: NodeJS.ProcessEnv, ...args: string[]): Promise<Run> {
+  return new Promise((done) => {
+    execFile(
+      'bash',
+      [join(repoRoot, 'infra', 'kafka.sh'), ...args],
+      { cwd: repoRoot, env, timeout: 150_000 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+        done({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
 async function bindable(port: number): Promise<boolean> {
   const s = createServer();
   return new Promise((ok) => {
@@ -67,18 +82,7 @@ export async function startTestCluster(count: number, heap = '-Xmx384m'): Promis
     TRACEFEED_KAFKA_HEAP_OPTS: heap,
     TRACEFEED_KAFKA_BROKER_COUNT: String(count),
   };
-  const kafkaSh = (...args: string[]): Promise<Run> =>
-    new Promise((done) => {
-      execFile(
-        'bash',
-        [join(repoRoot, 'infra', 'kafka.sh'), ...args],
-        { cwd: repoRoot, env, timeout: 150_000 },
-        (err, stdout, stderr) => {
-          const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-          done({ code, stdout, stderr });
-        },
-      );
-    });
+  const kafkaSh = (...args: string[]): Promise<Run> => runKafkaSh(env, ...args);
   const ports = new Map<number, number>();
   for (let id = 1; id <= count; id++) ports.set(id, base + 2 * (id - 1));
   const cluster: TestCluster = {

@@ -5,7 +5,7 @@
  * with the SCRAM users and starts a broker that takes the roles' passwords. Runs a second broker of its own (own TRACEFEED_HOME,
  * own ports), sharing only the jars of the test infrastructure.
  */
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   existsSync,
@@ -24,16 +24,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kafkaClient } from '../../src/common/kafka.js';
 import { repoRoot, stateDir } from '../../src/common/paths.js';
 import { freePort } from '../helpers/net.js';
+import { runKafkaSh, type Run } from '../helpers/cluster.js';
 
 const pom = readFileSync(join(repoRoot, 'infra', 'kafka', 'pom.xml'), 'utf8');
 const version = /<kafka\.version>([^<]+)<\/kafka\.version>/.exec(pom)![1]!;
 const jars = join(stateDir(), 'kafka', version);
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 describe('infra/kafka.sh on a data dir from before authentication', () => {
   const home = mkdtempSync(join(tmpdir(), 'tf-kafka-upgrade-'));
@@ -41,18 +36,7 @@ describe('infra/kafka.sh on a data dir from before authentication', () => {
   let env: NodeJS.ProcessEnv;
   let port = 0;
 
-  const kafkaSh = (...args: string[]): Promise<Run> =>
-    new Promise((done) => {
-      execFile(
-        'bash',
-        [join(repoRoot, 'infra', 'kafka.sh'), ...args],
-        { cwd: repoRoot, env, timeout: 150_000 },
-        (err, stdout, stderr) => {
-          const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-          done({ code, stdout, stderr });
-        },
-      );
-    });
+  const kafkaSh = (...args: string[]): Promise<Run> => runKafkaSh(env, ...args);
 
   beforeAll(async () => {
     port = await freePort();
