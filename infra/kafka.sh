@@ -260,14 +260,18 @@ check_port() {
   fi
 }
 
-# voters: controller.quorum.voters of the cluster of COUNT nodes.
-voters() {
-  local i out=""
+# node_addresses BASE [ids]: 127.0.0.1:port of each of the COUNT nodes (node i on
+# BASE + 2(i-1)), comma-separated; with `ids`, each as <i>@127.0.0.1:port.
+node_addresses() {
+  local base=$1 ids=${2:-} i out=""
   for ((i = 1; i <= COUNT; i++)); do
-    out+="${out:+,}$i@127.0.0.1:$((CONTROLLER_PORT + 2 * (i - 1)))"
+    out+="${out:+,}${ids:+$i@}127.0.0.1:$((base + 2 * (i - 1)))"
   done
   printf '%s\n' "$out"
 }
+
+# voters: controller.quorum.voters of the cluster of COUNT nodes.
+voters() { node_addresses "$CONTROLLER_PORT" ids; }
 
 # render_config FILE: write node NID's server.properties to FILE (mode 0600: it holds the
 # admin password).
@@ -518,13 +522,7 @@ launch() {
 }
 
 # bootstrap_list: host:port of every node of the cluster, comma-separated.
-bootstrap_list() {
-  local i out=""
-  for ((i = 1; i <= COUNT; i++)); do
-    out+="${out:+,}127.0.0.1:$((PORT + 2 * (i - 1)))"
-  done
-  printf '%s\n' "$out"
-}
+bootstrap_list() { node_addresses "$PORT"; }
 
 # write_bootstrap: every node's client address, for clients given no brokers
 # (src/common/kafka.ts brokersFrom).
