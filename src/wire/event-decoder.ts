@@ -83,8 +83,9 @@ export function decodeRecord(
   const flags = h.u8('flags');
   const ktime = dv.getBigUint64(h.field('ktime_ns').offset, true);
   const wall = bootTimeNs + ktime;
+  const known = OPS.get(op);
   const base = {
-    probe: OPS.get(op)?.family ?? 'unknown',
+    probe: known?.family ?? 'unknown',
     time_unix_nano: wall.toString(),
     time: new Date(Number(wall / 1_000_000n)).toISOString(),
     ktime_ns: ktime.toString(),
@@ -94,7 +95,6 @@ export function decodeRecord(
     generation: h.u32('generation'),
     sample_weight: h.u32('sample_weight'),
   };
-  const known = OPS.get(op);
   if (!known) return { ...base, type: `unknown.${op}`, attributes: { 'host.name': node } };
   const r = new RecordReader(known.layout, dv, records, offset);
   const type = known.type;
