@@ -9,7 +9,16 @@
  * is emitted with the latency. Traffic of a resolver serving this host
  * (queries in, responses out) is left alone. docs/dns.md.
  *
- * The programs never drop a packet: they return 1 (allow) on every path.
+ * Those two run only while the family is on (enabled, or a focus): off, they
+ * are detached and cost nothing per packet. What stays attached is the
+ * lookup counter: cgroup/connect4/6 and cgroup/sendmsg4/6 programs that count,
+ * per cgroup, the lookups workloads start (a connect to port 53, or a datagram
+ * to port 53 from an unconnected socket) into tf_dns_lookups, flushed as
+ * TF_OP_DNS_LOOKUPS summaries. They run once per connect or unconnected send,
+ * not per packet, and give the feedback loop the signal on which it turns the
+ * per-packet programs on for one workload.
+ *
+ * The programs never drop a packet or refuse a connect: they return 1 (allow) on every path.
  * Live control: control.h (cgroup/pid/comm filters, sampling and focus are
  * decided at the query, where the task is known; min_duration at the response).
  */
@@ -34,6 +43,9 @@ _Static_assert(sizeof(struct tf_dns_event) == 240, "tf_dns_event is 240 bytes");
 #define TF_DNS_HDR_LEN 12
 /* Name bytes parsed in one load: the name's wire form is one byte longer than the dotted form. */
 #define TF_DNS_WIRE_LEN (TF_DNS_NAME_LEN + 1)
+#ifndef EEXIST
+#define EEXIST 17
+#endif
 /* Labels skipped one load each past the bound, to reach the question's type. */
 #define TF_DNS_SKIP_LABELS 16
 
@@ -56,6 +68,14 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } tf_dns_counts SEC(".maps");
+
+/* cgroup v2 id -> name lookups started (connects and unconnected sends to port 53). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u64);
+} tf_dns_lookups SEC(".maps");
 
 /* Scratch for the query being built: too big for the 512-byte stack with the parse buffer. */
 struct tf_dns_scratch {
@@ -500,4 +520,62 @@ int tf_dns_ingress(struct __sk_buff *skb)
 		return 1;
 	tf_dns_response(skb, &p, c);
 	return 1;
+}
+
+/*
+ * The lookup counter: a connect() or an unconnected sendmsg() to port 53,
+ * counted in the calling task's cgroup (inside the node's scope). Runs in the
+ * task's context, once per connect or unconnected datagram.
+ */
+static __always_inline int tf_dns_lookup(struct bpf_sock_addr *ctx)
+{
+	struct tf_probe_config *c;
+	__u64 cgroup_id, one = 1, *n;
+	long err;
+
+	if (ctx->user_port != bpf_htons(TF_DNS_PORT))
+		return 1;
+	c = tf_config_get();
+	if (!c || tf_scope_rejects_current(c))
+		return 1;
+	cgroup_id = bpf_get_current_cgroup_id();
+	n = bpf_map_lookup_elem(&tf_dns_lookups, &cgroup_id);
+	if (n) {
+		__sync_fetch_and_add(n, 1);
+		return 1;
+	}
+	err = bpf_map_update_elem(&tf_dns_lookups, &cgroup_id, &one, BPF_NOEXIST);
+	if (err == -EEXIST) {
+		/* Another CPU made the entry first. */
+		n = bpf_map_lookup_elem(&tf_dns_lookups, &cgroup_id);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+	} else if (err) {
+		tf_count_drop(TF_DROP_MAP_FULL);
+	}
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int tf_dns_connect4(struct bpf_sock_addr *ctx)
+{
+	return tf_dns_lookup(ctx);
+}
+
+SEC("cgroup/connect6")
+int tf_dns_connect6(struct bpf_sock_addr *ctx)
+{
+	return tf_dns_lookup(ctx);
+}
+
+SEC("cgroup/sendmsg4")
+int tf_dns_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return tf_dns_lookup(ctx);
+}
+
+SEC("cgroup/sendmsg6")
+int tf_dns_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return tf_dns_lookup(ctx);
 }

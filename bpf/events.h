@@ -47,6 +47,7 @@ enum tf_op {
 	TF_OP_PROBE_STATS = 17,     /* user space: one probe's emitted and lost events and sampling over an interval */
 	TF_OP_DNS_RESPONSE = 18,    /* a DNS response matched to the query this host sent (struct tf_dns_event) */
 	TF_OP_DNS_TIMEOUT = 19,     /* user space: a query with no response after the family's timeout (struct tf_dns_event) */
+	TF_OP_DNS_LOOKUPS = 20,     /* per-cgroup name lookups started, flushed by user space (struct tf_dns_lookups) */
 };
 
 /* Probe ids index the per-probe counter maps. Append-only. */
@@ -314,6 +315,22 @@ struct tf_dns_event {
 	__u8 daddr[16];     /* server address */
 	char comm[TF_COMM_LEN];
 	char name[TF_DNS_NAME_LEN]; /* the question's name, dotted, no trailing dot */
+};
+
+/*
+ * TF_OP_DNS_LOOKUPS: built by user space every summary interval from the dns
+ * probe's tf_dns_lookups map (cgroup v2 id -> count). A lookup is a connect()
+ * to port 53 (UDP or TCP) or a datagram sent to port 53 from an unconnected
+ * socket, counted in the sending task's cgroup by the probe's cgroup/connect
+ * and cgroup/sendmsg programs. They stay attached while the per-packet
+ * programs are off, so every workload's lookup rate is known at the cost of
+ * one program run per connect, not per packet. 40 bytes.
+ */
+struct tf_dns_lookups {
+	struct tf_event_header hdr;
+	__u64 cgroup_id;
+	__u64 interval_ns;
+	__u64 count;
 };
 
 /*

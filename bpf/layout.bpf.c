@@ -39,6 +39,7 @@ struct tf_all_layouts {
 	struct tf_dns_event dns;
 	struct tf_dns_key dns_key;
 	struct tf_dns_query dns_query;
+	struct tf_dns_lookups dns_lookups;
 };
 
 struct tf_all_layouts tf_all_layouts SEC(".bss.layouts");

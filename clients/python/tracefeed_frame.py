@@ -60,6 +60,7 @@ OP_TYPE = {
     OP["PROBE_STATS"]: "probe.stats",
     OP["DNS_RESPONSE"]: "dns.response",
     OP["DNS_TIMEOUT"]: "dns.timeout",
+    OP["DNS_LOOKUPS"]: "dns.lookups",
 }
 STRUCT_OF_OP = {
     OP["EXEC"]: "tf_exec_event",
@@ -75,6 +76,7 @@ STRUCT_OF_OP = {
     OP["PROBE_STATS"]: "tf_probe_stats",
     OP["DNS_RESPONSE"]: "tf_dns_event",
     OP["DNS_TIMEOUT"]: "tf_dns_event",
+    OP["DNS_LOOKUPS"]: "tf_dns_lookups",
 }
 PROBE_OF_OP = {
     OP["EXEC"]: "process",
@@ -88,6 +90,7 @@ PROBE_OF_OP = {
     OP["CGROUP_STATS"]: "cgroup",
     OP["DNS_RESPONSE"]: "dns",
     OP["DNS_TIMEOUT"]: "dns",
+    OP["DNS_LOOKUPS"]: "dns",
 }
 # Fixed-size records; TF_OP_CGROUP_INFO is variable (its path follows).
 RECORD_SIZE = {op: TF_STRUCTS[name]["size"] for op, name in STRUCT_OF_OP.items() if op != OP["CGROUP_INFO"]}
@@ -345,6 +348,12 @@ def _attributes(op: int, flags: int, buf: memoryview, at: int) -> dict:
             "dns.rcode": rcode,
             "dns.answer_count": r("ancount"),
             "dns.latency_ns": r("latency_ns"),
+        }
+    if op == OP["DNS_LOOKUPS"]:
+        return {
+            "cgroup.id": str(r("cgroup_id")),
+            "summary.interval_ns": r("interval_ns"),
+            "dns.lookups": r("count"),
         }
     if op == OP["PROBE_STATS"]:
         out = {

@@ -156,6 +156,12 @@ export interface Family<
   readonly flush?: (obj: NativeBpfObject, ktime: bigint) => { records: Buffer; count: number };
   /** Its programs attach to the cgroup v2 root (cgroup_skb), not by their section. */
   readonly attachToCgroupRoot?: boolean;
+  /**
+   * Programs attached as long as the family is loaded, whatever its settings (a cheap
+   * steady-state signal such as dns's lookup counter); the others attach only while the
+   * family is enabled or focused.
+   */
+  readonly alwaysAttached?: readonly string[];
 }
 
 /** Declares a family, keeping its literal names (for the registry's types). */

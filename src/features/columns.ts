@@ -88,4 +88,4 @@ export const PS = Object.fromEntries(PROBE_STAT_SLOTS.map((c, i) => [c, i])) as 
   number
 >;
 
-export const FEATURE_SCHEMA_VERSION = '3';
+export const FEATURE_SCHEMA_VERSION = '4';

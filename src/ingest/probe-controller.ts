@@ -316,21 +316,22 @@ export class ProbeController {
     // Stale members last, once the config no longer relies on them.
     for (const [map, entries] of desired)
       this.sets.set(map, this.deleteStale(map, this.sets.get(map) ?? new Map(), entries));
-    if (active) {
-      for (const p of this.obj.programs()) {
-        if (this.unavailable.has(p.name)) continue;
-        try {
-          if (this.spec.attachToCgroupRoot) {
-            const root = cgroup2Root();
-            if (!root) throw new Error(`${this.spec.name}: no cgroup v2 mount to attach to`);
-            this.obj.attach(p.name, root);
-          } else {
-            this.obj.attach(p.name);
-          }
-        } catch (err) {
-          if (!this.spec.optionalPrograms?.includes(p.name)) throw err;
-          this.unavailable.add(p.name); // e.g. no sys_enter_open tracepoint on this architecture
+    // Off: only the always-attached programs (a steady-state signal) stay.
+    const always = this.spec.alwaysAttached ?? [];
+    for (const p of this.obj.programs()) {
+      if (this.unavailable.has(p.name)) continue;
+      if (!active && !always.includes(p.name)) continue;
+      try {
+        if (this.spec.attachToCgroupRoot) {
+          const root = cgroup2Root();
+          if (!root) throw new Error(`${this.spec.name}: no cgroup v2 mount to attach to`);
+          this.obj.attach(p.name, root);
+        } else {
+          this.obj.attach(p.name);
         }
+      } catch (err) {
+        if (!this.spec.optionalPrograms?.includes(p.name)) throw err;
+        this.unavailable.add(p.name); // e.g. no sys_enter_open tracepoint on this architecture
       }
     }
     this.settings = next;
@@ -477,8 +478,10 @@ export class ProbeController {
       );
   }
 
+  /** Detaches every program but the always-attached ones. */
   private detachAll(): void {
-    for (const p of this.obj.programs()) this.obj.detach(p.name);
+    const always = this.spec.alwaysAttached ?? [];
+    for (const p of this.obj.programs()) if (!always.includes(p.name)) this.obj.detach(p.name);
   }
 
   private desiredSets(s: ProbeSettings): Map<SetName, Map<string, number>> {

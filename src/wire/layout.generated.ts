@@ -76,7 +76,8 @@ export const TF_ENUMS = {
     "TF_OP_CGROUP_STATS": 16,
     "TF_OP_PROBE_STATS": 17,
     "TF_OP_DNS_RESPONSE": 18,
-    "TF_OP_DNS_TIMEOUT": 19
+    "TF_OP_DNS_TIMEOUT": 19,
+    "TF_OP_DNS_LOOKUPS": 20
   },
   "tf_probe": {
     "TF_PROBE_PROCESS": 0,
@@ -154,6 +155,15 @@ export const TF_STRUCTS = {
       {"name":"server_port","offset":24,"size":2,"kind":"u16","count":1},
       {"name":"id","offset":26,"size":2,"kind":"u16","count":1},
       {"name":"pad","offset":28,"size":4,"kind":"u32","count":1},
+    ],
+  },
+  "tf_dns_lookups": {
+    "size": 48,
+    "fields": [
+      {"name":"hdr","offset":0,"size":24,"kind":"u8","count":24},
+      {"name":"cgroup_id","offset":24,"size":8,"kind":"u64","count":1},
+      {"name":"interval_ns","offset":32,"size":8,"kind":"u64","count":1},
+      {"name":"count","offset":40,"size":8,"kind":"u64","count":1},
     ],
   },
   "tf_dns_query": {

@@ -56,7 +56,8 @@ describe('dns features and the failure-storm rule', () => {
     );
     stage = testStage('dns', log, { allowed_lateness_seconds: 0 });
     await stage.start();
-    agent = testAgent(node, ['dns'], log);
+    // The per-packet programs are off by default (the lookup counter runs alone): on here.
+    agent = testAgent(node, ['dns'], log, { dns: { enabled: true } });
     storm = makeCgroup('tf-dns-storm');
     bystander = makeCgroup('tf-dns-bystander');
     slow = makeCgroup('tf-dns-slow');

@@ -41,7 +41,8 @@ describe('dns records from real queries', () => {
   beforeAll(async () => {
     dns = await startDnsServers(300);
     events = await startCollector();
-    agent = testAgent(node, ['dns'], log);
+    // The per-packet programs are off by default (the lookup counter runs alone): on here.
+    agent = testAgent(node, ['dns'], log, { dns: { enabled: true } });
     client = makeCgroup('tf-dns-client');
     other = makeCgroup('tf-dns-other');
   }, 60_000);

@@ -93,7 +93,7 @@ describe('window aggregator', () => {
     expect(proc.tcp_duration_p50_ns).toBeNull();
 
     const table = tableFromIPC(toIpcStream(featureSchema(WINDOW), [batch]));
-    expect(table.schema.metadata.get('tracefeed.schema_version')).toBe('3');
+    expect(table.schema.metadata.get('tracefeed.schema_version')).toBe('4');
     expect(String(table.schema.fields.find((f) => f.name === 'window_start')!.type)).toBe(
       'Timestamp<NANOSECOND, UTC>',
     );

@@ -119,7 +119,7 @@ describe('example notebook', () => {
       ]);
     }
     expect(r.duckdb[`${cg.path}|process`]).toEqual({ exec_count: 8, exit_count: 9 });
-    expect(r.schema_version).toBe('3');
+    expect(r.schema_version).toBe('4');
     expect(r.window_start_type).toBe('timestamp[ns, tz=UTC]');
     expect(r.workload_type).toBe('dictionary<values=string, indices=int32, ordered=0>');
     expect(existsSync(join(out, 'result.png'))).toBe(true);

@@ -52,6 +52,7 @@ describe('thresholds file', () => {
       'cpu-hog',
       'sync-write-storm',
       'memory-pressure',
+      'dns-lookups',
       'dns-failures',
       'dns-slow',
     ]);

@@ -11,7 +11,11 @@ import type { Logger } from '../../src/common/logger.js';
 import { FeatureStage } from '../../src/features/feature-stage.js';
 import type { FeatureStageConfigInput } from '../../src/features/config.js';
 import type { ProbeName } from '../../src/wire/layout.js';
-import { DEFAULT_AGENT_OPTIONS, NodeAgent } from '../../src/ingest/node-agent.js';
+import {
+  DEFAULT_AGENT_OPTIONS,
+  NodeAgent,
+  type NodeAgentOptions,
+} from '../../src/ingest/node-agent.js';
 import { BROKERS } from './kafka.js';
 
 /**
@@ -39,7 +43,12 @@ export function testStage(
 }
 
 /** A started node agent loading only `families`, framing with a 50 ms linger. */
-export function testAgent(node: string, families: readonly ProbeName[], log: Logger): NodeAgent {
+export function testAgent(
+  node: string,
+  families: readonly ProbeName[],
+  log: Logger,
+  probes: NodeAgentOptions['probes'] = {},
+): NodeAgent {
   const agent = new NodeAgent({
     ...DEFAULT_AGENT_OPTIONS,
     nodeName: node,
@@ -47,6 +56,7 @@ export function testAgent(node: string, families: readonly ProbeName[], log: Log
     lingerMs: 50,
     log,
     families,
+    probes,
   });
   agent.start();
   return agent;

@@ -10,6 +10,8 @@ import { defineFamily, percentiles, log2Slot, u64 } from '../family.js';
 import {
   DNS_KEY_LAYOUT,
   DNS_LAYOUT,
+  DNS_LOOKUPS_LAYOUT,
+  DNS_LOOKUPS_OP,
   DNS_OP,
   DNS_PROBE_ID,
   DNS_QUERY_LAYOUT,
@@ -17,7 +19,15 @@ import {
 } from './layout.js';
 import { collectDnsTimeouts } from './timeouts.js';
 
-export { DNS_LAYOUT, DNS_NAME_LEN, DNS_OP, DNS_PROBE_ID, DNS_TIMEOUT_OP } from './layout.js';
+export {
+  DNS_LAYOUT,
+  DNS_LOOKUPS_LAYOUT,
+  DNS_LOOKUPS_OP,
+  DNS_NAME_LEN,
+  DNS_OP,
+  DNS_PROBE_ID,
+  DNS_TIMEOUT_OP,
+} from './layout.js';
 export { DNS_TIMEOUT_NS, collectDnsTimeouts } from './timeouts.js';
 
 /** Response codes (RFC 1035, 6895) by number, as attributes name them. */
@@ -92,7 +102,16 @@ export function dnsAttributes(r: FieldReader): Record<string, string | number> {
 const OFF = {
   rcode: fieldOffset(DNS_LAYOUT, 'rcode'),
   latency: fieldOffset(DNS_LAYOUT, 'latency_ns'),
+  lookups: fieldOffset(DNS_LOOKUPS_LAYOUT, 'count'),
 };
+
+/** The lookup counter's programs (cgroup/connect and cgroup/sendmsg): attached whenever dns is loaded. */
+export const DNS_LOOKUP_PROGRAMS = [
+  'tf_dns_connect4',
+  'tf_dns_connect6',
+  'tf_dns_sendmsg4',
+  'tf_dns_sendmsg6',
+] as const;
 
 export const DNS_FAMILY = defineFamily({
   name: 'dns',
@@ -106,6 +125,16 @@ export const DNS_FAMILY = defineFamily({
       layout: { ...DNS_LAYOUT, op: DNS_TIMEOUT_OP },
       attributes: (r) => ({ ...dnsAttributes(r), 'dns.response_code': 'TIMEOUT' }),
     },
+    {
+      op: DNS_LOOKUPS_OP,
+      type: 'dns.lookups',
+      layout: DNS_LOOKUPS_LAYOUT,
+      attributes: (r) => ({
+        'cgroup.id': r.id('cgroup_id'),
+        'summary.interval_ns': r.u64('interval_ns'),
+        'dns.lookups': r.u64('count'),
+      }),
+    },
   ],
   layouts: [DNS_KEY_LAYOUT, DNS_QUERY_LAYOUT],
   columns: {
@@ -116,11 +145,13 @@ export const DNS_FAMILY = defineFamily({
       'dns_servfail',
       'dns_timeouts',
       'dns_latency_total_ns',
+      'dns_lookups',
     ],
     histograms: ['dns_latency'],
     quantiles: percentiles('dns', 'dns_latency'),
   },
   aggregate: (ix) => {
+    const lookups = ix.sum('dns_lookups');
     const queries = ix.sum('dns_queries');
     const failures = ix.sum('dns_failures');
     const nxdomain = ix.sum('dns_nxdomain');
@@ -129,6 +160,11 @@ export const DNS_FAMILY = defineFamily({
     const latencyTotal = ix.sum('dns_latency_total_ns');
     const h = ix.hist('dns_latency');
     return (op, dv, off, weight, sums, b, hists, hb) => {
+      if (op === DNS_LOOKUPS_OP) {
+        // An exact count from the kernel map, not a sampled record.
+        sums[b + lookups]! += u64(dv, off + OFF.lookups);
+        return;
+      }
       sums[b + queries]! += weight;
       if (op === DNS_TIMEOUT_OP) {
         // A query with no answer: counted, kept out of the latency (its age is the timeout).
@@ -150,17 +186,33 @@ export const DNS_FAMILY = defineFamily({
    * baseline (a cache miss to a far resolver is tens of ms).
    */
   anomalyMetrics: [
+    /*
+     * Lookups started (always counted): a workload resolving far more names than it did,
+     * or than its peers (a retry loop on a failing name, a search-domain walk, a lost
+     * cache). 200 in a 10 s window for a workload with no baseline yet.
+     */
+    { metric: 'dns_lookups', min_delta: 50, prior_min: 200 },
     { metric: 'dns_failures', min_delta: 5, prior_min: 20 },
     { metric: 'dns_p99_ns', min_delta: 50_000_000, prior_min: 500_000_000 },
     // Queries nobody answers: a few are packet loss, ten in a window is a resolver gone.
     { metric: 'dns_timeouts', min_delta: 3, prior_min: 10 },
   ],
   /*
-   * A failure storm (NXDOMAIN, SERVFAIL, any non-zero rcode) or slow resolution
-   * raises the workload's dns records to full detail (no sampling, no duration
-   * floor) for the TTL. dns is on in steady state: its own rows are the trigger.
+   * dns is off in steady state but for its lookup counter: a lookup storm turns the
+   * per-packet programs on for that workload (a focus: every query and response of
+   * it, with name, rcode and latency) for the TTL. With dns on, a failure storm
+   * (NXDOMAIN, SERVFAIL, any non-zero rcode) or slow resolution raises the
+   * workload's records to full detail (no sampling, no duration floor).
    */
   rules: [
+    {
+      name: 'dns-lookups',
+      metric: 'dns_lookups',
+      action: 'enable',
+      probe: 'dns',
+      focus: 'workload',
+      ttl_seconds: 300,
+    },
     {
       name: 'dns-failures',
       metric: 'dns_failures',
@@ -190,7 +242,7 @@ export const DNS_FAMILY = defineFamily({
         /(slow|latency|p99)\w*\s+(dns|lookup|resolv)|(dns|lookup|resolv)\w*\s+(slow|latency|p99|time)/,
         'dns_p99_ns',
       ],
-      [/\bdns\b|lookups?\b|resolv/, 'dns_queries'],
+      [/\bdns\b|lookups?\b|resolv/, 'dns_lookups'],
     ],
     /** Metrics compared against the windows before an anomaly (src/agent/explain.ts). */
     correlated: ['dns_failures', 'dns_p99_ns'],
@@ -206,17 +258,31 @@ export const DNS_FAMILY = defineFamily({
         case 'dns_p99_ns':
           return 'slow name resolution: the resolver or its upstream is slow or losing packets (client retries add seconds)';
         case 'dns_queries':
+        case 'dns_lookups':
           return 'the workload resolves far more names than before (a cache lost or disabled, a retry loop, or new fan-out)';
         default:
           return undefined;
       }
     },
   },
-  /* On by default: its records are the steady-state signal the dns rules watch. */
-  defaultEnabled: true,
-  summaries: [],
-  /** Both programs attach to the cgroup v2 root: every workload's sockets. */
+  /*
+   * Off by default: the per-packet programs run on every packet of every socket
+   * (bench/dns-cost.mjs), so they run only where the loop or an operator asks.
+   * The lookup counter is the steady-state signal (alwaysAttached).
+   */
+  defaultEnabled: false,
+  summaries: [
+    {
+      map: 'tf_dns_lookups',
+      layout: DNS_LOOKUPS_LAYOUT,
+      key: null,
+      value: null,
+      fields: { cgroup_id: 'key', interval_ns: 'interval', count: 'value' },
+    },
+  ],
+  /** Every program attaches to the cgroup v2 root: every workload's sockets. */
   attachToCgroupRoot: true,
+  alwaysAttached: DNS_LOOKUP_PROGRAMS,
   /** Every summary interval: queries unanswered for 5 s become TF_OP_DNS_TIMEOUT records. */
   flush: (obj, ktime) => collectDnsTimeouts(obj, ktime),
   /** bpf/events.h TF_DNS_* slots of tf_dns_counts (slot 0 counts stored queries, not a loss). */
