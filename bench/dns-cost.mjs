@@ -13,7 +13,10 @@
 // The programs also see the host's other traffic during a phase; run_cnt
 // shows how much there was.
 //
-// usage: sudo node bench/dns-cost.mjs [--json] [--quick] [--packets N] [--queries N]
+//   - 'lookup counter': UDP connect() calls to port 53 and to a high port
+//     (cgroup/connect4, the part of dns that runs while the family is off).
+//
+// usage: sudo node bench/dns-cost.mjs [--json] [--quick] [--packets N] [--queries N] [--connects N]
 
 import { createSocket } from 'node:dgram';
 import { join } from 'node:path';
@@ -139,6 +142,33 @@ for (let k = 0; k < 32 && next < QUERIES; k++) fire();
 await done;
 await new Promise((r) => setTimeout(r, 300));
 const dns = phase(s0, bpfProgStats());
+
+// Phase 3: the lookup counter (cgroup/connect4): UDP connect() to port 53 (counted)
+// and to a high port (returned at the port check).
+const CONNECTS = argNum('--connects', QUICK ? 2_000 : 20_000);
+async function connects(port) {
+  const before = bpfProgStats();
+  for (let i = 0; i < CONNECTS; i += 64) {
+    const batch = [];
+    for (let j = 0; j < 64 && i + j < CONNECTS; j++) {
+      const s = createSocket('udp4');
+      batch.push(
+        new Promise((res, rej) =>
+          s.connect(port, addr, (e) => {
+            s.close();
+            if (e) rej(e);
+            else res();
+          }),
+        ),
+      );
+    }
+    await Promise.all(batch);
+  }
+  return phase(before, bpfProgStats());
+}
+log(`lookup counter: ${CONNECTS} UDP connects to ${addr}:53, then to ${addr}:${sinkPort}`);
+const lookups53 = await connects(53);
+const lookupsOther = await connects(sinkPort);
 restoreBpfStats();
 const counts = obj.sumPercpuCounters('tf_dns_counts').map(Number);
 const drops = obj
@@ -153,6 +183,7 @@ for (const s of [sink, tx, server, client]) s.close();
 
 const eg = 'tf_dns_egress';
 const ing = 'tf_dns_ingress';
+const c4 = 'tf_dns_connect4';
 report({
   bench: 'dns-cost.mjs',
   machine: machine(),
@@ -166,6 +197,8 @@ report({
     udp_ns_per_packet: (udp[eg].nsPerRun + udp[ing].nsPerRun) / 2,
     dns_query_ns: dns[eg].nsPerRun,
     dns_response_ns: dns[ing].nsPerRun,
+    lookup_counter_ns: lookups53[c4].nsPerRun,
+    lookup_counter_other_port_ns: lookupsOther[c4].nsPerRun,
   },
   tables: [
     {
@@ -178,6 +211,7 @@ report({
       notes: [
         'dns phase: egress runs once per query (parse + store) and once per answer (server side, returned early);',
         'ingress runs once per query (server side, early) and once per answer (match + emit).',
+        `lookup counter (cgroup/connect4): ${lookups53[c4].runCnt} runs at ${lookups53[c4].nsPerRun.toFixed(1)} ns for connects to port 53, ${lookupsOther[c4].runCnt} at ${lookupsOther[c4].nsPerRun.toFixed(1)} ns for connects elsewhere`,
         `records emitted by the kernel ${emitted}, read from the ring ${records}, ring full ${drops[0]}; queries stored ${counts[0]}, unmatched responses ${counts[1]}, malformed ${counts[2]}, replaced ${counts[3]}`,
       ],
     },

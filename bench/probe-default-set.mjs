@@ -149,6 +149,16 @@ async function partB() {
     const b = await agent.stats();
     const agentCpuNs = (b.cpu.user + b.cpu.system - a.cpu.user - a.cpu.system) * 1000;
     const bpf = bpfDelta(k0, k1, b.programIds);
+    // Per program (by name): runs/s and ns/run, to see which program the BPF time is.
+    const byProgram = {};
+    for (const id of b.programIds) {
+      const d = bpfDelta(k0, k1, [id]);
+      if (d.runCnt === 0) continue;
+      const name = k1.get(id)?.name ?? String(id);
+      const acc = (byProgram[name] ??= { runCnt: 0, runTimeNs: 0 });
+      acc.runCnt += d.runCnt;
+      acc.runTimeNs += d.runTimeNs;
+    }
     const events = b.events - a.events;
     const w = {
       eventsPerSec: events / (wallNs / 1e9),
@@ -163,6 +173,7 @@ async function partB() {
         Object.values(a.drops).reduce((acc, d) => acc + (d.ringbuf_full ?? 0), 0),
       loadGenCpuPct: gen ? (gen.cpuNs / wallNs) * 100 : 0,
       failedConnects: gen ? gen.failed : 0,
+      byProgram,
     };
     windows[kind].push(w);
     log(
@@ -281,9 +292,37 @@ async function main() {
           `target < 1 % at 10k events/s: ${b.load.totalPct < 1 ? 'met' : 'MISSED'}`,
         ],
       },
+      {
+        title: 'BPF programs under load (medians of the load windows; kernel.bpf_stats, its own timing included)',
+        head: ['program', 'runs/s', 'ns/run', '% of a core'],
+        digits: 3,
+        rows: programRows(b.windows.load),
+      },
     ],
   };
   report(result);
+}
+
+/** One row per program seen in the windows: medians of runs/s, ns/run and % of a core. */
+function programRows(windows) {
+  const names = [...new Set(windows.flatMap((w) => Object.keys(w.byProgram)))].sort();
+  return names.map((name) => {
+    const per = windows.map((w) => {
+      const p = w.byProgram[name] ?? { runCnt: 0, runTimeNs: 0 };
+      const secs = (SECONDS * 1000 + TAIL_MS) / 1000;
+      return {
+        runsPerSec: p.runCnt / secs,
+        nsPerRun: p.runCnt ? p.runTimeNs / p.runCnt : 0,
+        pct: (p.runTimeNs / (secs * 1e9)) * 100,
+      };
+    });
+    return [
+      name,
+      median(per.map((x) => x.runsPerSec)).toFixed(0),
+      median(per.map((x) => x.nsPerRun)).toFixed(0),
+      median(per.map((x) => x.pct)),
+    ];
+  });
 }
 
 main().catch((err) => {

@@ -81,7 +81,7 @@ export function bpfProgStats() {
   const out = execFileSync('bpftool', ['prog', 'show', '-j'], { maxBuffer: 64 << 20 }).toString();
   const m = new Map();
   for (const p of JSON.parse(out))
-    m.set(p.id, { runTimeNs: p.run_time_ns ?? 0, runCnt: p.run_cnt ?? 0 });
+    m.set(p.id, { name: p.name, runTimeNs: p.run_time_ns ?? 0, runCnt: p.run_cnt ?? 0 });
   return m;
 }
 
