@@ -27,7 +27,9 @@ import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from tracefeed_layout import TF_DEFINES, TF_ENUMS, TF_STRUCTS
+# Layouts and the op tables (event type, struct, source by op) are generated from
+# bpf/events.h and the family registry.
+from tracefeed_layout import OP_TYPE, PROBE_OF_OP, SOURCE_NAMES, STRUCT_OF_OP, TF_DEFINES, TF_ENUMS, TF_STRUCTS
 
 FRAME_MAGIC = TF_DEFINES["TF_FRAME_MAGIC"]  # b"TFEV" little-endian
 FRAME_VERSION = TF_DEFINES["TF_FRAME_VERSION"]
@@ -36,62 +38,7 @@ FLAG_FOCUS = TF_DEFINES["TF_FLAG_FOCUS"]  # collected under a per-cgroup focus
 FLAG_PATH_UNVERIFIED = TF_DEFINES["TF_FLAG_PATH_UNVERIFIED"]  # file.open path is the caller's string (failed open)
 FLAG_PATH_PARTIAL = TF_DEFINES["TF_FLAG_PATH_PARTIAL"]  # file.open path walk found no mount namespace root
 OP = {name[len("TF_OP_") :]: v for name, v in TF_ENUMS["tf_op"].items()}
-# enum tf_probe: one source per family (SOURCE_NAMES in src/families/registry.ts)
-SOURCE_NAMES = ["process", "tcp", "syscalls", "file", "sched", "cgroup", "dns"]
 DROP_REASON_NAMES = ["ringbuf_full", "filtered", "sampled_out", "map_full"]
-TCP_OPS = ("TCP_CONNECT", "TCP_ACCEPT", "TCP_CLOSE", "TCP_CONNECT_FAIL", "TCP_RETRANSMIT", "TCP_RESET_SENT", "TCP_RESET_RECV")
-OP_TYPE = {
-    OP["EXEC"]: "process.exec",
-    OP["EXIT"]: "process.exit",
-    OP["TCP_CONNECT"]: "tcp.connect",
-    OP["TCP_ACCEPT"]: "tcp.accept",
-    OP["TCP_CLOSE"]: "tcp.close",
-    OP["TCP_CONNECT_FAIL"]: "tcp.connect_fail",
-    OP["TCP_RETRANSMIT"]: "tcp.retransmit",
-    OP["TCP_RESET_SENT"]: "tcp.reset_sent",
-    OP["TCP_RESET_RECV"]: "tcp.reset_received",
-    OP["SYSCALL_SUMMARY"]: "syscall.summary",
-    OP["SYSCALL_SLOW"]: "syscall.slow",
-    OP["FILE_OPEN"]: "file.open",
-    OP["RUNQ_SUMMARY"]: "sched.runq_summary",
-    OP["SYSCALL_ERRNO"]: "syscall.errno",
-    OP["CGROUP_INFO"]: "cgroup.info",
-    OP["CGROUP_STATS"]: "cgroup.stats",
-    OP["PROBE_STATS"]: "probe.stats",
-    OP["DNS_RESPONSE"]: "dns.response",
-    OP["DNS_TIMEOUT"]: "dns.timeout",
-    OP["DNS_LOOKUPS"]: "dns.lookups",
-}
-STRUCT_OF_OP = {
-    OP["EXEC"]: "tf_exec_event",
-    OP["EXIT"]: "tf_exit_event",
-    **{OP[name]: "tf_tcp_event" for name in TCP_OPS},
-    OP["SYSCALL_SUMMARY"]: "tf_syscall_summary",
-    OP["SYSCALL_SLOW"]: "tf_syscall_slow",
-    OP["FILE_OPEN"]: "tf_file_open",
-    OP["RUNQ_SUMMARY"]: "tf_runq_summary",
-    OP["SYSCALL_ERRNO"]: "tf_syscall_errno",
-    OP["CGROUP_INFO"]: "tf_cgroup_info",
-    OP["CGROUP_STATS"]: "tf_cgroup_stats",
-    OP["PROBE_STATS"]: "tf_probe_stats",
-    OP["DNS_RESPONSE"]: "tf_dns_event",
-    OP["DNS_TIMEOUT"]: "tf_dns_event",
-    OP["DNS_LOOKUPS"]: "tf_dns_lookups",
-}
-PROBE_OF_OP = {
-    OP["EXEC"]: "process",
-    OP["EXIT"]: "process",
-    **{OP[name]: "tcp" for name in TCP_OPS},
-    OP["SYSCALL_SUMMARY"]: "syscalls",
-    OP["SYSCALL_SLOW"]: "syscalls",
-    OP["SYSCALL_ERRNO"]: "syscalls",
-    OP["FILE_OPEN"]: "file",
-    OP["RUNQ_SUMMARY"]: "sched",
-    OP["CGROUP_STATS"]: "cgroup",
-    OP["DNS_RESPONSE"]: "dns",
-    OP["DNS_TIMEOUT"]: "dns",
-    OP["DNS_LOOKUPS"]: "dns",
-}
 # Fixed-size records; TF_OP_CGROUP_INFO is variable (its path follows).
 RECORD_SIZE = {op: TF_STRUCTS[name]["size"] for op, name in STRUCT_OF_OP.items() if op != OP["CGROUP_INFO"]}
 TCP_STATES = ["", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV"]

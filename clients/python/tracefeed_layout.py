@@ -390,3 +390,75 @@ TF_STRUCTS = {
         ],
     },
 }
+
+# From the family registry (src/families/registry.ts): by op number, the event type,
+# the struct of events.h, and the source (a family; frame ops have none).
+OP_TYPE = {
+    1: "process.exec",
+    2: "process.exit",
+    3: "tcp.connect",
+    4: "tcp.accept",
+    5: "tcp.close",
+    6: "tcp.connect_fail",
+    7: "tcp.retransmit",
+    8: "tcp.reset_sent",
+    9: "tcp.reset_received",
+    10: "syscall.summary",
+    11: "syscall.slow",
+    12: "file.open",
+    13: "sched.runq_summary",
+    14: "syscall.errno",
+    15: "cgroup.info",
+    16: "cgroup.stats",
+    17: "probe.stats",
+    18: "dns.response",
+    19: "dns.timeout",
+    20: "dns.lookups",
+}
+
+STRUCT_OF_OP = {
+    1: "tf_exec_event",
+    2: "tf_exit_event",
+    3: "tf_tcp_event",
+    4: "tf_tcp_event",
+    5: "tf_tcp_event",
+    6: "tf_tcp_event",
+    7: "tf_tcp_event",
+    8: "tf_tcp_event",
+    9: "tf_tcp_event",
+    10: "tf_syscall_summary",
+    11: "tf_syscall_slow",
+    12: "tf_file_open",
+    13: "tf_runq_summary",
+    14: "tf_syscall_errno",
+    15: "tf_cgroup_info",
+    16: "tf_cgroup_stats",
+    17: "tf_probe_stats",
+    18: "tf_dns_event",
+    19: "tf_dns_event",
+    20: "tf_dns_lookups",
+}
+
+PROBE_OF_OP = {
+    1: "process",
+    2: "process",
+    3: "tcp",
+    4: "tcp",
+    5: "tcp",
+    6: "tcp",
+    7: "tcp",
+    8: "tcp",
+    9: "tcp",
+    10: "syscalls",
+    11: "syscalls",
+    12: "file",
+    13: "sched",
+    14: "syscalls",
+    16: "cgroup",
+    18: "dns",
+    19: "dns",
+    20: "dns",
+}
+
+# enum tf_probe order: one source per family
+SOURCE_NAMES = ["process","tcp","syscalls","file","sched","cgroup","dns"]
