@@ -10,16 +10,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { tableFromIPC } from 'apache-arrow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/common/logger.js';
-import { Topics } from '../../src/common/kafka.js';
 import type { NodeAgent } from '../../src/ingest/index.js';
-import { anomalySchema, type Anomaly, type FeatureStage } from '../../src/features/index.js';
+import { type Anomaly, type FeatureStage } from '../../src/features/index.js';
 import { loadThresholds } from '../../src/feedback/thresholds.js';
 import { requestsFromAnomaly } from '../../src/feedback/rules.js';
-import { testAgent, testStage } from '../helpers/pipeline.js';
-import { subscribe } from '../helpers/kafka.js';
+import { collectNodeOutputs, testAgent, testStage, type NodeOutputs } from '../helpers/pipeline.js';
 import { makeCgroup, type TestCgroup } from '../helpers/cgroup.js';
 import { startDnsServers, type DnsServers } from './dns-servers.js';
 
@@ -36,24 +33,13 @@ describe('dns features and the failure-storm rule', () => {
   let storm: TestCgroup;
   let bystander: TestCgroup;
   let slow: TestCgroup;
-  const rows: Row[] = [];
-  const anomalies: Anomaly[] = [];
-  const stops: Array<() => Promise<void>> = [];
+  let out: NodeOutputs;
+  const rows = (): Row[] => out.rows;
+  const anomalies = (): Anomaly[] => out.anomalies;
 
   beforeAll(async () => {
     dns = await startDnsServers(300);
-    stops.push(
-      await subscribe(Topics.features, (m) => {
-        if (m.key?.toString() !== node || !m.value) return;
-        for (const r of tableFromIPC(m.value).toArray()) rows.push(r.toJSON() as Row);
-      }),
-    );
-    stops.push(
-      await subscribe(Topics.anomalies, (m) => {
-        const a = anomalySchema.parse(JSON.parse(m.value!.toString()));
-        if (a.node === node) anomalies.push(a);
-      }),
-    );
+    out = await collectNodeOutputs(node);
     stage = testStage('dns', log, { allowed_lateness_seconds: 0 });
     await stage.start();
     // The per-packet programs are off by default (the lookup counter runs alone): on here.
@@ -66,7 +52,7 @@ describe('dns features and the failure-storm rule', () => {
   afterAll(async () => {
     await agent?.stop(2000);
     await stage?.stop();
-    for (const s of stops) await s();
+    await out?.stop();
     await dns?.stop();
     storm?.remove();
     bystander?.remove();
@@ -93,7 +79,7 @@ describe('dns features and the failure-storm rule', () => {
     expect(sl.code).toBe(0);
 
     const sum = (cg: TestCgroup, col: string) =>
-      rows
+      rows()
         .filter((r) => r.workload === cg.path && r.probe === 'dns')
         .reduce((a, r) => a + Number(r[col] ?? 0), 0);
     const deadline = Date.now() + 20_000;
@@ -114,7 +100,7 @@ describe('dns features and the failure-storm rule', () => {
     // 300 ms answers fall in the log2 slot [2^28, 2^29) ns: the p99 says so, the bystander's is far below.
     const p99 = (cg: TestCgroup) =>
       Math.max(
-        ...rows
+        ...rows()
           .filter((r) => r.workload === cg.path && r.probe === 'dns')
           .map((r) => Number(r.dns_p99_ns ?? 0)),
       );
@@ -122,7 +108,7 @@ describe('dns features and the failure-storm rule', () => {
     expect(p99(slow)).toBeGreaterThanOrEqual(2 ** 28);
     expect(p99(slow)).toBeLessThan(2 ** 29);
     expect(p99(bystander)).toBeLessThan(2 ** 26);
-    const stormRows = rows.filter((r) => r.workload === storm.path && r.probe === 'dns');
+    const stormRows = rows().filter((r) => r.workload === storm.path && r.probe === 'dns');
     for (const r of stormRows) {
       expect(r.cgroup_id?.toString()).toBe(storm.id.toString());
       // A local NXDOMAIN on loopback: above zero, below the 2 s timeout.
@@ -132,16 +118,16 @@ describe('dns features and the failure-storm rule', () => {
     }
 
     const hit = () =>
-      anomalies.find((a) => a.workload === storm.path && a.metric === 'dns_failures');
+      anomalies().find((a) => a.workload === storm.path && a.metric === 'dns_failures');
     const until = Date.now() + 15_000;
     while (!hit() && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
     const a = hit();
-    expect(a, `anomalies: ${JSON.stringify(anomalies.map((x) => x.series_id))}`).toBeDefined();
+    expect(a, `anomalies: ${JSON.stringify(anomalies().map((x) => x.series_id))}`).toBeDefined();
     expect(a!.probe).toBe('dns');
     expect(a!.direction).toBe('high');
     expect(a!.observed).toBeGreaterThanOrEqual(20);
     expect(a!.cgroup_id).toBe(storm.id.toString());
-    expect(anomalies.filter((x) => x.workload === bystander.path)).toEqual([]);
+    expect(anomalies().filter((x) => x.workload === bystander.path)).toEqual([]);
 
     // The shipped rules: the storm's anomaly asks for its dns at full detail, on its cgroup only.
     const shipped = loadThresholds(join(repoRoot, 'config/thresholds.yaml'));

@@ -13,17 +13,15 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { tableFromIPC } from 'apache-arrow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/common/logger.js';
-import { Topics } from '../../src/common/kafka.js';
 import type { NodeAgent, TracefeedEvent } from '../../src/ingest/index.js';
-import { anomalySchema, type Anomaly, type FeatureStage } from '../../src/features/index.js';
+import { type Anomaly, type FeatureStage } from '../../src/features/index.js';
 import { loadThresholds } from '../../src/feedback/thresholds.js';
 import { requestsFromAnomaly } from '../../src/feedback/rules.js';
 import { decide } from '../../src/feedback/policy-engine.js';
-import { testAgent, testStage } from '../helpers/pipeline.js';
-import { startCollector, subscribe } from '../helpers/kafka.js';
+import { collectNodeOutputs, testAgent, testStage, type NodeOutputs } from '../helpers/pipeline.js';
+import { startCollector } from '../helpers/kafka.js';
 import { makeCgroup, type TestCgroup } from '../helpers/cgroup.js';
 import { startDnsServers, type DnsServers } from './dns-servers.js';
 
@@ -51,9 +49,9 @@ describe('dns lookup counter and the lookup-storm rule', () => {
   let events: Collector;
   let storm: TestCgroup;
   let bystander: TestCgroup;
-  const rows: Row[] = [];
-  const anomalies: Anomaly[] = [];
-  const stops: Array<() => Promise<void>> = [];
+  let out: NodeOutputs;
+  const rows = (): Row[] => out.rows;
+  const anomalies = (): Anomaly[] => out.anomalies;
 
   const dig = (names: string) => `dig @${dns.address} +tries=1 +time=2 -f ${names} > /dev/null`;
   const namesFile = (prefix: string, n: number): string => {
@@ -65,7 +63,7 @@ describe('dns lookup counter and the lookup-storm rule', () => {
     return file;
   };
   const sum = (cg: TestCgroup, col: string) =>
-    rows
+    rows()
       .filter((r) => r.workload === cg.path && r.probe === 'dns')
       .reduce((a, r) => a + Number(r[col] ?? 0), 0);
   const responses = (cg: TestCgroup) =>
@@ -81,18 +79,7 @@ describe('dns lookup counter and the lookup-storm rule', () => {
   beforeAll(async () => {
     dns = await startDnsServers(300);
     events = await startCollector();
-    stops.push(
-      await subscribe(Topics.features, (m) => {
-        if (m.key?.toString() !== node || !m.value) return;
-        for (const r of tableFromIPC(m.value).toArray()) rows.push(r.toJSON() as Row);
-      }),
-    );
-    stops.push(
-      await subscribe(Topics.anomalies, (m) => {
-        const a = anomalySchema.parse(JSON.parse(m.value!.toString()));
-        if (a.node === node) anomalies.push(a);
-      }),
-    );
+    out = await collectNodeOutputs(node);
     stage = testStage('dns', log, { allowed_lateness_seconds: 0 });
     await stage.start();
     // Default settings: dns off, its lookup counter on.
@@ -105,7 +92,7 @@ describe('dns lookup counter and the lookup-storm rule', () => {
     await agent?.stop(2000);
     await stage?.stop();
     await events?.stop();
-    for (const s of stops) await s();
+    await out?.stop();
     await dns?.stop();
     storm?.remove();
     bystander?.remove();
@@ -134,12 +121,12 @@ describe('dns lookup counter and the lookup-storm rule', () => {
     expect(responses(storm)).toEqual([]);
 
     const a = await until('a dns_lookups anomaly on the storm', 20_000, () =>
-      anomalies.find((x) => x.workload === storm.path && x.metric === 'dns_lookups'),
+      anomalies().find((x) => x.workload === storm.path && x.metric === 'dns_lookups'),
     );
     expect(a.probe).toBe('dns');
     expect(a.direction).toBe('high');
     expect(a.cgroup_id).toBe(storm.id.toString());
-    expect(anomalies.filter((x) => x.workload === bystander.path)).toEqual([]);
+    expect(anomalies().filter((x) => x.workload === bystander.path)).toEqual([]);
 
     // The shipped rule: enable dns on the storm's cgroup; the policy makes it a focus.
     const shipped = loadThresholds(join(repoRoot, 'config/thresholds.yaml'));

@@ -15,6 +15,49 @@ export interface TestCgroup {
   remove: () => void;
 }
 
+function procsOf(abs: string): string[] | null {
+  try {
+    return readFileSync(join(abs, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean);
+  } catch {
+    return null; // gone already
+  }
+}
+
+function waitMs(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * Removes a test cgroup directory: waits up to 1 s for its processes to leave,
+ * kills what is left (cgroup.kill, else SIGKILL by pid), waits up to 5 s more,
+ * then removes it. A cgroup that cannot be removed is an error naming it and its
+ * processes, so a test never leaves cgroups behind unnoticed.
+ */
+export function removeCgroupDir(abs: string): void {
+  for (let i = 0; i < 60; i++) {
+    const procs = procsOf(abs);
+    if (procs === null) return;
+    if (procs.length === 0) {
+      rmdirSync(abs);
+      return;
+    }
+    if (i === 10) {
+      try {
+        writeFileSync(join(abs, 'cgroup.kill'), '1');
+      } catch {
+        for (const pid of procs)
+          try {
+            process.kill(Number(pid), 'SIGKILL');
+          } catch {
+            /* exited meanwhile */
+          }
+      }
+    }
+    waitMs(100);
+  }
+  throw new Error(`test cgroup ${abs} still holds processes ${procsOf(abs)?.join(', ')}`);
+}
+
 export function makeCgroup(prefix = 'tf-test'): TestCgroup {
   const root = cgroup2Root();
   if (!root) throw new Error('no cgroup v2 mount in /proc/mounts');
@@ -37,23 +80,7 @@ export function makeCgroup(prefix = 'tf-test'): TestCgroup {
         child.on('error', reject);
         child.on('exit', (code) => resolve({ code: code ?? -1, stdout }));
       }),
-    remove: () => {
-      for (let i = 0; i < 50; i++) {
-        try {
-          const procs = readFileSync(join(abs, 'cgroup.procs'), 'utf8').trim();
-          if (procs === '') {
-            rmdirSync(abs);
-            return;
-          }
-        } catch {
-          return;
-        }
-        const until = Date.now() + 100;
-        while (Date.now() < until) {
-          /* wait for the last process to leave */
-        }
-      }
-    },
+    remove: () => removeCgroupDir(abs),
   };
 }
 

@@ -16,7 +16,10 @@ import {
   NodeAgent,
   type NodeAgentOptions,
 } from '../../src/ingest/node-agent.js';
-import { BROKERS } from './kafka.js';
+import { tableFromIPC } from 'apache-arrow';
+import { Topics } from '../../src/common/kafka.js';
+import { anomalySchema, type Anomaly } from '../../src/features/anomaly.js';
+import { BROKERS, subscribe } from './kafka.js';
 
 /**
  * A feature stage with 1 s windows, 1 s lateness and 1 s idle close unless
@@ -60,4 +63,33 @@ export function testAgent(
   });
   agent.start();
   return agent;
+}
+
+/** Feature rows (as JSON) and anomalies of one node, collected from their topics. */
+export interface NodeOutputs {
+  rows: Array<Record<string, unknown>>;
+  anomalies: Anomaly[];
+  stop: () => Promise<void>;
+}
+
+export async function collectNodeOutputs(node: string): Promise<NodeOutputs> {
+  const rows: Array<Record<string, unknown>> = [];
+  const anomalies: Anomaly[] = [];
+  const stopRows = await subscribe(Topics.features, (m) => {
+    if (m.key?.toString() !== node || !m.value) return;
+    for (const r of tableFromIPC(m.value).toArray())
+      rows.push(r.toJSON() as Record<string, unknown>);
+  });
+  const stopAnomalies = await subscribe(Topics.anomalies, (m) => {
+    const a = anomalySchema.parse(JSON.parse(m.value!.toString()));
+    if (a.node === node) anomalies.push(a);
+  });
+  return {
+    rows,
+    anomalies,
+    stop: async () => {
+      await stopRows();
+      await stopAnomalies();
+    },
+  };
 }
