@@ -231,7 +231,7 @@ export const DNS_FAMILY = defineFamily({
     },
   ],
   description:
-    'DNS over UDP and TCP port 53: each response matched to its query, with name, type, rcode, latency, server and the querying workload',
+    'DNS over UDP and TCP port 53: lookups per workload always (connects and sends to port 53); while on, each response matched to its query, with name, type, rcode, latency, server and the querying workload',
   agent: {
     metricPatterns: [
       [
