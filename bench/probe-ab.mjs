@@ -50,7 +50,9 @@ const ROUNDS = argNum('rounds', QUICK ? 2 : 6);
 const SECONDS = argNum('seconds', QUICK ? 2 : 5);
 const CONNS = argNum('conns', 2600);
 if (!REF) {
-  console.error('usage: node bench/probe-ab.mjs --ref REV [--object tcp] [--rounds=6] [--seconds=5]');
+  console.error(
+    'usage: node bench/probe-ab.mjs --ref REV [--object tcp] [--rounds=6] [--seconds=5]',
+  );
   process.exit(2);
 }
 
@@ -61,10 +63,14 @@ const addon = (await import(join(repoRoot, 'native', 'index.js'))).loadNative();
 const rev = execFileSync('git', ['-C', repoRoot, 'rev-parse', '--short', REF]).toString().trim();
 const tree = mkdtempSync(join(tmpdir(), 'tf-probe-ab-'));
 log(`building bpf/${OBJECT}.bpf.o at ${rev} in ${tree}`);
-execFileSync('git', ['-C', repoRoot, 'worktree', 'add', '--detach', tree, rev], { stdio: 'ignore' });
+execFileSync('git', ['-C', repoRoot, 'worktree', 'add', '--detach', tree, rev], {
+  stdio: 'ignore',
+});
 const cleanup = () => {
   try {
-    execFileSync('git', ['-C', repoRoot, 'worktree', 'remove', '--force', tree], { stdio: 'ignore' });
+    execFileSync('git', ['-C', repoRoot, 'worktree', 'remove', '--force', tree], {
+      stdio: 'ignore',
+    });
   } catch {
     rmSync(tree, { recursive: true, force: true });
   }

@@ -293,7 +293,8 @@ async function main() {
         ],
       },
       {
-        title: 'BPF programs under load (medians of the load windows; kernel.bpf_stats, its own timing included)',
+        title:
+          'BPF programs under load (medians of the load windows; kernel.bpf_stats, its own timing included)',
         head: ['program', 'runs/s', 'ns/run', '% of a core'],
         digits: 3,
         rows: programRows(b.windows.load),
