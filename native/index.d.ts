@@ -88,8 +88,11 @@ export interface BpfObject {
    * Every entry, read with get_next_key + lookup: `keys` and `values` are
    * `count` fixed-size records concatenated (keySize, and valueSize or, for
    * per-CPU maps, one 8-byte-aligned value per possible CPU as mapLookup).
-   * `delete`: remove each entry right after reading it (not for arrays). Not
-   * atomic: a kernel update between the lookup and the delete is lost.
+   * `delete`: remove each entry as it is read (not for arrays). Hash maps use
+   * the kernel's lookup-and-delete batch (each bucket copied and emptied under
+   * its lock): an update is lost only when it falls between a program's lookup
+   * of the entry and its write to it. Other maps (and kernels without the
+   * batch op) are walked: an update between the lookup and the delete is lost.
    * `max`: stop after this many entries (default: max_entries).
    */
   mapDump(

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
@@ -441,8 +442,53 @@ Napi::Value BpfObject::MapDump(const Napi::CallbackInfo& info) {
 		limit = size_t(max);
 
 	std::vector<uint8_t> keys, values;
-	std::vector<uint8_t> cur(ksz), next(ksz), value(vsz);
 	size_t count = 0;
+	// Hash maps are read with the kernel's batch ops, many entries per call. Emptied
+	// as they are read (lookup_and_delete_batch: each bucket copied and emptied under
+	// its lock), an update can only be lost in the few instructions between a
+	// program's lookup and its write, not in the microseconds between a lookup
+	// syscall and a delete syscall. Kernels or maps without them take the walk below.
+	const bool hash = type == BPF_MAP_TYPE_HASH || type == BPF_MAP_TYPE_PERCPU_HASH ||
+	                  type == BPF_MAP_TYPE_LRU_HASH || type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
+	if (hash && limit > 0) {
+		const size_t chunk = std::min<size_t>(limit, 4096);
+		std::vector<uint8_t> kbuf(ksz * chunk), vbuf(vsz * chunk);
+		uint32_t in_batch = 0, out_batch = 0;
+		bool first = true, batched = true;
+		LIBBPF_OPTS(bpf_map_batch_opts, opts);
+		while (count < limit) {
+			__u32 n = __u32(std::min(chunk, limit - count));
+			const int fd = bpf_map__fd(map);
+			void* in = first ? nullptr : &in_batch;
+			int berr = del ? bpf_map_lookup_and_delete_batch(fd, in, &out_batch, kbuf.data(), vbuf.data(), &n, &opts)
+			               : bpf_map_lookup_batch(fd, in, &out_batch, kbuf.data(), vbuf.data(), &n, &opts);
+			if (berr && berr != -ENOENT) {
+				if (first && (berr == -EINVAL || berr == -ENOTSUP || berr == -EOPNOTSUPP)) {
+					batched = false;  // not supported here: walk instead
+					break;
+				}
+				if (berr == -ENOSPC)
+					break;  // the next bucket holds more than `max` leaves room for
+				ThrowBpfError(env, Ctx("map", "", name), berr, "lookup_and_delete_batch");
+			}
+			keys.insert(keys.end(), kbuf.begin(), kbuf.begin() + ptrdiff_t(n * ksz));
+			values.insert(values.end(), vbuf.begin(), vbuf.begin() + ptrdiff_t(n * vsz));
+			count += n;
+			if (berr == -ENOENT)
+				break;  // the whole map was read
+			in_batch = out_batch;
+			first = false;
+		}
+		if (batched) {
+			Napi::Object out = Napi::Object::New(env);
+			out.Set("keys", Napi::Buffer<uint8_t>::Copy(env, keys.data(), keys.size()));
+			out.Set("values", Napi::Buffer<uint8_t>::Copy(env, values.data(), values.size()));
+			out.Set("count", Napi::Number::New(env, double(count)));
+			return out;
+		}
+	}
+
+	std::vector<uint8_t> cur(ksz), next(ksz), value(vsz);
 	int err = bpf_map__get_next_key(map, nullptr, cur.data(), ksz);
 	if (err && err != -ENOENT)
 		ThrowBpfError(env, Ctx("map", "", name), err, "get_next_key");

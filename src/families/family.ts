@@ -69,8 +69,9 @@ export interface FamilyRule {
 }
 
 /**
- * A kernel aggregation map that the node agent reads and empties every
- * interval, each entry becoming one record (src/ingest/summaries.ts).
+ * A kernel aggregation map of counters that the node agent reads every
+ * interval, each entry that grew becoming one record of its increase
+ * (src/ingest/summaries.ts: entries are not deleted while they move).
  */
 export interface FamilySummary {
   readonly map: string;

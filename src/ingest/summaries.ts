@@ -1,8 +1,17 @@
 /**
- * Heavy signals (syscall latency, run-queue latency) aggregate in kernel maps;
- * every interval user space reads and deletes the entries and turns each into
- * one summary record with the same header as kernel records. Which map, which
- * record and which field comes from where is the family's (FamilySummary).
+ * Heavy signals (syscall latency, run-queue latency, dns lookups) aggregate in
+ * kernel maps of counters; every interval user space reads them and turns each
+ * entry that moved into one summary record (its increase since the previous
+ * read) with the same header as kernel records. Which map, which record and
+ * which field comes from where is the family's (FamilySummary).
+ *
+ * Entries are not deleted as they are read: a program that has looked an entry
+ * up and is about to add to it would add to a deleted entry, and the count
+ * would be lost without a trace. The counters only grow; user space keeps the
+ * last value of each key and reports the difference. An entry that has not
+ * moved for IDLE_FLUSHES_BEFORE_DELETE reads is deleted so the map does not
+ * fill with workloads that are gone (a count landing in the microseconds
+ * between that read and the delete is the one loss left, on an idle key).
  */
 import type { RecordLayout } from '../wire/layout.js';
 import { writeRecordHeader } from '../wire/record-header.js';
@@ -54,10 +63,20 @@ export function summaryPlan(s: FamilySummary): Plan {
   return plan;
 }
 
+/** Reads in a row with no change before an entry is deleted from its map. */
+export const IDLE_FLUSHES_BEFORE_DELETE = 3;
+
+interface Seen {
+  value: Buffer;
+  idle: number;
+}
+/** Last values read, by object, then map, then key (hex). */
+const lastRead = new WeakMap<NativeBpfObject, Map<string, Map<string, Seen>>>();
+
 /**
- * Reads and deletes one aggregation map and encodes its entries as records.
- * `ktime` is CLOCK_MONOTONIC now (process.hrtime.bigint()), `intervalNs` the
- * time since the previous flush.
+ * Reads one aggregation map and encodes, for each entry that grew since the
+ * previous read, its increase as a record. `ktime` is CLOCK_MONOTONIC now
+ * (process.hrtime.bigint()), `intervalNs` the time since the previous flush.
  */
 export function flushSummaryMap(
   obj: NativeBpfObject,
@@ -67,27 +86,58 @@ export function flushSummaryMap(
   generation: number,
 ): SummaryBatch {
   const plan = summaryPlan(summary);
-  const dump = obj.mapDump(summary.map, { delete: true });
+  const dump = obj.mapDump(summary.map);
+  let maps = lastRead.get(obj);
+  if (!maps) lastRead.set(obj, (maps = new Map()));
+  const before = maps.get(summary.map) ?? new Map<string, Seen>();
+  const after = new Map<string, Seen>();
+  maps.set(summary.map, after);
   if (dump.count === 0) return { records: Buffer.alloc(0), count: 0 };
   const keySize = dump.keys.byteLength / dump.count;
   const valueSize = dump.values.byteLength / dump.count;
   if (keySize < plan.keySize)
     throw new Error(`${summary.map}: key size ${keySize}, expected ${plan.keySize}`);
-  if (valueSize < plan.valueSize)
-    throw new Error(`${summary.map}: value size ${valueSize}, expected ${plan.valueSize}`);
-  const { op, size } = summary.layout;
-  const out = Buffer.alloc(size * dump.count);
+  if (valueSize < plan.valueSize || valueSize % 8 !== 0)
+    throw new Error(
+      `${summary.map}: value size ${valueSize}, expected ${plan.valueSize} (u64 counters)`,
+    );
+
+  // Increases since the last read, u64 by u64; which entries moved.
+  const deltas = Buffer.alloc(valueSize * dump.count);
+  const moved: number[] = [];
   for (let i = 0; i < dump.count; i++) {
-    const o = i * size;
+    const key = dump.keys.subarray(i * keySize, (i + 1) * keySize);
+    const hex = key.toString('hex');
+    const value = dump.values.subarray(i * valueSize, (i + 1) * valueSize);
+    const prev = before.get(hex)?.value;
+    let grew = false;
+    for (let w = 0; w < valueSize; w += 8) {
+      const now = value.readBigUInt64LE(w);
+      const was = prev ? prev.readBigUInt64LE(w) : 0n;
+      // Lower than last time: the entry was deleted and made again since; all of it is new.
+      const d = now >= was ? now - was : now;
+      if (d !== 0n) grew = true;
+      deltas.writeBigUInt64LE(d, i * valueSize + w);
+    }
+    if (grew) moved.push(i);
+    const idle = grew ? 0 : (before.get(hex)?.idle ?? 0) + 1;
+    if (idle >= IDLE_FLUSHES_BEFORE_DELETE) obj.mapDelete(summary.map, key);
+    else after.set(hex, { value: Buffer.from(value), idle });
+  }
+
+  const { op, size } = summary.layout;
+  const out = Buffer.alloc(size * moved.length);
+  moved.forEach((i, n) => {
+    const o = n * size;
     writeRecordHeader(out, o, op, size, ktime, generation);
     for (const s of plan.steps) {
       if (s.from === 'interval') out.writeBigUInt64LE(intervalNs, o + s.to);
       else {
-        const src = s.from === 'key' ? dump.keys : dump.values;
+        const src = s.from === 'key' ? dump.keys : deltas;
         const base = i * (s.from === 'key' ? keySize : valueSize) + s.at;
         src.copy(out, o + s.to, base, base + s.size);
       }
     }
-  }
-  return { records: out, count: dump.count };
+  });
+  return { records: out, count: moved.length };
 }
