@@ -324,7 +324,7 @@ struct tf_dns_event {
  * socket, counted in the sending task's cgroup by the probe's cgroup/connect
  * and cgroup/sendmsg programs. They stay attached while the per-packet
  * programs are off, so every workload's lookup rate is known at the cost of
- * one program run per connect, not per packet. 40 bytes.
+ * one program run per connect, not per packet. 48 bytes.
  */
 struct tf_dns_lookups {
 	struct tf_event_header hdr;

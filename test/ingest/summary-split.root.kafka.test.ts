@@ -6,7 +6,7 @@
  * How the keys are made: 25 real cgroups (created here) times 400 real
  * syscall numbers are written into the loaded probe's kernel aggregation map
  * (syscall_stats) through the addon's mapUpdate, with real-shaped values
- * (struct tf_hist_value); the agent's real flush path then reads and deletes
+ * (struct tf_hist_value); the agent's real flush path then reads
  * the map, encodes the records and hands them to the native frame sink, which
  * frames and publishes them. Real syscalls of the host may add keys of their own.
  */
