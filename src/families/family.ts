@@ -163,6 +163,8 @@ export interface Family<
    * family is enabled or focused.
    */
   readonly alwaysAttached?: readonly string[];
+  /** Metrics those always-attached programs keep filling while the family is off. */
+  readonly steadyStateMetrics?: readonly string[];
 }
 
 /** Declares a family, keeping its literal names (for the registry's types). */

@@ -221,19 +221,40 @@ describe('tiered rules: every incident class', () => {
     expect(requestsFromAnomaly({ ...a, workload: '/t', cgroup_id: '77' }, shipped)).toHaveLength(1);
   });
 
-  it('steady-state triggers only: no shipped rule waits on a family that is off until it fires', () => {
+  it('steady-state triggers only: every shipped rule fires on a steady-state signal, or on a family such a rule turns on', () => {
+    const metrics = new AnomalyDetector().config.metrics;
+    // Collected with no rule in force: the families on by default, the cgroup rows, and
+    // what a family off by default still collects (dns: its lookup counter).
     const steady = new Set(
-      new AnomalyDetector().config.metrics
-        .filter((m) =>
-          [...FAMILIES.filter((f) => f.defaultEnabled).map((f) => f.name), 'cgroup'].includes(
-            m.probe,
-          ),
+      metrics
+        .filter(
+          (m) =>
+            [...FAMILIES.filter((f) => f.defaultEnabled).map((f) => f.name), 'cgroup'].includes(
+              m.probe,
+            ) || FAMILIES.find((f) => f.name === m.probe)?.steadyStateMetrics?.includes(m.metric),
         )
         .map((m) => m.metric),
     );
+    // A rule whose metrics are all reachable makes its family's metrics reachable too.
+    const reachable = new Set(steady);
+    const metricsOf = (r: (typeof shipped.rules)[number]) =>
+      typeof r.metric === 'string' ? [r.metric] : r.metric;
+    for (let grew = true; grew;) {
+      grew = false;
+      for (const r of shipped.rules) {
+        if (!metricsOf(r).every((m) => reachable.has(m))) continue;
+        for (const m of metrics.filter((x) => x.probe === r.probe))
+          if (!reachable.has(m.metric)) {
+            reachable.add(m.metric);
+            grew = true;
+          }
+      }
+    }
     for (const r of shipped.rules)
-      for (const m of typeof r.metric === 'string' ? [r.metric] : r.metric)
-        expect(steady.has(m), `${r.name}: ${m}`).toBe(true);
+      for (const m of metricsOf(r)) expect(reachable.has(m), `${r.name}: ${m}`).toBe(true);
+    // Steady state alone starts the dns tier: its lookups, not its failures.
+    expect(steady.has('dns_lookups')).toBe(true);
+    expect(steady.has('dns_failures')).toBe(false);
   });
 });
 

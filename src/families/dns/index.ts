@@ -283,6 +283,7 @@ export const DNS_FAMILY = defineFamily({
   /** Every program attaches to the cgroup v2 root: every workload's sockets. */
   attachToCgroupRoot: true,
   alwaysAttached: DNS_LOOKUP_PROGRAMS,
+  steadyStateMetrics: ['dns_lookups'],
   /** Every summary interval: queries unanswered for 5 s become TF_OP_DNS_TIMEOUT records. */
   flush: (obj, ktime) => collectDnsTimeouts(obj, ktime),
   /** bpf/events.h TF_DNS_* slots of tf_dns_counts (slot 0 counts stored queries, not a loss). */
