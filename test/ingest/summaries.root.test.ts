@@ -7,7 +7,6 @@
  * flush) lost about 1 in 300 here: a program that had looked an entry up added
  * to it after the delete.
  */
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadNative, type BpfObject } from '../../native/index.js';
