@@ -594,6 +594,7 @@ const CHANGE_METRICS = [
   'tcp_bytes_sent',
   'syscall_p99_ns',
   'runq_p99_ns',
+  'dns_lookups',
   'dns_failures',
   'dns_p99_ns',
 ];

@@ -118,7 +118,7 @@ export function printProbes(probes: ProbeStats[], format: OutputFormat): void {
         probes.map((p) => [
           p.probe,
           p.enabled ? 'yes' : 'no',
-          p.attached ? 'yes' : 'no',
+          p.attached ? 'yes' : p.always_attached?.length ? 'always-on only' : 'no',
           p.eventsPerSecond,
           p.bytesPerSecond ?? 0,
           p.events,

@@ -32,6 +32,8 @@ export interface ProbeState {
   description: string;
   enabled: boolean;
   attached: boolean;
+  /** Programs attached whatever the settings (FamilySpec.alwaysAttached), while attached. */
+  always_attached: string[];
   programIds: number[];
   generation: number;
   settings: ProbeSettings;
@@ -418,6 +420,9 @@ export class ProbeController {
       description: this.spec.description,
       enabled: this.settings.enabled,
       attached: programs.length > 0 && programs.every((p) => p.attached),
+      always_attached: programs
+        .filter((p) => p.attached && this.spec.alwaysAttached?.includes(p.name))
+        .map((p) => p.name),
       programIds: programs.map((p) => p.id),
       generation: this.generation,
       settings: this.settings,

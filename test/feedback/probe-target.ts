@@ -45,6 +45,7 @@ export class RecordingTarget implements ProbeTarget {
       description: name,
       enabled: s.settings.enabled,
       attached: s.settings.enabled,
+      always_attached: [],
       programIds: [],
       generation: s.generation,
       settings: s.settings,
