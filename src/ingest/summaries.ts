@@ -9,9 +9,10 @@
  * up and is about to add to it would add to a deleted entry, and the count
  * would be lost without a trace. The counters only grow; user space keeps the
  * last value of each key and reports the difference. An entry that has not
- * moved for IDLE_FLUSHES_BEFORE_DELETE reads is deleted so the map does not
- * fill with workloads that are gone (a count landing in the microseconds
- * between that read and the delete is the one loss left, on an idle key).
+ * moved for IDLE_FLUSHES_BEFORE_DELETE reads and IDLE_NS_BEFORE_DELETE is
+ * deleted so the map does not fill with workloads that are gone (a count
+ * landing in the microseconds between that read and the delete is the one
+ * loss left, on a key idle for 15 s).
  */
 import type { RecordLayout } from '../wire/layout.js';
 import { writeRecordHeader } from '../wire/record-header.js';
@@ -63,12 +64,16 @@ export function summaryPlan(s: FamilySummary): Plan {
   return plan;
 }
 
-/** Reads in a row with no change before an entry is deleted from its map. */
+/** An entry is deleted from its map after this many reads in a row with no change... */
 export const IDLE_FLUSHES_BEFORE_DELETE = 3;
+/** ...spanning at least this long (ns). */
+export const IDLE_NS_BEFORE_DELETE = 15_000_000_000n;
 
 interface Seen {
   value: Buffer;
   idle: number;
+  /** ktime of its last change. */
+  since: bigint;
 }
 /** Last values read, by object, then map, then key (hex). */
 const lastRead = new WeakMap<NativeBpfObject, Map<string, Map<string, Seen>>>();
@@ -84,6 +89,7 @@ export function flushSummaryMap(
   ktime: bigint,
   intervalNs: bigint,
   generation: number,
+  idleNs: bigint = IDLE_NS_BEFORE_DELETE,
 ): SummaryBatch {
   const plan = summaryPlan(summary);
   const dump = obj.mapDump(summary.map);
@@ -121,8 +127,10 @@ export function flushSummaryMap(
     }
     if (grew) moved.push(i);
     const idle = grew ? 0 : (before.get(hex)?.idle ?? 0) + 1;
-    if (idle >= IDLE_FLUSHES_BEFORE_DELETE) obj.mapDelete(summary.map, key);
-    else after.set(hex, { value: Buffer.from(value), idle });
+    const since = grew ? ktime : (before.get(hex)?.since ?? ktime);
+    if (idle >= IDLE_FLUSHES_BEFORE_DELETE && ktime - since >= idleNs)
+      obj.mapDelete(summary.map, key);
+    else after.set(hex, { value: Buffer.from(value), idle, since });
   }
 
   const { op, size } = summary.layout;

@@ -45,8 +45,9 @@ describe('summary flush under concurrent counting', () => {
     const N = 100_000;
     let counted = 0;
     let flushes = 0;
-    const flush = () => {
-      const b = flushSummaryMap(obj, summary, process.hrtime.bigint(), 1_000_000n, 1);
+    // idleNs: entries idle this long leave the map (the default, 15 s, while counting).
+    const flush = (idleNs?: bigint) => {
+      const b = flushSummaryMap(obj, summary, process.hrtime.bigint(), 1_000_000n, 1, idleNs);
       for (let i = 0; i < b.count; i++) {
         const o = i * DNS_LOOKUPS_LAYOUT.size;
         if (b.records.readBigUInt64LE(o + at.cgroup) === cg.id)
@@ -62,7 +63,7 @@ for i in range(${N}):
     s.close()
 `;
     const done = cg.run(`exec python3 -c '${py}'`);
-    const timer = setInterval(flush, 1);
+    const timer = setInterval(() => flush(), 1);
     const r = await done;
     clearInterval(timer);
     flush();
@@ -86,6 +87,10 @@ for i in range(${N}):
       flush();
       expect(counted).toBe(before);
     }
+    // Idle for 3 reads but not yet 15 s: kept.
+    expect(obj.mapLookup('tf_dns_lookups', key)).not.toBeNull();
+    await new Promise((r) => setTimeout(r, 20));
+    flush(10_000_000n); // idle 10 ms is enough here
     expect(obj.mapLookup('tf_dns_lookups', key)).toBeNull();
   }, 120_000);
 });
