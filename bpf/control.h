@@ -107,6 +107,36 @@ static __always_inline void tf_count_drop(enum tf_drop_reason reason)
 	tf_count(&tf_drops, TF_THIS_PROBE * TF_DROP_REASON_MAX + reason);
 }
 
+#ifndef EEXIST
+#define EEXIST 17
+#endif
+
+/*
+ * Adds 1 to the u64 counter at `key` of a hash map, making the entry when it
+ * is new (a racing CPU may make it first: then its entry is used). A full map
+ * is counted as TF_DROP_MAP_FULL.
+ */
+static __always_inline void tf_count_key(void *map, const void *key)
+{
+	__u64 one = 1, *n = bpf_map_lookup_elem(map, key);
+	long err;
+
+	if (n) {
+		__sync_fetch_and_add(n, 1);
+		return;
+	}
+	err = bpf_map_update_elem(map, key, &one, BPF_NOEXIST);
+	if (!err)
+		return;
+	if (err != -EEXIST) {
+		tf_count_drop(TF_DROP_MAP_FULL);
+		return;
+	}
+	n = bpf_map_lookup_elem(map, key);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
+
 /* The live config; NULL only if the map is broken (then emit nothing). */
 static __always_inline struct tf_probe_config *tf_config_get(void)
 {

@@ -43,9 +43,6 @@ _Static_assert(sizeof(struct tf_dns_event) == 240, "tf_dns_event is 240 bytes");
 #define TF_DNS_HDR_LEN 12
 /* Name bytes parsed in one load: the name's wire form is one byte longer than the dotted form. */
 #define TF_DNS_WIRE_LEN (TF_DNS_NAME_LEN + 1)
-#ifndef EEXIST
-#define EEXIST 17
-#endif
 /* Labels skipped one load each past the bound, to reach the question's type. */
 #define TF_DNS_SKIP_LABELS 16
 
@@ -530,8 +527,7 @@ int tf_dns_ingress(struct __sk_buff *skb)
 static __always_inline int tf_dns_lookup(struct bpf_sock_addr *ctx)
 {
 	struct tf_probe_config *c;
-	__u64 cgroup_id, one = 1, *n;
-	long err;
+	__u64 cgroup_id;
 
 	if (ctx->user_port != bpf_htons(TF_DNS_PORT))
 		return 1;
@@ -539,20 +535,7 @@ static __always_inline int tf_dns_lookup(struct bpf_sock_addr *ctx)
 	if (!c || tf_scope_rejects_current(c))
 		return 1;
 	cgroup_id = bpf_get_current_cgroup_id();
-	n = bpf_map_lookup_elem(&tf_dns_lookups, &cgroup_id);
-	if (n) {
-		__sync_fetch_and_add(n, 1);
-		return 1;
-	}
-	err = bpf_map_update_elem(&tf_dns_lookups, &cgroup_id, &one, BPF_NOEXIST);
-	if (err == -EEXIST) {
-		/* Another CPU made the entry first. */
-		n = bpf_map_lookup_elem(&tf_dns_lookups, &cgroup_id);
-		if (n)
-			__sync_fetch_and_add(n, 1);
-	} else if (err) {
-		tf_count_drop(TF_DROP_MAP_FULL);
-	}
+	tf_count_key(&tf_dns_lookups, &cgroup_id);
 	return 1;
 }
 

@@ -18,9 +18,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define TF_AGG_ENTRIES 16384
 #define TASK_RUNNING 0
-#ifndef EEXIST
-#define EEXIST 17
-#endif
 
 /* Kernels before 5.14 name the field `state` (and make it a long). */
 struct task_struct___o {

@@ -20,9 +20,6 @@ _Static_assert(sizeof(struct tf_hist_value) == 280, "tf_hist_value is 280 bytes"
 
 #define TF_AGG_ENTRIES 16384
 #define MAX_ERRNO 4095
-#ifndef EEXIST
-#define EEXIST 17
-#endif
 
 /* Per-thread entry state; lives and dies with the task, so exit_group() leaks nothing. */
 struct syscall_start {
@@ -77,24 +74,8 @@ static __always_inline struct tf_hist_value *stats_get(const struct tf_syscall_k
 static __always_inline void errno_count(__u64 cgroup_id, __u32 nr, __u32 err)
 {
 	struct tf_errno_key key = { .cgroup_id = cgroup_id, .syscall_nr = nr, .err = err };
-	__u64 one = 1, *cnt;
-	long ret;
 
-	cnt = bpf_map_lookup_elem(&syscall_errno, &key);
-	if (cnt) {
-		__sync_fetch_and_add(cnt, 1);
-		return;
-	}
-	ret = bpf_map_update_elem(&syscall_errno, &key, &one, BPF_NOEXIST);
-	if (!ret)
-		return;
-	if (ret != -EEXIST) {
-		tf_count_drop(TF_DROP_MAP_FULL);
-		return;
-	}
-	cnt = bpf_map_lookup_elem(&syscall_errno, &key);
-	if (cnt)
-		__sync_fetch_and_add(cnt, 1);
+	tf_count_key(&syscall_errno, &key);
 }
 
 static __always_inline void emit_slow(const struct tf_probe_config *c, const struct tf_eff *eff,
