@@ -443,6 +443,13 @@ Napi::Value BpfObject::MapDump(const Napi::CallbackInfo& info) {
 
 	std::vector<uint8_t> keys, values;
 	size_t count = 0;
+	auto result = [&]() {
+		Napi::Object out = Napi::Object::New(env);
+		out.Set("keys", Napi::Buffer<uint8_t>::Copy(env, keys.data(), keys.size()));
+		out.Set("values", Napi::Buffer<uint8_t>::Copy(env, values.data(), values.size()));
+		out.Set("count", Napi::Number::New(env, double(count)));
+		return out;
+	};
 	// Hash maps are read with the kernel's batch ops, many entries per call. Emptied
 	// as they are read (lookup_and_delete_batch: each bucket copied and emptied under
 	// its lock), an update can only be lost in the few instructions between a
@@ -456,9 +463,9 @@ Napi::Value BpfObject::MapDump(const Napi::CallbackInfo& info) {
 		uint32_t in_batch = 0, out_batch = 0;
 		bool first = true, batched = true;
 		LIBBPF_OPTS(bpf_map_batch_opts, opts);
+		const int fd = bpf_map__fd(map);
 		while (count < limit) {
 			__u32 n = __u32(std::min(chunk, limit - count));
-			const int fd = bpf_map__fd(map);
 			void* in = first ? nullptr : &in_batch;
 			int berr = del ? bpf_map_lookup_and_delete_batch(fd, in, &out_batch, kbuf.data(), vbuf.data(), &n, &opts)
 			               : bpf_map_lookup_batch(fd, in, &out_batch, kbuf.data(), vbuf.data(), &n, &opts);
@@ -469,7 +476,7 @@ Napi::Value BpfObject::MapDump(const Napi::CallbackInfo& info) {
 				}
 				if (berr == -ENOSPC)
 					break;  // the next bucket holds more than `max` leaves room for
-				ThrowBpfError(env, Ctx("map", "", name), berr, "lookup_and_delete_batch");
+				ThrowBpfError(env, Ctx("map", "", name), berr, del ? "lookup_and_delete_batch" : "lookup_batch");
 			}
 			keys.insert(keys.end(), kbuf.begin(), kbuf.begin() + ptrdiff_t(n * ksz));
 			values.insert(values.end(), vbuf.begin(), vbuf.begin() + ptrdiff_t(n * vsz));
@@ -479,13 +486,8 @@ Napi::Value BpfObject::MapDump(const Napi::CallbackInfo& info) {
 			in_batch = out_batch;
 			first = false;
 		}
-		if (batched) {
-			Napi::Object out = Napi::Object::New(env);
-			out.Set("keys", Napi::Buffer<uint8_t>::Copy(env, keys.data(), keys.size()));
-			out.Set("values", Napi::Buffer<uint8_t>::Copy(env, values.data(), values.size()));
-			out.Set("count", Napi::Number::New(env, double(count)));
-			return out;
-		}
+		if (batched)
+			return result();
 	}
 
 	std::vector<uint8_t> cur(ksz), next(ksz), value(vsz);
@@ -517,11 +519,7 @@ Napi::Value BpfObject::MapDump(const Napi::CallbackInfo& info) {
 		cur.swap(next);
 	}
 
-	Napi::Object out = Napi::Object::New(env);
-	out.Set("keys", Napi::Buffer<uint8_t>::Copy(env, keys.data(), keys.size()));
-	out.Set("values", Napi::Buffer<uint8_t>::Copy(env, values.data(), values.size()));
-	out.Set("count", Napi::Number::New(env, double(count)));
-	return out;
+	return result();
 }
 
 Napi::Value BpfObject::SumPercpuCounters(const Napi::CallbackInfo& info) {

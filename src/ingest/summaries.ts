@@ -9,10 +9,9 @@
  * up and is about to add to it would add to a deleted entry, and the count
  * would be lost without a trace. The counters only grow; user space keeps the
  * last value of each key and reports the difference. An entry that has not
- * moved for IDLE_FLUSHES_BEFORE_DELETE reads and IDLE_NS_BEFORE_DELETE is
- * deleted so the map does not fill with workloads that are gone (a count
- * landing in the microseconds between that read and the delete is the one
- * loss left, on a key idle for 15 s).
+ * moved for IDLE_NS_BEFORE_DELETE is deleted so the map does not fill with
+ * workloads that are gone (a count landing in the microseconds between that
+ * read and the delete is the one loss left, on a key idle for 15 s).
  */
 import type { RecordLayout } from '../wire/layout.js';
 import { writeRecordHeader } from '../wire/record-header.js';
@@ -64,19 +63,40 @@ export function summaryPlan(s: FamilySummary): Plan {
   return plan;
 }
 
-/** An entry is deleted from its map after this many reads in a row with no change... */
-export const IDLE_FLUSHES_BEFORE_DELETE = 3;
-/** ...spanning at least this long (ns). */
+/** An entry unchanged for this long (ns) is deleted from its map. */
 export const IDLE_NS_BEFORE_DELETE = 15_000_000_000n;
 
 interface Seen {
+  /** Its value at the last read (a view of that read's dump). */
   value: Buffer;
-  idle: number;
   /** ktime of its last change. */
   since: bigint;
 }
 /** Last values read, by object, then map, then key (hex). */
 const lastRead = new WeakMap<NativeBpfObject, Map<string, Map<string, Seen>>>();
+
+const TWO32 = 2 ** 32;
+
+/**
+ * out[at..] = value - prev, u64 by u64 (each as two u32 with a borrow, no BigInt);
+ * the whole value when there is no prev or a counter went down (the entry was
+ * deleted and made again since: all of it is new).
+ */
+function subtractCounters(out: Buffer, at: number, value: Buffer, prev?: Buffer): void {
+  if (prev) {
+    for (let w = 0; w < value.length; w += 8) {
+      let lo = value.readUInt32LE(w) - prev.readUInt32LE(w);
+      const borrow = lo < 0 ? 1 : 0;
+      const hi = value.readUInt32LE(w + 4) - prev.readUInt32LE(w + 4) - borrow;
+      if (hi < 0) return void value.copy(out, at);
+      if (borrow) lo += TWO32;
+      out.writeUInt32LE(lo, at + w);
+      out.writeUInt32LE(hi, at + w + 4);
+    }
+    return;
+  }
+  value.copy(out, at);
+}
 
 /**
  * Reads one aggregation map and encodes, for each entry that grew since the
@@ -108,29 +128,22 @@ export function flushSummaryMap(
       `${summary.map}: value size ${valueSize}, expected ${plan.valueSize} (u64 counters)`,
     );
 
-  // Increases since the last read, u64 by u64; which entries moved.
+  // Increases since the last read; which entries moved.
   const deltas = Buffer.alloc(valueSize * dump.count);
   const moved: number[] = [];
   for (let i = 0; i < dump.count; i++) {
     const key = dump.keys.subarray(i * keySize, (i + 1) * keySize);
     const hex = key.toString('hex');
     const value = dump.values.subarray(i * valueSize, (i + 1) * valueSize);
-    const prev = before.get(hex)?.value;
-    let grew = false;
-    for (let w = 0; w < valueSize; w += 8) {
-      const now = value.readBigUInt64LE(w);
-      const was = prev ? prev.readBigUInt64LE(w) : 0n;
-      // Lower than last time: the entry was deleted and made again since; all of it is new.
-      const d = now >= was ? now - was : now;
-      if (d !== 0n) grew = true;
-      deltas.writeBigUInt64LE(d, i * valueSize + w);
+    const seen = before.get(hex);
+    if (seen && value.equals(seen.value)) {
+      if (ktime - seen.since >= idleNs) obj.mapDelete(summary.map, key);
+      else after.set(hex, { value, since: seen.since });
+      continue;
     }
-    if (grew) moved.push(i);
-    const idle = grew ? 0 : (before.get(hex)?.idle ?? 0) + 1;
-    const since = grew ? ktime : (before.get(hex)?.since ?? ktime);
-    if (idle >= IDLE_FLUSHES_BEFORE_DELETE && ktime - since >= idleNs)
-      obj.mapDelete(summary.map, key);
-    else after.set(hex, { value: Buffer.from(value), idle, since });
+    subtractCounters(deltas, i * valueSize, value, seen?.value);
+    moved.push(i);
+    after.set(hex, { value, since: ktime });
   }
 
   const { op, size } = summary.layout;
