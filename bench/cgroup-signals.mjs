@@ -24,12 +24,20 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, rmdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { QUICK, args, argNum, log, machine, median, repoRoot, report } from './lib/common.mjs';
+import {
+  QUICK,
+  args,
+  argNum,
+  argStr,
+  log,
+  machine,
+  median,
+  repoRoot,
+  report,
+} from './lib/common.mjs';
 
 const REPS = argNum('reps', QUICK ? 5 : 20);
-const COUNTS = (process.argv.find((a) => a.startsWith('--counts='))?.slice(9) ?? '50,200,500')
-  .split(',')
-  .map(Number);
+const COUNTS = argStr('counts', '50,200,500').split(',').map(Number);
 const INTERVAL_S = 5;
 const DISCOVER_EVERY = 6;
 const PROCS = args.has('--procs');

@@ -16,7 +16,7 @@
 //   - 'lookup counter': UDP connect() calls to port 53 and to a high port
 //     (cgroup/connect4, the part of dns that runs while the family is off).
 //
-// usage: sudo node bench/dns-cost.mjs [--json] [--quick] [--packets N] [--queries N] [--connects N]
+// usage: sudo node bench/dns-cost.mjs [--json] [--quick] [--packets=N] [--queries=N] [--connects=N]
 
 import { createSocket } from 'node:dgram';
 import { join } from 'node:path';
@@ -37,8 +37,8 @@ import {
   u32,
 } from './lib/common.mjs';
 
-const PACKETS = argNum('--packets', QUICK ? 20_000 : 200_000);
-const QUERIES = argNum('--queries', QUICK ? 2_000 : 20_000);
+const PACKETS = argNum('packets', QUICK ? 20_000 : 200_000);
+const QUERIES = argNum('queries', QUICK ? 2_000 : 20_000);
 
 ensureBuilt();
 const addon = (await import(join(repoRoot, 'native', 'index.js'))).loadNative();
@@ -145,7 +145,7 @@ const dns = phase(s0, bpfProgStats());
 
 // Phase 3: the lookup counter (cgroup/connect4): UDP connect() to port 53 (counted)
 // and to a high port (returned at the port check).
-const CONNECTS = argNum('--connects', QUICK ? 2_000 : 20_000);
+const CONNECTS = argNum('connects', QUICK ? 2_000 : 20_000);
 async function connects(port) {
   const before = bpfProgStats();
   for (let i = 0; i < CONNECTS; i += 64) {

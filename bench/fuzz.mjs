@@ -15,13 +15,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
-import { JSON_OUT, QUICK, argNum, log, renderTable, repoRoot } from './lib/common.mjs';
+import { JSON_OUT, QUICK, argNum, argStr, log, renderTable, repoRoot } from './lib/common.mjs';
 import { fuzzTargets, pythonDriverInput, pythonFrameCases } from './lib/fuzz-targets.mjs';
 
 const CASES = argNum('cases', QUICK ? 20_000 : 1_000_000);
 const SEED = argNum('seed', Date.now() % 2 ** 31);
-const onlyArg = process.argv.find((a) => a.startsWith('--only='));
-const ONLY = onlyArg ? onlyArg.slice('--only='.length) : '';
+const ONLY = argStr('only', '');
 
 // A stale dist/ would fuzz old code.
 execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: repoRoot, stdio: 'inherit' });

@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import {
   QUICK,
   argNum,
+  argStr,
   bpfDelta,
   bpfProgStats,
   cpuCount,
@@ -40,8 +41,7 @@ import {
 
 const ROUNDS = argNum('rounds', QUICK ? 2 : 5);
 const CALLS = argNum('calls', QUICK ? 500_000 : 2_000_000);
-const baselineArg = process.argv.find((a) => a.startsWith('--baseline-object='));
-const BASELINE = baselineArg ? baselineArg.slice('--baseline-object='.length) : undefined;
+const BASELINE = argStr('baseline-object');
 
 async function main() {
   ensureBuilt();

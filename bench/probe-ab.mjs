@@ -12,7 +12,7 @@
 // The older build is made here: `git worktree add` of --ref in a temporary
 // directory and `make -C bpf` there (needs nothing from an earlier run).
 //
-// usage: sudo node bench/probe-ab.mjs --ref REV [--object tcp] [--rounds=6] [--seconds=5] [--conns=2600] [--json]
+// usage: sudo node bench/probe-ab.mjs --ref=REV [--object=tcp] [--rounds=6] [--seconds=5] [--conns=2600] [--json]
 
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import {
   QUICK,
   argNum,
+  argStr,
   benchBuild,
   bpfDelta,
   bpfProgStats,
@@ -37,21 +38,14 @@ import {
   u32,
 } from './lib/common.mjs';
 
-function argStr(name, dflt) {
-  const i = process.argv.indexOf(name);
-  if (i >= 0 && process.argv[i + 1]) return process.argv[i + 1];
-  const eq = process.argv.find((a) => a.startsWith(`${name}=`));
-  return eq ? eq.slice(name.length + 1) : dflt;
-}
-
-const REF = argStr('--ref');
-const OBJECT = argStr('--object', 'tcp');
+const REF = argStr('ref');
+const OBJECT = argStr('object', 'tcp');
 const ROUNDS = argNum('rounds', QUICK ? 2 : 6);
 const SECONDS = argNum('seconds', QUICK ? 2 : 5);
 const CONNS = argNum('conns', 2600);
 if (!REF) {
   console.error(
-    'usage: node bench/probe-ab.mjs --ref REV [--object tcp] [--rounds=6] [--seconds=5]',
+    'usage: node bench/probe-ab.mjs --ref=REV [--object=tcp] [--rounds=6] [--seconds=5]',
   );
   process.exit(2);
 }

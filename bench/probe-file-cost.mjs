@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import {
   QUICK,
   argNum,
+  argStr,
   bpfDelta,
   bpfProgStats,
   cpuCount,
@@ -40,8 +41,7 @@ import {
 
 const ROUNDS = argNum('rounds', QUICK ? 3 : 7);
 const CALLS = argNum('calls', QUICK ? 50_000 : 200_000);
-const objArg = process.argv.find((a) => a.startsWith('--object='));
-const OBJECT = objArg ? objArg.slice('--object='.length) : join(repoRoot, 'bpf/.output/file.bpf.o');
+const OBJECT = argStr('object', join(repoRoot, 'bpf/.output/file.bpf.o'));
 
 async function main() {
   ensureBuilt();

@@ -19,10 +19,16 @@ export const args = new Set(process.argv.slice(2));
 export const JSON_OUT = args.has('--json');
 export const QUICK = args.has('--quick');
 
-/** `--name=value` from argv, else the default. */
-export function argNum(name, dflt) {
+/** `--name=value` from argv as a string, else the default. */
+export function argStr(name, dflt) {
   const a = process.argv.find((x) => x.startsWith(`--${name}=`));
-  return a ? Number(a.slice(name.length + 3)) : dflt;
+  return a ? a.slice(name.length + 3) : dflt;
+}
+
+/** `--name=value` from argv as a number, else the default. */
+export function argNum(name, dflt) {
+  const a = argStr(name);
+  return a === undefined ? dflt : Number(a);
 }
 
 /** Progress lines go to stderr so stdout stays a table (or JSON). */
